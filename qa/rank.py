@@ -1,0 +1,140 @@
+"""Choosing the answer sentences from retrieved passages.
+
+Every sentence of the top passages is scored against the question from three kinds of evidence:
+its own embedding's similarity to the question, its own lexical (BM25) match, and the retrieval score
+of the passages it sits in (a sentence inherits support from its context). The features are combined
+linearly with weights from :class:`qa.config.Settings`; a separate confidence decides abstention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qa.index import CorpusIndex
+from qa.retrieve import Ranking
+from qa.types import AnswerSentence, Citation
+
+# A sentence opening with one of these usually needs the previous one to be understood.
+_LEANING_OPENERS = ("they ", "he ", "she ", "it ", "this ", "these ", "that ", "those ", "his ", "her ", "their ")
+
+
+@dataclass(frozen=True)
+class Weights:
+    dense: float
+    lexical: float
+    passage: float
+    heading_penalty: float
+
+
+@dataclass(frozen=True)
+class ScoredSentences:
+    ids: np.ndarray  # global sentence ids, best first
+    scores: np.ndarray  # combined score, same order
+    dense: np.ndarray  # raw cosine to the question (0 when not used)
+    coverage: np.ndarray  # idf-weighted share of the question's terms the sentence contains
+
+
+def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sentences of the ``depth`` best passages, with each sentence's best passage score scaled to [0, 1]."""
+    best: dict[int, float] = {}
+    top = float(passages.scores[0]) if len(passages) else 1.0
+    for pid, score in zip(passages.ids[:depth].tolist(), passages.scores[:depth].tolist()):
+        rel = score / top if top > 0 else 0.0
+        for sid in index.passages[pid].sentence_ids:
+            if rel > best.get(sid, -1.0):
+                best[sid] = rel
+    ids = np.fromiter(best.keys(), dtype=np.int64, count=len(best))
+    return ids, np.fromiter(best.values(), dtype=np.float32, count=len(best))
+
+
+def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarray) -> np.ndarray:
+    """Share of the query's idf mass that each sentence contains; 0 for a query with no known terms."""
+    bm = index.bm25_sentences
+    uniq = list(dict.fromkeys(terms))
+    idf = np.array([max(bm.idf.get(t, 0.0), 0.0) for t in uniq], dtype=np.float32)
+    total = float(idf.sum())
+    if total <= 0 or not len(sentence_ids):
+        return np.zeros(len(sentence_ids), dtype=np.float32)
+    present = np.array([[t in bm.doc_freqs[sid] for t in uniq] for sid in sentence_ids.tolist()], dtype=np.float32)
+    return present @ idf / total
+
+
+def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str],
+                    query_vector: np.ndarray | None, weights: Weights) -> ScoredSentences:
+    if not len(ids):
+        z = np.zeros(0, dtype=np.float32)
+        return ScoredSentences(ids, z, z, z)
+    dense = (np.asarray(index.sentence_vectors[ids]) @ query_vector.astype(np.float32)
+             if query_vector is not None else np.zeros(len(ids), dtype=np.float32))
+    lexical = np.asarray(index.bm25_sentences.get_batch_scores(terms, ids.tolist()), dtype=np.float32) \
+        if terms else np.zeros(len(ids), dtype=np.float32)
+    lex_max = float(lexical.max()) if len(lexical) else 0.0
+    lexical_rel = lexical / lex_max if lex_max > 0 else lexical
+    coverage = query_coverage(index, terms, ids)
+    is_heading = np.array([index.sentences[i].kind != "body" for i in ids.tolist()], dtype=np.float32)
+    combined = (weights.dense * dense + weights.lexical * lexical_rel + weights.passage * passage_rel
+                - weights.heading_penalty * is_heading)
+    order = np.lexsort((ids, -combined))
+    return ScoredSentences(ids[order], combined[order], dense[order], coverage[order])
+
+
+def confidence(scored: ScoredSentences, uses_dense: bool) -> float:
+    """How sure we are that the best sentence answers: high only if meaning and words both agree."""
+    if not len(scored.ids):
+        return 0.0
+    cov = float(scored.coverage[0])
+    if not uses_dense:
+        return cov
+    return 0.5 * float(scored.dense[0]) + 0.5 * cov
+
+
+def group_duplicates(index: CorpusIndex, ids: np.ndarray, top_k: int, threshold: float) -> list[list[int]]:
+    """The first ``top_k`` groups of sentences, in rank order, merging sentences that say the same thing.
+
+    A sentence whose embedding is within ``threshold`` cosine of an earlier group's head joins that group
+    (typically the same fact reported by two articles) instead of taking a rank of its own.
+    """
+    groups: list[list[int]] = []
+    heads: list[np.ndarray] = []
+    for sid in ids.tolist():
+        vec = np.asarray(index.sentence_vectors[sid])
+        for group, head in zip(groups, heads):
+            if float(vec @ head) >= threshold:
+                group.append(sid)
+                break
+        else:
+            if len(groups) == top_k:
+                continue  # only lower-ranked duplicates of the kept groups are still of use
+            groups.append([sid])
+            heads.append(vec)
+    return groups
+
+
+def citation(index: CorpusIndex, sid: int) -> Citation:
+    s = index.sentences[sid]
+    return Citation(s.doc_id, index.documents[s.doc_id].title, s.index, s.start, s.end)
+
+
+def leaning_context(index: CorpusIndex, sid: int) -> str | None:
+    """The previous sentence, when this one opens with a pronoun that points back to it."""
+    s = index.sentences[sid]
+    if s.index == 0 or not s.text.lower().startswith(_LEANING_OPENERS):
+        return None
+    prev = index.sentences[sid - 1]
+    return prev.text if prev.doc_id == s.doc_id else None
+
+
+def to_answer_sentences(index: CorpusIndex, scored: ScoredSentences, groups: list[list[int]]) -> list[AnswerSentence]:
+    score_of = dict(zip(scored.ids.tolist(), scored.scores.tolist()))
+    out = []
+    for head, *rest in groups:
+        out.append(AnswerSentence(
+            text=index.sentences[head].text,
+            citation=citation(index, head),
+            score=score_of[head],
+            also_in=[citation(index, sid) for sid in rest],
+            context=leaning_context(index, head),
+        ))
+    return out

@@ -1,0 +1,101 @@
+"""The data that flows through the pipeline.
+
+Everything a user sees is anchored in a :class:`Document`'s raw text by character offsets, so any
+answer can be checked by slicing the original file: ``doc.raw[s.start:s.end] == s.text``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+SentenceKind = Literal["title", "heading", "body"]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    doc_id: str  # the file name: stable, human-checkable
+    title: str
+    raw: str  # the file's text exactly as read; never modified
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    doc_id: str
+    index: int  # position among the document's sentences
+    start: int  # offsets into Document.raw
+    end: int
+    text: str
+    kind: SentenceKind = "body"
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A window of consecutive sentences of one document: the unit both retrievers index."""
+
+    passage_id: int
+    doc_id: str
+    sentence_ids: tuple[int, ...]  # global sentence ids (positions in the index's sentence list)
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    doc_id: str
+    title: str
+    sentence_index: int
+    start: int
+    end: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class AnswerSentence:
+    text: str
+    citation: Citation
+    score: float
+    also_in: list[Citation] = field(default_factory=list)  # the same statement in other places
+    context: str | None = None  # the previous sentence, when this one leans on it ("They said…")
+
+    def to_dict(self) -> dict:
+        c = self.citation
+        out = {
+            "text": self.text,
+            "doc_id": c.doc_id,
+            "title": c.title,
+            "sentence_index": c.sentence_index,
+            "start": c.start,
+            "end": c.end,
+            "score": round(float(self.score), 6),
+            "also_in": [a.to_dict() for a in self.also_in],
+        }
+        if self.context is not None:
+            out["context"] = self.context
+        return out
+
+
+@dataclass(slots=True)
+class Answer:
+    question: str
+    answered: bool
+    sentences: list[AnswerSentence]
+    retriever: str
+    confidence: float = 0.0
+    understood_as: str | None = None  # how a follow-up was read, when history changed the query
+    message: str | None = None  # e.g. "not found in the corpus"
+
+    def to_dict(self) -> dict:
+        out = {
+            "question": self.question,
+            "answered": self.answered,
+            "sentences": [s.to_dict() for s in self.sentences],
+            "retriever": self.retriever,
+            "confidence": round(float(self.confidence), 6),
+        }
+        if self.understood_as is not None:
+            out["understood_as"] = self.understood_as
+        if self.message is not None:
+            out["message"] = self.message
+        return out
