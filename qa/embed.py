@@ -15,11 +15,16 @@ class Encoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer  # heavy: only when encoding is needed
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
         self.model_path = Path(model_path)
         self.batch_size = batch_size
         self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dim_of())
         self.name = self.model_path.name if self.model_path.name != "model" else self.model_path.parent.name
 
     def encode(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
