@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,18 @@ RETRIEVERS = ("hybrid", "bm25", "dense")
 
 class InvalidQuestion(ValueError):
     pass
+
+
+@dataclass
+class Query:
+    """A question as the retrievers see it. ``text``/``terms``/``vector`` may differ from the question itself
+    when a conversation's history was used to understand it; ``understood_as`` then says how."""
+
+    question: str
+    text: str
+    terms: list[str]
+    vector: np.ndarray | None
+    understood_as: str | None = None
 
 
 def model_id(path: Path) -> str:
@@ -105,27 +118,32 @@ class Engine:
 
     def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None) -> Answer:
         question = validate_question(question)
-        s = self.settings
-        top_k = top_k or s.top_k
-        mode = retriever or s.retriever
+        mode = retriever or self.settings.retriever
         if mode not in RETRIEVERS:
             raise InvalidQuestion(f"unknown retriever {mode!r}: choose one of {', '.join(RETRIEVERS)}")
-        terms = self.index.analyzer.terms(question)
-        uses_dense = mode != "bm25"
-        qvec = self.encode_query(question) if uses_dense else None
+        query = Query(question=question, text=question, terms=self.index.analyzer.terms(question),
+                      vector=self.encode_query(question) if mode != "bm25" else None)
+        return self.answer(query, top_k=top_k or self.settings.top_k, mode=mode)
 
-        passages = retrieve.retrieve(self.index, terms, qvec, mode=mode, depth=s.candidate_passages,
+    def answer(self, query: Query, *, top_k: int, mode: str) -> Answer:
+        """Retrieve, score and select sentences for an already analysed query."""
+        s = self.settings
+        uses_dense = mode != "bm25"
+        passages = retrieve.retrieve(self.index, query.terms, query.vector, mode=mode, depth=s.candidate_passages,
                                      fusion=s.fusion, rrf_k=s.rrf_k)
         ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
         weights = rank.Weights(dense=s.w_dense if uses_dense else 0.0,
                                lexical=s.w_lexical if mode != "dense" else 0.0,
                                passage=s.w_passage, heading_penalty=s.heading_penalty)
-        scored = rank.score_sentences(self.index, ids, passage_rel, terms, qvec, weights)
+        scored = rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights)
         conf = rank.confidence(scored, uses_dense)
+        understood = query.understood_as
         if conf < s.abstain_threshold:
-            return Answer(question, False, [], mode, confidence=conf, message=NOT_FOUND)
+            return Answer(query.question, False, [], mode, confidence=conf, understood_as=understood,
+                          message=NOT_FOUND)
         groups = rank.group_duplicates(self.index, scored.ids, top_k, s.duplicate_threshold)
-        return Answer(question, True, rank.to_answer_sentences(self.index, scored, groups), mode, confidence=conf)
+        return Answer(query.question, True, rank.to_answer_sentences(self.index, scored, groups), mode,
+                      confidence=conf, understood_as=understood)
 
     # -- the corpus -------------------------------------------------------------------------------
 
