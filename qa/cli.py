@@ -85,6 +85,9 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="print the answer object as JSON")] = False,
     corpus: CorpusOpt = None,
     index_root: IndexOpt = None,
+    conversation: Annotated[Optional[str], typer.Option(
+        "--conversation", "-c", help="continue the conversation NAME (created when missing): "
+                                     "follow-ups are read with its earlier turns")] = None,
 ) -> None:
     """Answer a question with cited source sentences."""
     from qa.engine import RETRIEVERS, InvalidQuestion, validate_question
@@ -93,10 +96,14 @@ def ask(
         fail(f"unknown retriever {retriever!r}: choose one of {', '.join(RETRIEVERS)}")
     try:
         validate_question(question)
-    except InvalidQuestion as exc:
+        if conversation is not None:
+            from qa.conversation import validate_id
+
+            validate_id(conversation)
+    except (InvalidQuestion, ValueError) as exc:  # ValueError: an unusable conversation name
         fail(str(exc))
     engine = open_engine(settings_from(corpus, index_root), quiet=as_json)
-    answer = engine.ask(question, top_k=top_k, retriever=retriever)
+    answer = engine.ask(question, top_k=top_k, retriever=retriever, conversation_id=conversation, create_missing=True)
     if as_json:
         sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
@@ -123,6 +130,146 @@ def print_answer(answer: Answer) -> None:
                         f"{cite.sentence_index} · chars {cite.start}–{cite.end}", style="cyan")
         out.print(Panel(body, title=f"{rank}  score {s.score:.3f}", title_align="left",
                         border_style="green" if rank == 1 else "blue"))
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[str, typer.Option(help="seeds (the gold set in eval/) | squad-v2-dev (shared data)")] = "seeds",
+    split: Annotated[str, typer.Option(help="all | tune | test")] = "all",
+    retriever: Annotated[Optional[list[str]], typer.Option(help="repeat to choose; default: all three")] = None,
+    http: Annotated[Optional[str], typer.Option(help="evaluate a running server at this URL instead")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N questions (smoke runs)")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="report folder")] = Path("eval/reports"),
+    gold: Annotated[Path, typer.Option(help="gold questions (seeds)")] = Path("eval/gold.jsonl"),
+    corpus: CorpusOpt = None,
+    index_root: IndexOpt = None,
+) -> None:
+    """Measure answer quality, abstention, citation integrity and latency on a gold set."""
+    import datetime
+
+    from qa import evaluate
+    from qa.datasets import GoldError, load_gold, load_squad
+    from qa.engine import RETRIEVERS
+    from qa.ingest import load_corpus
+
+    modes = retriever or list(RETRIEVERS)
+    if bad := [m for m in modes if m not in RETRIEVERS]:
+        fail(f"unknown retriever {bad[0]!r}: choose from {', '.join(RETRIEVERS)}")
+    if split not in ("all", "tune", "test"):
+        fail(f"unknown split {split!r}: choose all, tune or test")
+    settings = settings_from(corpus, index_root)
+    try:
+        if dataset == "seeds":
+            data = load_gold(gold, load_corpus(settings.corpus_dir), gold.with_name("conversations.jsonl"))
+        elif dataset == "squad-v2-dev":
+            data = load_squad(settings.shared_data_dir)
+            settings = settings.model_copy(update={"index_name": "squad-v2-dev"})
+        else:
+            fail(f"unknown dataset {dataset!r}: choose seeds or squad-v2-dev")
+    except (GoldError, FileNotFoundError) as exc:
+        fail(str(exc))
+    data = data.select(split)
+    if limit:
+        data.questions = data.questions[:limit]
+    if http:
+        runner = evaluate.HttpRunner(http)
+    else:
+        from qa.engine import Engine
+
+        err.print(f"[dim]opening the {data.name} index…[/dim]")
+        engine = Engine.open(settings, documents=data.documents, layout=data.layout,
+                             on_rebuild=lambda why: err.print(f"[dim]building the {data.name} index ({why})…[/dim]"))
+        runner = evaluate.EngineRunner(engine)
+    report = evaluate.evaluate_dataset(data, runner, modes)
+    report["meta"] = {
+        "date": datetime.date.today().isoformat(), "split": split, "questions": len(data.questions),
+        "via": http or "in-process engine", "passage_size": settings.passage_size,
+        "passage_overlap": settings.passage_overlap, "fusion": settings.fusion,
+        "abstain_threshold": settings.abstain_threshold,
+        "command": "qa " + " ".join(sys.argv[1:]),
+    }
+    stem = f"{data.name}-{datetime.date.today().isoformat()}" + ("" if split == "all" else f"-{split}")
+    paths = evaluate.write_report(report, out_dir, stem)
+    out.print(evaluate.markdown(report), markup=False, highlight=False)
+    err.print(f"[dim]wrote {paths['json']}, {paths['md']}, {paths['png']}[/dim]")
+
+
+CHAT_HELP = """Ask a question; follow-ups ("When did it reopen?") are read with the conversation so far.
+  /new      start a new conversation
+  /sources  list the citations of the last answer
+  /help     this text
+  Ctrl-D    quit"""
+
+
+@app.command()
+def chat(
+    conversation: Annotated[Optional[str], typer.Option(
+        "--conversation", "-c", help="continue the conversation NAME (default: a new one)")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=20, help="sentences to return")] = 5,
+    retriever: Annotated[str, typer.Option(help="hybrid | bm25 | dense")] = "hybrid",
+    corpus: CorpusOpt = None,
+    index_root: IndexOpt = None,
+) -> None:
+    """Interactive conversation: questions and follow-ups, each answered with cited source sentences."""
+    from qa.conversation import validate_id
+    from qa.engine import RETRIEVERS, InvalidQuestion
+
+    if retriever not in RETRIEVERS:
+        fail(f"unknown retriever {retriever!r}: choose one of {', '.join(RETRIEVERS)}")
+    if conversation is not None:
+        try:
+            validate_id(conversation)
+        except ValueError as exc:
+            fail(str(exc))
+    engine = open_engine(settings_from(corpus, index_root))
+    store = engine.conversations
+    cid = store.create(conversation)
+    last: Answer | None = None
+    out.print(f"[dim]conversation {cid} · /help for commands · Ctrl-D to quit[/dim]", highlight=False)
+    while True:
+        try:
+            line = out.input("[bold green]?[/bold green] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            break
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/help":
+            out.print(CHAT_HELP, highlight=False, markup=False)
+        elif line == "/new":
+            cid, last = store.create(), None
+            out.print(f"[dim]new conversation {cid}[/dim]", highlight=False)
+        elif line == "/sources":
+            print_sources(last, (store.turns(cid) or [None])[-1])
+        elif line.startswith("/"):
+            out.print(f"[yellow]unknown command {line.split()[0]}[/yellow] (/help)", highlight=False)
+        else:
+            try:
+                last = engine.ask(line, top_k=top_k, retriever=retriever, conversation_id=cid, create_missing=True)
+            except InvalidQuestion as exc:
+                err.print(f"[red]error:[/red] {exc}", highlight=False)
+                continue
+            print_answer(last)
+
+
+def print_sources(answer: Answer | None, turn=None) -> None:
+    """The citations of the last answer (or, after resuming, of the conversation's last stored turn)."""
+    if answer is not None:
+        cites = [(s.citation, s.text) for s in answer.sentences]
+    elif turn is not None:
+        cites = list(zip(turn.citations, turn.texts or [""] * len(turn.citations)))
+    else:
+        cites = []
+    if not cites:
+        out.print("[dim]no sources yet[/dim]")
+        return
+    for rank, (c, text) in enumerate(cites, start=1):
+        out.print(f"{rank}. {c.doc_id} · sentence {c.sentence_index} · chars {c.start}–{c.end} · {c.title}",
+                  style="cyan", highlight=False)
+        if text:
+            out.print(f"   {text}", highlight=False, markup=False)
 
 
 if __name__ == "__main__":

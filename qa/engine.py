@@ -80,16 +80,20 @@ class Engine:
     # -- construction -----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, settings: Settings | None = None, *, rebuild: bool = False, check_corpus: bool = True,
+    def open(cls, settings: Settings | None = None, *, documents: list[Document] | None = None,
+             layout: bool = True, rebuild: bool = False, check_corpus: bool = True,
              progress: Callable[[str, int, int], None] | None = None,
              on_rebuild: Callable[[str], None] | None = None) -> "Engine":
-        """Open the index of ``settings.corpus_dir``, building it first when missing or stale."""
+        """Open the index of ``settings.corpus_dir`` (or of ``documents``), building it when missing or stale.
+
+        ``layout=False`` treats documents as plain paragraphs (no title line, headings or page furniture).
+        """
         settings = settings or Settings()
         target = settings.index_dir()
         encoder = None
-        if check_corpus or rebuild:
-            docs = load_corpus(settings.corpus_dir)
-            spec = build_spec(settings)
+        if check_corpus or rebuild or documents is not None:
+            docs = documents if documents is not None else load_corpus(settings.corpus_dir)
+            spec = build_spec(settings, layout=layout)
             current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec)
             if not current:
                 if on_rebuild:
@@ -116,17 +120,37 @@ class Engine:
     def encode_query(self, text: str) -> np.ndarray:
         return self.encoder.encode([text])[0]
 
-    def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None) -> Answer:
+    def query(self, question: str, mode: str) -> Query:
+        """A standalone question analysed for retriever ``mode`` (no conversation history)."""
+        question = validate_question(question)
+        if mode not in RETRIEVERS:
+            raise InvalidQuestion(f"unknown retriever {mode!r}: choose one of {', '.join(RETRIEVERS)}")
+        return Query(question=question, text=question, terms=self.index.analyzer.terms(question),
+                     vector=self.encode_query(question) if mode != "bm25" else None)
+
+    def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None,
+            conversation_id: str | None = None, create_missing: bool = False) -> Answer:
+        """Answer ``question``; with ``conversation_id`` as the next turn of that conversation, read with its
+        history (qa/conversation.py). Unknown ids raise ``UnknownConversation`` unless ``create_missing``."""
         question = validate_question(question)
         mode = retriever or self.settings.retriever
         if mode not in RETRIEVERS:
             raise InvalidQuestion(f"unknown retriever {mode!r}: choose one of {', '.join(RETRIEVERS)}")
+        if conversation_id is not None:
+            from qa import conversation
+
+            return conversation.ask(self, question, conversation_id, top_k=top_k or self.settings.top_k,
+                                    mode=mode, create_missing=create_missing)
         query = Query(question=question, text=question, terms=self.index.analyzer.terms(question),
                       vector=self.encode_query(question) if mode != "bm25" else None)
         return self.answer(query, top_k=top_k or self.settings.top_k, mode=mode)
 
-    def answer(self, query: Query, *, top_k: int, mode: str) -> Answer:
-        """Retrieve, score and select sentences for an already analysed query."""
+    def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True) -> Answer:
+        """Retrieve, score and select sentences for an already analysed query.
+
+        With ``abstain=False`` the sentences are returned even when the confidence is below the threshold
+        (``answered`` still says whether it reached it): evaluation needs the ranking of every question.
+        """
         s = self.settings
         uses_dense = mode != "bm25"
         passages = retrieve.retrieve(self.index, query.terms, query.vector, mode=mode, depth=s.candidate_passages,
@@ -138,12 +162,19 @@ class Engine:
         scored = rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights)
         conf = rank.confidence(scored, uses_dense)
         understood = query.understood_as
-        if conf < s.abstain_threshold:
+        if conf < s.abstain_threshold and abstain:
             return Answer(query.question, False, [], mode, confidence=conf, understood_as=understood,
                           message=NOT_FOUND)
         groups = rank.group_duplicates(self.index, scored.ids, top_k, s.duplicate_threshold)
-        return Answer(query.question, True, rank.to_answer_sentences(self.index, scored, groups), mode,
+        return Answer(query.question, conf >= s.abstain_threshold, rank.to_answer_sentences(self.index, scored, groups), mode,
                       confidence=conf, understood_as=understood)
+
+    @property
+    def conversations(self):
+        """The conversation store under ``settings.data_dir``, opened on first use."""
+        from qa.conversation import store_of
+
+        return store_of(self)
 
     # -- the corpus -------------------------------------------------------------------------------
 

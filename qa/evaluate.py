@@ -1,0 +1,241 @@
+"""The evaluation harness: run a gold set through the engine (or a running server) and measure it.
+
+Ranking metrics come from ``ranx``. The units of relevance are the gold evidence spans: a returned
+answer (a sentence with the duplicates grouped under it) covers a span when any of its citations
+overlaps it, so ``recall@3`` is the share of a question's evidence found in the first three answers.
+Ranking is measured on every question, before abstention; abstention is measured separately.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa.datasets import Dataset, GoldQuestion
+
+METRICS = {"Hit@1": "hit_rate@1", "Success@3": "hit_rate@3", "Recall@3": "recall@3", "MRR@10": "mrr@10",
+           "nDCG@10": "ndcg@10"}
+RANK_DEPTH = 10
+
+
+@dataclass
+class Result:
+    """What one question got back."""
+
+    qid: str
+    kind: str
+    split: str
+    answerable: bool
+    answered: bool
+    confidence: float
+    latency_ms: float
+    n_evidence: int = 0
+    covered: dict[int, int] = field(default_factory=dict)  # evidence index → best rank (1-based) covering it
+    returned: int = 0  # answers returned (ranks 1..returned)
+    citations_checked: int = 0
+    citations_exact: int = 0
+    top: str = ""  # the first sentence, for reading the report
+
+
+def _answer_of(answer: dict) -> list[list[dict]]:
+    """Groups of citations in rank order: the sentence itself first, then its ``also_in``."""
+    return [[s, *s.get("also_in", [])] for s in answer.get("sentences", [])]
+
+
+def judge(q: GoldQuestion, answer: dict, latency_ms: float, raw: dict[str, str]) -> Result:
+    """Score one answer (the ``Answer.to_dict()`` shape, from the engine or over HTTP) against its gold."""
+    res = Result(q.qid, q.kind, q.split, q.answerable, bool(answer["answered"]),
+                 float(answer.get("confidence", 0.0)), latency_ms, len(q.evidence))
+    groups = _answer_of(answer)
+    res.returned = len(groups)
+    for rank, group in enumerate(groups, start=1):
+        for cite in group:
+            for j, span in enumerate(q.evidence):
+                if j not in res.covered and span.overlaps(cite["doc_id"], cite["start"], cite["end"]):
+                    res.covered[j] = rank
+            text = raw.get(cite["doc_id"], "")
+            piece = text[cite["start"]:cite["end"]]
+            res.citations_checked += 1
+            exact = piece == cite["text"] if "text" in cite else bool(piece) and piece == piece.strip()
+            res.citations_exact += int(exact and 0 <= cite["start"] < cite["end"] <= len(text))
+    if answer.get("sentences"):
+        res.top = answer["sentences"][0]["text"]
+    return res
+
+
+class EngineRunner:
+    """Answers in-process through :class:`qa.engine.Engine` (the same object the CLI and the API use)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __call__(self, question: str, mode: str) -> dict:
+        query = self.engine.query(question, mode)
+        return self.engine.answer(query, top_k=RANK_DEPTH, mode=mode, abstain=False).to_dict()
+
+
+class HttpRunner:
+    """Answers through a running ``qa serve``: measures what a client gets, network included."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0):
+        import httpx
+
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+
+    def __call__(self, question: str, mode: str) -> dict:
+        r = self.client.post("/ask", json={"question": question, "top_k": RANK_DEPTH, "retriever": mode,
+                                           "abstain": False})
+        r.raise_for_status()
+        return r.json()
+
+
+def run(dataset: Dataset, runner, mode: str) -> list[Result]:
+    raw = {d.doc_id: d.raw for d in dataset.documents}
+    results = []
+    for q in dataset.questions:
+        t0 = time.perf_counter()
+        answer = runner(q.question, mode)
+        results.append(judge(q, answer, (time.perf_counter() - t0) * 1000, raw))
+    return results
+
+
+def ranking_metrics(results: list[Result]) -> dict[str, float]:
+    """ranx metrics over the answerable questions of ``results``."""
+    from ranx import Qrels, Run, evaluate
+
+    answerable = [r for r in results if r.answerable]
+    if not answerable:
+        return {}
+    qrels = Qrels({r.qid: {f"e{j}": 1 for j in range(r.n_evidence)} for r in answerable})
+    run_ = Run({r.qid: _ranked(r) for r in answerable})
+    scores = evaluate(qrels, run_, list(METRICS.values()), make_comparable=True)
+    return {name: round(float(scores[m]), 4) for name, m in METRICS.items()}
+
+
+def _ranked(r: Result) -> dict[str, float]:
+    """The run of one question for ranx: every returned rank, named by the evidence it covers (if any)."""
+    run = {f"miss{rank}": 1.0 / rank for rank in range(1, r.returned + 1) if rank not in r.covered.values()}
+    run.update({f"e{j}": 1.0 / rank for j, rank in r.covered.items()})
+    return run or {"none": 0.0}
+
+
+def abstention_metrics(results: list[Result]) -> dict[str, float]:
+    refused_un = sum(1 for r in results if not r.answerable and not r.answered)
+    refused = sum(1 for r in results if not r.answered)
+    unanswerable = sum(1 for r in results if not r.answerable)
+    answerable = sum(1 for r in results if r.answerable)
+    wrongly = sum(1 for r in results if r.answerable and not r.answered)
+    p = refused_un / refused if refused else 0.0
+    rec = refused_un / unanswerable if unanswerable else 0.0
+    f1 = 2 * p * rec / (p + rec) if p + rec else 0.0
+    return {"abstain_precision": round(p, 4), "abstain_recall": round(rec, 4), "abstain_f1": round(f1, 4),
+            "wrongly_refused": round(wrongly / answerable, 4) if answerable else 0.0,
+            "unanswerable": unanswerable, "answerable": answerable}
+
+
+def latency(results: list[Result]) -> dict[str, float]:
+    ms = sorted(r.latency_ms for r in results)
+    if not ms:
+        return {}
+    q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0]] * 99
+    return {"p50_ms": round(q[49], 2), "p95_ms": round(q[94], 2), "mean_ms": round(statistics.fmean(ms), 2)}
+
+
+def summarize(results: list[Result]) -> dict:
+    by_kind: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        by_kind[r.kind].append(r)
+    checked = sum(r.citations_checked for r in results)
+    return {
+        "questions": len(results),
+        "overall": ranking_metrics(results),
+        "by_kind": {k: {"n": len(v), **ranking_metrics(v)} for k, v in sorted(by_kind.items())},
+        "abstention": abstention_metrics(results),
+        "citation_integrity": round(sum(r.citations_exact for r in results) / checked, 4) if checked else 1.0,
+        "latency": latency(results),
+    }
+
+
+def evaluate_dataset(dataset: Dataset, runner, modes: list[str]) -> dict:
+    """Every retriever in ``modes`` over the dataset: the report's content (no I/O)."""
+    out = {"dataset": dataset.name, "documents": len(dataset.documents), "retrievers": {}, "failures": {}}
+    for mode in modes:
+        results = run(dataset, runner, mode)
+        out["retrievers"][mode] = summarize(results)
+        out["failures"][mode] = [
+            {"qid": r.qid, "kind": r.kind, "answered": r.answered, "confidence": round(r.confidence, 4), "top": r.top}
+            for r in results if (r.answerable and 1 not in r.covered.values()) or (not r.answerable and r.answered)
+        ]
+    return out
+
+
+# -- reports ----------------------------------------------------------------------------------------
+
+
+def write_report(report: dict, folder: Path, stem: str) -> dict[str, Path]:
+    """``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (a bar chart comparing the retrievers)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md", "png": folder / f"{stem}.png"}
+    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _chart(report, paths["png"])
+    paths["md"].write_text(markdown(report, paths["png"].name), encoding="utf-8")
+    return paths
+
+
+def markdown(report: dict, chart: str | None = None) -> str:
+    lines = [f"# Evaluation: {report['dataset']}", ""]
+    meta = report.get("meta", {})
+    if meta:
+        lines += [f"- {k}: `{v}`" for k, v in meta.items()] + [""]
+    lines += ["## Ranking (answerable questions, before abstention)", "",
+              "| retriever | " + " | ".join(METRICS) + " | refused unanswerable | wrongly refused | citation integrity "
+              "| p50 ms | p95 ms |",
+              "|---" * (len(METRICS) + 6) + "|"]
+    for mode, s in report["retrievers"].items():
+        m, a, lat = s["overall"], s["abstention"], s["latency"]
+        lines.append(f"| {mode} | " + " | ".join(f"{m.get(k, 0):.3f}" for k in METRICS)
+                     + f" | {a['abstain_recall']:.3f} | {a['wrongly_refused']:.3f} | {s['citation_integrity']:.3f}"
+                     + f" | {lat.get('p50_ms', 0):.1f} | {lat.get('p95_ms', 0):.1f} |")
+    lines += ["", "## By question kind", "", "| retriever | kind | n | " + " | ".join(METRICS) + " |",
+              "|---" * (len(METRICS) + 3) + "|"]
+    for mode, s in report["retrievers"].items():
+        for kind, m in s["by_kind"].items():
+            if len(m) > 1:
+                lines.append(f"| {mode} | {kind} | {m['n']} | " + " | ".join(f"{m.get(k, 0):.3f}" for k in METRICS) + " |")
+    lines += ["", "## Abstention", "", "| retriever | precision | recall | F1 | wrongly refused (answerable) |",
+              "|---|---|---|---|---|"]
+    for mode, s in report["retrievers"].items():
+        a = s["abstention"]
+        lines.append(f"| {mode} | {a['abstain_precision']:.3f} | {a['abstain_recall']:.3f} | {a['abstain_f1']:.3f} "
+                     f"| {a['wrongly_refused']:.3f} |")
+    if chart:
+        lines += ["", f"![retrievers compared]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def _chart(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    modes = list(report["retrievers"])
+    names = list(METRICS)
+    x = np.arange(len(names))
+    width = 0.8 / max(len(modes), 1)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, mode in enumerate(modes):
+        vals = [report["retrievers"][mode]["overall"].get(n, 0.0) for n in names]
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=mode)
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{report['dataset']}: retrievers compared (answerable questions)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
