@@ -272,5 +272,27 @@ def print_sources(answer: Answer | None, turn=None) -> None:
             out.print(f"   {text}", highlight=False, markup=False)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
+    allow_reload: Annotated[bool, typer.Option("--allow-reload", help="enable POST /admin/reload")] = False,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = True,
+    corpus: CorpusOpt = None,
+    index_root: IndexOpt = None,
+) -> None:
+    """Serve the HTTP API and the chat page (http://HOST:PORT/; API docs at /docs)."""
+    import uvicorn
+
+    from qa.api import create_app
+
+    settings = settings_from(corpus, index_root)
+    engine = open_engine(settings)  # builds the index first if needed; fails here, not in the first request
+    engine.encode_query("warm up")
+    err.print(f"[dim]serving {settings.corpus_dir}: the chat page is at /, the API docs at /docs[/dim]")
+    uvicorn.run(create_app(engine, settings, allow_reload=allow_reload), host=host, port=port,
+                access_log=access_log, log_level="info")
+
+
 if __name__ == "__main__":
     app()

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement
 
     # Abstention: answer only when the calibrated confidence of the best sentence reaches this.
-    abstain_threshold: float = 0.3
+    abstain_threshold: float = 0.2
 
     # Conversations.
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")

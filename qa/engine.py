@@ -158,8 +158,8 @@ class Engine:
         ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
         weights = rank.Weights(dense=s.w_dense if uses_dense else 0.0,
                                lexical=s.w_lexical if mode != "dense" else 0.0,
-                               passage=s.w_passage, heading_penalty=s.heading_penalty)
-        scored = rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights)
+                               passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type)
+        scored = rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text)
         conf = rank.confidence(scored, uses_dense)
         understood = query.understood_as
         if conf < s.abstain_threshold and abstain:

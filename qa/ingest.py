@@ -114,7 +114,9 @@ def content_blocks(raw: str) -> list[Block]:
 def is_heading(text: str) -> bool:
     """A line that introduces a section rather than states something: short, or with no final stop."""
     words = len(text.split())
-    return words <= 4 or (words <= 14 and text[-1] not in _FINAL_PUNCT)
+    if text[-1] not in _FINAL_PUNCT:
+        return words <= 14
+    return words <= 4 and len(split_block(text)) == 1  # "Open, closed, reopened!"
 
 
 @lru_cache(maxsize=1)

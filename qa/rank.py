@@ -8,6 +8,7 @@ linearly with weights from :class:`qa.config.Settings`; a separate confidence de
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,21 @@ import numpy as np
 from qa.index import CorpusIndex
 from qa.retrieve import Ranking
 from qa.types import AnswerSentence, Citation
+
+# Expected answer types, from the question's wording, and the surface cue that a sentence carries one.
+# Deliberately small and general (no corpus names): a cue only nudges the ranking by ``w_answer_type``.
+_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
+_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+_NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|millions?"
+ANSWER_TYPES: list[tuple[str, re.Pattern, re.Pattern]] = [
+    ("number", re.compile(r"^\s*(how many|how much|how long|what number)\b", re.I),
+     re.compile(rf"\b(\d[\d,.]*|{_NUMBER_WORDS})\b", re.I)),
+    ("date", re.compile(r"^\s*(when|what (date|day|year|month|time))\b", re.I),
+     re.compile(rf"\b({_MONTHS}|{_DAYS}|(19|20)\d\d|yesterday|today|(last|this|next) (week|month|year)|"
+                rf"\w+ (days?|weeks?|months?|years?) (ago|back|later|after))\b", re.I)),
+    ("person", re.compile(r"^\s*(who|whom|whose)\b|\bnames?\b", re.I),
+     re.compile(r"(?<![.!?“\"]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")),
+]
 
 # A sentence opening with one of these usually needs the previous one to be understood.
 _LEANING_OPENERS = ("they ", "he ", "she ", "it ", "this ", "these ", "that ", "those ", "his ", "her ", "their ")
@@ -26,6 +42,26 @@ class Weights:
     lexical: float
     passage: float
     heading_penalty: float
+    answer_type: float = 0.0
+
+
+def answer_type_match(question: str, texts: list[str]) -> np.ndarray:
+    """1 for each text carrying a cue of the answer type the question asks for (0 when it asks none).
+
+    A person cue must be a name the question does not already contain.
+    """
+    out = np.zeros(len(texts), dtype=np.float32)
+    for name, asks, cue in ANSWER_TYPES:
+        if not asks.search(question):
+            continue
+        q = question.casefold()
+        for i, t in enumerate(texts):
+            found = [m.group() for m in cue.finditer(t)]
+            if name == "person":
+                found = [f for f in found if f.casefold() not in q]
+            out[i] = float(bool(found))
+        return out
+    return out
 
 
 @dataclass(frozen=True)
@@ -50,10 +86,15 @@ def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tu
 
 
 def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarray) -> np.ndarray:
-    """Share of the query's idf mass that each sentence contains; 0 for a query with no known terms."""
+    """Share of the query's idf mass that each sentence contains.
+
+    A term the corpus never uses weighs as much as the rarest possible term: a question about the
+    "Nobel Peace Prize" is not covered by a sentence that only says "peace".
+    """
     bm = index.bm25_sentences
     uniq = list(dict.fromkeys(terms))
-    idf = np.array([max(bm.idf.get(t, 0.0), 0.0) for t in uniq], dtype=np.float32)
+    unseen = float(np.log((bm.corpus_size + 0.5) / 0.5))
+    idf = np.array([max(bm.idf.get(t, unseen), 0.0) for t in uniq], dtype=np.float32)
     total = float(idf.sum())
     if total <= 0 or not len(sentence_ids):
         return np.zeros(len(sentence_ids), dtype=np.float32)
@@ -62,7 +103,7 @@ def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarra
 
 
 def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str],
-                    query_vector: np.ndarray | None, weights: Weights) -> ScoredSentences:
+                    query_vector: np.ndarray | None, weights: Weights, question: str = "") -> ScoredSentences:
     if not len(ids):
         z = np.zeros(0, dtype=np.float32)
         return ScoredSentences(ids, z, z, z)
@@ -74,8 +115,10 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
     lexical_rel = lexical / lex_max if lex_max > 0 else lexical
     coverage = query_coverage(index, terms, ids)
     is_heading = np.array([index.sentences[i].kind != "body" for i in ids.tolist()], dtype=np.float32)
+    typed = (answer_type_match(question, [index.sentences[i].text for i in ids.tolist()])
+             if weights.answer_type else 0.0)
     combined = (weights.dense * dense + weights.lexical * lexical_rel + weights.passage * passage_rel
-                - weights.heading_penalty * is_heading)
+                + weights.answer_type * typed - weights.heading_penalty * is_heading)
     order = np.lexsort((ids, -combined))
     return ScoredSentences(ids[order], combined[order], dense[order], coverage[order])
 

@@ -85,6 +85,7 @@ class Answer:
     confidence: float = 0.0
     understood_as: str | None = None  # how a follow-up was read, when history changed the query
     message: str | None = None  # e.g. "not found in the corpus"
+    conversation_id: str | None = None  # set when the question was asked as a turn of a conversation
 
     def to_dict(self) -> dict:
         out = {
@@ -98,4 +99,6 @@ class Answer:
             out["understood_as"] = self.understood_as
         if self.message is not None:
             out["message"] = self.message
+        if self.conversation_id is not None:
+            out["conversation_id"] = self.conversation_id
         return out

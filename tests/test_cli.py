@@ -1,0 +1,36 @@
+import json
+
+from typer.testing import CliRunner
+
+from qa.cli import app
+
+runner = CliRunner()
+
+
+def test_ask_json_prints_the_answer_object(seed_settings, seed_engine):
+    r = runner.invoke(app, ["ask", "How many Taliban members were killed in the clash?", "--json", "-k", "2",
+                            "--index-root", str(seed_settings.index_root)])
+    assert r.exit_code == 0, r.output
+    answer = json.loads(r.stdout)
+    assert answer["answered"] is True and answer["question"].startswith("How many")
+    first = answer["sentences"][0]
+    assert set(first) >= {"text", "doc_id", "title", "sentence_index", "start", "end", "score", "also_in"}
+    raw = (seed_settings.corpus_dir / first["doc_id"]).read_text(encoding="utf-8")
+    assert raw[first["start"]:first["end"]] == first["text"]
+
+
+def test_ask_pretty_output_names_the_source(seed_settings, seed_engine):
+    r = runner.invoke(app, ["ask", "Who is Shinkai Karokhail?", "--index-root", str(seed_settings.index_root)])
+    assert r.exit_code == 0, r.output
+    assert "former Afghan ambassador" in r.stdout and "004_efe84b1d27e376f8.txt" in r.stdout
+
+
+def test_ask_refusal_is_said_plainly(seed_settings, seed_engine):
+    r = runner.invoke(app, ["ask", "What is the capital of Australia?", "--index-root", str(seed_settings.index_root)])
+    assert r.exit_code == 0 and "not found in the corpus" in r.stdout
+
+
+def test_bad_input_is_a_one_line_error_with_exit_2(seed_settings):
+    for args in (["ask", "  "], ["ask", "x", "--retriever", "magic"], ["ask", "x", "--top-k", "0"]):
+        r = runner.invoke(app, args + ["--index-root", str(seed_settings.index_root)])
+        assert r.exit_code == 2, (args, r.output)

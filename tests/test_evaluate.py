@@ -1,0 +1,92 @@
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from qa.datasets import GoldError, GoldQuestion, Span, load_gold
+from qa.evaluate import abstention_metrics, judge, ranking_metrics
+from qa.ingest import load_corpus
+from qa.types import Document
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_seed_gold_set_loads_and_every_quote_is_found():
+    data = load_gold(ROOT / "eval" / "gold.jsonl", load_corpus(ROOT / "seeds"), ROOT / "eval" / "conversations.jsonl")
+    assert len(data.questions) >= 70
+    assert sum(not q.answerable for q in data.questions) >= 12
+    assert len(data.conversations) >= 8 and all(len(t) >= 3 for t in data.conversations.values())
+    raw = {d.doc_id: d.raw for d in data.documents}
+    for q in data.questions:
+        for span in q.evidence:
+            assert 0 <= span.start < span.end <= len(raw[span.doc_id])
+
+
+def test_a_quote_missing_from_its_document_fails_loudly(tmp_path):
+    docs = [Document("a.txt", "A", "Title\n\nThe border reopened on Friday.\n")]
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "x", "kind": "factual", "question": "When?", "answerable": True,
+                                "evidence": [{"doc_id": "a.txt", "quote": "reopened on Monday"}]}) + "\n")
+    with pytest.raises(GoldError, match="quote not found"):
+        load_gold(gold, docs)
+
+
+def _answer(*groups, answered=True):
+    """An answer dict whose sentences are (doc_id, start, end) triples; extra triples go to also_in."""
+    sents = []
+    for head, *rest in groups:
+        sents.append({"doc_id": head[0], "start": head[1], "end": head[2], "text": "x" * (head[2] - head[1]),
+                      "also_in": [{"doc_id": d, "start": s, "end": e} for d, s, e in rest]})
+    return {"answered": answered, "confidence": 0.5, "sentences": sents}
+
+
+def test_metric_wiring_on_a_hand_made_run():
+    raw = {"d": "x" * 100, "e": "x" * 100}
+    q1 = GoldQuestion("q1", "?", "factual", True, (Span("d", 10, 20),))
+    q2 = GoldQuestion("q2", "?", "factual", True, (Span("d", 50, 60), Span("e", 0, 5)))
+    results = [
+        # q1: the evidence is found at rank 2.
+        judge(q1, _answer([("d", 0, 9)], [("d", 12, 30)]), 1.0, raw),
+        # q2: rank 1 covers the first span, and its also_in covers the second.
+        judge(q2, _answer([("d", 55, 70), ("e", 0, 3)], [("d", 80, 90)]), 1.0, raw),
+    ]
+    m = ranking_metrics(results)
+    assert m["Hit@1"] == pytest.approx(0.5)  # q1 misses at rank 1, q2 hits
+    assert m["MRR@10"] == pytest.approx((1 / 2 + 1) / 2)
+    assert m["Recall@3"] == pytest.approx(1.0)
+    assert m["Success@3"] == pytest.approx(1.0)
+    assert all(r.citations_exact == r.citations_checked for r in results)
+
+
+def test_abstention_metrics_by_hand():
+    raw = {"d": "x" * 10}
+    un = GoldQuestion("u", "?", "unanswerable", False)
+    an = GoldQuestion("a", "?", "factual", True, (Span("d", 0, 5),))
+    results = [judge(un, _answer(answered=False), 1, raw), judge(un, _answer([("d", 0, 5)]), 1, raw),
+               judge(an, _answer([("d", 0, 5)], answered=False), 1, raw), judge(an, _answer([("d", 0, 5)]), 1, raw)]
+    a = abstention_metrics(results)
+    assert a["abstain_precision"] == 0.5 and a["abstain_recall"] == 0.5 and a["wrongly_refused"] == 0.5
+
+
+def test_citation_that_does_not_slice_to_its_text_is_counted():
+    q = GoldQuestion("q", "?", "factual", True, (Span("d", 0, 3),))
+    bad = {"answered": True, "sentences": [{"doc_id": "d", "start": 0, "end": 3, "text": "abd", "also_in": []}]}
+    r = judge(q, bad, 1, {"d": "abcdef"})
+    assert (r.citations_checked, r.citations_exact) == (1, 0)
+
+
+def test_qa_eval_end_to_end_on_seeds(tmp_path, seed_settings, seed_engine):
+    from qa.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--limit", "6", "--retriever", "bm25", "--retriever", "hybrid",
+                                      "--out", str(tmp_path), "--index-root", str(seed_settings.index_root)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(next(tmp_path.glob("seeds-*.json")).read_text())
+    assert set(report["retrievers"]) == {"bm25", "hybrid"}
+    for summary in report["retrievers"].values():
+        assert summary["questions"] == 6
+        assert summary["citation_integrity"] == 1.0
+        assert 0.0 <= summary["overall"]["Hit@1"] <= 1.0
+    assert (tmp_path / next(tmp_path.glob("seeds-*.md")).name).read_text().startswith("# Evaluation: seeds")
+    assert next(tmp_path.glob("seeds-*.png")).stat().st_size > 1000

@@ -1,0 +1,89 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from qa import index as index_mod
+from qa.engine import Engine, build_spec, index_is_current
+from qa.ingest import load_corpus
+from qa.types import Sentence
+
+
+def _sents(doc_lengths):
+    out = []
+    for d, n in enumerate(doc_lengths):
+        out += [Sentence(f"d{d}", i, 0, 1, f"s{d}.{i}") for i in range(n)]
+    return out
+
+
+@pytest.mark.parametrize("size,overlap", [(1, 0), (3, 1), (4, 2), (5, 0)])
+def test_passages_cover_every_sentence_and_stay_inside_a_document(size, overlap):
+    sents = _sents([7, 1, 4])
+    passages = index_mod.make_passages(sents, size, overlap)
+    covered = sorted({sid for p in passages for sid in p.sentence_ids})
+    assert covered == list(range(len(sents)))
+    for p in passages:
+        assert len(p.sentence_ids) <= size
+        assert {sents[i].doc_id for i in p.sentence_ids} == {p.doc_id}
+        assert list(p.sentence_ids) == list(range(p.sentence_ids[0], p.sentence_ids[-1] + 1))
+    first_doc = [p for p in passages if p.doc_id == "d0"]
+    for a, b in zip(first_doc, first_doc[1:]):
+        assert len(set(a.sentence_ids) & set(b.sentence_ids)) == min(overlap, len(b.sentence_ids))
+
+
+def test_passages_reject_overlap_not_smaller_than_size():
+    with pytest.raises(ValueError):
+        index_mod.make_passages(_sents([3]), 2, 2)
+
+
+def test_build_load_round_trip(seed_engine):
+    idx = seed_engine.index
+    m = idx.manifest
+    assert m["format_version"] == index_mod.FORMAT_VERSION
+    assert m["dim"] == 384 and m["passage_size"] == seed_engine.settings.passage_size
+    assert len(idx.sentences) == m["sentences"] and idx.faiss_index.ntotal == m["passages"]
+    assert idx.sentence_vectors.shape == (m["sentences"], 384)
+    assert np.allclose(np.linalg.norm(idx.sentence_vectors, axis=1), 1.0, atol=1e-4)
+    for s in idx.sentences:
+        assert idx.documents[s.doc_id].raw[s.start:s.end] == s.text
+    assert (idx.path.parent / index_mod.CURRENT).is_symlink()
+
+
+def test_stale_index_is_detected_and_rebuilt(tmp_path, seed_engine):
+    from qa.config import Settings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for p in seed_engine.settings.corpus_dir.glob("*.txt"):
+        shutil.copy(p, corpus / p.name)
+    settings = Settings(corpus_dir=corpus, index_root=tmp_path / "index")
+    first = Engine.open(settings)
+    target = settings.index_dir()
+    assert index_is_current(target, load_corpus(corpus), build_spec(settings)) == (True, "up to date")
+
+    (corpus / "new.txt").write_text("A new report\n\nThe Khyber Pass was closed on Monday.\n", encoding="utf-8")
+    current, why = index_is_current(target, load_corpus(corpus), build_spec(settings))
+    assert not current and why == "the corpus changed"
+    reasons = []
+    second = Engine.open(settings, on_rebuild=reasons.append)
+    assert reasons == ["the corpus changed"]
+    assert "new.txt" in second.index.documents and "new.txt" not in first.index.documents
+    assert len(list(target.glob("build-*"))) == 1  # the old build was dropped after the swap
+    answer = second.ask("When was the Khyber Pass closed?", top_k=1)
+    assert answer.sentences[0].citation.doc_id == "new.txt"
+
+
+def test_missing_and_corrupt_index_say_what_to_run(tmp_path, seed_engine):
+    target = tmp_path / "idx"
+    with pytest.raises(index_mod.IndexMissing, match="qa index"):
+        index_mod.load(target)
+    shutil.copytree(seed_engine.index.path, target / "build-x")
+    (target / "current").symlink_to("build-x")
+    index_mod.load(target)  # a faithful copy loads
+    (target / "build-x" / "passages.faiss").write_bytes(b"garbage")
+    with pytest.raises(index_mod.IndexCorrupt, match="qa index --rebuild"):
+        index_mod.load(target)
+    (target / "build-x" / "manifest.json").write_text(json.dumps({"format_version": 0}))
+    with pytest.raises(index_mod.IndexCorrupt, match="qa index --rebuild"):
+        index_mod.load(target)
