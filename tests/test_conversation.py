@@ -1,0 +1,299 @@
+"""Conversations: the store, how follow-ups are read with their history, and the engine end to end.
+
+The engine tests use the real seed index under index/ (built on first use) and the real model; only the
+conversation store lives in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from qa import conversation as conv
+from qa.config import Settings
+from qa.conversation import ConversationStore, Turn, UnknownConversation
+from qa.engine import Engine
+from qa.types import Citation
+
+TORKHAM = "004_efe84b1d27e376f8.txt"
+
+
+def cite(doc_id: str = TORKHAM, index: int = 0) -> Citation:
+    return Citation(doc_id, "a title", index, 10 * index, 10 * index + 9)
+
+
+def turn(question: str, understood_as: str | None = None, texts: list[str] | None = None) -> Turn:
+    texts = texts or []
+    return Turn(question, understood_as, bool(texts), [cite(index=i) for i in range(len(texts))],
+                conv.utc_now(), texts)
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the store --------------------------------------------------------------------------------------------
+
+
+def test_store_is_sqlite_in_wal_mode(tmp_path):
+    path = tmp_path / "state" / "conversations.sqlite3"  # the folder is created
+    ConversationStore(path, 10, 1.0).create("x")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_create_named_and_generated_ids(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3", 10, 1.0)
+    generated = store.create()
+    assert len(generated) == 32 and int(generated, 16) >= 0
+    assert store.create("work") == "work"
+    assert store.exists("work") and store.turns("work") == []
+    store.append("work", turn("q1"))
+    assert store.create("work") == "work" and len(store.turns("work")) == 1  # re-creating keeps the turns
+    with pytest.raises(ValueError):
+        store.create("")
+
+
+def test_unknown_conversation(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3", 10, 1.0)
+    assert store.turns("nope") is None
+    assert not store.exists("nope")
+    with pytest.raises(UnknownConversation) as info:
+        store.append("nope", turn("q"))
+    assert isinstance(info.value, KeyError) and "nope" in str(info.value)
+
+
+def test_turns_round_trip_and_persist_across_instances(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    store = ConversationStore(path, 10, 1.0)
+    cid = store.create()
+    first = turn("Why was the Torkham crossing closed?", None, ["Six days back, the Taliban closed it."])
+    second = turn("When did it reopen?", "When did it reopen? [+ Torkham]", [])
+    store.append(cid, first)
+    store.append(cid, second)
+    store.close()
+    again = ConversationStore(path, 10, 1.0)
+    assert again.turns(cid) == [first, second]
+    assert again.turns(cid)[0].citations[0] == cite(index=0)
+
+
+def test_bounded_by_turns(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3", 3, 1.0)
+    cid = store.create()
+    for i in range(7):
+        store.append(cid, turn(f"q{i}"))
+    assert [t.question for t in store.turns(cid)] == ["q4", "q5", "q6"]
+
+
+def test_bounded_by_age(tmp_path):
+    clock = Clock()
+    path = tmp_path / "c.sqlite3"
+    store = ConversationStore(path, 10, 2.0, clock=clock)
+    old, active = store.create("old"), store.create("active")
+    store.append(old, turn("q"))
+    clock.now += 1.5 * 86400
+    store.append(active, turn("q"))  # activity keeps a conversation alive; appending prunes the others
+    assert store.exists(old)
+    clock.now += 1.0 * 86400  # "old" is now idle for 2.5 days, "active" for 1
+    assert store.turns(old) is None and not store.exists(old)  # reads already ignore it
+    assert store.prune() == 1
+    assert store.exists(active)
+    reopened = ConversationStore(path, 10, 2.0, clock=Clock(clock.now + 3 * 86400))  # pruned on open
+    assert not reopened.exists(active)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 0
+
+
+def test_delete(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3", 10, 1.0)
+    cid = store.create()
+    store.append(cid, turn("q"))
+    assert store.delete(cid) is True
+    assert store.delete(cid) is False
+    assert store.turns(cid) is None
+
+
+def test_store_is_thread_safe(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3", 1000, 1.0)
+    cids = [store.create() for _ in range(4)]
+    errors = []
+
+    def work(n: int):
+        try:
+            for i in range(15):
+                store.append(cids[n % 4], turn(f"{n}-{i}"))
+                store.turns(cids[(n + 1) % 4])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sum(len(store.turns(c)) for c in cids) == 8 * 15
+    for c in cids:  # each thread's turns stay in its own order
+        seen: dict[str, int] = {}
+        for t in store.turns(c):
+            n, i = map(int, t.question.split("-"))
+            assert i > seen.get(n, -1)
+            seen[n] = i
+
+
+# -- reading a question (no model needed beyond the index) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    return Engine.open(Settings(data_dir=tmp_path_factory.mktemp("qa-data")))
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("When did it reopen?", ["it"]),
+    ("Who did they meet there?", ["they", "there"]),
+    ("What about trucks?", ["what about"]),
+    ("Who reported that?", ["that"]),
+    ("Who did he meet on that trip?", ["he", "that"]),
+    ("How does the TTP fund itself?", []),  # reflexive: bound inside the question
+    ("Is Pakistan's army able to deal with terrorism on its own?", []),
+    ("Who led the Pakistani delegation that went to Kabul?", []),  # relative "that"
+    ("Is there a deadline for the talks?", []),  # existential "there"
+])
+def test_anaphora(question, expected):
+    assert conv.anaphora(question) == expected
+
+
+def test_entities(engine):
+    assert conv.entities("Who can currently cross at Torkham?", engine.index) == ["Torkham"]
+    assert "Torkham" in conv.entities("Torkham: why was it closed?", engine.index)  # capitalised by the corpus
+    assert conv.entities("What about trucks?", engine.index) == []
+    assert conv.entities("What does the UN report say?", engine.index) == ["UN"]
+
+
+def test_history_terms_take_salient_terms_by_recency(engine):
+    history = [turn("Why was the Torkham crossing closed?"), turn("When did it reopen?", "…")]
+    added = conv.history_terms("Who is allowed to cross now?", history, engine.index)
+    stems = [t for t, _, _ in added]
+    weights = dict((t, w) for t, _, w in added)
+    assert "torkham" in stems and "reopen" in stems
+    assert "cross" not in stems  # already in the question
+    assert "did" not in stems  # words that frame a question are never carried over
+    assert {w for _, w, _ in added} >= {"Torkham"}  # the surface form is kept for display
+    # the most recent question weighs more than the older one, for terms of similar idf
+    assert weights["reopen"] >= weights["torkham"] * (conv.DEFAULT_READING.decay ** 1) - 1e-9
+
+
+def test_history_is_cut_at_a_new_topic():
+    history = [turn("Why was the Torkham crossing closed?"), turn("When did it reopen?", "… [+ Torkham]"),
+               turn("What did Bilawal Bhutto say in Munich?"), turn("What was his concern?", "… [+ Bhutto]")]
+    assert [t.question for t in conv.topic_turns(history)] == [h.question for h in history[2:]]
+
+
+def test_follow_up_is_read_with_history(engine):
+    history = [turn("Why was the Torkham crossing closed?")]
+    query = conv.understand("When did it reopen?", history, engine)
+    assert query.understood_as is not None and query.understood_as.startswith("When did it reopen? [+ ")
+    assert "Torkham" in query.understood_as
+    assert {"reopen", "torkham"} <= set(query.terms) and query.terms.count("reopen") >= conv.DEFAULT_READING.question_rep
+    assert query.vector is not None and abs(float(query.vector @ query.vector) - 1.0) < 1e-4
+
+
+def test_elliptical_question_without_entity_uses_history(engine):
+    history = [turn("What happened in the clash between the Taliban and Pakistani border forces?")]
+    assert not conv.self_contained("Was anyone hurt?", engine.index, history=history)
+    assert "clash" in conv.understand("Was anyone hurt?", history, engine).terms
+
+
+def test_topic_change_is_not_dragged_back(engine):
+    history = [turn("Why was the Torkham crossing closed?"), turn("When did it reopen?", "… [+ Torkham]")]
+    question = "What did Bilawal Bhutto say at the Munich Security Conference?"
+    assert conv.self_contained(question, engine.index, history=history)
+    query = conv.understand(question, history, engine)
+    assert query.understood_as is None
+    assert query.terms == engine.index.analyzer.terms(question)
+
+
+def test_definite_phrase_points_back(engine):
+    history = [turn("Since when has the TTP intensified its attacks?", None,
+                    ["TTP is a group that has intensified attacks in Pakistan."])]
+    assert conv.definite_references("What does the UN say the group is doing?", history, engine.index) == ["the group"]
+    assert conv.definite_references("What does the UN report say?", history, engine.index) == []  # named
+    assert not conv.self_contained("What does the UN say the group is doing?", engine.index, history=history)
+
+
+def test_bm25_mode_needs_no_vector(engine):
+    query = conv.understand("When did it reopen?", [turn("Why was the Torkham crossing closed?")], engine, mode="bm25")
+    assert query.vector is None and "torkham" in query.terms
+
+
+# -- the engine, end to end ---------------------------------------------------------------------------------
+
+# From gold conversations c08 and c02 (eval/conversations.jsonl): a question, a follow-up whose answer is in
+# the same sentence, a change of topic, and a follow-up on the new topic ("his" = Bhutto).
+CONVERSATION = [
+    ("What did Pakistan present to the Taliban during the visit?", "Pakistan has presented “irrefutable evidence”",
+     False),
+    ("Who reported that?", "The Express Tribune reported", True),
+    ("What did Bilawal Bhutto say at the Munich Security Conference?", "Terrorist groups impose a threat", False),
+    ("What was his concern about the Taliban government?", "The concern is that if we do not take", True),
+]
+
+
+def test_four_turn_conversation(engine):
+    cid = engine.conversations.create()
+    for question, expected, reads_history in CONVERSATION:
+        answer = engine.ask(question, conversation_id=cid)
+        assert answer.answered, question
+        assert expected in answer.sentences[0].text, (question, answer.understood_as, answer.sentences[0].text)
+        assert (answer.understood_as is not None) == reads_history, (question, answer.understood_as)
+        assert answer.conversation_id == cid and answer.to_dict()["conversation_id"] == cid
+        doc = engine.document(answer.sentences[0].citation.doc_id)
+        c = answer.sentences[0].citation
+        assert doc.raw[c.start:c.end] == answer.sentences[0].text
+    turns = engine.conversations.turns(cid)
+    assert [t.question for t in turns] == [q for q, _, _ in CONVERSATION]
+    assert turns[3].understood_as and "Bhutto" in turns[3].understood_as
+    assert turns[0].texts[0] == engine.document(turns[0].citations[0].doc_id).raw[
+        turns[0].citations[0].start:turns[0].citations[0].end]
+
+
+def test_conversation_survives_a_new_engine(engine):
+    cid = engine.conversations.create()
+    engine.ask("Who is Faiz Hamid?", conversation_id=cid)
+    restarted = Engine(engine.settings, engine.index)  # a new process would see the same file
+    assert restarted.conversations is not engine.conversations
+    assert [t.question for t in restarted.conversations.turns(cid)] == ["Who is Faiz Hamid?"]
+    answer = restarted.ask("When did he go back to Afghanistan?", conversation_id=cid)
+    assert answer.understood_as and "Hamid" in answer.understood_as
+    assert "Hamid again traveled to Afghanistan" in answer.sentences[0].text
+    assert len(engine.conversations.turns(cid)) == 2
+
+
+def test_unknown_conversation_and_create_missing(engine):
+    with pytest.raises(UnknownConversation):
+        engine.ask("When did it reopen?", conversation_id="never-created")
+    answer = engine.ask("Who is Faiz Hamid?", conversation_id="work", create_missing=True)
+    assert answer.conversation_id == "work" and engine.conversations.exists("work")
+    plain = engine.ask("Who is Faiz Hamid?")
+    assert plain.conversation_id is None and "conversation_id" not in plain.to_dict()
+
+
+def test_cli_chat(engine, monkeypatch):
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+
+    monkeypatch.setenv("QA_DATA_DIR", str(engine.settings.data_dir))
+    result = CliRunner().invoke(app, ["chat", "--conversation", "cli-chat"],
+                                input="/help\nWho is Faiz Hamid?\n/sources\n/new\n/sources\n")  # then EOF
+    assert result.exit_code == 0, result.output
+    assert "/sources" in result.output and "Faiz Hamid" in result.output
+    assert "sentence 25" in result.output and "no sources yet" in result.output
+    assert [t.question for t in engine.conversations.turns("cli-chat")] == ["Who is Faiz Hamid?"]
