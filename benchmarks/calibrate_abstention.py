@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/calibrate_abstention.py [--squad-limit 3000]
 
-Training data: the seed gold set's tune split (answerable vs unanswerable) plus SQuAD 2.0 tune-split
-questions (answerable vs unanswerable), each run against its own index. SQuAD's unanswerable questions
-are written against the very paragraph they sit next to, so they teach the model that a good lexical
-match is not enough; the seed set's teach it what off-corpus questions look like. Seed questions are
-weighted up so the two corpora count alike. Prints the coefficients to paste into qa/config.py
+Training data: the seed gold set's tune split (answerable vs unanswerable), optionally (``--train both``)
+with SQuAD 2.0's tune split. SQuAD's unanswerable questions are written against the very paragraph they
+sit next to and share its words, so they look answerable to every feature here; fitted on them, the
+model learns little and forgets what off-corpus questions look like (docs/RETRIEVAL.md has both fits).
+Classes and corpora are weighted to count alike. Prints the coefficients to paste into qa/config.py
 (``abstain_model``) and, for the threshold 0.5 and a few others, refusal rates on each test split.
 """
 
@@ -45,6 +45,9 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--squad-limit", type=int, default=3000, help="SQuAD questions per split")
+    ap.add_argument("--train", default="seeds", choices=["seeds", "both"],
+                    help="fit on the seed tune split only, or on it and SQuAD's tune split")
+    ap.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength")
     args = ap.parse_args()
     base = Settings()
     seeds = load_gold(base.corpus_dir.parent / "eval" / "gold.jsonl", load_corpus(base.corpus_dir))
@@ -65,11 +68,12 @@ def main() -> None:
     coefs = {}
     for mode in ("hybrid", "dense", "bm25"):
         fx = {key: features(engines[key[0]], d, mode) for key, d in splits.items()}
-        x = np.vstack([fx["seeds", "tune"][0], fx["squad", "tune"][0]])
-        y = np.concatenate([fx["seeds", "tune"][1], fx["squad", "tune"][1]])
-        w = np.concatenate([np.full(len(fx["seeds", "tune"][1]), len(fx["squad", "tune"][1]) / len(fx["seeds", "tune"][1])),
-                            np.ones(len(fx["squad", "tune"][1]))])
-        model = LogisticRegression(C=1.0, max_iter=1000).fit(x, y, sample_weight=w)
+        parts = [fx["seeds", "tune"]] + ([fx["squad", "tune"]] if args.train == "both" else [])
+        x = np.vstack([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        # Each corpus counts alike, and within it both classes count alike.
+        w = np.concatenate([np.where(p[1] == 1, 0.5 / max(p[1].sum(), 1), 0.5 / max((1 - p[1]).sum(), 1)) for p in parts])
+        model = LogisticRegression(C=args.C, max_iter=1000).fit(x, y, sample_weight=w * len(y))
         coefs[mode] = [round(float(model.intercept_[0]), 3)] + [round(float(c), 3) for c in model.coef_[0]]
         print(f"\n{mode}: {dict(zip(('bias', *rank.FEATURES), coefs[mode]))}")
         for key in splits:

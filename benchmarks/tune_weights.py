@@ -19,11 +19,10 @@ from qa.evaluate import EngineRunner, run, summarize
 from qa.ingest import load_corpus
 
 GRID = {
-    "w_dense": [0.6, 1.0, 1.4],
+    "w_dense": [1.0],
     "w_lexical": [0.3, 0.6, 1.0],
-    "w_passage": [0.0, 0.3, 0.6],
-    "w_answer_type": [0.0, 0.1, 0.2],
-    "heading_penalty": [0.15],
+    "w_passage": [0.0, 0.2, 0.4, 0.8],
+    "w_answer_type": [0.0, 0.15],
 }
 
 

@@ -175,7 +175,8 @@ class Engine:
         ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
         weights = rank.Weights(dense=s.w_dense if mode != "bm25" else 0.0,
                                lexical=s.w_lexical if mode != "dense" else 0.0,
-                               passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type)
+                               passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type,
+                               lexical_scale=s.lexical_scale)
         return rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text)
 
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True) -> Answer:

@@ -43,6 +43,7 @@ class Weights:
     passage: float
     heading_penalty: float
     answer_type: float = 0.0
+    lexical_scale: str = "bm25"  # "bm25": BM25 / best candidate's BM25; "coverage": idf share matched
 
 
 def answer_type_match(question: str, texts: list[str]) -> tuple[bool, np.ndarray]:
@@ -76,14 +77,20 @@ class ScoredSentences:
 
 
 def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sentences of the ``depth`` best passages, with each sentence's best passage score scaled to [0, 1]."""
+    """Sentences of the ``depth`` best passages, each with its best passage's score min-max scaled to [0, 1].
+
+    Scaling within the candidates matters for RRF, whose raw scores differ only in the third decimal.
+    """
+    scores = passages.scores[:depth].astype(np.float64)
+    if not len(scores):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    lo, hi = float(scores.min()), float(scores.max())
+    rel = (scores - lo) / (hi - lo) if hi > lo else np.ones_like(scores)
     best: dict[int, float] = {}
-    top = float(passages.scores[0]) if len(passages) else 1.0
-    for pid, score in zip(passages.ids[:depth].tolist(), passages.scores[:depth].tolist()):
-        rel = score / top if top > 0 else 0.0
+    for pid, r in zip(passages.ids[:depth].tolist(), rel.tolist()):
         for sid in index.passages[pid].sentence_ids:
-            if rel > best.get(sid, -1.0):
-                best[sid] = rel
+            if r > best.get(sid, -1.0):
+                best[sid] = r
     ids = np.fromiter(best.keys(), dtype=np.int64, count=len(best))
     return ids, np.fromiter(best.values(), dtype=np.float32, count=len(best))
 
@@ -117,9 +124,12 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
              if query_vector is not None else np.zeros(len(ids), dtype=np.float32))
     lexical = np.asarray(index.bm25_sentences.get_batch_scores(terms, ids.tolist()), dtype=np.float32) \
         if terms else np.zeros(len(ids), dtype=np.float32)
-    lex_max = float(lexical.max()) if len(lexical) else 0.0
-    lexical_rel = lexical / lex_max if lex_max > 0 else lexical
     coverage, unseen = query_coverage(index, terms, ids)
+    if weights.lexical_scale == "coverage":
+        lexical_rel = coverage
+    else:
+        lex_max = float(lexical.max()) if len(lexical) else 0.0
+        lexical_rel = lexical / lex_max if lex_max > 0 else lexical
     asks_type, typed = answer_type_match(question, [index.sentences[i].text for i in ids.tolist()])
     is_heading = np.array([index.sentences[i].kind != "body" for i in ids.tolist()], dtype=np.float32)
     combined = (weights.dense * dense + weights.lexical * lexical_rel + weights.passage * passage_rel

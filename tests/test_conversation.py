@@ -238,8 +238,8 @@ def test_bm25_mode_needs_no_vector(engine):
 # From gold conversations c08 and c02 (eval/conversations.jsonl): a question, a follow-up whose answer is in
 # the same sentence, a change of topic, and a follow-up on the new topic ("his" = Bhutto).
 CONVERSATION = [
-    ("What did Pakistan present to the Taliban during the visit?", "Pakistan has presented “irrefutable evidence”",
-     False),
+    ("What did Pakistan present to the Afghan Taliban about TTP hideouts?",
+     "Pakistan has presented “irrefutable evidence”", False),
     ("Who reported that?", "The Express Tribune reported", True),
     ("What did Bilawal Bhutto say at the Munich Security Conference?", "Terrorist groups impose a threat", False),
     ("What was his concern about the Taliban government?", "The concern is that if we do not take", True),
