@@ -241,7 +241,7 @@ CONVERSATION = [
     ("What did Pakistan present to the Afghan Taliban about TTP hideouts?",
      "Pakistan has presented “irrefutable evidence”", False),
     ("Who reported that?", "The Express Tribune reported", True),
-    ("What did Bilawal Bhutto say at the Munich Security Conference?", "Terrorist groups impose a threat", False),
+    ("What did Bilawal Bhutto say at the Munich Security Conference?", "groups impose a threat to the region", False),
     ("What was his concern about the Taliban government?", "The concern is that if we do not take", True),
 ]
 
