@@ -376,7 +376,7 @@ def _lexicon(index: "CorpusIndex") -> _Lexicon:
                     lower[key] = lower.get(key, 0) + 1
         proper = frozenset(k for k, n in upper.items() if n >= lower.get(k, 0))
         sid_of = {(s.doc_id, s.index): i for i, s in enumerate(index.sentences)}
-        idf = index.bm25_sentences.idf
+        idf = index.sentence_idf
         lex = _Lexicon(proper, sid_of, max(idf.values()) if idf else 1.0)
         index.__dict__["_conversation_lexicon"] = lex
     return lex
@@ -438,7 +438,7 @@ def self_contained(question: str, index: "CorpusIndex", reading: Reading = DEFAU
         return True
     if reading.entity_required:
         return False
-    idf = index.bm25_sentences.idf
+    idf = index.sentence_idf
     return sum(1 for t in set(index.analyzer.terms(question)) if t in idf) >= 2
 
 
@@ -464,7 +464,7 @@ def history_terms(question: str, history: Sequence[Turn], index: "CorpusIndex",
                   reading: Reading = DEFAULT_READING) -> list[tuple[str, str, float]]:
     """HQE: salient terms of the topic's earlier questions (and answers), as (stem, surface, weight), best
     first. Weight = recency weight × idf share; terms of the question itself are not repeated."""
-    idf = index.bm25_sentences.idf
+    idf = index.sentence_idf
     max_idf = _lexicon(index).max_idf or 1.0
     own = set(index.analyzer.terms(question))
     turns = topic_turns(history)
@@ -562,7 +562,7 @@ def _covers(index: "CorpusIndex", question: str, doc_id: str, sentence_index: in
     terms = {t for w in _words(question) if w.casefold() not in _QUESTION_VERBS for t in index.analyzer.terms(w)}
     if sid is None or not terms:
         return 0.0
-    idf = index.bm25_sentences.idf
+    idf = index.sentence_idf
     rare = _lexicon(index).max_idf
     weight = {t: max(idf.get(t, rare), 0.0) for t in terms}
     total = sum(weight.values())

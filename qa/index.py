@@ -10,24 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from qa.ingest import split_sentences
+from qa.lexical import LexicalIndex
 from qa.text import Analyzer, default_stopwords
 from qa.types import Document, Passage, Sentence
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT = "current"
-_FILES = ("manifest.json", "documents.json", "sentences.npy", "passages.json", "passages.faiss",
-          "sentence_vectors.npy", "bm25.pkl")
 
 
 class IndexUnavailable(RuntimeError):
@@ -101,8 +100,8 @@ class CorpusIndex:
     passages: list[Passage]
     faiss_index: object
     sentence_vectors: np.ndarray
-    bm25_passages: object
-    bm25_sentences: object
+    lexical_passages: LexicalIndex
+    lexical_sentences: LexicalIndex
     analyzer: Analyzer
     sentence_passages: list[list[int]] = field(default_factory=list)  # sentence id → passage ids
 
@@ -113,6 +112,12 @@ class CorpusIndex:
                 for sid in p.sentence_ids:
                     self.sentence_passages[sid].append(p.passage_id)
 
+    @cached_property
+    def sentence_idf(self) -> dict[str, float]:
+        """Term → idf over sentences (terms the corpus never uses are absent)."""
+        lex = self.lexical_sentences
+        return {t: float(lex.idf[i]) for t, i in lex.vocab.items()}
+
     @property
     def fingerprint(self) -> str:
         return self.manifest["corpus_fingerprint"]
@@ -122,7 +127,6 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
           progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder."""
     import faiss
-    from rank_bm25 import BM25Okapi
 
     if not docs:
         raise ValueError("the corpus has no readable documents")
@@ -140,9 +144,8 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     analyzer = Analyzer(stopwords=default_stopwords())
     passage_terms = [analyzer.terms(p.text) for p in passages]
     sentence_terms = [analyzer.terms(s.text) for s in sentences]
-    # rank-bm25 divides by zero on an all-empty corpus; an empty token list per document is fine.
-    bm25_p = BM25Okapi(passage_terms)
-    bm25_s = BM25Okapi(sentence_terms)
+    lexical_p = LexicalIndex.build(passage_terms)
+    lexical_s = LexicalIndex.build(sentence_terms)
 
     texts = [s.text for s in sentences] + [p.text for p in passages]
     vectors = _encode_in_batches(encoder, texts, lambda done: step("embed", done, len(texts)))
@@ -160,8 +163,8 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         _write_json(tmp_dir / "passages.json", [[p.doc_id, list(p.sentence_ids)] for p in passages])
         faiss.write_index(findex, str(tmp_dir / "passages.faiss"))
         np.save(tmp_dir / "sentence_vectors.npy", sent_vecs)
-        with open(tmp_dir / "bm25.pkl", "wb") as fh:
-            pickle.dump({"passages": bm25_p, "sentences": bm25_s}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        lexical_p.save(tmp_dir, "bm25_passages")
+        lexical_s.save(tmp_dir, "bm25_sentences")
         manifest = {
             "format_version": FORMAT_VERSION,
             **spec.to_dict(),
@@ -230,20 +233,22 @@ def load(target: Path) -> CorpusIndex:
         ]
         findex = faiss.read_index(str(build_dir / "passages.faiss"))
         sentence_vectors = np.load(build_dir / "sentence_vectors.npy", mmap_mode="r")
-        with open(build_dir / "bm25.pkl", "rb") as fh:
-            bm25 = pickle.load(fh)
+        lexical_p = LexicalIndex.load(build_dir, "bm25_passages")
+        lexical_s = LexicalIndex.load(build_dir, "bm25_sentences")
     except Exception as exc:  # any unreadable part means the same thing to the user
         raise IndexCorrupt(f"the index at {target} is corrupt ({type(exc).__name__}: {exc}): "
                            "run `qa index --rebuild`") from exc
-    counts = (len(sentences), len(passages), findex.ntotal, sentence_vectors.shape[0])
-    expected = (manifest["sentences"], manifest["passages"], manifest["passages"], manifest["sentences"])
+    counts = (len(sentences), len(passages), findex.ntotal, sentence_vectors.shape[0], lexical_p.n_docs,
+              lexical_s.n_docs)
+    expected = (manifest["sentences"], manifest["passages"], manifest["passages"], manifest["sentences"],
+                manifest["passages"], manifest["sentences"])
     if counts != expected:
         raise IndexCorrupt(f"the index at {target} is inconsistent (counts {counts} ≠ {expected}): "
                            "run `qa index --rebuild`")
     return CorpusIndex(
         path=build_dir, manifest=manifest, documents=documents, sentences=sentences, passages=passages,
-        faiss_index=findex, sentence_vectors=sentence_vectors, bm25_passages=bm25["passages"],
-        bm25_sentences=bm25["sentences"], analyzer=Analyzer.from_dict(manifest["analyzer"]),
+        faiss_index=findex, sentence_vectors=sentence_vectors, lexical_passages=lexical_p,
+        lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"]),
     )
 
 

@@ -101,17 +101,18 @@ def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarra
     A term the corpus never uses weighs as much as the rarest possible term: a question about the
     "Nobel Peace Prize" is not covered by a sentence that only says "peace".
     """
-    bm = index.bm25_sentences
+    lex = index.lexical_sentences
     uniq = list(dict.fromkeys(terms))
-    unseen_idf = float(np.log((bm.corpus_size + 0.5) / 0.5))
-    idf = np.array([max(bm.idf.get(t, unseen_idf), 0.0) for t in uniq], dtype=np.float32)
+    unseen_idf = float(np.log((lex.n_docs + 0.5) / 0.5))
+    known = [lex.idf_of(t) for t in uniq]
+    idf = np.array([max(unseen_idf if v is None else v, 0.0) for v in known], dtype=np.float32)
     total = float(idf.sum())
     if total <= 0:
         return np.zeros(len(sentence_ids), dtype=np.float32), 0.0
-    unseen = float(sum(w for t, w in zip(uniq, idf) if t not in bm.idf)) / total
+    unseen = float(sum(w for v, w in zip(known, idf) if v is None)) / total
     if not len(sentence_ids):
         return np.zeros(0, dtype=np.float32), unseen
-    present = np.array([[t in bm.doc_freqs[sid] for t in uniq] for sid in sentence_ids.tolist()], dtype=np.float32)
+    present = lex.contains(sentence_ids, uniq).astype(np.float32)
     return present @ idf / total, unseen
 
 
@@ -122,12 +123,11 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
         return ScoredSentences(ids, z, z, z, z, unseen=query_coverage(index, terms, ids)[1])
     dense = (np.asarray(index.sentence_vectors[ids]) @ query_vector.astype(np.float32)
              if query_vector is not None else np.zeros(len(ids), dtype=np.float32))
-    lexical = np.asarray(index.bm25_sentences.get_batch_scores(terms, ids.tolist()), dtype=np.float32) \
-        if terms else np.zeros(len(ids), dtype=np.float32)
     coverage, unseen = query_coverage(index, terms, ids)
     if weights.lexical_scale == "coverage":
         lexical_rel = coverage
     else:
+        lexical = index.lexical_sentences.scores_of(terms, ids)
         lex_max = float(lexical.max()) if len(lexical) else 0.0
         lexical_rel = lexical / lex_max if lex_max > 0 else lexical
     asks_type, typed = answer_type_match(question, [index.sentences[i].text for i in ids.tolist()])

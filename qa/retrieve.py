@@ -43,8 +43,9 @@ def top_k(scores: np.ndarray, k: int, *, positive_only: bool = False) -> Ranking
 def bm25(index: CorpusIndex, terms: list[str], k: int) -> Ranking:
     if not terms:
         return Ranking.empty()
-    scores = np.asarray(index.bm25_passages.get_scores(terms), dtype=np.float32)
-    return top_k(scores, k, positive_only=True)
+    ids, scores = index.lexical_passages.scores(terms)
+    best = top_k(scores, k, positive_only=True)
+    return Ranking(ids[best.ids], best.scores)
 
 
 def dense(index: CorpusIndex, query_vector: np.ndarray, k: int) -> Ranking:

@@ -1,0 +1,116 @@
+"""BM25 over an inverted index, with rank-bm25's scoring.
+
+rank-bm25 computes the statistics (Okapi idf with its epsilon floor, document lengths) when the index is
+built; they are then stored as compact postings arrays. A query scores only the documents that contain
+one of its terms, with the same formula rank-bm25's ``get_scores`` applies to every document, in NumPy:
+the scores are identical, and a query costs the length of its postings instead of the corpus size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class LexicalIndex:
+    vocab: dict[str, int]  # term → row of the postings
+    idf: np.ndarray  # float32 per term (rank-bm25's BM25Okapi.idf)
+    doc_len: np.ndarray  # int32 per document
+    indptr: np.ndarray  # int64, postings of term t are docs[indptr[t]:indptr[t+1]]
+    docs: np.ndarray  # int32 document ids, ascending within a term
+    tfs: np.ndarray  # int32 term frequencies, aligned with docs
+    avgdl: float
+    k1: float = 1.5
+    b: float = 0.75
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.doc_len)
+
+    @classmethod
+    def build(cls, corpus: list[list[str]], k1: float = 1.5, b: float = 0.75) -> "LexicalIndex":
+        from rank_bm25 import BM25Okapi
+
+        bm = BM25Okapi(corpus, k1=k1, b=b)
+        vocab = {t: i for i, t in enumerate(sorted(bm.idf))}
+        rows: list[list[tuple[int, int]]] = [[] for _ in vocab]
+        for doc, freqs in enumerate(bm.doc_freqs):
+            for term, tf in freqs.items():
+                rows[vocab[term]].append((doc, tf))
+        sizes = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        flat = [p for r in rows for p in r]
+        docs = np.fromiter((d for d, _ in flat), dtype=np.int32, count=len(flat))
+        tfs = np.fromiter((t for _, t in flat), dtype=np.int32, count=len(flat))
+        idf = np.array([bm.idf[t] for t in vocab], dtype=np.float32)
+        return cls(vocab, idf, np.asarray(bm.doc_len, dtype=np.int32), indptr, docs, tfs, float(bm.avgdl), k1, b)
+
+    def idf_of(self, term: str) -> float | None:
+        row = self.vocab.get(term)
+        return None if row is None else float(self.idf[row])
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        row = self.vocab.get(term)
+        if row is None:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32)
+        lo, hi = self.indptr[row], self.indptr[row + 1]
+        return self.docs[lo:hi], self.tfs[lo:hi]
+
+    def scores(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(doc_ids, scores)`` for every document containing a query term (the rest score 0).
+
+        A repeated query term counts once per occurrence, as in rank-bm25.
+        """
+        parts = [(self.postings(t), self.idf_of(t)) for t in terms if t in self.vocab]
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        all_docs = np.concatenate([p[0][0] for p in parts])
+        ids, inverse = np.unique(all_docs, return_inverse=True)
+        out = np.zeros(len(ids), dtype=np.float64)
+        norm = self.k1 * (1 - self.b + self.b * self.doc_len[ids] / self.avgdl)
+        at = 0
+        for (docs, tfs), idf in parts:
+            pos = inverse[at : at + len(docs)]
+            at += len(docs)
+            out[pos] += idf * tfs * (self.k1 + 1) / (tfs + norm[pos])
+        return ids.astype(np.int64), out.astype(np.float32)
+
+    def scores_of(self, terms: list[str], doc_ids: np.ndarray) -> np.ndarray:
+        """Scores of the given documents only (rank-bm25's ``get_batch_scores``)."""
+        ids, vals = self.scores(terms)
+        out = np.zeros(len(doc_ids), dtype=np.float32)
+        if len(ids):
+            pos = np.searchsorted(ids, doc_ids)
+            hit = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == doc_ids)
+            out[hit] = vals[pos[hit]]
+        return out
+
+    def contains(self, doc_ids: np.ndarray, terms: list[str]) -> np.ndarray:
+        """Boolean matrix ``[len(doc_ids), len(terms)]``: whether each document has each term."""
+        out = np.zeros((len(doc_ids), len(terms)), dtype=bool)
+        for j, t in enumerate(terms):
+            docs, _ = self.postings(t)
+            if len(docs):
+                out[:, j] = np.isin(doc_ids, docs, assume_unique=False)
+        return out
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    def save(self, folder: Path, name: str) -> None:
+        np.savez(folder / f"{name}.npz", idf=self.idf, doc_len=self.doc_len, indptr=self.indptr, docs=self.docs,
+                 tfs=self.tfs)
+        terms = sorted(self.vocab, key=self.vocab.get)
+        (folder / f"{name}.json").write_text(json.dumps({"terms": terms, "avgdl": self.avgdl, "k1": self.k1,
+                                                         "b": self.b}, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, name: str) -> "LexicalIndex":
+        meta = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+        with np.load(folder / f"{name}.npz") as arrays:
+            a = {k: arrays[k] for k in arrays.files}
+        vocab = {t: i for i, t in enumerate(meta["terms"])}
+        return cls(vocab, a["idf"], a["doc_len"], a["indptr"], a["docs"], a["tfs"], meta["avgdl"], meta["k1"], meta["b"])
