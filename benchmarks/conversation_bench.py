@@ -134,8 +134,8 @@ BASELINES: dict[str, Method] = {
 
 D = conv.DEFAULT_READING
 GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaults
-    "− locality & novelty (HQE terms only)": replace(D, locality=0.0),
-    "− novelty penalty (same = 0)": replace(D, same=0.0),
+    "− locality (HQE terms only)": replace(D, locality=0.0),
+    "+ novelty penalty (same = −0.5)": replace(D, same=-0.5),
     "− definite-phrase anaphora": replace(D, definite_phrases=False),
     "− topic-change detection": replace(D, detect_topic_change=False),
     "self-contained without an entity": replace(D, entity_required=False),
@@ -150,6 +150,8 @@ GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaul
     "locality 0.3": replace(D, locality=0.3),
     "locality also backwards (×0.5)": replace(D, backward=0.5),
     "anchor = previous answer only": replace(D, anchors=1),
+    "+ dense mix λ=0.5": replace(D, mix=0.5),
+    "+ dense mix λ=0.3, + novelty penalty": replace(D, mix=0.3, same=-0.5),
 }
 
 

@@ -289,7 +289,7 @@ class Reading:
     entities_only: bool = False
     locality: float = 0.2
     locality_scale: float = 2.0
-    same: float = -0.5
+    same: float = 0.0
     backward: float = 0.0
     anchors: int | None = None
     repeat_coverage: float = 0.5
