@@ -93,6 +93,10 @@ class OnnxEncoder:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
+        optimized = optimized_path(onnx_path)
+        if optimized.exists():  # graph already optimised at export: loading skips that work
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            onnx_path = optimized
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
@@ -108,13 +112,27 @@ class OnnxEncoder:
         return np.ascontiguousarray(self.session.run(None, feeds)[0], dtype=np.float32)
 
 
+def optimized_path(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.stem + ".optimized.onnx")
+
+
 def export_onnx(encoder: Encoder, target: Path, check_texts: list[str], min_cosine: float = 0.9999) -> bool:
-    """Export ``encoder`` to ``target`` unless already there; keep it only if it agrees with torch."""
+    """Export ``encoder`` to ``target`` unless already there, with a graph-optimised copy for fast loading;
+    keep them only if they agree with torch."""
+    import onnxruntime as ort
+
     if not target.exists():
         encoder.export_onnx(target)
+    optimized = optimized_path(target)
+    if not optimized.exists():
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(optimized)
+        ort.InferenceSession(str(target), opts, providers=["CPUExecutionProvider"])
     onnx = OnnxEncoder(target, encoder.model_path)
     a, b = encoder.encode(check_texts), onnx.encode(check_texts)
     if len(check_texts) and float((a * b).sum(axis=1).min()) < min_cosine:
         target.unlink(missing_ok=True)
+        optimized.unlink(missing_ok=True)
         return False
     return True

@@ -15,6 +15,7 @@ import numpy as np
 from qa import index as index_mod
 from qa import rank, retrieve
 from qa.config import Settings
+from qa.embed import optimized_path
 from qa.ingest import load_corpus
 from qa.types import Answer, Document
 
@@ -102,7 +103,7 @@ class Engine:
                 encoder = cls._load_encoder(settings)
                 index_mod.build(docs, encoder, spec, target, progress)
         engine = cls(settings, index_mod.load(target), encoder)
-        if settings.onnx_queries and not settings.onnx_path().exists():
+        if settings.onnx_queries and not optimized_path(settings.onnx_path()).exists():
             engine.export_query_model()
         return engine
 
