@@ -340,12 +340,12 @@ def _ask_without_abstaining(engine: Engine, question: str, cid: str, *, top_k: i
     question = validate_question(question)
     if mode not in RETRIEVERS:
         raise InvalidQuestion(f"unknown retriever {mode!r}")
-    history = engine.conversations.turns(cid)
+    store = engine.conversations
+    history = store.turns(cid)
     if history is None:
         raise UnknownConversation(cid)
-    query = conversation.understand(question, history, engine, mode=mode)
-    answer = engine.answer(query, top_k=top_k, mode=mode, abstain=False)
-    engine.conversations.append(cid, conversation.Turn.from_answer(question, answer))
+    answer = conversation.answer_turn(engine, question, history, top_k=top_k, mode=mode, abstain=False)
+    store.append(cid, conversation.Turn.from_answer(question, answer))
     return answer
 
 

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Chunking: passages of `passage_size` sentences, consecutive passages sharing `passage_overlap`.
     passage_size: int = Field(3, ge=1, le=50)
     passage_overlap: int = Field(1, ge=0, le=49)
+    passage_vectors: Literal["encode", "mean"] = Field("mean", description="embed passage text, or average "
+                                                       "its sentences' vectors (half the build time)")
 
     # Retrieval.
     retriever: Retriever = "hybrid"

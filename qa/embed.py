@@ -100,9 +100,11 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
-    def encode(self, texts: list[str], **_) -> np.ndarray:
+    def encode(self, texts: list[str], *, batch_size: int = 32, **_) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) > batch_size:
+            return np.vstack([self.encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
         batch = self.tokenizer.encode_batch(texts)
         feeds = {
             "input_ids": np.array([e.ids for e in batch], dtype=np.int64),

@@ -49,7 +49,8 @@ def model_id(path: Path) -> str:
 
 def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpec:
     return index_mod.BuildSpec(model=model_id(settings.resolved_model_path()), passage_size=settings.passage_size,
-                               passage_overlap=settings.passage_overlap, layout=layout)
+                               passage_overlap=settings.passage_overlap, layout=layout,
+                               passage_vectors=settings.passage_vectors)
 
 
 def index_is_current(target: Path, docs: list[Document], spec: index_mod.BuildSpec) -> tuple[bool, str]:
@@ -101,11 +102,24 @@ class Engine:
                 if on_rebuild:
                     on_rebuild(why)
                 encoder = cls._load_encoder(settings)
-                index_mod.build(docs, encoder, spec, target, progress)
+                index_mod.build(docs, cls._build_encoder(settings, encoder, docs), spec, target, progress)
         engine = cls(settings, index_mod.load(target), encoder)
         if settings.onnx_queries and not optimized_path(settings.onnx_path()).exists():
-            engine.export_query_model()
+            engine.export_query_model([s.text for s in engine.index.sentences])
         return engine
+
+    @staticmethod
+    def _build_encoder(settings: Settings, encoder, docs: list[Document]):
+        """The ONNX encoder for bulk encoding (about twice as fast), once exported and checked; else torch's."""
+        if not settings.onnx_queries:
+            return encoder
+        from qa.embed import OnnxEncoder, export_onnx
+        from qa.ingest import split_sentences
+
+        sample = [s.text for d in docs[:50] for s in split_sentences(d)][:200]
+        if not export_onnx(encoder, settings.onnx_path(), sample):
+            return encoder
+        return OnnxEncoder(settings.onnx_path(), settings.resolved_model_path())
 
     @staticmethod
     def _load_encoder(settings: Settings):
@@ -131,12 +145,11 @@ class Engine:
                 self._query_encoder = OnnxEncoder(self.settings.onnx_path(), self.settings.resolved_model_path())
         return self._query_encoder or self.encoder
 
-    def export_query_model(self) -> bool:
-        """Export the model to ONNX once, checked against torch on real sentences of this corpus."""
+    def export_query_model(self, texts: list[str]) -> bool:
+        """Export the model to ONNX once, checked against torch on (up to 200 of) ``texts``."""
         from qa.embed import export_onnx
 
-        sample = [s.text for s in self.index.sentences[:: max(1, len(self.index.sentences) // 200)]]
-        return export_onnx(self.encoder, self.settings.onnx_path(), sample)
+        return export_onnx(self.encoder, self.settings.onnx_path(), texts[:: max(1, len(texts) // 200)])
 
     # -- answering --------------------------------------------------------------------------------
 

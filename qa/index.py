@@ -83,10 +83,11 @@ class BuildSpec:
     passage_size: int
     passage_overlap: int
     layout: bool = True  # scraped-page layout (title, headings, furniture) vs plain paragraphs
+    passage_vectors: str = "encode"  # "encode": embed the passage text; "mean": mean of its sentences'
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "passage_size": self.passage_size,
-                "passage_overlap": self.passage_overlap, "layout": self.layout}
+        return {"model": self.model, "passage_size": self.passage_size, "passage_overlap": self.passage_overlap,
+                "layout": self.layout, "passage_vectors": self.passage_vectors}
 
 
 @dataclass
@@ -147,9 +148,10 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     lexical_p = LexicalIndex.build(passage_terms)
     lexical_s = LexicalIndex.build(sentence_terms)
 
-    texts = [s.text for s in sentences] + [p.text for p in passages]
+    texts = [s.text for s in sentences] + ([p.text for p in passages] if spec.passage_vectors == "encode" else [])
     vectors = _encode_in_batches(encoder, texts, lambda done: step("embed", done, len(texts)))
-    sent_vecs, pass_vecs = vectors[: len(sentences)], vectors[len(sentences):]
+    sent_vecs = vectors[: len(sentences)]
+    pass_vecs = vectors[len(sentences):] if spec.passage_vectors == "encode" else mean_vectors(sent_vecs, passages)
     findex = faiss.IndexFlatIP(encoder.dim)
     findex.add(pass_vecs)
 
@@ -250,6 +252,17 @@ def load(target: Path) -> CorpusIndex:
         faiss_index=findex, sentence_vectors=sentence_vectors, lexical_passages=lexical_p,
         lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"]),
     )
+
+
+def mean_vectors(sentence_vectors: np.ndarray, passages: list[Passage]) -> np.ndarray:
+    """Each passage's vector as the normalised mean of its sentences' (no second pass of the model)."""
+    sizes = np.fromiter((len(p.sentence_ids) for p in passages), dtype=np.int64, count=len(passages))
+    flat = np.fromiter((i for p in passages for i in p.sentence_ids), dtype=np.int64, count=int(sizes.sum()))
+    owner = np.repeat(np.arange(len(passages)), sizes)
+    sums = np.zeros((len(passages), sentence_vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, owner, sentence_vectors[flat])
+    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return sums.astype(np.float32)
 
 
 def _sentence_table(sentences: list[Sentence], docs: list[Document]) -> np.ndarray:
