@@ -605,7 +605,7 @@ def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Re
 
 
 def ask(engine: "Engine", question: str, conversation_id: str, *, top_k: int, mode: str,
-        create_missing: bool = False, reading: Reading = DEFAULT_READING) -> Answer:
+        create_missing: bool = False, reading: Reading = DEFAULT_READING, abstain: bool = True) -> Answer:
     """Answer ``question`` as the next turn of ``conversation_id`` and record the turn.
 
     :class:`UnknownConversation` when the id is not in the store, unless ``create_missing`` (the CLI's
@@ -618,7 +618,7 @@ def ask(engine: "Engine", question: str, conversation_id: str, *, top_k: int, mo
             raise UnknownConversation(conversation_id)
         store.create(conversation_id)
         history = []
-    answer = answer_turn(engine, question, history, top_k=top_k, mode=mode, reading=reading)
+    answer = answer_turn(engine, question, history, top_k=top_k, mode=mode, reading=reading, abstain=abstain)
     answer.conversation_id = conversation_id
     store.append(conversation_id, Turn.from_answer(question, answer))
     return answer

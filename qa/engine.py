@@ -156,30 +156,33 @@ class Engine:
     def encode_query(self, text: str) -> np.ndarray:
         return self.query_encoder.encode([text])[0]
 
+    @staticmethod
+    def _check_mode(mode: str) -> None:
+        if mode not in RETRIEVERS:
+            raise InvalidQuestion(f"unknown retriever {mode!r}: choose one of {', '.join(RETRIEVERS)}")
+
     def query(self, question: str, mode: str) -> Query:
         """A standalone question analysed for retriever ``mode`` (no conversation history)."""
         question = validate_question(question)
-        if mode not in RETRIEVERS:
-            raise InvalidQuestion(f"unknown retriever {mode!r}: choose one of {', '.join(RETRIEVERS)}")
+        self._check_mode(mode)
         return Query(question=question, text=question, terms=self.index.analyzer.terms(question),
                      vector=self.encode_query(question) if mode != "bm25" else None)
 
     def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None,
-            conversation_id: str | None = None, create_missing: bool = False) -> Answer:
+            conversation_id: str | None = None, create_missing: bool = False, abstain: bool = True) -> Answer:
         """Answer ``question``; with ``conversation_id`` as the next turn of that conversation, read with its
-        history (qa/conversation.py). Unknown ids raise ``UnknownConversation`` unless ``create_missing``."""
-        question = validate_question(question)
+        history (qa/conversation.py). Unknown ids raise ``UnknownConversation`` unless ``create_missing``.
+        ``abstain=False`` returns the best sentences even under the confidence threshold (evaluation)."""
         mode = retriever or self.settings.retriever
-        if mode not in RETRIEVERS:
-            raise InvalidQuestion(f"unknown retriever {mode!r}: choose one of {', '.join(RETRIEVERS)}")
+        top_k = top_k or self.settings.top_k
         if conversation_id is not None:
             from qa import conversation
 
-            return conversation.ask(self, question, conversation_id, top_k=top_k or self.settings.top_k,
-                                    mode=mode, create_missing=create_missing)
-        query = Query(question=question, text=question, terms=self.index.analyzer.terms(question),
-                      vector=self.encode_query(question) if mode != "bm25" else None)
-        return self.answer(query, top_k=top_k or self.settings.top_k, mode=mode)
+            validate_question(question)
+            self._check_mode(mode)
+            return conversation.ask(self, question.strip(), conversation_id, top_k=top_k, mode=mode,
+                                    create_missing=create_missing, abstain=abstain)
+        return self.answer(self.query(question, mode), top_k=top_k, mode=mode, abstain=abstain)
 
     def score(self, query: Query, mode: str) -> rank.ScoredSentences:
         """Every candidate sentence for ``query``, scored and ranked (before grouping and abstention)."""

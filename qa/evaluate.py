@@ -74,8 +74,7 @@ class EngineRunner:
         self.engine = engine
 
     def __call__(self, question: str, mode: str) -> dict:
-        query = self.engine.query(question, mode)
-        return self.engine.answer(query, top_k=RANK_DEPTH, mode=mode, abstain=False).to_dict()
+        return self.engine.ask(question, top_k=RANK_DEPTH, retriever=mode, abstain=False).to_dict()
 
 
 class HttpRunner:
