@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa.config import Settings
 from qa.conversation import MAX_ID_CHARS, UnknownConversation
-from qa.engine import MAX_QUESTION_CHARS, RETRIEVERS, Engine, InvalidQuestion
+from qa.engine import MAX_QUESTION_CHARS, Engine, InvalidQuestion
 
 log = logging.getLogger(__name__)
 
@@ -316,11 +316,8 @@ def answer_question(body: AskRequest, engine: Engine) -> dict:
     try:
         if cid is None:
             cid = engine.conversations.create()
-        if body.abstain:
-            answer = engine.ask(body.question, top_k=body.top_k, retriever=body.retriever, conversation_id=cid)
-        else:
-            answer = _ask_without_abstaining(engine, body.question, cid, top_k=body.top_k,
-                                             mode=body.retriever or engine.settings.retriever)
+        answer = engine.ask(body.question, top_k=body.top_k, retriever=body.retriever, conversation_id=cid,
+                            abstain=body.abstain)
     except UnknownConversation:
         raise not_found(f"no conversation {cid!r}") from None
     except InvalidQuestion as exc:  # the request model checks the question too; kept for safety
@@ -329,24 +326,6 @@ def answer_question(body: AskRequest, engine: Engine) -> dict:
     out["conversation_id"] = cid
     out["took_ms"] = round((time.perf_counter() - t0) * 1000, 3)
     return out
-
-
-def _ask_without_abstaining(engine: Engine, question: str, cid: str, *, top_k: int, mode: str):
-    """``conversation.ask`` with ``abstain=False`` (for evaluation over HTTP: ``qa eval --http``).
-    TODO: call ``engine.ask(..., abstain=False)`` once Engine.ask / conversation.ask take that argument."""
-    from qa import conversation
-    from qa.engine import validate_question
-
-    question = validate_question(question)
-    if mode not in RETRIEVERS:
-        raise InvalidQuestion(f"unknown retriever {mode!r}")
-    store = engine.conversations
-    history = store.turns(cid)
-    if history is None:
-        raise UnknownConversation(cid)
-    answer = conversation.answer_turn(engine, question, history, top_k=top_k, mode=mode, abstain=False)
-    store.append(cid, conversation.Turn.from_answer(question, answer))
-    return answer
 
 
 def create_conversation(engine: EngineDep) -> ConversationCreated:
