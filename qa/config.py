@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     shared_data_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data", description="benchmark data (read only)")
     model_path: Path | None = Field(None, description="sentence-transformers model folder; default: bundled MiniLM")
     onnx_queries: bool = Field(True, description="encode queries with the ONNX export (no torch import)")
+    query_threads: int = Field(1, ge=1, description="onnxruntime threads per query encode: 1 lets concurrent "
+                                                  "requests use the other cores (docs/HTTP.md)")
 
     # Chunking: passages of `passage_size` sentences, consecutive passages sharing `passage_overlap`.
     passage_size: int = Field(3, ge=1, le=50)

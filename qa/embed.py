@@ -93,6 +93,8 @@ class OnnxEncoder:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
+        # Idle worker threads must not spin: a server runs several encodes side by side on few cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         optimized = optimized_path(onnx_path)
         if optimized.exists():  # graph already optimised at export: loading skips that work
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -142,7 +142,8 @@ class Engine:
             if self._query_encoder is None and self.settings.onnx_queries and self.settings.onnx_path().exists():
                 from qa.embed import OnnxEncoder
 
-                self._query_encoder = OnnxEncoder(self.settings.onnx_path(), self.settings.resolved_model_path())
+                self._query_encoder = OnnxEncoder(self.settings.onnx_path(), self.settings.resolved_model_path(),
+                                                  threads=self.settings.query_threads)
         return self._query_encoder or self.encoder
 
     def export_query_model(self, texts: list[str]) -> bool:
