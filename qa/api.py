@@ -58,7 +58,7 @@ PAGE_HEADERS = {
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"question": "When did the Taliban return to power in Afghanistan?"}]})
+        "examples": [{"question": "What happened at the Torkham border crossing?"}]})
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=r"\S",
                           description=f"the question: not blank, at most {MAX_QUESTION_CHARS} characters")
