@@ -115,7 +115,6 @@ def synthetic_corpus(settings: Settings, n_sentences: int, seed: int = 13) -> li
 
 
 def cmd_scale(args) -> None:
-    base = Settings()
     print("| sentences | documents | build s | sentences/s | hybrid p50 ms | hybrid p95 ms | bm25 p50 ms | "
           "serving RSS MiB | build peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|")

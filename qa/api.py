@@ -527,16 +527,17 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None, *,
                allow_reload: bool = False, max_body_bytes: int = MAX_BODY_BYTES,
-               ask_workers: int | None = None) -> FastAPI:
+               ask_workers: int | None = None, load_on_startup: bool = True) -> FastAPI:
     """The HTTP app. Without ``engine`` it loads one from ``settings`` at start-up (in the background:
-    /health answers 503 until it is ready). ``allow_reload`` adds ``POST /admin/reload``. ``ask_workers``
-    bounds the questions answered at once (default: the number of cores); others wait their turn."""
+    /health answers 503 until it is ready), unless ``load_on_startup`` is false (the engine is then set
+    on ``app.state.qa`` by the caller, as tests do). ``allow_reload`` adds ``POST /admin/reload``.
+    ``ask_workers`` bounds the questions answered at once (default: the number of cores)."""
     settings = settings or (engine.settings if engine is not None else Settings())
     state = ServiceState(settings, engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if state.engine is None:
+        if state.engine is None and load_on_startup:
             state.start_loading()
         yield
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-ONNX_FILE = "model.onnx"
+_EXPORT_LOCK = threading.Lock()
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -125,8 +126,9 @@ def export_onnx(encoder: Encoder, target: Path, check_texts: list[str], min_cosi
     keep them only if they agree with torch."""
     import onnxruntime as ort
 
-    if not target.exists():
-        encoder.export_onnx(target)
+    with _EXPORT_LOCK:  # torch's exporter keeps global state: one export at a time per process
+        if not target.exists():
+            encoder.export_onnx(target)
     optimized = optimized_path(target)
     if not optimized.exists():
         opts = ort.SessionOptions()

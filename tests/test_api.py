@@ -11,7 +11,6 @@ import json
 import logging
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -446,7 +445,7 @@ def test_reload_swaps_the_index_and_keeps_answering(tmp_path):
 # `schema_engine` fixture before any generated request is sent. (schemathesis' lazy `from_fixture`
 # loader does not work with pytest 9.2.)
 
-_schema_app = create_app(settings=Settings())
+_schema_app = create_app(settings=Settings(), load_on_startup=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", _schema_app)
 
 

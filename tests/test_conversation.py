@@ -12,7 +12,6 @@ import threading
 import pytest
 
 from qa import conversation as conv
-from qa.config import Settings
 from qa.conversation import ConversationStore, Turn, UnknownConversation
 from qa.engine import Engine
 from qa.types import Citation
@@ -151,8 +150,9 @@ def test_store_is_thread_safe(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    return Engine.open(Settings(data_dir=tmp_path_factory.mktemp("qa-data")))
+def engine(seed_settings, seed_engine, tmp_path_factory):
+    """The session's seed index (tests/conftest.py) with a conversation store of this module's own."""
+    return Engine.open(seed_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("qa-data")}))
 
 
 @pytest.mark.parametrize("question, expected", [
