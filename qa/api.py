@@ -433,7 +433,6 @@ class BodySizeLimit:
                 await _send_json(send, 413, {"detail": BodyTooLarge(self.max_bytes).detail})
                 return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -444,15 +443,11 @@ class BodySizeLimit:
                     raise BodyTooLarge(self.max_bytes)  # FastAPI turns it into the 413 response
             return message
 
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = _WatchedSend(send)
         try:
-            await self.app(scope, counting_receive, watching_send)
+            await self.app(scope, counting_receive, watched)
         except BodyTooLarge as exc:  # raised where nothing turned it into a response
-            if not started:
+            if not watched.started:
                 await _send_json(send, 413, {"detail": exc.detail})
 
 
@@ -468,20 +463,26 @@ class ErrorBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = _WatchedSend(send)
         try:
-            await self.app(scope, receive, watching_send)
+            await self.app(scope, receive, watched)
         except Exception as exc:
             error_id = uuid.uuid4().hex[:12]
             log.error("unexpected error %s in %s %s", error_id, scope.get("method"), scope.get("path"), exc_info=exc)
-            if not started:
+            if not watched.started:
                 await _send_json(send, 500, {"detail": "internal error", "error_id": error_id})
+
+
+class _WatchedSend:
+    """An ASGI ``send`` that remembers whether the response has started (then no error response can follow)."""
+
+    def __init__(self, send: Send):
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
 
 
 async def _send_json(send: Send, status_code: int, body: dict) -> None:
