@@ -3,29 +3,33 @@
     .venv/bin/python benchmarks/bench.py build   --dataset seeds|squad-v2-dev   # index build throughput
     .venv/bin/python benchmarks/bench.py latency --dataset seeds|squad-v2-dev   # in-process answer latency
     .venv/bin/python benchmarks/bench.py cold                                   # cold `qa ask`, index built
-    .venv/bin/python benchmarks/bench.py scale --sizes 20000 100000             # synthetic corpus growth
+    .venv/bin/python benchmarks/bench.py scale --sizes 100000 300000 1000000    # synthetic corpus growth
+    .venv/bin/python benchmarks/bench.py ann --size 1000000                     # IVF recall vs flat search
 
 Peak memory is the process's maximum resident set size (ru_maxrss). The scale corpus is built from the
 SQuAD paragraphs (shared data, read in place): sentences are recombined across paragraphs of the same
-article with varied order, so documents are not identical; its index goes to index/scale-<n>/.
+article with varied order, so documents are not identical. Its sentences repeat SQuAD's, and a build
+encodes each distinct text once, so a scale build measures everything but the model; `build` measures
+the model on distinct text. Scale indexes go to index/scale-<n>/.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from qa.config import Settings
 from qa.datasets import load_gold, load_squad
-from qa.engine import Engine, build_spec
-from qa.index import build as build_index
+from qa.engine import Engine
 from qa.ingest import load_corpus, split_sentences
 from qa.types import Document
 
@@ -48,17 +52,18 @@ def percentiles(ms: list[float]) -> tuple[float, float]:
 
 
 def cmd_build(args) -> None:
-    settings = Settings()
+    """A full rebuild through Engine.open, as `qa index --rebuild` runs it (the ONNX export already made)."""
+    settings = Settings(index_name=f"bench-build-{args.dataset}")
     data = dataset(args.dataset, settings)
-    engine_encoder = Engine._load_encoder(settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        build_index(data.documents, engine_encoder, build_spec(settings, layout=data.layout), Path(tmp))
-        secs = time.perf_counter() - t0
-    n = sum(len(split_sentences(d, layout=data.layout)) for d in data.documents)
-    print("| corpus | documents | sentences | build s | sentences/s | peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {data.name} | {len(data.documents)} | {n} | {secs:.1f} | {n / secs:.0f} | {peak_rss_mib():.0f} |")
+    t0 = time.perf_counter()
+    engine = Engine.open(settings, documents=data.documents, layout=data.layout, rebuild=True)
+    secs = time.perf_counter() - t0
+    n = len(engine.index.sentences)
+    distinct = len({s.text for s in engine.index.sentences})
+    print("| corpus | documents | sentences | distinct | build s | sentences/s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {data.name} | {len(data.documents)} | {n} | {distinct} | {secs:.1f} | {n / secs:.0f} | "
+          f"{peak_rss_mib():.0f} |")
 
 
 def cmd_latency(args) -> None:
@@ -115,41 +120,95 @@ def synthetic_corpus(settings: Settings, n_sentences: int, seed: int = 13) -> li
 
 
 def cmd_scale(args) -> None:
-    print("| sentences | documents | build s | sentences/s | hybrid p50 ms | hybrid p95 ms | bm25 p50 ms | "
-          "serving RSS MiB | build peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| sentences | documents | distinct sentences | build s | build peak RSS MiB | load s | hybrid p50 ms | "
+          "hybrid p95 ms | bm25 p50 ms | bm25 p95 ms | serving RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        code = (
-            "import sys, time, resource, statistics\n"
-            "sys.path.insert(0, %r)\n"
-            "from benchmarks.bench import run_scale\n"
-            "run_scale(%d)\n" % (str(ROOT), n)
-        )
-        subprocess.run([sys.executable, "-c", code], check=True)
+        # Each step in a fresh process, so its memory figures are its own: the serving process opens the
+        # built index as `qa serve` does, without torch and without the corpus in memory twice.
+        built = _in_subprocess("scale_build", n)
+        served = _in_subprocess("scale_serve", n)
+        print(f"| {built['sentences']:,} | {built['documents']:,} | {built['distinct']:,} | {built['build_s']:.0f} | "
+              f"{built['peak_rss']:,.0f} | {served['load_s']:.1f} | {served['hybrid'][0]:.1f} | "
+              f"{served['hybrid'][1]:.1f} | {served['bm25'][0]:.1f} | {served['bm25'][1]:.1f} | "
+              f"{served['rss']:,.0f} |", flush=True)
 
 
-def run_scale(n: int) -> None:
-    """One size in a fresh process, so its memory figures are its own."""
+def _in_subprocess(func: str, n: int) -> dict:
+    code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks import bench; " \
+           f"print(json.dumps(bench.{func}({n})))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def scale_build(n: int) -> dict:
     settings = Settings(index_name=f"scale-{n}")
     docs = synthetic_corpus(settings, n)
     t0 = time.perf_counter()
-    engine = Engine.open(settings, documents=docs, layout=False)
-    build_s = time.perf_counter() - t0
-    build_peak = peak_rss_mib()
-    sentences = len(engine.index.sentences)
+    engine = Engine.open(settings, documents=docs, layout=False, rebuild=True)
+    sentences = engine.index.sentences
+    return {"sentences": len(sentences), "documents": len(docs), "distinct": len({s.text for s in sentences}),
+            "build_s": time.perf_counter() - t0, "peak_rss": peak_rss_mib()}
+
+
+def scale_serve(n: int) -> dict:
+    settings = Settings(index_name=f"scale-{n}")
     questions = [q.question for q in load_squad(settings.shared_data_dir).questions[:200]]
-    res = {}
+    t0 = time.perf_counter()
+    engine = Engine.open(settings, check_corpus=False)
+    engine.encode_query("warm up")
+    out = {"load_s": time.perf_counter() - t0}
     for mode in ("hybrid", "bm25"):
-        engine.ask(questions[0], retriever=mode)
         ms = []
         for q in questions:
             t1 = time.perf_counter()
             engine.ask(q, retriever=mode)
             ms.append((time.perf_counter() - t1) * 1000)
-        res[mode] = percentiles(ms)
-    rss = _current_rss_mib()
-    print(f"| {sentences} | {len(docs)} | {build_s:.0f} | {sentences / build_s:.0f} | {res['hybrid'][0]:.1f} | "
-          f"{res['hybrid'][1]:.1f} | {res['bm25'][0]:.1f} | {rss:.0f} | {build_peak:.0f} |", flush=True)
+        out[mode] = percentiles(ms)
+    out["rss"] = _current_rss_mib()
+    return out
+
+
+def cmd_ann(args) -> None:
+    """Recall of the IVF dense index against exact (flat) search, and its speed, on a built scale index."""
+    import faiss
+
+    from qa import index as index_mod
+
+    settings = Settings(index_name=f"scale-{args.size}")
+    idx = index_mod.load(settings.index_dir())
+    if idx.manifest["passage_vectors"] != "mean":
+        raise SystemExit("needs an index built with passage_vectors=mean (the default)")
+    vectors = index_mod.mean_vectors(np.asarray(idx.sentence_vectors), idx.passages)
+    engine = Engine(settings, idx)
+    queries = np.stack([engine.encode_query(q.question)
+                        for q in load_squad(settings.shared_data_dir).questions[: args.queries]])
+    faiss.omp_set_num_threads(1)  # as the server searches: one thread per request
+    flat = index_mod.dense_index(vectors, ann_min=len(vectors) + 1)
+    t0 = time.perf_counter()
+    ivf = index_mod.dense_index(vectors, ann_min=0)
+    train_s = time.perf_counter() - t0
+    k = settings.candidate_passages
+    exact_ms, (_, exact) = _timed_search(flat, queries, k)
+    print(f"{len(vectors):,} passages, {len(queries)} SQuAD questions, top {k}; IVF nlist {ivf.nlist}, "
+          f"built in {train_s:.0f} s")
+    print("| index | nprobe | recall@%d vs flat | top-1 same as flat | search ms/query |" % k)
+    print("|---|---|---|---|---|")
+    print(f"| flat | – | 1.000 | 1.000 | {exact_ms:.2f} |")
+    for nprobe in args.nprobe:
+        ivf.nprobe = nprobe
+        ms, (_, got) = _timed_search(ivf, queries, k)
+        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(exact.tolist(), got.tolist())])
+        top1 = float(np.mean(exact[:, 0] == got[:, 0]))
+        print(f"| IVF | {nprobe} | {recall:.3f} | {top1:.3f} | {ms:.2f} |")
+
+
+def _timed_search(index, queries: np.ndarray, k: int):
+    index.search(queries[:1], k)
+    t0 = time.perf_counter()
+    results = [index.search(q.reshape(1, -1), k) for q in queries]
+    ms = (time.perf_counter() - t0) * 1000 / len(queries)
+    return ms, (np.vstack([r[0] for r in results]), np.vstack([r[1] for r in results]))
 
 
 def _current_rss_mib() -> float:
@@ -170,8 +229,13 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p = sub.add_parser("scale")
     p.add_argument("--sizes", type=int, nargs="+", default=[20000, 100000])
+    p = sub.add_parser("ann")
+    p.add_argument("--size", type=int, default=100000, help="the scale-<size> index (built by `scale`)")
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32, 64])
     args = ap.parse_args()
-    {"build": cmd_build, "latency": cmd_latency, "cold": cmd_cold, "scale": cmd_scale}[args.cmd](args)
+    commands = {"build": cmd_build, "latency": cmd_latency, "cold": cmd_cold, "scale": cmd_scale, "ann": cmd_ann}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

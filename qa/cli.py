@@ -35,6 +35,9 @@ def fail(message: str, code: int = 2) -> None:
 
 def open_engine(settings: Settings, *, rebuild: bool = False, quiet: bool = False):
     """Open the engine, showing a progress bar only when the index has to be built."""
+    from qa.embed import start_query_encoder
+
+    query_encoder = start_query_encoder(settings)  # first: it loads while the engine's modules and index do
     from qa.engine import Engine
     from qa.index import IndexUnavailable
 
@@ -54,7 +57,8 @@ def open_engine(settings: Settings, *, rebuild: bool = False, quiet: bool = Fals
             err.print(f"[dim]building the index of {settings.corpus_dir} ({why})…[/dim]")
 
     try:
-        return Engine.open(settings, rebuild=rebuild, progress=report, on_rebuild=announce)
+        return Engine.open(settings, rebuild=rebuild, progress=report, on_rebuild=announce,
+                           query_encoder=query_encoder)
     except (IndexUnavailable, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     finally:

@@ -45,7 +45,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(PROJECT_ROOT / "var", description="conversation store and other state")
     shared_data_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data", description="benchmark data (read only)")
     model_path: Path | None = Field(None, description="sentence-transformers model folder; default: bundled MiniLM")
-    onnx_queries: bool = Field(True, description="encode queries with the ONNX export (no torch import)")
+    onnx_queries: bool = Field(True, description="encode with the ONNX export of the model: queries (no torch "
+                                                 "import) and, once the export exists, index builds")
+    query_batch: int = Field(16, ge=1, description="questions asked at the same time are encoded together, up "
+                                                "to this many per model run (1: one at a time)")
     query_threads: int = Field(1, ge=1, description="onnxruntime threads per query encode: 1 lets concurrent "
                                                   "requests use the other cores (docs/HTTP.md)")
 
@@ -60,6 +63,9 @@ class Settings(BaseSettings):
     fusion: Fusion = "rrf"
     rrf_k: int = 60
     candidate_passages: int = Field(30, ge=1, description="passages taken from each retriever before fusion")
+    ann_min_passages: int = Field(100_000, ge=1, description="from this many passages the dense index is IVF "
+                                                             "(approximate, much faster) instead of flat (exact)")
+    ann_nprobe: int = Field(32, ge=1, description="IVF lists scanned per query (docs/BENCHMARKS.md: recall cost)")
     top_k: int = Field(5, ge=1, le=20)
 
     # Sentence scoring weights (see qa/rank.py).

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
 import warnings
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
+
+from qa.config import Settings
 
 _EXPORT_LOCK = threading.Lock()
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -83,7 +87,7 @@ class Encoder:
 class OnnxEncoder:
     """The exported model under onnxruntime: same vectors as :class:`Encoder`, no torch at query time."""
 
-    def __init__(self, onnx_path: Path, model_path: Path, *, threads: int | None = None):
+    def __init__(self, onnx_path: Path, model_path: Path, *, threads: int | None = None, spinning: bool = False):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -94,8 +98,9 @@ class OnnxEncoder:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
-        # Idle worker threads must not spin: a server runs several encodes side by side on few cores.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Idle worker threads must not spin in a server, which runs several encodes side by side on few cores;
+        # a bulk encode (an index build) is the only work running and gains from it.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         optimized = optimized_path(onnx_path)
         if optimized.exists():  # graph already optimised at export: loading skips that work
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -103,7 +108,23 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
-    def encode(self, texts: list[str], *, batch_size: int = 32, **_) -> np.ndarray:
+    @classmethod
+    def load_async(cls, onnx_path: Path, model_path: Path, *, threads: int | None = None) -> Future:
+        """The encoder, built in a daemon thread. onnxruntime releases the GIL while it builds a session
+        (about 0.3 s here), so the caller can read its index meanwhile: a cold start waits for the slower of
+        the two, not their sum."""
+        future: Future = Future()
+
+        def load() -> None:
+            try:
+                future.set_result(cls(onnx_path, model_path, threads=threads))
+            except BaseException as exc:  # handed to whoever waits for the encoder
+                future.set_exception(exc)
+
+        threading.Thread(target=load, name="qa-query-model", daemon=True).start()
+        return future
+
+    def encode(self, texts: list[str], *, batch_size: int = 16, **_) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if len(texts) > batch_size:
@@ -115,6 +136,63 @@ class OnnxEncoder:
             "token_type_ids": np.array([e.type_ids for e in batch], dtype=np.int64),
         }
         return np.ascontiguousarray(self.session.run(None, feeds)[0], dtype=np.float32)
+
+
+class BatchingEncoder:
+    """Encodes single questions asked at the same time in one model run (dynamic batching).
+
+    A server answers many questions at once; run one by one, each pays the model's fixed cost per run.
+    One worker thread takes every question waiting, up to ``max_batch``, and encodes them together: at
+    low load a batch is a single question (no added wait), under load the cost per question falls several
+    times (docs/HTTP.md). Lists of several texts (index builds) go straight to the wrapped encoder.
+    """
+
+    def __init__(self, encoder, max_batch: int = 16):
+        self.encoder = encoder
+        self.dim = encoder.dim
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[str, Future]] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def encode(self, texts: list[str], **kwargs) -> np.ndarray:
+        if len(texts) != 1:
+            return self.encoder.encode(texts, **kwargs)
+        self._ensure_worker()
+        future: Future = Future()
+        self._queue.put((texts[0], future))
+        return future.result()[None, :]
+
+    def _ensure_worker(self) -> None:
+        with self._start_lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="qa-query-batcher", daemon=True)
+                self._worker.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                vectors = self.encoder.encode([text for text, _ in batch])
+            except Exception as exc:  # every waiting caller gets the error, the worker lives on
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, future), vector in zip(batch, vectors):
+                future.set_result(vector)
+
+
+def start_query_encoder(settings: Settings) -> Future | None:
+    """The ONNX query encoder loading in the background (:meth:`OnnxEncoder.load_async`), when its export
+    exists; None when queries go through torch."""
+    if not (settings.onnx_queries and optimized_path(settings.onnx_path()).exists()):
+        return None
+    return OnnxEncoder.load_async(settings.onnx_path(), settings.resolved_model_path(), threads=settings.query_threads)
 
 
 def optimized_path(onnx_path: Path) -> Path:

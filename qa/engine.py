@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 from qa import index as index_mod
 from qa import rank, retrieve
 from qa.config import Settings
-from qa.embed import optimized_path
+from qa.embed import BatchingEncoder, OnnxEncoder, optimized_path, start_query_encoder
 from qa.ingest import load_corpus
 from qa.types import Answer, Document
 
@@ -50,7 +51,8 @@ def model_id(path: Path) -> str:
 def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpec:
     return index_mod.BuildSpec(model=model_id(settings.resolved_model_path()), passage_size=settings.passage_size,
                                passage_overlap=settings.passage_overlap, layout=layout,
-                               passage_vectors=settings.passage_vectors)
+                               passage_vectors=settings.passage_vectors,
+                               ann_min_passages=settings.ann_min_passages)
 
 
 def index_is_current(target: Path, docs: list[Document], spec: index_mod.BuildSpec) -> tuple[bool, str]:
@@ -73,11 +75,13 @@ def index_is_current(target: Path, docs: list[Document], spec: index_mod.BuildSp
 class Engine:
     """Load once, answer many. Thread-safe for concurrent ``ask`` calls (all state is read-only)."""
 
-    def __init__(self, settings: Settings, corpus_index: index_mod.CorpusIndex, encoder=None):
+    def __init__(self, settings: Settings, corpus_index: index_mod.CorpusIndex, encoder=None,
+                 query_encoder: Future | None = None):
         self.settings = settings
         self.index = corpus_index
         self._encoder = encoder
         self._query_encoder = None
+        self._pending_query_encoder = query_encoder
         self._encoder_lock = threading.RLock()
 
     # -- construction -----------------------------------------------------------------------------
@@ -86,13 +90,15 @@ class Engine:
     def open(cls, settings: Settings | None = None, *, documents: list[Document] | None = None,
              layout: bool = True, rebuild: bool = False, check_corpus: bool = True,
              progress: Callable[[str, int, int], None] | None = None,
-             on_rebuild: Callable[[str], None] | None = None) -> "Engine":
+             on_rebuild: Callable[[str], None] | None = None, query_encoder: Future | None = None) -> "Engine":
         """Open the index of ``settings.corpus_dir`` (or of ``documents``), building it when missing or stale.
 
         ``layout=False`` treats documents as plain paragraphs (no title line, headings or page furniture).
+        ``query_encoder``: one already loading (``start_query_encoder``); by default loading starts here.
         """
         settings = settings or Settings()
         target = settings.index_dir()
+        pending = query_encoder or start_query_encoder(settings)
         encoder = None
         if check_corpus or rebuild or documents is not None:
             docs = documents if documents is not None else load_corpus(settings.corpus_dir)
@@ -101,25 +107,31 @@ class Engine:
             if not current:
                 if on_rebuild:
                     on_rebuild(why)
-                encoder = cls._load_encoder(settings)
-                index_mod.build(docs, cls._build_encoder(settings, encoder, docs), spec, target, progress)
-        engine = cls(settings, index_mod.load(target), encoder)
+                bulk, encoder = cls._build_encoder(settings, docs)
+                index_mod.build(docs, bulk, spec, target, progress)
+        engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
         if settings.onnx_queries and not optimized_path(settings.onnx_path()).exists():
             engine.export_query_model([s.text for s in engine.index.sentences])
         return engine
 
-    @staticmethod
-    def _build_encoder(settings: Settings, encoder, docs: list[Document]):
-        """The ONNX encoder for bulk encoding (about twice as fast), once exported and checked; else torch's."""
+    @classmethod
+    def _build_encoder(cls, settings: Settings, docs: list[Document]):
+        """The encoder for bulk encoding and the torch encoder if it had to be loaded.
+
+        The ONNX export gives the same vectors (checked when it was made) about twice as fast as torch and
+        without torch's start-up, so builds use it once it exists; the first build exports it."""
+        if settings.onnx_queries and optimized_path(settings.onnx_path()).exists():
+            return OnnxEncoder(settings.onnx_path(), settings.resolved_model_path(), spinning=True), None
+        encoder = cls._load_encoder(settings)
         if not settings.onnx_queries:
-            return encoder
-        from qa.embed import OnnxEncoder, export_onnx
+            return encoder, encoder
+        from qa.embed import export_onnx
         from qa.ingest import split_sentences
 
         sample = [s.text for d in docs[:50] for s in split_sentences(d)][:200]
         if not export_onnx(encoder, settings.onnx_path(), sample):
-            return encoder
-        return OnnxEncoder(settings.onnx_path(), settings.resolved_model_path())
+            return encoder, encoder
+        return OnnxEncoder(settings.onnx_path(), settings.resolved_model_path(), spinning=True), encoder
 
     @staticmethod
     def _load_encoder(settings: Settings):
@@ -137,14 +149,27 @@ class Engine:
 
     @property
     def query_encoder(self):
-        """The ONNX encoder when its export exists (fast start, same vectors), else sentence-transformers."""
+        """The ONNX encoder when its export exists (fast start, same vectors), else sentence-transformers.
+        Concurrent questions are encoded together when ``settings.query_batch`` allows (BatchingEncoder)."""
         with self._encoder_lock:
-            if self._query_encoder is None and self.settings.onnx_queries and self.settings.onnx_path().exists():
-                from qa.embed import OnnxEncoder
-
-                self._query_encoder = OnnxEncoder(self.settings.onnx_path(), self.settings.resolved_model_path(),
-                                                  threads=self.settings.query_threads)
+            if self._query_encoder is None:
+                onnx = self._onnx_query_encoder()
+                if onnx is not None and self.settings.query_batch > 1:
+                    onnx = BatchingEncoder(onnx, self.settings.query_batch)
+                self._query_encoder = onnx
         return self._query_encoder or self.encoder
+
+    def _onnx_query_encoder(self) -> OnnxEncoder | None:
+        if self._pending_query_encoder is not None:
+            pending, self._pending_query_encoder = self._pending_query_encoder, None
+            try:
+                return pending.result()
+            except Exception as exc:  # an unreadable export: tried once more below, or torch takes over
+                log.warning("could not load the ONNX query model (%s)", exc)
+        if self.settings.onnx_queries and self.settings.onnx_path().exists():
+            return OnnxEncoder(self.settings.onnx_path(), self.settings.resolved_model_path(),
+                               threads=self.settings.query_threads)
+        return None
 
     def export_query_model(self, texts: list[str]) -> bool:
         """Export the model to ONNX once, checked against torch on (up to 200 of) ``texts``."""

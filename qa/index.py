@@ -67,12 +67,15 @@ def make_passages(sentences: list[Sentence], size: int, overlap: int) -> list[Pa
             end += 1
         for i in range(start, end, step):
             ids = tuple(range(i, min(i + size, end)))
-            text = " ".join(sentences[j].text for j in ids)
-            passages.append(Passage(len(passages), sentences[start].doc_id, ids, text))
+            passages.append(Passage(len(passages), sentences[start].doc_id, ids))
             if ids[-1] == end - 1:
                 break
         start = end
     return passages
+
+
+def passage_text(passage: Passage, sentences: list[Sentence]) -> str:
+    return " ".join(sentences[j].text for j in passage.sentence_ids)
 
 
 @dataclass
@@ -84,10 +87,12 @@ class BuildSpec:
     passage_overlap: int
     layout: bool = True  # scraped-page layout (title, headings, furniture) vs plain paragraphs
     passage_vectors: str = "encode"  # "encode": embed the passage text; "mean": mean of its sentences'
+    ann_min_passages: int = 100_000  # from this many passages the dense index is IVF (approximate), not flat
 
     def to_dict(self) -> dict:
         return {"model": self.model, "passage_size": self.passage_size, "passage_overlap": self.passage_overlap,
-                "layout": self.layout, "passage_vectors": self.passage_vectors}
+                "layout": self.layout, "passage_vectors": self.passage_vectors,
+                "ann_min_passages": self.ann_min_passages}
 
 
 @dataclass
@@ -133,27 +138,25 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         raise ValueError("the corpus has no readable documents")
     step = progress or (lambda *_: None)
     t0 = time.perf_counter()
-    sentences: list[Sentence] = []
-    for i, doc in enumerate(docs):
-        for s in split_sentences(doc, layout=spec.layout):
-            sentences.append(s)
-        step("split", i + 1, len(docs))
+    sentences = _split_all(docs, spec.layout, lambda done: step("split", done, len(docs)))
     if not sentences:
         raise ValueError("the corpus has no sentences")
     passages = make_passages(sentences, spec.passage_size, spec.passage_overlap)
 
     analyzer = Analyzer(stopwords=default_stopwords())
-    passage_terms = [analyzer.terms(p.text) for p in passages]
     sentence_terms = [analyzer.terms(s.text) for s in sentences]
+    # A passage's text is its sentences joined by spaces, so its terms are theirs in order.
+    passage_terms = [[t for j in p.sentence_ids for t in sentence_terms[j]] for p in passages]
     lexical_p = LexicalIndex.build(passage_terms)
     lexical_s = LexicalIndex.build(sentence_terms)
 
-    texts = [s.text for s in sentences] + ([p.text for p in passages] if spec.passage_vectors == "encode" else [])
-    vectors = _encode_in_batches(encoder, texts, lambda done: step("embed", done, len(texts)))
+    texts = [s.text for s in sentences]
+    if spec.passage_vectors == "encode":
+        texts += [passage_text(p, sentences) for p in passages]
+    vectors = _encode_in_batches(encoder, texts, lambda done, total: step("embed", done, total))
     sent_vecs = vectors[: len(sentences)]
     pass_vecs = vectors[len(sentences):] if spec.passage_vectors == "encode" else mean_vectors(sent_vecs, passages)
-    findex = faiss.IndexFlatIP(encoder.dim)
-    findex.add(pass_vecs)
+    findex = dense_index(pass_vecs, spec.ann_min_passages)
 
     target.mkdir(parents=True, exist_ok=True)
     build_dir = target / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -188,6 +191,26 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     return build_dir
 
 
+def dense_index(vectors: np.ndarray, ann_min: int):
+    """Exact inner-product search while the corpus is small; an inverted-file index (IVF) from ``ann_min``
+    vectors on, which scans only the lists nearest the query (``nprobe`` of them, set at load time).
+
+    nlist ≈ 4·√n is FAISS's usual starting point; k-means trains on up to 256 vectors per list.
+    """
+    import faiss
+
+    n, dim = vectors.shape
+    if n < ann_min:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        nlist = int(4 * np.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).choice(n, size=min(n, 256 * nlist), replace=False)
+        index.train(vectors[np.sort(sample)])
+    index.add(vectors)
+    return index
+
+
 def publish(target: Path, build_dir: Path) -> None:
     """Point ``target/current`` at ``build_dir`` atomically, then drop builds nothing points at."""
     link = target / f".{CURRENT}-{uuid.uuid4().hex[:8]}"
@@ -208,8 +231,9 @@ def read_manifest(target: Path) -> dict:
         raise IndexCorrupt(f"the index at {target} is corrupt ({exc}): run `qa index --rebuild`") from exc
 
 
-def load(target: Path) -> CorpusIndex:
-    """Load the published build of ``target``; a clear :class:`IndexUnavailable` when it is not usable."""
+def load(target: Path, *, nprobe: int = 32) -> CorpusIndex:
+    """Load the published build of ``target``; a clear :class:`IndexUnavailable` when it is not usable.
+    ``nprobe``: inverted lists an IVF dense index scans per query (more: closer to exact, slower)."""
     import faiss
 
     manifest = read_manifest(target)
@@ -230,10 +254,12 @@ def load(target: Path) -> CorpusIndex:
             doc = documents[doc_ids[doc_no]]
             sentences.append(Sentence(doc.doc_id, idx, start, end, doc.raw[start:end], kinds[kind]))
         passages = [
-            Passage(i, doc_id, tuple(ids), " ".join(sentences[j].text for j in ids))
+            Passage(i, doc_id, tuple(ids))
             for i, (doc_id, ids) in enumerate(json.loads((build_dir / "passages.json").read_text(encoding="utf-8")))
         ]
         findex = faiss.read_index(str(build_dir / "passages.faiss"))
+        if isinstance(findex, faiss.IndexIVF):
+            findex.nprobe = nprobe
         sentence_vectors = np.load(build_dir / "sentence_vectors.npy", mmap_mode="r")
         lexical_p = LexicalIndex.load(build_dir, "bm25_passages")
         lexical_s = LexicalIndex.load(build_dir, "bm25_sentences")
@@ -271,15 +297,51 @@ def _sentence_table(sentences: list[Sentence], docs: list[Document]) -> np.ndarr
     return np.array([(doc_no[s.doc_id], s.index, s.start, s.end, kinds[s.kind]) for s in sentences], dtype=np.int64)
 
 
-def _encode_in_batches(encoder, texts: list[str], report: Callable[[int], None], batch: int = 512) -> np.ndarray:
+PARALLEL_SPLIT_CHARS = 2_000_000  # below this, worker start-up costs more than it saves
+
+
+def _split_all(docs: list[Document], layout: bool, report: Callable[[int], None]) -> list[Sentence]:
+    """Every document's sentences, in corpus order. pysbd is pure Python (about 1,000 sentences/s here), so
+    a large corpus is split in worker processes, one per core; spawned, not forked, because the parent may
+    be running onnxruntime threads."""
+    workers = min(os.cpu_count() or 1, 8)
+    if workers < 2 or sum(len(d.raw) for d in docs) < PARALLEL_SPLIT_CHARS:
+        sentences: list[Sentence] = []
+        for i, doc in enumerate(docs):
+            sentences.extend(split_sentences(doc, layout=layout))
+            report(i + 1)
+        return sentences
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    chunk = max(1, min(500, len(docs) // (workers * 8)))
+    batches = [docs[i : i + chunk] for i in range(0, len(docs), chunk)]
+    sentences = []
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done, part in enumerate(pool.map(partial(_split_batch, layout=layout), batches), start=1):
+            sentences.extend(part)
+            report(min(done * chunk, len(docs)))
+    return sentences
+
+
+def _split_batch(docs: list[Document], layout: bool) -> list[Sentence]:
+    return [s for d in docs for s in split_sentences(d, layout=layout)]
+
+
+def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], None], batch: int = 512) -> np.ndarray:
+    """Vectors of ``texts``, each distinct text encoded once (news repeats boilerplate and wire copy)."""
+    first: dict[str, int] = {}
+    inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
+    distinct = list(first)
     # Sorting by length keeps padding small inside each model batch; the order is restored afterwards.
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
-    for i in range(0, len(texts), batch):
+    order = np.argsort([len(t) for t in distinct], kind="stable")
+    out = np.zeros((len(distinct), encoder.dim), dtype=np.float32)
+    for i in range(0, len(distinct), batch):
         ids = order[i : i + batch]
-        out[ids] = encoder.encode([texts[j] for j in ids])
-        report(min(i + batch, len(texts)))
-    return out
+        out[ids] = encoder.encode([distinct[j] for j in ids])
+        report(min(i + batch, len(distinct)), len(distinct))
+    return out[inverse]
 
 
 def _write_json(path: Path, data) -> None:

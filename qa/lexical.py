@@ -68,16 +68,15 @@ class LexicalIndex:
         parts = [(self.postings(t), self.idf_of(t)) for t in terms if t in self.vocab]
         if not parts:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        all_docs = np.concatenate([p[0][0] for p in parts])
-        ids, inverse = np.unique(all_docs, return_inverse=True)
-        out = np.zeros(len(ids), dtype=np.float64)
-        norm = self.k1 * (1 - self.b + self.b * self.doc_len[ids] / self.avgdl)
-        at = 0
-        for (docs, tfs), idf in parts:
-            pos = inverse[at : at + len(docs)]
-            at += len(docs)
-            out[pos] += idf * tfs * (self.k1 + 1) / (tfs + norm[pos])
-        return ids.astype(np.int64), out.astype(np.float32)
+        # Accumulate into one slot per document: linear in the postings, where sorting them would not be.
+        acc = np.zeros(self.n_docs, dtype=np.float64)
+        touched = np.zeros(self.n_docs, dtype=bool)
+        for (docs, tfs), idf in parts:  # a document appears once in a term's postings
+            norm = self.k1 * (1 - self.b + self.b * self.doc_len[docs] / self.avgdl)
+            acc[docs] += idf * tfs * (self.k1 + 1) / (tfs + norm)
+            touched[docs] = True
+        ids = np.flatnonzero(touched)
+        return ids.astype(np.int64), acc[ids].astype(np.float32)
 
     def scores_of(self, terms: list[str], doc_ids: np.ndarray) -> np.ndarray:
         """Scores of the given documents only (rank-bm25's ``get_batch_scores``)."""
@@ -94,8 +93,9 @@ class LexicalIndex:
         out = np.zeros((len(doc_ids), len(terms)), dtype=bool)
         for j, t in enumerate(terms):
             docs, _ = self.postings(t)
-            if len(docs):
-                out[:, j] = np.isin(doc_ids, docs, assume_unique=False)
+            if len(docs):  # postings are sorted: a binary search per candidate, whatever their length
+                pos = np.minimum(np.searchsorted(docs, doc_ids), len(docs) - 1)
+                out[:, j] = docs[pos] == doc_ids
         return out
 
     # -- persistence ---------------------------------------------------------------------------------

@@ -31,12 +31,13 @@ class Sentence:
 
 @dataclass(frozen=True, slots=True)
 class Passage:
-    """A window of consecutive sentences of one document: the unit both retrievers index."""
+    """A window of consecutive sentences of one document: the unit both retrievers index. Its text is its
+    sentences' texts joined by spaces (``qa.index.passage_text``), not stored: a large corpus would hold
+    every sentence twice."""
 
     passage_id: int
     doc_id: str
     sentence_ids: tuple[int, ...]  # global sentence ids (positions in the index's sentence list)
-    text: str
 
 
 @dataclass(frozen=True, slots=True)

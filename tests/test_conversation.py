@@ -291,7 +291,8 @@ def test_cli_chat(engine, monkeypatch):
     from qa.cli import app
 
     monkeypatch.setenv("QA_DATA_DIR", str(engine.settings.data_dir))
-    result = CliRunner().invoke(app, ["chat", "--conversation", "cli-chat"],
+    result = CliRunner().invoke(app, ["chat", "--conversation", "cli-chat",
+                                      "--index-root", str(engine.settings.index_root)],
                                 input="/help\nWho is Faiz Hamid?\n/sources\n/new\n/sources\n")  # then EOF
     assert result.exit_code == 0, result.output
     assert "/sources" in result.output and "Faiz Hamid" in result.output

@@ -8,6 +8,7 @@ from qa import index as index_mod
 from qa.engine import Engine, build_spec, index_is_current
 from qa.ingest import load_corpus
 from qa.types import Sentence
+from tests.conftest import SEEDS
 
 
 def _sents(doc_lengths):
@@ -87,3 +88,50 @@ def test_missing_and_corrupt_index_say_what_to_run(tmp_path, seed_engine):
     (target / "build-x" / "manifest.json").write_text(json.dumps({"format_version": 0}))
     with pytest.raises(index_mod.IndexCorrupt, match="qa index --rebuild"):
         index_mod.load(target)
+
+
+def test_parallel_split_gives_the_sequential_sentences(monkeypatch):
+    docs = load_corpus(SEEDS)
+    sequential = index_mod._split_all(docs, True, lambda done: None)
+    monkeypatch.setattr(index_mod, "PARALLEL_SPLIT_CHARS", 0)
+    monkeypatch.setattr(index_mod.os, "cpu_count", lambda: 2)
+    seen: list[int] = []
+    assert index_mod._split_all(docs, True, seen.append) == sequential
+    assert seen[-1] == len(docs)
+
+
+def test_each_distinct_text_is_encoded_once():
+    class Counting:
+        dim = 2
+
+        def __init__(self):
+            self.seen: list[str] = []
+
+        def encode(self, texts):
+            self.seen += texts
+            return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    enc = Counting()
+    texts = ["the same line", "another", "the same line", "x"]
+    totals: list[int] = []
+    vecs = index_mod._encode_in_batches(enc, texts, lambda done, total: totals.append(total), batch=2)
+    assert sorted(enc.seen) == sorted(set(texts))
+    assert vecs.tolist() == [[13, 1], [7, 1], [13, 1], [1, 1]]
+    assert totals == [3, 3]
+
+
+def test_dense_index_is_flat_when_small_and_ivf_from_the_threshold():
+    import faiss
+
+    rng = np.random.default_rng(7)
+    vecs = rng.normal(size=(12000, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    flat = index_mod.dense_index(vecs, ann_min=20000)
+    ivf = index_mod.dense_index(vecs, ann_min=12000)
+    assert isinstance(flat, faiss.IndexFlatIP) and isinstance(ivf, faiss.IndexIVFFlat)
+    assert ivf.ntotal == flat.ntotal == 12000
+    queries = vecs[:20] + 0.1
+    _, exact = flat.search(queries, 10)
+    ivf.nprobe = ivf.nlist  # scanning every list is exact search
+    _, scanned = ivf.search(queries, 10)
+    assert np.array_equal(np.sort(exact, axis=1), np.sort(scanned, axis=1))
