@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -304,8 +303,8 @@ def not_found(what: str) -> HTTPException:
 
 async def ask(body: AskRequest, engine: EngineDep, request: Request) -> dict:
     """Answer a question with cited source sentences (a follow-up when `conversation_id` is given)."""
-    # CPU work, in a worker thread; at most `ask_workers` at once so concurrent requests queue instead of
-    # oversubscribing the cores (each model call already uses every core).
+    # CPU work, in a worker thread; at most `ask_workers` at once, so that a burst queues here instead of
+    # in thousands of threads, while enough run together for their questions to share model runs.
     return await anyio.to_thread.run_sync(answer_question, body, engine, limiter=request.app.state.ask_limiter)
 
 
@@ -532,7 +531,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     """The HTTP app. Without ``engine`` it loads one from ``settings`` at start-up (in the background:
     /health answers 503 until it is ready), unless ``load_on_startup`` is false (the engine is then set
     on ``app.state.qa`` by the caller, as tests do). ``allow_reload`` adds ``POST /admin/reload``.
-    ``ask_workers`` bounds the questions answered at once (default: the number of cores)."""
+    ``ask_workers`` bounds the questions answered at once (default: ``settings.ask_workers``)."""
     settings = settings or (engine.settings if engine is not None else Settings())
     state = ServiceState(settings, engine)
 
@@ -552,7 +551,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
         lifespan=lifespan,
     )
     app.state.qa = state
-    app.state.ask_limiter = anyio.CapacityLimiter(ask_workers or os.cpu_count() or 2)
+    app.state.ask_limiter = anyio.CapacityLimiter(ask_workers or settings.ask_workers)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
 

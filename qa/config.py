@@ -49,8 +49,11 @@ class Settings(BaseSettings):
                                                  "import) and, once the export exists, index builds")
     query_batch: int = Field(16, ge=1, description="questions asked at the same time are encoded together, up "
                                                 "to this many per model run (1: one at a time)")
-    query_threads: int = Field(1, ge=1, description="onnxruntime threads per query encode: 1 lets concurrent "
-                                                  "requests use the other cores (docs/HTTP.md)")
+    ask_workers: int = Field(8, ge=1, description="questions the HTTP service answers at once; more than the "
+                                                "cores, so that concurrent questions share model runs")
+    query_threads: int = Field(1, ge=1, description="threads per query encode (onnxruntime) and dense search "
+                                                  "(FAISS): 1 lets concurrent requests use the other cores "
+                                                  "(docs/HTTP.md)")
 
     # Chunking: passages of `passage_size` sentences, consecutive passages sharing `passage_overlap`.
     passage_size: int = Field(3, ge=1, le=50)

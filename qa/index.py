@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import time
@@ -260,7 +261,7 @@ def load(target: Path, *, nprobe: int = 32) -> CorpusIndex:
         findex = faiss.read_index(str(build_dir / "passages.faiss"))
         if isinstance(findex, faiss.IndexIVF):
             findex.nprobe = nprobe
-        sentence_vectors = np.load(build_dir / "sentence_vectors.npy", mmap_mode="r")
+        sentence_vectors = _random_access(np.load(build_dir / "sentence_vectors.npy", mmap_mode="r"))
         lexical_p = LexicalIndex.load(build_dir, "bm25_passages")
         lexical_s = LexicalIndex.load(build_dir, "bm25_sentences")
     except Exception as exc:  # any unreadable part means the same thing to the user
@@ -278,6 +279,16 @@ def load(target: Path, *, nprobe: int = 32) -> CorpusIndex:
         faiss_index=findex, sentence_vectors=sentence_vectors, lexical_passages=lexical_p,
         lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"]),
     )
+
+
+def _random_access(vectors: np.memmap) -> np.memmap:
+    """Tell the kernel that rows are read at random (a query reads its few candidates' rows): without
+    this, read-ahead pages in neighbouring rows nobody asked for and resident memory grows toward the
+    whole file."""
+    handle = getattr(vectors, "_mmap", None)
+    if handle is not None and hasattr(mmap, "MADV_RANDOM"):
+        handle.madvise(mmap.MADV_RANDOM)
+    return vectors
 
 
 def mean_vectors(sentence_vectors: np.ndarray, passages: list[Passage]) -> np.ndarray:
