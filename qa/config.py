@@ -7,6 +7,7 @@ the seed gold set and on SQuAD 2.0 (see docs/RETRIEVAL.md); change them only wit
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -51,9 +52,11 @@ class Settings(BaseSettings):
                                                 "to this many per model run (1: one at a time)")
     ask_workers: int = Field(8, ge=1, description="questions the HTTP service answers at once; more than the "
                                                 "cores, so that concurrent questions share model runs")
-    query_threads: int = Field(1, ge=1, description="threads per query encode (onnxruntime) and dense search "
-                                                  "(FAISS): 1 lets concurrent requests use the other cores "
-                                                  "(docs/HTTP.md)")
+    query_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1,
+                               description="onnxruntime threads of the query model; its runs are batched "
+                                           "one at a time (query_batch), so each may use every core")
+    search_threads: int = Field(1, ge=1, description="FAISS threads per dense search: one was faster even on an "
+                                                    "idle machine, and leaves the other cores to other requests")
 
     # Chunking: passages of `passage_size` sentences, consecutive passages sharing `passage_overlap`.
     passage_size: int = Field(3, ge=1, le=50)

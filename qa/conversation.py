@@ -102,8 +102,11 @@ class ConversationStore:
     the file). One connection behind a lock, so the HTTP server's thread pool can call it freely.
 
     Bounded: a conversation keeps its last ``max_turns`` turns, and conversations idle longer than
-    ``max_age_days`` are dropped (on open, create and append; reads already ignore them).
+    ``max_age_days`` are dropped (on open, then by create and append at most every ``PRUNE_EVERY_S``
+    seconds, so that a busy server does not pay a delete per question; reads already ignore them).
     """
+
+    PRUNE_EVERY_S = 60.0
 
     def __init__(self, path: Path, max_turns: int = 50, max_age_days: float = 30.0, *,
                  clock: Callable[[], float] = time.time):
@@ -114,6 +117,7 @@ class ConversationStore:
         self.max_age_days = max_age_days
         self._clock = clock  # injectable so tests can age conversations without sleeping
         self._lock = threading.Lock()
+        self._pruned_at = float("-inf")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
         with self._lock:
@@ -170,7 +174,7 @@ class ConversationStore:
         """A new conversation; ``conversation_id`` (e.g. a CLI name like "work") is used as given, a uuid4
         hex when None. Creating an id that already exists keeps it and its turns."""
         cid = uuid.uuid4().hex if conversation_id is None else validate_id(conversation_id)
-        self.prune()
+        self._prune_if_due()
 
         def run(db):
             db.execute("INSERT OR IGNORE INTO conversations (id, created_at, updated_at) VALUES (?, ?, ?)",
@@ -207,7 +211,7 @@ class ConversationStore:
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (self._clock(), conversation_id))
 
         self._write(run)
-        self.prune()
+        self._prune_if_due()
 
     def delete(self, conversation_id: str) -> bool:
         """Forget a conversation; False when there was none."""
@@ -216,9 +220,14 @@ class ConversationStore:
 
     def prune(self) -> int:
         """Drop conversations idle longer than ``max_age_days``; returns how many."""
+        self._pruned_at = self._clock()
         cutoff = self._cutoff()
         return self._write(lambda db: db.execute("DELETE FROM conversations WHERE updated_at < ?",
                                                  (cutoff,)).rowcount)
+
+    def _prune_if_due(self) -> None:
+        if self._clock() - self._pruned_at >= self.PRUNE_EVERY_S:
+            self.prune()
 
     def close(self) -> None:
         with self._lock:

@@ -85,9 +85,7 @@ class Engine:
         self._encoder_lock = threading.RLock()
         import faiss  # already loaded with the index
 
-        # One thread per search, as for the query model: measured faster for a single query even on an
-        # idle machine (docs/BENCHMARKS.md), and concurrent requests use the other cores.
-        faiss.omp_set_num_threads(settings.query_threads)
+        faiss.omp_set_num_threads(settings.search_threads)
 
     # -- construction -----------------------------------------------------------------------------
 

@@ -261,7 +261,8 @@ def load(target: Path, *, nprobe: int = 32) -> CorpusIndex:
         findex = faiss.read_index(str(build_dir / "passages.faiss"))
         if isinstance(findex, faiss.IndexIVF):
             findex.nprobe = nprobe
-        sentence_vectors = _random_access(np.load(build_dir / "sentence_vectors.npy", mmap_mode="r"))
+        # A plain ndarray view of the mapping: indexing a np.memmap costs a Python call per result.
+        sentence_vectors = np.asarray(_random_access(np.load(build_dir / "sentence_vectors.npy", mmap_mode="r")))
         lexical_p = LexicalIndex.load(build_dir, "bm25_passages")
         lexical_s = LexicalIndex.load(build_dir, "bm25_sentences")
     except Exception as exc:  # any unreadable part means the same thing to the user

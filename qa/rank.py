@@ -169,19 +169,19 @@ def group_duplicates(index: CorpusIndex, ids: np.ndarray, top_k: int, threshold:
     A sentence whose embedding is within ``threshold`` cosine of an earlier group's head joins that group
     (typically the same fact reported by two articles) instead of taking a rank of its own.
     """
+    vectors = index.sentence_vectors[ids]
     groups: list[list[int]] = []
-    heads: list[np.ndarray] = []
-    for sid in ids.tolist():
-        vec = np.asarray(index.sentence_vectors[sid])
-        for group, head in zip(groups, heads):
-            if float(vec @ head) >= threshold:
+    to_head: list[np.ndarray] = []  # per group: every candidate's cosine to the group's first sentence
+    for pos, sid in enumerate(ids.tolist()):
+        for group, cosines in zip(groups, to_head):
+            if cosines[pos] >= threshold:
                 group.append(sid)
                 break
         else:
             if len(groups) == top_k:
                 continue  # only lower-ranked duplicates of the kept groups are still of use
             groups.append([sid])
-            heads.append(vec)
+            to_head.append(vectors @ vectors[pos])  # a matrix-vector product: no BLAS thread pool wakes up
     return groups
 
 
