@@ -126,7 +126,7 @@ def cmd_scale(args) -> None:
     for n in args.sizes:
         # Each step in a fresh process, so its memory figures are its own: the serving process opens the
         # built index as `qa serve` does, without torch and without the corpus in memory twice.
-        built = _in_subprocess("scale_build", n)
+        built = _in_subprocess("scale_built" if args.serve_only else "scale_build", n)
         served = _in_subprocess("scale_serve", n)
         print(f"| {built['sentences']:,} | {built['documents']:,} | {built['distinct']:,} | {built['build_s']:.0f} | "
               f"{built['peak_rss']:,.0f} | {served['load_s']:.1f} | {served['hybrid'][0]:.1f} | "
@@ -149,6 +149,16 @@ def scale_build(n: int) -> dict:
     sentences = engine.index.sentences
     return {"sentences": len(sentences), "documents": len(docs), "distinct": len({s.text for s in sentences}),
             "build_s": time.perf_counter() - t0, "peak_rss": peak_rss_mib()}
+
+
+def scale_built(n: int) -> dict:
+    """The figures of an existing scale-<n> build, from its manifest (``scale --serve-only``)."""
+    from qa import index as index_mod
+
+    idx = index_mod.load(Settings(index_name=f"scale-{n}").index_dir())
+    m = idx.manifest
+    return {"sentences": m["sentences"], "documents": m["documents"], "distinct": len({s.text for s in idx.sentences}),
+            "build_s": m["build_seconds"], "peak_rss": float("nan")}
 
 
 def scale_serve(n: int) -> dict:
@@ -229,6 +239,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p = sub.add_parser("scale")
     p.add_argument("--sizes", type=int, nargs="+", default=[20000, 100000])
+    p.add_argument("--serve-only", action="store_true", help="measure serving of the existing scale builds")
     p = sub.add_parser("ann")
     p.add_argument("--size", type=int, default=100000, help="the scale-<size> index (built by `scale`)")
     p.add_argument("--queries", type=int, default=200)

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     w_lexical: float = 0.6
     w_passage: float = 0.0
     w_answer_type: float = 0.15
+    w_context: float = 0.4  # hybrid: query terms found only in a neighbouring sentence of the same document
     lexical_scale: Literal["bm25", "coverage"] = "coverage"
     heading_penalty: float = 0.15
     duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement

@@ -110,7 +110,7 @@ class OnnxEncoder:
 
     @classmethod
     def load_async(cls, onnx_path: Path, model_path: Path, *, threads: int | None = None) -> Future:
-        """The encoder, built in a daemon thread. onnxruntime releases the GIL while it builds a session
+        """The encoder, built in a background thread. onnxruntime releases the GIL while it builds a session
         (about 0.3 s here), so the caller can read its index meanwhile: a cold start waits for the slower of
         the two, not their sum."""
         future: Future = Future()
@@ -121,7 +121,9 @@ class OnnxEncoder:
             except BaseException as exc:  # handed to whoever waits for the encoder
                 future.set_exception(exc)
 
-        threading.Thread(target=load, name="qa-query-model", daemon=True).start()
+        # Not a daemon: a process that exits while onnxruntime is still building the session would abort
+        # ("terminate called without an active exception"); exit waits for the load instead.
+        threading.Thread(target=load, name="qa-query-model", daemon=False).start()
         return future
 
     def encode(self, texts: list[str], *, batch_size: int = 16, **_) -> np.ndarray:

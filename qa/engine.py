@@ -222,6 +222,7 @@ class Engine:
         weights = rank.Weights(dense=s.w_dense if mode != "bm25" else 0.0,
                                lexical=s.w_lexical if mode != "dense" else 0.0,
                                passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type,
+                               context=s.w_context if mode == "hybrid" else 0.0,  # tuned for hybrid only
                                lexical_scale=s.lexical_scale)
         return rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text)
 

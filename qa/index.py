@@ -23,7 +23,7 @@ import numpy as np
 
 from qa.ingest import split_sentences
 from qa.lexical import LexicalIndex
-from qa.text import Analyzer, default_stopwords
+from qa.text import ANALYZER_VERSION, Analyzer, default_stopwords
 from qa.types import Document, Passage, Sentence
 
 FORMAT_VERSION = 2
@@ -89,11 +89,12 @@ class BuildSpec:
     layout: bool = True  # scraped-page layout (title, headings, furniture) vs plain paragraphs
     passage_vectors: str = "encode"  # "encode": embed the passage text; "mean": mean of its sentences'
     ann_min_passages: int = 100_000  # from this many passages the dense index is IVF (approximate), not flat
+    analyzer_version: int = ANALYZER_VERSION
 
     def to_dict(self) -> dict:
         return {"model": self.model, "passage_size": self.passage_size, "passage_overlap": self.passage_overlap,
                 "layout": self.layout, "passage_vectors": self.passage_vectors,
-                "ann_min_passages": self.ann_min_passages}
+                "ann_min_passages": self.ann_min_passages, "analyzer_version": self.analyzer_version}
 
 
 @dataclass

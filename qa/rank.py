@@ -43,6 +43,7 @@ class Weights:
     passage: float
     heading_penalty: float
     answer_type: float = 0.0
+    context: float = 0.0  # weight of the query terms found only in the neighbouring sentences
     lexical_scale: str = "bm25"  # "bm25": BM25 / best candidate's BM25; "coverage": idf share matched
 
 
@@ -101,19 +102,48 @@ def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarra
     A term the corpus never uses weighs as much as the rarest possible term: a question about the
     "Nobel Peace Prize" is not covered by a sentence that only says "peace".
     """
+    uniq, idf, unseen = _query_idf(index, terms)
+    total = float(idf.sum())
+    if total <= 0:
+        return np.zeros(len(sentence_ids), dtype=np.float32), 0.0
+    if not len(sentence_ids):
+        return np.zeros(0, dtype=np.float32), unseen
+    present = index.lexical_sentences.contains(sentence_ids, uniq).astype(np.float32)
+    return present @ idf / total, unseen
+
+
+def context_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarray) -> np.ndarray:
+    """Like :func:`query_coverage`, over each sentence together with its neighbours in the same document.
+
+    News sentences lean on the one before ("Only people with family in Pakistan are allowed to cross"
+    follows the sentence that names Torkham): the topic words are often next door, not in the answer.
+    """
+    uniq, idf, _ = _query_idf(index, terms)
+    total = float(idf.sum())
+    if total <= 0 or not len(sentence_ids):
+        return np.zeros(len(sentence_ids), dtype=np.float32)
+    lex, sentences = index.lexical_sentences, index.sentences
+    present = lex.contains(sentence_ids, uniq)
+    for step in (-1, 1):
+        near = sentence_ids + step
+        same_doc = np.array([0 <= j < len(sentences) and sentences[j].doc_id == sentences[i].doc_id
+                             for i, j in zip(sentence_ids.tolist(), near.tolist())], dtype=bool)
+        if same_doc.any():
+            present[same_doc] |= lex.contains(near[same_doc], uniq)
+    return present.astype(np.float32) @ idf / total
+
+
+def _query_idf(index: CorpusIndex, terms: list[str]) -> tuple[list[str], np.ndarray, float]:
+    """The query's distinct terms, their idf over sentences (unseen terms: the highest possible), and the
+    share of the idf mass in terms the corpus never uses."""
     lex = index.lexical_sentences
     uniq = list(dict.fromkeys(terms))
     unseen_idf = float(np.log((lex.n_docs + 0.5) / 0.5))
     known = [lex.idf_of(t) for t in uniq]
     idf = np.array([max(unseen_idf if v is None else v, 0.0) for v in known], dtype=np.float32)
     total = float(idf.sum())
-    if total <= 0:
-        return np.zeros(len(sentence_ids), dtype=np.float32), 0.0
-    unseen = float(sum(w for v, w in zip(known, idf) if v is None)) / total
-    if not len(sentence_ids):
-        return np.zeros(0, dtype=np.float32), unseen
-    present = lex.contains(sentence_ids, uniq).astype(np.float32)
-    return present @ idf / total, unseen
+    unseen = float(sum(w for v, w in zip(known, idf) if v is None)) / total if total > 0 else 0.0
+    return uniq, idf, unseen
 
 
 def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str],
@@ -134,6 +164,8 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
     is_heading = np.array([index.sentences[i].kind != "body" for i in ids.tolist()], dtype=np.float32)
     combined = (weights.dense * dense + weights.lexical * lexical_rel + weights.passage * passage_rel
                 + weights.answer_type * typed - weights.heading_penalty * is_heading)
+    if weights.context:
+        combined += weights.context * (context_coverage(index, terms, ids) - coverage)
     order = np.lexsort((ids, -combined))
     return ScoredSentences(ids[order], combined[order], dense[order], coverage[order], typed[order],
                            asks_type, unseen)

@@ -14,11 +14,21 @@ _TOKEN = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)*", re.U
 _POSSESSIVE = re.compile(r"['’]s$")
 
 
+# Bump when what ``default_stopwords`` or ``Analyzer.terms`` return changes: indexes record it and are
+# rebuilt when it differs, so that questions and the index are always analysed alike.
+ANALYZER_VERSION = 2
+
+# Forms of "do" that scikit-learn's list lacks although it has "do" and "done": in questions ("When did
+# the crossing reopen?") they are grammar, and would count against every sentence that answers.
+_DO_FORMS = frozenset({"does", "did", "doing"})
+
+
 def default_stopwords() -> frozenset[str]:
-    """scikit-learn's English list (the Glasgow IR group's), imported only when an index is built."""
+    """scikit-learn's English list (the Glasgow IR group's) and the forms of "do" it lacks; imported only
+    when an index is built."""
     from sklearn.feature_extraction._stop_words import ENGLISH_STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS)
+    return frozenset(ENGLISH_STOP_WORDS) | _DO_FORMS
 
 
 @dataclass(frozen=True)

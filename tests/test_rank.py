@@ -1,0 +1,81 @@
+"""Sentence scoring on the real seed index: coverage, neighbour context, answer types, duplicates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa import rank
+
+TORKHAM_DOC = "004_efe84b1d27e376f8.txt"
+
+
+def _sid(index, doc_id: str, starts_with: str) -> int:
+    return next(i for i, s in enumerate(index.sentences) if s.doc_id == doc_id and s.text.startswith(starts_with))
+
+
+def test_coverage_is_the_share_of_the_question_idf_a_sentence_holds(seed_engine):
+    index = seed_engine.index
+    terms = index.analyzer.terms("When did the Torkham border crossing reopen?")
+    reopened = _sid(index, TORKHAM_DOC, "On Friday, the Torkham border crossing reopened")
+    other = _sid(index, TORKHAM_DOC, "However, Friday’s reopening came with conditions")
+    cov, unseen = rank.query_coverage(index, terms, np.array([reopened, other]))
+    assert unseen == 0.0
+    assert cov[0] == pytest.approx(1.0) and 0.0 <= cov[1] < cov[0]
+    never = index.analyzer.terms("Torkham zyxqwv")  # a term the corpus never uses weighs like the rarest
+    cov_never, unseen_never = rank.query_coverage(index, never, np.array([reopened]))
+    assert 0.4 < unseen_never < 0.6 and cov_never[0] == pytest.approx(1 - unseen_never)
+
+
+def test_context_coverage_adds_the_neighbours_terms_within_the_document(seed_engine):
+    index = seed_engine.index
+    terms = index.analyzer.terms("Who is now allowed to cross at Torkham?")
+    answer = _sid(index, TORKHAM_DOC, "However, Friday’s reopening came with conditions")
+    ids = np.array([answer])
+    own = rank.query_coverage(index, terms, ids)[0][0]
+    ctx = rank.context_coverage(index, terms, ids)[0]
+    assert "torkham" in index.analyzer.terms(index.sentences[answer - 1].text)
+    assert "torkham" not in index.analyzer.terms(index.sentences[answer].text)
+    assert ctx > own  # "Torkham" is in the sentence before
+    first = np.array([0])  # a document's first sentence has no neighbour before it in another document
+    last_of_first_doc = max(i for i, s in enumerate(index.sentences) if s.doc_id == index.sentences[0].doc_id)
+    for sid in (first, np.array([last_of_first_doc])):
+        sid_terms = index.analyzer.terms(index.sentences[int(sid[0]) + (1 if sid[0] == last_of_first_doc else 0)].text)
+        got = rank.context_coverage(index, sid_terms, sid)[0]
+        assert 0.0 <= got <= 1.0
+
+
+def test_context_never_reaches_into_another_document(seed_engine):
+    index = seed_engine.index
+    last = max(i for i, s in enumerate(index.sentences) if s.doc_id == index.sentences[0].doc_id)
+    following = index.sentences[last + 1]
+    assert following.doc_id != index.sentences[last].doc_id
+    only_there = [t for t in index.analyzer.terms(following.text)
+                  if t not in index.analyzer.terms(index.sentences[last].text)
+                  and t not in index.analyzer.terms(index.sentences[last - 1].text)]
+    assert only_there
+    assert rank.context_coverage(index, only_there, np.array([last]))[0] == 0.0
+
+
+def test_answer_type_cues():
+    asks, typed = rank.answer_type_match("When did the crossing reopen?",
+                                         ["It reopened on Friday.", "Trucks were waiting at the border."])
+    assert asks and typed.tolist() == [1.0, 0.0]
+    asks, typed = rank.answer_type_match("How many Taliban members were killed?",
+                                         ["Two Taliban members were killed.", "The clash began at night."])
+    assert asks and typed.tolist() == [1.0, 0.0]
+    asks, _ = rank.answer_type_match("Why was the crossing closed?", ["anything"])
+    assert not asks
+
+
+def test_the_same_statement_in_two_places_is_one_group(seed_engine):
+    index = seed_engine.index
+    ids = np.arange(len(index.sentences))
+    groups = rank.group_duplicates(index, ids, top_k=len(ids), threshold=0.86)
+    assert sorted(s for g in groups for s in g) == ids.tolist()  # every sentence in exactly one group
+    vectors = np.asarray(index.sentence_vectors)
+    for g in groups:
+        for other in g[1:]:
+            assert float(vectors[g[0]] @ vectors[other]) >= 0.86
+    assert any(len(g) > 1 and len({index.sentences[s].doc_id for s in g}) == 2 for g in groups)
+    assert len(rank.group_duplicates(index, ids, top_k=3, threshold=0.86)) == 3
