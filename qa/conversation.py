@@ -541,7 +541,7 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
             sid = _lexicon(index).sid_of.get((last.citations[0].doc_id, last.citations[0].sentence_index)) \
                 if last else None
             if sid is not None:
-                vector = _unit(_unit(vector) + reading.answer_mix * np.asarray(index.sentence_vectors[sid]))
+                vector = _unit(_unit(vector) + reading.answer_mix * index.sentence_vectors[sid])
     # Never None here: the turn continues the topic (see topic_turns), even when it added no term.
     understood = f"{question} [+ {', '.join(words)}]" if words else f"{question} [with the previous turns]"
     return Query(question=question, text=text, terms=terms, vector=vector, understood_as=understood)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import time
@@ -107,7 +106,7 @@ class CorpusIndex:
     sentences: list[Sentence]
     passages: list[Passage]
     faiss_index: object
-    sentence_vectors: np.ndarray
+    sentence_vectors: VectorRows  # rows read on demand: rows[ids]
     lexical_passages: LexicalIndex
     lexical_sentences: LexicalIndex
     analyzer: Analyzer
@@ -262,8 +261,7 @@ def load(target: Path, *, nprobe: int = 32) -> CorpusIndex:
         findex = faiss.read_index(str(build_dir / "passages.faiss"))
         if isinstance(findex, faiss.IndexIVF):
             findex.nprobe = nprobe
-        # A plain ndarray view of the mapping: indexing a np.memmap costs a Python call per result.
-        sentence_vectors = np.asarray(_random_access(np.load(build_dir / "sentence_vectors.npy", mmap_mode="r")))
+        sentence_vectors = VectorRows(build_dir / "sentence_vectors.npy")
         lexical_p = LexicalIndex.load(build_dir, "bm25_passages")
         lexical_s = LexicalIndex.load(build_dir, "bm25_sentences")
     except Exception as exc:  # any unreadable part means the same thing to the user
@@ -283,14 +281,57 @@ def load(target: Path, *, nprobe: int = 32) -> CorpusIndex:
     )
 
 
-def _random_access(vectors: np.memmap) -> np.memmap:
-    """Tell the kernel that rows are read at random (a query reads its few candidates' rows): without
-    this, read-ahead pages in neighbouring rows nobody asked for and resident memory grows toward the
-    whole file."""
-    handle = getattr(vectors, "_mmap", None)
-    if handle is not None and hasattr(mmap, "MADV_RANDOM"):
-        handle.madvise(mmap.MADV_RANDOM)
-    return vectors
+class VectorRows:
+    """The rows of a saved ``.npy`` matrix, read from the file when asked for (``rows[ids]``).
+
+    A query needs the vectors of its hundred-odd candidate sentences, not all of them. Memory-mapping
+    the file would do, but the kernel maps whole neighbourhoods of every touched page into the process,
+    and after a few hundred queries the serving process holds the entire file (1.5 GB per million
+    sentences). Reads go through the page cache instead: shared, reclaimable, not the process's memory.
+    Thread-safe (``os.pread`` has no shared file position).
+    """
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as fh:
+            fmt = np.lib.format
+            major, _ = fmt.read_magic(fh)
+            read_header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            self._offset = fh.tell()
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{path} is not a C-ordered matrix")
+        self.shape, self.dtype = shape, np.dtype(dtype)
+        self._row_bytes = shape[1] * self.dtype.itemsize
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, ids) -> np.ndarray:
+        """One row for an int; for an array of ids, their rows in that order (consecutive ids: one read)."""
+        if isinstance(ids, (int, np.integer)):
+            return self[np.array([ids])][0]
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.shape[0]):
+            raise IndexError("row id out of range")
+        wanted = np.unique(ids)
+        out = np.empty((len(wanted), self.shape[1]), dtype=self.dtype)
+        runs = np.split(np.arange(len(wanted)), np.flatnonzero(np.diff(wanted) != 1) + 1)
+        for run in runs:
+            if len(run):
+                first = int(wanted[run[0]])
+                data = os.pread(self._fd, len(run) * self._row_bytes, self._offset + first * self._row_bytes)
+                out[run[0] : run[-1] + 1] = np.frombuffer(data, dtype=self.dtype).reshape(len(run), -1)
+        return out[np.searchsorted(wanted, ids)]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[np.arange(self.shape[0])]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def __del__(self):
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
 
 
 def mean_vectors(sentence_vectors: np.ndarray, passages: list[Passage]) -> np.ndarray:

@@ -151,7 +151,7 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
     if not len(ids):
         z = np.zeros(0, dtype=np.float32)
         return ScoredSentences(ids, z, z, z, z, unseen=query_coverage(index, terms, ids)[1])
-    dense = (np.asarray(index.sentence_vectors[ids]) @ query_vector.astype(np.float32)
+    dense = (index.sentence_vectors[ids] @ query_vector.astype(np.float32)
              if query_vector is not None else np.zeros(len(ids), dtype=np.float32))
     coverage, unseen = query_coverage(index, terms, ids)
     if weights.lexical_scale == "coverage":

@@ -135,3 +135,16 @@ def test_dense_index_is_flat_when_small_and_ivf_from_the_threshold():
     ivf.nprobe = ivf.nlist  # scanning every list is exact search
     _, scanned = ivf.search(queries, 10)
     assert np.array_equal(np.sort(exact, axis=1), np.sort(scanned, axis=1))
+
+
+def test_vector_rows_read_exactly_what_numpy_saved(tmp_path):
+    saved = np.random.default_rng(3).normal(size=(50, 8)).astype(np.float32)
+    np.save(tmp_path / "v.npy", saved)
+    rows = index_mod.VectorRows(tmp_path / "v.npy")
+    assert rows.shape == (50, 8) and len(rows) == 50
+    ids = np.array([7, 3, 4, 5, 49, 7, 0])  # out of order, a run, a repeat, both ends
+    assert np.array_equal(rows[ids], saved[ids])
+    assert np.array_equal(rows[12], saved[12]) and rows[np.array([], dtype=np.int64)].shape == (0, 8)
+    assert np.array_equal(np.asarray(rows), saved)
+    with pytest.raises(IndexError):
+        rows[np.array([50])]
