@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     candidate_passages: int = Field(30, ge=1, description="passages taken from each retriever before fusion")
     ann_min_passages: int = Field(100_000, ge=1, description="from this many passages the dense index is IVF "
                                                              "(approximate, much faster) instead of flat (exact)")
-    ann_nprobe: int = Field(32, ge=1, description="IVF lists scanned per query (docs/BENCHMARKS.md: recall cost)")
+    ann_nprobe: int = Field(64, ge=1, description="IVF lists scanned per query (docs/BENCHMARKS.md: recall cost)")
     top_k: int = Field(5, ge=1, le=20)
 
     # Sentence scoring weights (see qa/rank.py).

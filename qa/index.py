@@ -232,7 +232,7 @@ def read_manifest(target: Path) -> dict:
         raise IndexCorrupt(f"the index at {target} is corrupt ({exc}): run `qa index --rebuild`") from exc
 
 
-def load(target: Path, *, nprobe: int = 32) -> CorpusIndex:
+def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
     """Load the published build of ``target``; a clear :class:`IndexUnavailable` when it is not usable.
     ``nprobe``: inverted lists an IVF dense index scans per query (more: closer to exact, slower)."""
     import faiss
