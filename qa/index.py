@@ -338,11 +338,10 @@ def mean_vectors(sentence_vectors: np.ndarray, passages: list[Passage]) -> np.nd
     """Each passage's vector as the normalised mean of its sentences' (no second pass of the model)."""
     sizes = np.fromiter((len(p.sentence_ids) for p in passages), dtype=np.int64, count=len(passages))
     flat = np.fromiter((i for p in passages for i in p.sentence_ids), dtype=np.int64, count=int(sizes.sum()))
-    owner = np.repeat(np.arange(len(passages)), sizes)
-    sums = np.zeros((len(passages), sentence_vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, owner, sentence_vectors[flat])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    sums = np.add.reduceat(np.asarray(sentence_vectors[flat], dtype=np.float32), starts, axis=0)  # every size ≥ 1
     sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    return sums.astype(np.float32)
+    return sums
 
 
 def _sentence_table(sentences: list[Sentence], docs: list[Document]) -> np.ndarray:

@@ -148,3 +148,16 @@ def test_vector_rows_read_exactly_what_numpy_saved(tmp_path):
     assert np.array_equal(np.asarray(rows), saved)
     with pytest.raises(IndexError):
         rows[np.array([50])]
+
+
+def test_passage_vectors_are_the_normalised_means_of_their_sentences():
+    from qa.types import Passage
+
+    vecs = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    passages = [Passage(0, "d", (0, 1, 2)), Passage(1, "d", (2, 3, 4)), Passage(2, "d", (4,)),
+                Passage(3, "e", (5, 6, 7)), Passage(4, "e", (7, 8, 9))]
+    got = index_mod.mean_vectors(vecs, passages)
+    assert got.dtype == np.float32 and got.shape == (5, 4)
+    for p, row in zip(passages, got):
+        mean = vecs[list(p.sentence_ids)].mean(axis=0)
+        assert np.allclose(row, mean / np.linalg.norm(mean), atol=1e-6)
