@@ -1,6 +1,7 @@
 """Speed and memory benchmarks (measurements, not tests). Each prints a Markdown table row set.
 
     .venv/bin/python benchmarks/bench.py build   --dataset seeds|squad-v2-dev   # index build throughput
+    .venv/bin/python benchmarks/bench.py update                                 # rebuild after new articles
     .venv/bin/python benchmarks/bench.py latency --dataset seeds|squad-v2-dev   # in-process answer latency
     .venv/bin/python benchmarks/bench.py cold                                   # cold `qa ask`, index built
     .venv/bin/python benchmarks/bench.py scale --sizes 100000 300000 1000000    # synthetic corpus growth
@@ -64,6 +65,23 @@ def cmd_build(args) -> None:
     print("|---|---|---|---|---|---|---|")
     print(f"| {data.name} | {len(data.documents)} | {n} | {distinct} | {secs:.1f} | {n / secs:.0f} | "
           f"{peak_rss_mib():.0f} |")
+
+
+def cmd_update(args) -> None:
+    """A corpus that gains articles: the SQuAD index rebuilt after the two seed articles are added, as
+    `qa index` does when the corpus changed (vectors of unchanged sentences are reused)."""
+    settings = Settings(index_name="bench-update-squad-v2-dev")
+    squad = load_squad(settings.shared_data_dir)
+    Engine.open(settings, documents=squad.documents, layout=False, rebuild=True)
+    added = load_corpus(settings.corpus_dir)
+    t0 = time.perf_counter()
+    engine = Engine.open(settings, documents=squad.documents + added, layout=False)
+    secs = time.perf_counter() - t0
+    new = sum(1 for s in engine.index.sentences if s.doc_id in {d.doc_id for d in added})
+    print("| corpus | sentences | new sentences | rebuild s | sentences/s of corpus |")
+    print("|---|---|---|---|---|")
+    n = len(engine.index.sentences)
+    print(f"| squad-v2-dev + {len(added)} seed articles | {n:,} | {new} | {secs:.1f} | {n / secs:.0f} |")
 
 
 def cmd_latency(args) -> None:
@@ -235,6 +253,7 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--dataset", default="seeds", choices=["seeds", "squad-v2-dev"])
         p.add_argument("--n", type=int, default=500, help="questions (latency)")
+    sub.add_parser("update")
     p = sub.add_parser("cold")
     p.add_argument("--runs", type=int, default=5)
     p = sub.add_parser("scale")
@@ -245,7 +264,8 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32, 64])
     args = ap.parse_args()
-    commands = {"build": cmd_build, "latency": cmd_latency, "cold": cmd_cold, "scale": cmd_scale, "ann": cmd_ann}
+    commands = {"build": cmd_build, "update": cmd_update, "latency": cmd_latency, "cold": cmd_cold,
+                "scale": cmd_scale, "ann": cmd_ann}
     commands[args.cmd](args)
 
 

@@ -111,7 +111,7 @@ class Engine:
                 if on_rebuild:
                     on_rebuild(why)
                 bulk, encoder = cls._build_encoder(settings, docs)
-                index_mod.build(docs, bulk, spec, target, progress)
+                index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild)
         engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
         if settings.onnx_queries and not optimized_path(settings.onnx_path()).exists():
             engine.export_query_model([s.text for s in engine.index.sentences])

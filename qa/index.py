@@ -131,8 +131,12 @@ class CorpusIndex:
 
 
 def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
-          progress: Callable[[str, int, int], None] | None = None) -> Path:
-    """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder."""
+          progress: Callable[[str, int, int], None] | None = None, *, reuse: bool = True) -> Path:
+    """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder.
+
+    With ``reuse``, sentences whose text the build in service already embedded with the same model keep
+    their vectors: adding an article to a corpus encodes that article, not the corpus again.
+    """
     import faiss
 
     if not docs:
@@ -154,7 +158,8 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     texts = [s.text for s in sentences]
     if spec.passage_vectors == "encode":
         texts += [passage_text(p, sentences) for p in passages]
-    vectors = _encode_in_batches(encoder, texts, lambda done, total: step("embed", done, total))
+    known = _embedded_sentences(target, spec.model) if reuse else None
+    vectors = _encode_in_batches(encoder, texts, lambda done, total: step("embed", done, total), known)
     sent_vecs = vectors[: len(sentences)]
     pass_vecs = vectors[len(sentences):] if spec.passage_vectors == "encode" else mean_vectors(sent_vecs, passages)
     findex = dense_index(pass_vecs, spec.ann_min_passages)
@@ -382,18 +387,44 @@ def _split_batch(docs: list[Document], layout: bool) -> list[Sentence]:
     return [s for d in docs for s in split_sentences(d, layout=layout)]
 
 
-def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], None], batch: int = 512) -> np.ndarray:
-    """Vectors of ``texts``, each distinct text encoded once (news repeats boilerplate and wire copy)."""
+def _embedded_sentences(target: Path, model: str) -> tuple[dict[str, int], VectorRows] | None:
+    """Sentence text → row in the vectors of the build in service, if one was made with ``model``."""
+    try:
+        manifest = read_manifest(target)
+        if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != model:
+            return None
+        build_dir = (target / CURRENT).resolve()
+        raws = [d["raw"] for d in json.loads((build_dir / "documents.json").read_text(encoding="utf-8"))]
+        table = np.load(build_dir / "sentences.npy")
+        rows = {raws[doc_no][start:end]: row for row, (doc_no, _, start, end, _) in enumerate(table.tolist())}
+        vectors = VectorRows(build_dir / "sentence_vectors.npy")
+    except (IndexUnavailable, OSError, ValueError, KeyError, IndexError):
+        return None  # nothing usable: encode everything
+    return (rows, vectors) if len(vectors) == len(table) else None
+
+
+def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], None],
+                       known: tuple[dict[str, int], VectorRows] | None = None, batch: int = 512) -> np.ndarray:
+    """Vectors of ``texts``, each distinct text encoded once (news repeats boilerplate and wire copy), and
+    not at all when ``known`` already holds its vector."""
     first: dict[str, int] = {}
     inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
     distinct = list(first)
-    # Sorting by length keeps padding small inside each model batch; the order is restored afterwards.
-    order = np.argsort([len(t) for t in distinct], kind="stable")
     out = np.zeros((len(distinct), encoder.dim), dtype=np.float32)
-    for i in range(0, len(distinct), batch):
+    todo = np.arange(len(distinct))
+    if known is not None:
+        rows, vectors = known
+        found = np.array([rows.get(t, -1) for t in distinct], dtype=np.int64)
+        hit = found >= 0
+        if hit.any():
+            out[hit] = vectors[found[hit]]
+        todo = np.flatnonzero(~hit)
+    # Sorting by length keeps padding small inside each model batch; the order is restored afterwards.
+    order = todo[np.argsort([len(distinct[j]) for j in todo], kind="stable")]
+    for i in range(0, len(order), batch):
         ids = order[i : i + batch]
         out[ids] = encoder.encode([distinct[j] for j in ids])
-        report(min(i + batch, len(distinct)), len(distinct))
+        report(min(i + batch, len(order)), len(order))
     return out[inverse]
 
 

@@ -161,3 +161,37 @@ def test_passage_vectors_are_the_normalised_means_of_their_sentences():
     for p, row in zip(passages, got):
         mean = vecs[list(p.sentence_ids)].mean(axis=0)
         assert np.allclose(row, mean / np.linalg.norm(mean), atol=1e-6)
+
+
+def test_a_rebuild_encodes_only_the_sentences_it_has_not_embedded(tmp_path, seed_engine):
+    from qa.types import Document
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.dim, self.seen = inner, inner.dim, []
+
+        def encode(self, texts, **kwargs):
+            self.seen += texts
+            return self.inner.encode(texts, **kwargs)
+
+    encoder = Counting(seed_engine.query_encoder)
+    spec = build_spec(seed_engine.settings)
+    target = tmp_path / "idx"
+    docs = load_corpus(SEEDS)
+    index_mod.build(docs, encoder, spec, target)
+    first = index_mod.load(target)
+    assert len(encoder.seen) == len({s.text for s in first.sentences})
+
+    added = Document("new.txt", "A new report", "A new report\n\nThe Khyber Pass was closed on Monday. "
+                                                "Traders waited at the gate.\n")
+    encoder.seen = []
+    index_mod.build(docs + [added], encoder, spec, target)
+    second = index_mod.load(target)
+    assert sorted(encoder.seen) == sorted({s.text for s in second.sentences if s.doc_id == "new.txt"})
+    old = np.arange(len(first.sentences))  # the seed documents come first in both builds
+    assert [s.text for s in second.sentences[: len(old)]] == [s.text for s in first.sentences]
+    assert np.array_equal(second.sentence_vectors[old], first.sentence_vectors[old])
+
+    encoder.seen = []
+    index_mod.build(docs + [added], encoder, spec, target, reuse=False)  # `qa index --rebuild`
+    assert len(encoder.seen) == len({s.text for s in second.sentences})
