@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import warnings
+import weakref
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -153,9 +154,12 @@ class BatchingEncoder:
         self.encoder = encoder
         self.dim = encoder.dim
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[str, Future]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # The worker holds the model, not this object: once an engine is dropped (a server reloads its
+        # index), its batcher is collected, the worker is told to stop and the model is freed.
+        weakref.finalize(self, self._queue.put, _STOP)
 
     def encode(self, texts: list[str], **kwargs) -> np.ndarray:
         if len(texts) != 1:
@@ -168,25 +172,36 @@ class BatchingEncoder:
     def _ensure_worker(self) -> None:
         with self._start_lock:
             if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="qa-query-batcher", daemon=True)
+                self._worker = threading.Thread(target=_serve_batches, args=(self._queue, self.encoder, self.max_batch),
+                                                name="qa-query-batcher", daemon=True)
                 self._worker.start()
 
-    def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+
+_STOP = object()
+
+
+def _serve_batches(requests: queue.SimpleQueue, encoder, max_batch: int) -> None:
+    """The batching worker: every waiting question, up to ``max_batch``, in one model run."""
+    while True:
+        batch = [requests.get()]
+        while len(batch) < max_batch:
             try:
-                vectors = self.encoder.encode([text for text, _ in batch])
+                batch.append(requests.get_nowait())
+            except queue.Empty:
+                break
+        stop = any(item is _STOP for item in batch)
+        batch = [item for item in batch if item is not _STOP]
+        if batch:
+            try:
+                vectors = encoder.encode([text for text, _ in batch])
             except Exception as exc:  # every waiting caller gets the error, the worker lives on
                 for _, future in batch:
                     future.set_exception(exc)
-                continue
-            for (_, future), vector in zip(batch, vectors):
-                future.set_result(vector)
+            else:
+                for (_, future), vector in zip(batch, vectors):
+                    future.set_result(vector)
+        if stop:
+            return
 
 
 def start_query_encoder(settings: Settings) -> Future | None:

@@ -104,3 +104,19 @@ def test_batching_passes_lists_through_and_reports_errors(seed_engine):
     onnx = BatchingEncoder(_onnx(seed_engine))
     texts = ["one sentence", "and another one"]
     assert onnx.encode(texts).shape == (2, 384) and onnx._worker is None  # a list never waits for the worker
+
+
+def test_a_dropped_batcher_stops_its_worker_and_frees_the_model(seed_engine):
+    import gc
+    import weakref
+
+    onnx = _onnx(seed_engine)
+    model = weakref.ref(onnx)
+    batching = BatchingEncoder(onnx)
+    batching.encode(["Who is Faiz Hamid?"])
+    worker = batching._worker
+    assert worker.is_alive()
+    del batching, onnx
+    gc.collect()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and model() is None
