@@ -250,9 +250,8 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
         )
     build_dir = (target / CURRENT).resolve()
     try:
-        raw_docs = json.loads((build_dir / "documents.json").read_text(encoding="utf-8"))
+        raw_docs, table = _read_documents(build_dir)
         documents = {d["doc_id"]: Document(d["doc_id"], d["title"], d["raw"]) for d in raw_docs}
-        table = np.load(build_dir / "sentences.npy")
         doc_ids = [d["doc_id"] for d in raw_docs]
         kinds = ("title", "heading", "body")
         sentences = []
@@ -339,6 +338,12 @@ class VectorRows:
             os.close(fd)
 
 
+def _read_documents(build_dir: Path) -> tuple[list[dict], np.ndarray]:
+    """A build's documents (doc_id, title, raw) and its sentence table (doc, index, start, end, kind)."""
+    raw_docs = json.loads((build_dir / "documents.json").read_text(encoding="utf-8"))
+    return raw_docs, np.load(build_dir / "sentences.npy")
+
+
 def mean_vectors(sentence_vectors: np.ndarray, passages: list[Passage]) -> np.ndarray:
     """Each passage's vector as the normalised mean of its sentences' (no second pass of the model)."""
     sizes = np.fromiter((len(p.sentence_ids) for p in passages), dtype=np.int64, count=len(passages))
@@ -359,7 +364,7 @@ PARALLEL_SPLIT_CHARS = 2_000_000  # below this, worker start-up costs more than 
 
 
 def _split_all(docs: list[Document], layout: bool, report: Callable[[int], None]) -> list[Sentence]:
-    """Every document's sentences, in corpus order. pysbd is pure Python (about 1,000 sentences/s here), so
+    """Every document's sentences, in corpus order. pysbd is pure Python (about 700 sentences/s per core here), so
     a large corpus is split in worker processes, one per core; spawned, not forked, because the parent may
     be running onnxruntime threads."""
     workers = min(os.cpu_count() or 1, 8)
@@ -394,9 +399,9 @@ def _embedded_sentences(target: Path, model: str) -> tuple[dict[str, int], Vecto
         if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != model:
             return None
         build_dir = (target / CURRENT).resolve()
-        raws = [d["raw"] for d in json.loads((build_dir / "documents.json").read_text(encoding="utf-8"))]
-        table = np.load(build_dir / "sentences.npy")
-        rows = {raws[doc_no][start:end]: row for row, (doc_no, _, start, end, _) in enumerate(table.tolist())}
+        raw_docs, table = _read_documents(build_dir)
+        rows = {raw_docs[doc_no]["raw"][start:end]: row
+                for row, (doc_no, _, start, end, _) in enumerate(table.tolist())}
         vectors = VectorRows(build_dir / "sentence_vectors.npy")
     except (IndexUnavailable, OSError, ValueError, KeyError, IndexError):
         return None  # nothing usable: encode everything
