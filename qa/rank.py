@@ -96,41 +96,40 @@ def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tu
     return ids, np.fromiter(best.values(), dtype=np.float32, count=len(best))
 
 
-def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarray) -> tuple[np.ndarray, float]:
-    """Share of the query's idf mass that each sentence contains, and the share the corpus never uses.
+@dataclass(frozen=True)
+class Coverage:
+    own: np.ndarray  # idf-weighted share of the query's terms each sentence contains
+    context: np.ndarray | None  # the same over the sentence and its neighbours in its document, when asked for
+    unseen: float  # share of the query's idf mass in terms the corpus never uses
+
+
+def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarray, *,
+                   neighbours: bool = False) -> Coverage:
+    """How much of the query each sentence holds: the share of the query's idf mass in its terms.
 
     A term the corpus never uses weighs as much as the rarest possible term: a question about the
-    "Nobel Peace Prize" is not covered by a sentence that only says "peace".
+    "Nobel Peace Prize" is not covered by a sentence that only says "peace". With ``neighbours``, also
+    the share held by the sentence together with the sentences before and after it in its document:
+    news sentences lean on the one before ("Only people with family in Pakistan are allowed to cross"
+    follows the sentence that names Torkham), so the topic words are often next door.
     """
     uniq, idf, unseen = _query_idf(index, terms)
     total = float(idf.sum())
-    if total <= 0:
-        return np.zeros(len(sentence_ids), dtype=np.float32), 0.0
-    if not len(sentence_ids):
-        return np.zeros(0, dtype=np.float32), unseen
-    present = index.lexical_sentences.contains(sentence_ids, uniq).astype(np.float32)
-    return present @ idf / total, unseen
-
-
-def context_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarray) -> np.ndarray:
-    """Like :func:`query_coverage`, over each sentence together with its neighbours in the same document.
-
-    News sentences lean on the one before ("Only people with family in Pakistan are allowed to cross"
-    follows the sentence that names Torkham): the topic words are often next door, not in the answer.
-    """
-    uniq, idf, _ = _query_idf(index, terms)
-    total = float(idf.sum())
     if total <= 0 or not len(sentence_ids):
-        return np.zeros(len(sentence_ids), dtype=np.float32)
+        zeros = np.zeros(len(sentence_ids), dtype=np.float32)
+        return Coverage(zeros, zeros if neighbours else None, unseen)
     lex, sentences = index.lexical_sentences, index.sentences
     present = lex.contains(sentence_ids, uniq)
+    own = present.astype(np.float32) @ idf / total
+    if not neighbours:
+        return Coverage(own, None, unseen)
     for step in (-1, 1):
         near = sentence_ids + step
         same_doc = np.array([0 <= j < len(sentences) and sentences[j].doc_id == sentences[i].doc_id
                              for i, j in zip(sentence_ids.tolist(), near.tolist())], dtype=bool)
         if same_doc.any():
             present[same_doc] |= lex.contains(near[same_doc], uniq)
-    return present.astype(np.float32) @ idf / total
+    return Coverage(own, present.astype(np.float32) @ idf / total, unseen)
 
 
 def _query_idf(index: CorpusIndex, terms: list[str]) -> tuple[list[str], np.ndarray, float]:
@@ -150,10 +149,11 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
                     query_vector: np.ndarray | None, weights: Weights, question: str = "") -> ScoredSentences:
     if not len(ids):
         z = np.zeros(0, dtype=np.float32)
-        return ScoredSentences(ids, z, z, z, z, unseen=query_coverage(index, terms, ids)[1])
+        return ScoredSentences(ids, z, z, z, z, unseen=query_coverage(index, terms, ids).unseen)
     dense = (index.sentence_vectors[ids] @ query_vector.astype(np.float32)
              if query_vector is not None else np.zeros(len(ids), dtype=np.float32))
-    coverage, unseen = query_coverage(index, terms, ids)
+    cov = query_coverage(index, terms, ids, neighbours=weights.context > 0)
+    coverage, unseen = cov.own, cov.unseen
     if weights.lexical_scale == "coverage":
         lexical_rel = coverage
     else:
@@ -164,8 +164,8 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
     is_heading = np.array([index.sentences[i].kind != "body" for i in ids.tolist()], dtype=np.float32)
     combined = (weights.dense * dense + weights.lexical * lexical_rel + weights.passage * passage_rel
                 + weights.answer_type * typed - weights.heading_penalty * is_heading)
-    if weights.context:
-        combined += weights.context * (context_coverage(index, terms, ids) - coverage)
+    if cov.context is not None:
+        combined += weights.context * (cov.context - coverage)
     order = np.lexsort((ids, -combined))
     return ScoredSentences(ids[order], combined[order], dense[order], coverage[order], typed[order],
                            asks_type, unseen)

@@ -19,11 +19,13 @@ def test_coverage_is_the_share_of_the_question_idf_a_sentence_holds(seed_engine)
     terms = index.analyzer.terms("When did the Torkham border crossing reopen?")
     reopened = _sid(index, TORKHAM_DOC, "On Friday, the Torkham border crossing reopened")
     other = _sid(index, TORKHAM_DOC, "However, Friday’s reopening came with conditions")
-    cov, unseen = rank.query_coverage(index, terms, np.array([reopened, other]))
+    got = rank.query_coverage(index, terms, np.array([reopened, other]))
+    cov, unseen = got.own, got.unseen
     assert unseen == 0.0
     assert cov[0] == pytest.approx(1.0) and 0.0 <= cov[1] < cov[0]
     never = index.analyzer.terms("Torkham zyxqwv")  # a term the corpus never uses weighs like the rarest
-    cov_never, unseen_never = rank.query_coverage(index, never, np.array([reopened]))
+    got = rank.query_coverage(index, never, np.array([reopened]))
+    cov_never, unseen_never = got.own, got.unseen
     assert 0.5 < unseen_never < 1.0 and cov_never[0] == pytest.approx(1 - unseen_never)  # the rarer half
 
 
@@ -32,8 +34,8 @@ def test_context_coverage_adds_the_neighbours_terms_within_the_document(seed_eng
     terms = index.analyzer.terms("Who is now allowed to cross at Torkham?")
     answer = _sid(index, TORKHAM_DOC, "However, Friday’s reopening came with conditions")
     ids = np.array([answer])
-    own = rank.query_coverage(index, terms, ids)[0][0]
-    ctx = rank.context_coverage(index, terms, ids)[0]
+    got = rank.query_coverage(index, terms, ids, neighbours=True)
+    own, ctx = got.own[0], got.context[0]
     assert "torkham" in index.analyzer.terms(index.sentences[answer - 1].text)
     assert "torkham" not in index.analyzer.terms(index.sentences[answer].text)
     assert ctx > own  # "Torkham" is in the sentence before
@@ -41,7 +43,7 @@ def test_context_coverage_adds_the_neighbours_terms_within_the_document(seed_eng
     last_of_first_doc = max(i for i, s in enumerate(index.sentences) if s.doc_id == index.sentences[0].doc_id)
     for sid in (first, np.array([last_of_first_doc])):
         sid_terms = index.analyzer.terms(index.sentences[int(sid[0]) + (1 if sid[0] == last_of_first_doc else 0)].text)
-        got = rank.context_coverage(index, sid_terms, sid)[0]
+        got = rank.query_coverage(index, sid_terms, sid, neighbours=True).context[0]
         assert 0.0 <= got <= 1.0
 
 
@@ -54,7 +56,7 @@ def test_context_never_reaches_into_another_document(seed_engine):
                   if t not in index.analyzer.terms(index.sentences[last].text)
                   and t not in index.analyzer.terms(index.sentences[last - 1].text)]
     assert only_there
-    assert rank.context_coverage(index, only_there, np.array([last]))[0] == 0.0
+    assert rank.query_coverage(index, only_there, np.array([last]), neighbours=True).context[0] == 0.0
 
 
 def test_answer_type_cues():
