@@ -199,8 +199,6 @@ def scale_serve(n: int) -> dict:
 
 def cmd_ann(args) -> None:
     """Recall of the IVF dense index against exact (flat) search, and its speed, on a built scale index."""
-    import faiss
-
     from qa import index as index_mod
 
     settings = Settings(index_name=f"scale-{args.size}")
@@ -208,10 +206,9 @@ def cmd_ann(args) -> None:
     if idx.manifest["passage_vectors"] != "mean":
         raise SystemExit("needs an index built with passage_vectors=mean (the default)")
     vectors = index_mod.mean_vectors(np.asarray(idx.sentence_vectors), idx.passages)
-    engine = Engine(settings, idx)
+    engine = Engine(settings, idx)  # also sets FAISS to the server's one thread per search
     queries = np.stack([engine.encode_query(q.question)
                         for q in load_squad(settings.shared_data_dir).questions[: args.queries]])
-    faiss.omp_set_num_threads(1)  # as the server searches: one thread per request
     flat = index_mod.dense_index(vectors, ann_min=len(vectors) + 1)
     t0 = time.perf_counter()
     ivf = index_mod.dense_index(vectors, ann_min=0)
