@@ -109,24 +109,6 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
-    @classmethod
-    def load_async(cls, onnx_path: Path, model_path: Path, *, threads: int | None = None) -> Future:
-        """The encoder, built in a background thread. onnxruntime releases the GIL while it builds a session
-        (about 0.3 s here), so the caller can read its index meanwhile: a cold start waits for the slower of
-        the two, not their sum."""
-        future: Future = Future()
-
-        def load() -> None:
-            try:
-                future.set_result(cls(onnx_path, model_path, threads=threads))
-            except BaseException as exc:  # handed to whoever waits for the encoder
-                future.set_exception(exc)
-
-        # Not a daemon: a process that exits while onnxruntime is still building the session would abort
-        # ("terminate called without an active exception"); exit waits for the load instead.
-        threading.Thread(target=load, name="qa-query-model", daemon=False).start()
-        return future
-
     def encode(self, texts: list[str], *, batch_size: int = 16, **_) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -204,12 +186,39 @@ def _serve_batches(requests: queue.SimpleQueue, encoder, max_batch: int) -> None
             return
 
 
+def onnx_ready(settings: Settings) -> bool:
+    """Whether encoding goes through the ONNX export: wanted, made and checked against torch (the
+    graph-optimised copy is written by :func:`export_onnx` and removed again if the check fails)."""
+    return settings.onnx_queries and optimized_path(settings.onnx_path()).exists()
+
+
+def onnx_encoder(settings: Settings, *, bulk: bool = False) -> OnnxEncoder:
+    """The exported model for queries (``query_threads``, threads that sleep when idle) or for a bulk encode
+    such as an index build (every core, spinning threads)."""
+    return OnnxEncoder(settings.onnx_path(), settings.resolved_model_path(),
+                       threads=None if bulk else settings.query_threads, spinning=bulk)
+
+
 def start_query_encoder(settings: Settings) -> Future | None:
-    """The ONNX query encoder loading in the background (:meth:`OnnxEncoder.load_async`), when its export
-    exists; None when queries go through torch."""
-    if not (settings.onnx_queries and optimized_path(settings.onnx_path()).exists()):
+    """The query encoder loading in a background thread, when the export is ready; None otherwise.
+
+    onnxruntime releases the GIL while it builds a session (about 0.3 s here), so the caller can read its
+    index meanwhile: a cold start waits for the slower of the two, not their sum.
+    """
+    if not onnx_ready(settings):
         return None
-    return OnnxEncoder.load_async(settings.onnx_path(), settings.resolved_model_path(), threads=settings.query_threads)
+    future: Future = Future()
+
+    def load() -> None:
+        try:
+            future.set_result(onnx_encoder(settings))
+        except BaseException as exc:  # handed to whoever waits for the encoder
+            future.set_exception(exc)
+
+    # Not a daemon: a process that exits while onnxruntime is still building the session would abort
+    # ("terminate called without an active exception"); exit waits for the load instead.
+    threading.Thread(target=load, name="qa-query-model", daemon=False).start()
+    return future
 
 
 def optimized_path(onnx_path: Path) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 from qa import index as index_mod
 from qa import rank, retrieve
 from qa.config import Settings
-from qa.embed import BatchingEncoder, OnnxEncoder, optimized_path, start_query_encoder
+from qa.embed import BatchingEncoder, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import load_corpus
 from qa.types import Answer, Document
 
@@ -113,7 +113,7 @@ class Engine:
                 bulk, encoder = cls._build_encoder(settings, docs)
                 index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild)
         engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
-        if settings.onnx_queries and not optimized_path(settings.onnx_path()).exists():
+        if settings.onnx_queries and not onnx_ready(settings):
             engine.export_query_model([s.text for s in engine.index.sentences])
         return engine
 
@@ -123,8 +123,8 @@ class Engine:
 
         The ONNX export gives the same vectors (checked when it was made) about twice as fast as torch and
         without torch's start-up, so builds use it once it exists; the first build exports it."""
-        if settings.onnx_queries and optimized_path(settings.onnx_path()).exists():
-            return OnnxEncoder(settings.onnx_path(), settings.resolved_model_path(), spinning=True), None
+        if onnx_ready(settings):
+            return onnx_encoder(settings, bulk=True), None
         encoder = cls._load_encoder(settings)
         if not settings.onnx_queries:
             return encoder, encoder
@@ -134,7 +134,7 @@ class Engine:
         sample = [s.text for d in docs[:50] for s in split_sentences(d)][:200]
         if not export_onnx(encoder, settings.onnx_path(), sample):
             return encoder, encoder
-        return OnnxEncoder(settings.onnx_path(), settings.resolved_model_path(), spinning=True), encoder
+        return onnx_encoder(settings, bulk=True), encoder
 
     @staticmethod
     def _load_encoder(settings: Settings):
@@ -169,10 +169,7 @@ class Engine:
                 return pending.result()
             except Exception as exc:  # an unreadable export: tried once more below, or torch takes over
                 log.warning("could not load the ONNX query model (%s)", exc)
-        if self.settings.onnx_queries and self.settings.onnx_path().exists():
-            return OnnxEncoder(self.settings.onnx_path(), self.settings.resolved_model_path(),
-                               threads=self.settings.query_threads)
-        return None
+        return onnx_encoder(self.settings) if onnx_ready(self.settings) else None
 
     def export_query_model(self, texts: list[str]) -> bool:
         """Export the model to ONNX once, checked against torch on (up to 200 of) ``texts``."""
