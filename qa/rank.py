@@ -57,11 +57,11 @@ def answer_type_match(question: str, texts: list[str]) -> tuple[bool, np.ndarray
             continue
         q = question.casefold()
         out = np.zeros(len(texts), dtype=np.float32)
-        for i, t in enumerate(texts):
-            found = [m.group() for m in cue.finditer(t)]
+        for i, t in enumerate(texts):  # stop at the first cue: only whether there is one matters
             if name == "person":
-                found = [f for f in found if f.casefold() not in q]
-            out[i] = float(bool(found))
+                out[i] = any(m.group().casefold() not in q for m in cue.finditer(t))
+            else:
+                out[i] = cue.search(t) is not None
         return True, out
     return False, np.zeros(len(texts), dtype=np.float32)
 
