@@ -16,19 +16,20 @@ _POSSESSIVE = re.compile(r"['’]s$")
 
 # Bump when what ``default_stopwords`` or ``Analyzer.terms`` return changes: indexes record it and are
 # rebuilt when it differs, so that questions and the index are always analysed alike.
-ANALYZER_VERSION = 2
+ANALYZER_VERSION = 4
 
-# Forms of "do" that scikit-learn's list lacks although it has "do" and "done": in questions ("When did
-# the crossing reopen?") they are grammar, and would count against every sentence that answers.
-_DO_FORMS = frozenset({"does", "did", "doing"})
+# Determiners NLTK's list lacks although it has "more", "most" and "few": in questions ("how many",
+# "how much") they are grammar, and the answer-type cue reads them from the question itself.
+_QUANTIFIERS = frozenset({"many", "much"})
 
 
 def default_stopwords() -> frozenset[str]:
-    """scikit-learn's English list (the Glasgow IR group's) and the forms of "do" it lacks; imported only
-    when an index is built."""
-    from sklearn.feature_extraction._stop_words import ENGLISH_STOP_WORDS
+    """NLTK's English list (as bm25s ships it): function words only. scikit-learn's list, used before,
+    also drops content words that news questions turn on: numbers ("six days", "two sides"), "since",
+    "first", "former", "last", "side", "name", "fire", "UN" and "US"."""
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-    return frozenset(ENGLISH_STOP_WORDS) | _DO_FORMS
+    return frozenset(STOPWORDS_EN_PLUS) | _QUANTIFIERS
 
 
 @dataclass(frozen=True)
