@@ -313,16 +313,13 @@ def answer_question(body: AskRequest, engine: Engine) -> dict:
     t0 = time.perf_counter()
     cid = body.conversation_id
     try:
-        if cid is None:
-            cid = engine.conversations.create()
         answer = engine.ask(body.question, top_k=body.top_k, retriever=body.retriever, conversation_id=cid,
-                            abstain=body.abstain)
+                            start_conversation=cid is None, abstain=body.abstain)
     except UnknownConversation:
         raise not_found(f"no conversation {cid!r}") from None
     except InvalidQuestion as exc:  # the request model checks the question too; kept for safety
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     out = answer.to_dict()
-    out["conversation_id"] = cid
     out["took_ms"] = round((time.perf_counter() - t0) * 1000, 3)
     return out
 

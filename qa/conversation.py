@@ -175,13 +175,14 @@ class ConversationStore:
         hex when None. Creating an id that already exists keeps it and its turns."""
         cid = uuid.uuid4().hex if conversation_id is None else validate_id(conversation_id)
         self._prune_if_due()
-
-        def run(db):
-            db.execute("INSERT OR IGNORE INTO conversations (id, created_at, updated_at) VALUES (?, ?, ?)",
-                       (cid, utc_now(), self._clock()))
-
-        self._write(run)
+        self._write(lambda db: self._insert(db, cid))
         return cid
+
+    def _insert(self, db: sqlite3.Connection, cid: str) -> None:
+        # An expired conversation not yet pruned starts afresh under its name, without its old turns.
+        db.execute("DELETE FROM conversations WHERE id = ? AND updated_at < ?", (cid, self._cutoff()))
+        db.execute("INSERT OR IGNORE INTO conversations (id, created_at, updated_at) VALUES (?, ?, ?)",
+                   (cid, utc_now(), self._clock()))
 
     def exists(self, conversation_id: str) -> bool:
         with self._lock:
@@ -196,22 +197,34 @@ class ConversationStore:
                                     (conversation_id,)).fetchall()
         return [Turn.from_dict(json.loads(data)) for (data,) in rows]
 
-    def append(self, conversation_id: str, turn: Turn) -> None:
-        """Add a turn, keeping only the last ``max_turns``; :class:`UnknownConversation` if there is none."""
+    def append(self, conversation_id: str | None, turn: Turn, *, create: bool = False) -> str:
+        """Add a turn, keeping only the last ``max_turns``, and return the conversation's id.
+
+        With ``create`` the conversation is created first if needed (a new uuid4 id when
+        ``conversation_id`` is None), in the same transaction: a service that starts a conversation with
+        every first question pays one write, and no empty conversation is left when answering fails.
+        Otherwise an unknown id raises :class:`UnknownConversation`.
+        """
+        if conversation_id is None and not create:
+            raise ValueError("a conversation id is needed unless create=True")
+        cid = uuid.uuid4().hex if conversation_id is None else validate_id(conversation_id)
         data = json.dumps(turn.to_dict(), ensure_ascii=False)
 
         def run(db):
-            if not self._live(db, conversation_id):
-                raise UnknownConversation(conversation_id)
+            if create:
+                self._insert(db, cid)
+            elif not self._live(db, cid):
+                raise UnknownConversation(cid)
             (last,) = db.execute("SELECT COALESCE(MAX(seq), -1) FROM turns WHERE conversation_id = ?",
-                                 (conversation_id,)).fetchone()
+                                 (cid,)).fetchone()
             seq = last + 1
-            db.execute("INSERT INTO turns (conversation_id, seq, data) VALUES (?, ?, ?)", (conversation_id, seq, data))
-            db.execute("DELETE FROM turns WHERE conversation_id = ? AND seq <= ?", (conversation_id, seq - self.max_turns))
-            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (self._clock(), conversation_id))
+            db.execute("INSERT INTO turns (conversation_id, seq, data) VALUES (?, ?, ?)", (cid, seq, data))
+            db.execute("DELETE FROM turns WHERE conversation_id = ? AND seq <= ?", (cid, seq - self.max_turns))
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (self._clock(), cid))
 
         self._write(run)
         self._prune_if_due()
+        return cid
 
     def delete(self, conversation_id: str) -> bool:
         """Forget a conversation; False when there was none."""
@@ -613,23 +626,21 @@ def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Re
 
 
 
-def ask(engine: "Engine", question: str, conversation_id: str, *, top_k: int, mode: str,
+def ask(engine: "Engine", question: str, conversation_id: str | None, *, top_k: int, mode: str,
         create_missing: bool = False, reading: Reading = DEFAULT_READING, abstain: bool = True) -> Answer:
     """Answer ``question`` as the next turn of ``conversation_id`` and record the turn.
 
-    :class:`UnknownConversation` when the id is not in the store, unless ``create_missing`` (the CLI's
-    ``--conversation NAME`` starts the conversation on first use).
+    ``conversation_id`` None starts a new conversation with this question (its id is the answer's
+    ``conversation_id``). An id not in the store raises :class:`UnknownConversation`, unless
+    ``create_missing`` (the CLI's ``--conversation NAME`` starts the conversation on first use).
     """
     store = engine.conversations
-    history = store.turns(conversation_id)
-    if history is None:
-        if not create_missing:
-            raise UnknownConversation(conversation_id)
-        store.create(conversation_id)
-        history = []
-    answer = answer_turn(engine, question, history, top_k=top_k, mode=mode, reading=reading, abstain=abstain)
-    answer.conversation_id = conversation_id
-    store.append(conversation_id, Turn.from_answer(question, answer))
+    history = store.turns(conversation_id) if conversation_id is not None else []
+    if history is None and not create_missing:
+        raise UnknownConversation(conversation_id)
+    answer = answer_turn(engine, question, history or [], top_k=top_k, mode=mode, reading=reading, abstain=abstain)
+    answer.conversation_id = store.append(conversation_id, Turn.from_answer(question, answer),
+                                          create=conversation_id is None or create_missing)
     return answer
 
 

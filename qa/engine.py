@@ -195,13 +195,16 @@ class Engine:
                      vector=self.encode_query(question) if mode != "bm25" else None)
 
     def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None,
-            conversation_id: str | None = None, create_missing: bool = False, abstain: bool = True) -> Answer:
+            conversation_id: str | None = None, start_conversation: bool = False, create_missing: bool = False,
+            abstain: bool = True) -> Answer:
         """Answer ``question``; with ``conversation_id`` as the next turn of that conversation, read with its
         history (qa/conversation.py). Unknown ids raise ``UnknownConversation`` unless ``create_missing``.
-        ``abstain=False`` returns the best sentences even under the confidence threshold (evaluation)."""
+        ``start_conversation`` (without an id) stores the question as the first turn of a new conversation,
+        whose id the answer carries. ``abstain=False`` returns the best sentences even under the confidence
+        threshold (evaluation)."""
         mode = retriever or self.settings.retriever
         top_k = top_k or self.settings.top_k
-        if conversation_id is not None:
+        if conversation_id is not None or start_conversation:
             from qa import conversation
 
             validate_question(question)

@@ -392,6 +392,10 @@ def test_lifespan_loads_the_engine(engine):
         assert ask(c, question=TORKHAM).json()["answered"] is True
 
 
+def _without_score(sentence: dict) -> dict:
+    return {k: v for k, v in sentence.items() if k != "score"}
+
+
 def test_concurrent_requests(client):
     """Many requests at once through the thread pool: all answered, each as it would be alone."""
     questions = [TORKHAM, TALIBAN, OFF_TOPIC, "Who led the Pakistani delegation that went to Kabul?"]
@@ -404,7 +408,12 @@ def test_concurrent_requests(client):
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(one, range(48)))
     assert all(r.status_code == 200 for _, r in results)
-    assert all(r.json()["sentences"] == alone[q] for q, r in results)
+    for q, r in results:
+        # The same sentences in the same order; a question encoded in a batch with others may differ
+        # from its encoding alone in the last float digits (padding changes the kernels' summation order).
+        got = r.json()["sentences"]
+        assert [_without_score(s) for s in got] == [_without_score(s) for s in alone[q]]
+        assert [s["score"] for s in got] == pytest.approx([s["score"] for s in alone[q]], abs=1e-5)
     assert len({r.json()["conversation_id"] for _, r in results}) == 48
 
 

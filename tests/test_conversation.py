@@ -68,6 +68,30 @@ def test_unknown_conversation(tmp_path):
     assert isinstance(info.value, KeyError) and "nope" in str(info.value)
 
 
+def test_append_can_start_the_conversation(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3", 10, 1.0)
+    cid = store.append(None, turn("q1"), create=True)  # a new id, created with its first turn
+    assert len(cid) == 32 and [t.question for t in store.turns(cid)] == ["q1"]
+    assert store.append("work", turn("q1"), create=True) == "work"
+    assert store.append("work", turn("q2"), create=True) == "work"  # an existing one is continued
+    assert [t.question for t in store.turns("work")] == ["q1", "q2"]
+    with pytest.raises(ValueError):
+        store.append(None, turn("q"))
+
+
+def test_an_expired_name_starts_afresh(tmp_path):
+    clock = Clock()
+    store = ConversationStore(tmp_path / "c.sqlite3", 10, 1.0, clock=clock)
+    store.append("work", turn("old question"), create=True)
+    clock.now += 2 * 86400  # expired, not yet pruned
+    assert store.turns("work") is None
+    assert store.append("work", turn("new question"), create=True) == "work"
+    assert [t.question for t in store.turns("work")] == ["new question"]
+    store.create("later")
+    clock.now += 2 * 86400
+    assert store.create("later") == "later" and store.turns("later") == []
+
+
 def test_turns_round_trip_and_persist_across_instances(tmp_path):
     path = tmp_path / "c.sqlite3"
     store = ConversationStore(path, 10, 1.0)
