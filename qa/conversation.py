@@ -420,6 +420,7 @@ def entities(question: str, index: "CorpusIndex") -> list[str]:
 
 def definite_references(question: str, history: Sequence[Turn], index: "CorpusIndex") -> list[str]:
     """Definite noun phrases that point back: "the group" when "group" was said earlier in the topic.
+    Only the head noun (the phrase's last word, up to two words after "the") counts.
 
     A phrase anchored by a name ("the UN report", "the Taliban") identifies itself and does not count.
     """
@@ -444,7 +445,9 @@ def definite_references(question: str, history: Sequence[Turn], index: "CorpusIn
             if not index.analyzer.terms(nxt):
                 break
             phrase.append(nxt)
-        if phrase and any(t in earlier for p in phrase for t in index.analyzer.terms(p)):
+        # The phrase refers back when its head, the last word ("the border crossing"), was said before;
+        # a modifier alone ("the two sides" after "two months") does not make it the same thing.
+        if phrase and any(t in earlier for t in index.analyzer.terms(phrase[-1])):
             found.append("the " + " ".join(phrase))
     return found
 

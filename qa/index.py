@@ -148,7 +148,7 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         raise ValueError("the corpus has no sentences")
     passages = make_passages(sentences, spec.passage_size, spec.passage_overlap)
 
-    analyzer = Analyzer(stopwords=default_stopwords())
+    analyzer = Analyzer(stopwords=default_stopwords(), lemmatize=True).with_lemmas_of(s.text for s in sentences)
     sentence_terms = [analyzer.terms(s.text) for s in sentences]
     # A passage's text is its sentences joined by spaces, so its terms are theirs in order.
     passage_terms = [[t for j in p.sentence_ids for t in sentence_terms[j]] for p in passages]
@@ -176,6 +176,7 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         np.save(tmp_dir / "sentence_vectors.npy", sent_vecs)
         lexical_p.save(tmp_dir, "bm25_passages")
         lexical_s.save(tmp_dir, "bm25_sentences")
+        _write_json(tmp_dir / "lemmas.json", analyzer.lemmas)
         manifest = {
             "format_version": FORMAT_VERSION,
             **spec.to_dict(),
@@ -268,6 +269,8 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
         sentence_vectors = VectorRows(build_dir / "sentence_vectors.npy")
         lexical_p = LexicalIndex.load(build_dir, "bm25_passages")
         lexical_s = LexicalIndex.load(build_dir, "bm25_sentences")
+        lemmas_file = build_dir / "lemmas.json"
+        lemmas = json.loads(lemmas_file.read_text(encoding="utf-8")) if lemmas_file.exists() else {}
     except Exception as exc:  # any unreadable part means the same thing to the user
         raise IndexCorrupt(f"the index at {target} is corrupt ({type(exc).__name__}: {exc}): "
                            "run `qa index --rebuild`") from exc
@@ -281,7 +284,7 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
     return CorpusIndex(
         path=build_dir, manifest=manifest, documents=documents, sentences=sentences, passages=passages,
         faiss_index=findex, sentence_vectors=sentence_vectors, lexical_passages=lexical_p,
-        lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"]),
+        lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"], lemmas),
     )
 
 

@@ -7,8 +7,9 @@ the documents were, whatever library versions the serving process has.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 
 _TOKEN = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
 _POSSESSIVE = re.compile(r"['’]s$")
@@ -16,7 +17,7 @@ _POSSESSIVE = re.compile(r"['’]s$")
 
 # Bump when what ``default_stopwords`` or ``Analyzer.terms`` return changes: indexes record it and are
 # rebuilt when it differs, so that questions and the index are always analysed alike.
-ANALYZER_VERSION = 4
+ANALYZER_VERSION = 8
 
 # Determiners NLTK's list lacks although it has "more", "most" and "few": in questions ("how many",
 # "how much") they are grammar, and the answer-type cue reads them from the question itself.
@@ -32,10 +33,42 @@ def default_stopwords() -> frozenset[str]:
     return frozenset(STOPWORDS_EN_PLUS) | _QUANTIFIERS
 
 
+_LEMMA_LANGUAGES = {"english": "en"}
+
+
+@lru_cache(maxsize=None)
+def _lemmatizer(language: str):
+    """simplemma for ``language``, memoised per word. Its dictionary loads on the first word (~0.3 s)."""
+    import simplemma
+
+    lang = _LEMMA_LANGUAGES[language]
+    return lru_cache(maxsize=1 << 18)(lambda word: simplemma.lemmatize(word, lang=lang).casefold())
+
+
 @dataclass(frozen=True)
 class Analyzer:
+    """Text → index terms: tokens, stop words dropped, then (``lemmatize``) each word's dictionary form,
+    then its Snowball stem. The stemmer alone leaves irregular forms apart ("met" and "meet", "held" and
+    "hold", "went" and "go"), and a question rarely uses the tense of the sentence that answers it."""
+
     stopwords: frozenset[str] = field(default_factory=frozenset)
     language: str = "english"
+    lemmatize: bool = False
+    # Known word → lemma. An index saves those of its corpus: a question in the corpus's words then never
+    # loads the lemma dictionary, which costs a cold `qa ask` about 0.4 s.
+    lemmas: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def with_lemmas_of(self, texts: Iterable[str]) -> Analyzer:
+        """A copy that knows the lemma of every word of ``texts`` (see ``lemmas``)."""
+        if not self.lemmatize:
+            return self
+        lemma = _lemmatizer(self.language)
+        words = {w for text in texts for w in self.words(text) if w not in self.stopwords}
+        return replace(self, lemmas={w: lemma(w) for w in sorted(words)})
+
+    def _lemma(self, word: str) -> str:
+        known = self.lemmas.get(word)
+        return known if known is not None else _lemmatizer(self.language)(word)
 
     @cached_property
     def _stemmer(self):
@@ -51,13 +84,16 @@ class Analyzer:
         return out
 
     def terms(self, text: str) -> list[str]:
-        """Index terms: stemmed words that are not stop words."""
+        """Index terms: the stems (of the lemmas) of the words that are not stop words."""
         kept = [w for w in self.words(text) if w not in self.stopwords]
+        if self.lemmatize:  # a lemma can be a stop word ("were" → "be"): dropped again
+            kept = [lemma for lemma in map(self._lemma, kept) if lemma not in self.stopwords]
         return self._stemmer.stemWords(kept)
 
     def to_dict(self) -> dict:
-        return {"language": self.language, "stopwords": sorted(self.stopwords)}
+        return {"language": self.language, "stopwords": sorted(self.stopwords), "lemmatize": self.lemmatize}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Analyzer":
-        return cls(stopwords=frozenset(data["stopwords"]), language=data["language"])
+    def from_dict(cls, data: dict, lemmas: Mapping[str, str] | None = None) -> Analyzer:
+        return cls(stopwords=frozenset(data["stopwords"]), language=data["language"],
+                   lemmatize=data.get("lemmatize", False), lemmas=lemmas or {})

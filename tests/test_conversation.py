@@ -249,6 +249,11 @@ def test_definite_phrase_points_back(engine):
                     ["TTP is a group that has intensified attacks in Pakistan."])]
     assert conv.definite_references("What does the UN say the group is doing?", history, engine.index) == ["the group"]
     assert conv.definite_references("What does the UN report say?", history, engine.index) == []  # named
+    # only the head noun counts: "two" was said ("two months"), but "sides" was not
+    later = [turn("When did Hamid go back?", None, ["Hamid again traveled to Afghanistan two months after."])]
+    assert conv.definite_references("What did the two sides agree?", later, engine.index) == []
+    assert conv.definite_references("Where did the second trip go?", later, engine.index) == []
+    assert conv.definite_references("How long were the two months?", later, engine.index) == ["the two months"]
     assert not conv.self_contained("What does the UN say the group is doing?", engine.index, history=history)
 
 

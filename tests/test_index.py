@@ -49,6 +49,8 @@ def test_build_load_round_trip(seed_engine):
     for s in idx.sentences:
         assert idx.documents[s.doc_id].raw[s.start:s.end] == s.text
     assert (idx.path.parent / index_mod.CURRENT).is_symlink()
+    # the analyzer comes back with the lemma of every corpus word, so questions are analysed as the corpus
+    assert idx.analyzer.lemmatize and idx.analyzer.lemmas["met"] == "meet" and idx.analyzer.lemmas["talks"] == "talk"
 
 
 def test_stale_index_is_detected_and_rebuilt(tmp_path, seed_engine):

@@ -21,12 +21,29 @@ def test_content_words_that_older_lists_dropped_are_kept():
     assert _terms("What does the UN say?") == ["un", "say"]
 
 
+def test_irregular_forms_meet_their_lemma():
+    analyzer = Analyzer(stopwords=default_stopwords(), lemmatize=True)
+    assert analyzer.terms("Who did they meet?") == ["meet"]
+    assert analyzer.terms("the delegation met") == ["deleg", "meet"]
+    assert analyzer.terms("talks were held") == ["talk", "hold"]  # "were" → "be", a stop word
+    assert analyzer.terms("they went") == analyzer.terms("go") == ["go"]
+    assert Analyzer(stopwords=default_stopwords()).terms("the delegation met") == ["deleg", "met"]
+
+
+def test_known_lemmas_are_read_from_the_table():
+    analyzer = Analyzer(stopwords=default_stopwords(), lemmatize=True).with_lemmas_of(["The delegation met."])
+    assert analyzer.lemmas == {"delegation": "delegation", "met": "meet"}
+    assert analyzer.terms("met") == ["meet"] and analyzer.terms("went") == ["go"]  # unknown: the dictionary
+    rigged = Analyzer(stopwords=default_stopwords(), lemmatize=True, lemmas={"met": "encounter"})
+    assert rigged.terms("met") == ["encount"]  # the table wins, so an index and its questions agree
+
+
 def test_curly_apostrophes_and_possessives_are_normalised():
     assert _terms("Pakistan’s ministry") == _terms("Pakistan's ministry") == ["pakistan", "ministri"]
     assert _terms("doesn’t") == []
 
 
-def test_round_trip_keeps_the_stop_list():
-    a = Analyzer(stopwords=default_stopwords())
+def test_round_trip_keeps_the_stop_list_and_lemmatizing():
+    a = Analyzer(stopwords=default_stopwords(), lemmatize=True)
     b = Analyzer.from_dict(a.to_dict())
     assert b == a and b.terms("Who brokered the ceasefire?") == a.terms("Who brokered the ceasefire?")
