@@ -50,8 +50,8 @@ class Settings(BaseSettings):
                                                  "import) and, once the export exists, index builds")
     query_batch: int = Field(16, ge=1, description="questions asked at the same time are encoded together, up "
                                                 "to this many per model run (1: one at a time)")
-    ask_workers: int = Field(8, ge=1, description="questions the HTTP service answers at once; more than the "
-                                                "cores, so that concurrent questions share model runs")
+    ask_workers: int = Field(16, ge=1, description="questions the HTTP service answers at once; more than the "
+                                                 "cores, so that concurrent questions share model runs")
     query_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1,
                                description="onnxruntime threads of the query model; its runs are batched "
                                            "one at a time (query_batch), so each may use every core")
