@@ -5,7 +5,9 @@
     .venv/bin/python benchmarks/http_bench.py --profile        # in-process: where the time of one request goes
 
 Phases (questions cycle through eval/gold.jsonl, each request a new conversation as a client would send it):
-  1. one client: N sequential POST /ask (default 500) on one keep-alive connection → p50/p95/p99;
+  1. one client: N sequential POST /ask (default 500) on one keep-alive connection → p50/p95/p99, measured
+     by this script (httpx: its own Python costs a millisecond or more per request) and again by `wrk` with
+     one connection for 10 s (a C client: the server's latency as a fast client sees it);
   2. load: `wrk` (Debian package wrk; apt-get install -y wrk) with 32 connections for 30 s, POST bodies
      from a generated Lua script → req/s, p50/p95/p99, errors (socket errors + non-2xx);
   3. memory: RSS of the server process (/proc/PID/status) before and after 10,000 more requests
@@ -288,6 +290,7 @@ def main() -> None:
     ap.add_argument("--url", help="a running server (loopback only); default: start `qa serve`")
     ap.add_argument("--pid", type=int, help="the running server's process id (for RSS)")
     ap.add_argument("--sequential", type=int, default=500)
+    ap.add_argument("--one-client-seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--wrk-threads", type=int, default=1)
@@ -328,6 +331,10 @@ def main() -> None:
         with Phase(pid) as ph:
             report["one_client_bm25"] = one_client(url, qs, n_bm25, retriever="bm25")
             report["one_client_bm25"].update(ph.result(n_bm25 + 20))
+        print(f"wrk: one connection for {args.one_client_seconds} s…", file=sys.stderr)
+        with Phase(pid) as ph:
+            report["one_client_wrk"] = load(url, qs, 1, args.one_client_seconds, 1)
+            report["one_client_wrk"].update(ph.result(report["one_client_wrk"]["requests"]))
         print(f"wrk: {args.connections} connections for {args.seconds} s…", file=sys.stderr)
         with Phase(pid) as ph:
             report["load"] = load(url, qs, args.connections, args.seconds, args.wrk_threads)
