@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 _TOKEN = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
 _POSSESSIVE = re.compile(r"['’]s$")
@@ -36,13 +36,13 @@ def default_stopwords() -> frozenset[str]:
 _LEMMA_LANGUAGES = {"english": "en"}
 
 
-@lru_cache(maxsize=None)
 def _lemmatizer(language: str):
-    """simplemma for ``language``, memoised per word. Its dictionary loads on the first word (~0.3 s)."""
+    """simplemma for ``language``; its dictionary loads on the first word (0.3 s), so only index builds
+    (and analyzers without a table) call it."""
     import simplemma
 
     lang = _LEMMA_LANGUAGES[language]
-    return lru_cache(maxsize=1 << 18)(lambda word: simplemma.lemmatize(word, lang=lang).casefold())
+    return lambda word: simplemma.lemmatize(word, lang=lang).casefold()
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Analyzer:
     language: str = "english"
     lemmatize: bool = False
     # Known word → lemma. An index saves those of its corpus, and questions are lemmatized from that table
-    # alone, so that no question loads simplemma's dictionary (0.3 s and 20 MiB). A word the corpus never
+    # alone, so that no question loads simplemma's dictionary (0.3 s and 17 MiB). A word the corpus never
     # uses is only stemmed: its lemma matters only when the question has an irregular form of a word the
     # corpus has in another ("met" against "meet"), while questions mostly use the base form ("did they
     # meet") and the corpus's inflected forms are all in the table.
