@@ -58,7 +58,7 @@ def main() -> None:
                              layout=False),
     }
     for e in engines.values():
-        e.encode_query = lru_cache(maxsize=None)(e.encode_query)
+        e.embed_query = lru_cache(maxsize=None)(e.embed_query)
     splits = {}
     for name, data in (("seeds", seeds), ("squad", squad)):
         for split in ("tune", "test"):

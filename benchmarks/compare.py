@@ -40,7 +40,7 @@ def main() -> None:
         sets.append(("squad", sq, base.model_copy(update={"index_name": "squad-v2-dev"})))
     for name, data, settings in sets:
         engine = Engine.open(settings, documents=data.documents, layout=data.layout)
-        engine.encode_query = lru_cache(maxsize=None)(engine.encode_query)
+        engine.embed_query = lru_cache(maxsize=None)(engine.embed_query)
         d = data.select(args.split)
         if name == "squad":
             d.questions = d.questions[: args.squad]

@@ -87,8 +87,10 @@ def baseline(build: Callable[[Engine, str, list[conv.Turn]], Query]) -> Method:
 
 
 def plain(engine: Engine, text: str, question: str, understood: str | None) -> Query:
+    embedded = engine.embed_query(text)
     return Query(question=question, text=text, terms=engine.index.analyzer.terms(text),
-                 vector=engine.encode_query(text), understood_as=understood)
+                 vector=embedded.vectors[0], understood_as=understood,
+                 tokens=(embedded.tokens[0], embedded.token_ids[0]))
 
 
 def no_history(engine, question, history):
@@ -152,6 +154,7 @@ GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaul
     "anchor = previous answer only": replace(D, anchors=1),
     "+ dense mix λ=0.5": replace(D, mix=0.5),
     "+ dense mix λ=0.3, + novelty penalty": replace(D, mix=0.3, same=-0.5),
+    "+ word-piece match of the follow-up's own words": replace(D, token_match=True),
 }
 
 

@@ -39,7 +39,7 @@ def main() -> None:
         data = load_squad(settings.shared_data_dir)
         settings = settings.model_copy(update={"index_name": "squad-v2-dev"})
     engine = Engine.open(settings, documents=data.documents, layout=data.layout)
-    engine.encode_query = lru_cache(maxsize=None)(engine.encode_query)
+    engine.embed_query = lru_cache(maxsize=None)(engine.embed_query)
     tune, test = data.select("tune"), data.select("test")
     if args.limit:
         tune.questions, test.questions = tune.questions[: args.limit], test.questions[: args.limit]

@@ -297,6 +297,9 @@ class Reading:
     - ``definite_phrases``: "the group" counts as anaphora when "group" was said earlier in the topic.
     - ``entity_required``: a question without anaphora counts as self-contained only if it names an
       entity; otherwise two known content terms are enough.
+    - ``token_match``: score a history-read follow-up's sentences by the word-piece match of its own words
+      too (rank.token_match), as a standalone question is. Off: a follow-up's own words are few and vague
+      ("When did it reopen?"), and the match outweighed the history's terms (tune split, measured).
     """
 
     question_rep: int = 1
@@ -319,6 +322,7 @@ class Reading:
     detect_topic_change: bool = True
     definite_phrases: bool = True
     entity_required: bool = True
+    token_match: bool = False
 
 
 DEFAULT_READING = Reading()
@@ -535,8 +539,10 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
     index = engine.index
     uses_dense = mode != "bm25"
     own_terms = index.analyzer.terms(question)
+    embedded = engine.embed_query(question) if uses_dense else None
     plain = Query(question=question, text=question, terms=own_terms,
-                  vector=engine.encode_query(question) if uses_dense else None)
+                  vector=embedded.vectors[0] if embedded else None,
+                  tokens=(embedded.tokens[0], embedded.token_ids[0]) if embedded else None)
     if not history or (reading.detect_topic_change and self_contained(question, index, reading, history)):
         return plain
     added = history_terms(question, history, index, reading)
@@ -560,7 +566,8 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
                 vector = _unit(_unit(vector) + reading.answer_mix * index.sentence_vectors[sid])
     # Never None here: the turn continues the topic (see topic_turns), even when it added no term.
     understood = f"{question} [+ {', '.join(words)}]" if words else f"{question} [with the previous turns]"
-    return Query(question=question, text=text, terms=terms, vector=vector, understood_as=understood)
+    return Query(question=question, text=text, terms=terms, vector=vector, understood_as=understood,
+                 tokens=plain.tokens if reading.token_match else None)
 
 
 # -- asking in a conversation -------------------------------------------------------------------------

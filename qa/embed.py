@@ -4,6 +4,11 @@ Two encoders give the same vectors: :class:`Encoder` runs sentence-transformers 
 build indexes; :class:`OnnxEncoder` runs the same network exported to ONNX with onnxruntime and the
 model's own ``tokenizer.json``, and is used for queries because it starts in a fraction of the time
 (no torch import). :func:`export_onnx` makes the ONNX file once and checks it against torch.
+
+Both also give each text's *token* vectors (the model's contextual word-piece embeddings before pooling,
+unit length, without [CLS] and [SEP]) with the word-piece ids: the ranker matches a question's word
+pieces against a sentence's one by one (qa/rank.py, ``token_match``), which finds paraphrases that
+neither the pooled vector nor the stems see.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 import warnings
 import weakref
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,36 @@ from qa.config import Settings
 
 _EXPORT_LOCK = threading.Lock()
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Texts encoded: one unit vector per text, and per text its word pieces' unit vectors and ids."""
+
+    vectors: np.ndarray  # (texts, dim) float32
+    tokens: list[np.ndarray]  # per text: (pieces, dim) float32
+    token_ids: list[np.ndarray]  # per text: (pieces,) int32 word-piece ids
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @classmethod
+    def empty(cls, dim: int) -> "Embedded":
+        return cls(np.zeros((0, dim), dtype=np.float32), [], [])
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _pieces(hidden: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per text, the unit token vectors and ids of its real word pieces (no padding, [CLS] or [SEP])."""
+    tokens, token_ids = [], []
+    for h, i, m in zip(hidden, ids, mask):
+        n = int(m.sum())
+        tokens.append(np.ascontiguousarray(_unit_rows(h[1 : n - 1]), dtype=np.float32))
+        token_ids.append(i[1 : n - 1].astype(np.int32))
+    return tokens, token_ids
 
 
 class Encoder:
@@ -54,8 +90,28 @@ class Encoder:
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
+    @property
+    def vocabulary(self) -> list[str]:
+        """Word pieces by id."""
+        tokenizer = self._model.tokenizer
+        return tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+
+    def encode_tokens(self, texts: list[str]) -> Embedded:
+        if not texts:
+            return Embedded.empty(self.dim)
+        out = self._model.encode(texts, batch_size=self.batch_size, output_value=None, show_progress_bar=False)
+        vectors = _unit_rows(np.stack([o["sentence_embedding"].float().numpy() for o in out])).astype(np.float32)
+        tokens, token_ids = [], []
+        for o in out:
+            t, i = _pieces(o["token_embeddings"].float().numpy()[None], o["input_ids"].numpy()[None],
+                           o["attention_mask"].numpy()[None])
+            tokens += t
+            token_ids += i
+        return Embedded(vectors, tokens, token_ids)
+
     def export_onnx(self, target: Path) -> None:
-        """Write the transformer with mean pooling and L2 normalisation as one ONNX graph."""
+        """Write the transformer with mean pooling and L2 normalisation as one ONNX graph, whose second
+        output is the (unnormalised) token vectors."""
         import torch
 
         transformer = self._model[0].auto_model.eval()
@@ -70,7 +126,7 @@ class Encoder:
                                     token_type_ids=token_type_ids).last_hidden_state
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                return torch.nn.functional.normalize(pooled, p=2, dim=1)
+                return torch.nn.functional.normalize(pooled, p=2, dim=1), hidden
 
         sample = self._model.tokenizer(["an example", "a slightly longer example sentence"], padding=True,
                                        return_tensors="pt")
@@ -80,7 +136,8 @@ class Encoder:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about shapes the dynamic axes already cover
             torch.onnx.export(Pooled(transformer), tuple(sample[n] for n in INPUTS), str(tmp), input_names=list(INPUTS),
-                              output_names=["embedding"], dynamic_axes={**axes, "embedding": {0: "batch"}},
+                              output_names=["embedding", "tokens"],
+                              dynamic_axes={**axes, "embedding": {0: "batch"}, "tokens": {0: "batch", 1: "tokens"}},
                               opset_version=17, dynamo=False)
         os.replace(tmp, target)
 
@@ -114,13 +171,32 @@ class OnnxEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if len(texts) > batch_size:
             return np.vstack([self.encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
+        return np.ascontiguousarray(self.session.run(["embedding"], self._feeds(texts))[0], dtype=np.float32)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """Word pieces by id."""
+        return [self.tokenizer.id_to_token(i) for i in range(self.tokenizer.get_vocab_size())]
+
+    def encode_tokens(self, texts: list[str], *, batch_size: int = 16) -> Embedded:
+        if not texts:
+            return Embedded.empty(self.dim)
+        if len(texts) > batch_size:
+            parts = [self.encode_tokens(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+            return Embedded(np.vstack([p.vectors for p in parts]), [t for p in parts for t in p.tokens],
+                            [i for p in parts for i in p.token_ids])
+        feeds = self._feeds(texts)
+        vectors, hidden = self.session.run(["embedding", "tokens"], feeds)
+        tokens, token_ids = _pieces(hidden, feeds["input_ids"], feeds["attention_mask"])
+        return Embedded(np.ascontiguousarray(vectors, dtype=np.float32), tokens, token_ids)
+
+    def _feeds(self, texts: list[str]) -> dict[str, np.ndarray]:
         batch = self.tokenizer.encode_batch(texts)
-        feeds = {
+        return {
             "input_ids": np.array([e.ids for e in batch], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in batch], dtype=np.int64),
         }
-        return np.ascontiguousarray(self.session.run(None, feeds)[0], dtype=np.float32)
 
 
 class BatchingEncoder:
@@ -146,10 +222,16 @@ class BatchingEncoder:
     def encode(self, texts: list[str], **kwargs) -> np.ndarray:
         if len(texts) != 1:
             return self.encoder.encode(texts, **kwargs)
+        return self.encode_tokens(texts).vectors
+
+    def encode_tokens(self, texts: list[str], **kwargs) -> Embedded:
+        if len(texts) != 1:
+            return self.encoder.encode_tokens(texts, **kwargs)
         self._ensure_worker()
         future: Future = Future()
         self._queue.put((texts[0], future))
-        return future.result()[None, :]
+        vector, tokens, ids = future.result()
+        return Embedded(vector[None, :], [tokens], [ids])
 
     def _ensure_worker(self) -> None:
         with self._start_lock:
@@ -175,13 +257,13 @@ def _serve_batches(requests: queue.SimpleQueue, encoder, max_batch: int) -> None
         batch = [item for item in batch if item is not _STOP]
         if batch:
             try:
-                vectors = encoder.encode([text for text, _ in batch])
+                done = encoder.encode_tokens([text for text, _ in batch])
             except Exception as exc:  # every waiting caller gets the error, the worker lives on
                 for _, future in batch:
                     future.set_exception(exc)
             else:
-                for (_, future), vector in zip(batch, vectors):
-                    future.set_result(vector)
+                for (_, future), *result in zip(batch, done.vectors, done.tokens, done.token_ids):
+                    future.set_result(tuple(result))
         if stop:
             return
 

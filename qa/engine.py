@@ -16,7 +16,7 @@ import numpy as np
 from qa import index as index_mod
 from qa import rank, retrieve
 from qa.config import Settings
-from qa.embed import BatchingEncoder, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
+from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import load_corpus
 from qa.types import Answer, Document
 
@@ -41,6 +41,7 @@ class Query:
     terms: list[str]
     vector: np.ndarray | None
     understood_as: str | None = None
+    tokens: tuple[np.ndarray, np.ndarray] | None = None  # the question's token vectors and word-piece ids
 
 
 def model_id(path: Path) -> str:
@@ -52,7 +53,7 @@ def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpe
     return index_mod.BuildSpec(model=model_id(settings.resolved_model_path()), passage_size=settings.passage_size,
                                passage_overlap=settings.passage_overlap, layout=layout,
                                passage_vectors=settings.passage_vectors,
-                               ann_min_passages=settings.ann_min_passages)
+                               ann_min_passages=settings.ann_min_passages, token_vectors=settings.token_vectors)
 
 
 def index_is_current(target: Path, docs: list[Document], spec: index_mod.BuildSpec) -> tuple[bool, str]:
@@ -180,7 +181,11 @@ class Engine:
     # -- answering --------------------------------------------------------------------------------
 
     def encode_query(self, text: str) -> np.ndarray:
-        return self.query_encoder.encode([text])[0]
+        return self.embed_query(text).vectors[0]
+
+    def embed_query(self, text: str) -> Embedded:
+        """The question's vector and its word pieces' vectors, from one model run."""
+        return self.query_encoder.encode_tokens([text])
 
     @staticmethod
     def _check_mode(mode: str) -> None:
@@ -191,8 +196,11 @@ class Engine:
         """A standalone question analysed for retriever ``mode`` (no conversation history)."""
         question = validate_question(question)
         self._check_mode(mode)
+        if mode == "bm25":
+            return Query(question=question, text=question, terms=self.index.analyzer.terms(question), vector=None)
+        embedded = self.embed_query(question)
         return Query(question=question, text=question, terms=self.index.analyzer.terms(question),
-                     vector=self.encode_query(question) if mode != "bm25" else None)
+                     vector=embedded.vectors[0], tokens=(embedded.tokens[0], embedded.token_ids[0]))
 
     def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None,
             conversation_id: str | None = None, start_conversation: bool = False, create_missing: bool = False,
@@ -223,8 +231,10 @@ class Engine:
                                lexical=s.w_lexical if mode != "dense" else 0.0,
                                passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type,
                                context=s.w_context if mode == "hybrid" else 0.0,  # tuned for hybrid only
+                               token=s.w_token if mode == "hybrid" else 0.0,
                                lexical_scale=s.lexical_scale)
-        return rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text)
+        return rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text,
+                                    query.tokens if mode == "hybrid" else None)  # measured for hybrid only
 
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True) -> Answer:
         """Retrieve, score and select sentences for an already analysed query.

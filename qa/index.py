@@ -25,7 +25,7 @@ from qa.lexical import LexicalIndex
 from qa.text import ANALYZER_VERSION, Analyzer, default_stopwords
 from qa.types import Document, Passage, Sentence
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CURRENT = "current"
 
 
@@ -89,11 +89,13 @@ class BuildSpec:
     passage_vectors: str = "encode"  # "encode": embed the passage text; "mean": mean of its sentences'
     ann_min_passages: int = 100_000  # from this many passages the dense index is IVF (approximate), not flat
     analyzer_version: int = ANALYZER_VERSION
+    token_vectors: bool = True  # keep each sentence's word-piece vectors (qa/rank.py token_match)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "passage_size": self.passage_size, "passage_overlap": self.passage_overlap,
                 "layout": self.layout, "passage_vectors": self.passage_vectors,
-                "ann_min_passages": self.ann_min_passages, "analyzer_version": self.analyzer_version}
+                "ann_min_passages": self.ann_min_passages, "analyzer_version": self.analyzer_version,
+                "token_vectors": self.token_vectors}
 
 
 @dataclass
@@ -111,6 +113,7 @@ class CorpusIndex:
     lexical_sentences: LexicalIndex
     analyzer: Analyzer
     sentence_passages: list[list[int]] = field(default_factory=list)  # sentence id → passage ids
+    tokens: TokenRows | None = None  # word-piece vectors per sentence, when the build kept them
 
     def __post_init__(self):
         if not self.sentence_passages:
@@ -158,8 +161,9 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     texts = [s.text for s in sentences]
     if spec.passage_vectors == "encode":
         texts += [passage_text(p, sentences) for p in passages]
-    known = _embedded_sentences(target, spec.model) if reuse else None
-    vectors = _encode_in_batches(encoder, texts, lambda done, total: step("embed", done, total), known)
+    known = _embedded_sentences(target, spec) if reuse else None
+    vectors, tokens = _encode_in_batches(encoder, texts, lambda done, total: step("embed", done, total), known,
+                                         keep_tokens=len(sentences) if spec.token_vectors else 0)
     sent_vecs = vectors[: len(sentences)]
     pass_vecs = vectors[len(sentences):] if spec.passage_vectors == "encode" else mean_vectors(sent_vecs, passages)
     findex = dense_index(pass_vecs, spec.ann_min_passages)
@@ -177,6 +181,9 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         lexical_p.save(tmp_dir, "bm25_passages")
         lexical_s.save(tmp_dir, "bm25_sentences")
         _write_json(tmp_dir / "lemmas.json", analyzer.lemmas)
+        if tokens is not None:
+            TokenRows.write(tmp_dir, *tokens, token_weights(tokens[2], tokens[1], encoder.vocabulary,
+                                                            analyzer.stopwords))
         manifest = {
             "format_version": FORMAT_VERSION,
             **spec.to_dict(),
@@ -271,20 +278,21 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
         lexical_s = LexicalIndex.load(build_dir, "bm25_sentences")
         lemmas_file = build_dir / "lemmas.json"
         lemmas = json.loads(lemmas_file.read_text(encoding="utf-8")) if lemmas_file.exists() else {}
+        tokens = TokenRows(build_dir) if manifest.get("token_vectors") else None
     except Exception as exc:  # any unreadable part means the same thing to the user
         raise IndexCorrupt(f"the index at {target} is corrupt ({type(exc).__name__}: {exc}): "
                            "run `qa index --rebuild`") from exc
     counts = (len(sentences), len(passages), findex.ntotal, sentence_vectors.shape[0], lexical_p.n_docs,
-              lexical_s.n_docs)
+              lexical_s.n_docs, len(tokens) if tokens else len(sentences))
     expected = (manifest["sentences"], manifest["passages"], manifest["passages"], manifest["sentences"],
-                manifest["passages"], manifest["sentences"])
+                manifest["passages"], manifest["sentences"], manifest["sentences"])
     if counts != expected:
         raise IndexCorrupt(f"the index at {target} is inconsistent (counts {counts} ≠ {expected}): "
                            "run `qa index --rebuild`")
     return CorpusIndex(
         path=build_dir, manifest=manifest, documents=documents, sentences=sentences, passages=passages,
         faiss_index=findex, sentence_vectors=sentence_vectors, lexical_passages=lexical_p,
-        lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"], lemmas),
+        lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"], lemmas), tokens=tokens,
     )
 
 
@@ -331,6 +339,17 @@ class VectorRows:
                 out[run[0] : run[-1] + 1] = np.frombuffer(data, dtype=self.dtype).reshape(len(run), -1)
         return out[np.searchsorted(wanted, ids)]
 
+    def ranges(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Rows ``starts[i]`` to ``ends[i]`` for each ``i``, one after the other: one read per range."""
+        out = np.empty((int((ends - starts).sum()), self.shape[1]), dtype=self.dtype)
+        at = 0
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            if end > start:
+                data = os.pread(self._fd, (end - start) * self._row_bytes, self._offset + start * self._row_bytes)
+                out[at : at + end - start] = np.frombuffer(data, dtype=self.dtype).reshape(end - start, -1)
+                at += end - start
+        return out
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         whole = self[np.arange(self.shape[0])]
         return whole if dtype is None else whole.astype(dtype)
@@ -339,6 +358,63 @@ class VectorRows:
         fd = getattr(self, "_fd", None)
         if fd is not None:
             os.close(fd)
+
+
+class TokenRows:
+    """Every sentence's word-piece vectors and each word piece's weight.
+
+    The vectors are one matrix with a row per word piece, sentence after sentence (``offsets[s]`` to
+    ``offsets[s + 1]``), read on demand like :class:`VectorRows`: a question needs its candidates' rows.
+    They are stored as int8 with a scale per row (a quarter of float32's disk; float16 would halve it
+    but turns back into float32 several times slower, and the ranker reads two thousand rows a question).
+    Each piece's weight is its idf over sentences, 0 for stop words and punctuation (:func:`token_weights`).
+    """
+
+    def __init__(self, folder: Path):
+        self.vectors = VectorRows(folder / "token_vectors.npy")
+        self.scales = np.load(folder / "token_scales.npy")  # 4 bytes a word piece: kept in memory
+        self.offsets = np.load(folder / "token_offsets.npy")
+        self.weights = np.load(folder / "token_weights.npy")
+        self._ids_path = folder / "token_ids.npy"
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def of(self, sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The word pieces of ``sentence_ids``, sentence after sentence: their int8 vectors, each row's
+        scale (vector ≈ row × scale) and where each sentence's rows start."""
+        starts, ends = self.offsets[sentence_ids], self.offsets[sentence_ids + 1]
+        lengths = ends - starts
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        rows = np.arange(bounds[-1]) - np.repeat(bounds[:-1] - starts, lengths)
+        return self.vectors.ranges(starts, ends), self.scales[rows], bounds[:-1]
+
+    def ids_of(self, sentence_id: int) -> np.ndarray:
+        ids = np.load(self._ids_path, mmap_mode="r")
+        return np.array(ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])
+
+    @staticmethod
+    def write(folder: Path, vectors: np.ndarray, offsets: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> None:
+        vectors = vectors.astype(np.float32)
+        scales = np.maximum(np.abs(vectors).max(axis=1), 1e-12) / 127.0
+        np.save(folder / "token_vectors.npy", np.round(vectors / scales[:, None]).astype(np.int8))
+        np.save(folder / "token_scales.npy", scales.astype(np.float32))
+        np.save(folder / "token_offsets.npy", offsets.astype(np.int64))
+        np.save(folder / "token_ids.npy", ids.astype(np.int32))
+        np.save(folder / "token_weights.npy", weights.astype(np.float32))
+
+
+def token_weights(ids: np.ndarray, offsets: np.ndarray, vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
+    """Per word piece of the vocabulary: its idf over the sentences (a piece no sentence has gets the
+    highest), or 0 for a stop word, punctuation or a special token, which say nothing about the topic."""
+    n = len(offsets) - 1
+    sentence_of = np.repeat(np.arange(n), np.diff(offsets))
+    pairs = np.unique(np.stack([sentence_of, ids.astype(np.int64)]), axis=1)
+    df = np.bincount(pairs[1], minlength=len(vocabulary))
+    idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
+    content = np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
+                        and piece not in stopwords for piece in vocabulary], dtype=bool)
+    return np.where(content, np.maximum(idf, 0.0), 0.0).astype(np.float32)
 
 
 def _read_documents(build_dir: Path) -> tuple[list[dict], np.ndarray]:
@@ -395,45 +471,77 @@ def _split_batch(docs: list[Document], layout: bool) -> list[Sentence]:
     return [s for d in docs for s in split_sentences(d, layout=layout)]
 
 
-def _embedded_sentences(target: Path, model: str) -> tuple[dict[str, int], VectorRows] | None:
-    """Sentence text → row in the vectors of the build in service, if one was made with ``model``."""
+@dataclass
+class _Known:
+    """What the build in service already encoded: sentence text → row, its vectors and word pieces."""
+
+    rows: dict[str, int]
+    vectors: VectorRows
+    tokens: TokenRows | None
+
+
+def _embedded_sentences(target: Path, spec: BuildSpec) -> _Known | None:
+    """The encodings of the build in service, if it was made with the same model (and kept word pieces
+    when this build needs them)."""
     try:
         manifest = read_manifest(target)
-        if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != model:
+        if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != spec.model \
+                or (spec.token_vectors and not manifest.get("token_vectors")):
             return None
         build_dir = (target / CURRENT).resolve()
         raw_docs, table = _read_documents(build_dir)
         rows = {raw_docs[doc_no]["raw"][start:end]: row
                 for row, (doc_no, _, start, end, _) in enumerate(table.tolist())}
         vectors = VectorRows(build_dir / "sentence_vectors.npy")
+        tokens = TokenRows(build_dir) if spec.token_vectors else None
     except (IndexUnavailable, OSError, ValueError, KeyError, IndexError):
         return None  # nothing usable: encode everything
-    return (rows, vectors) if len(vectors) == len(table) else None
+    if len(vectors) != len(table) or (tokens is not None and len(tokens) != len(table)):
+        return None
+    return _Known(rows, vectors, tokens)
 
 
-def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], None],
-                       known: tuple[dict[str, int], VectorRows] | None = None, batch: int = 512) -> np.ndarray:
+def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], None], known: _Known | None = None,
+                       batch: int = 512, keep_tokens: int = 0):
     """Vectors of ``texts``, each distinct text encoded once (news repeats boilerplate and wire copy), and
-    not at all when ``known`` already holds its vector."""
+    not at all when ``known`` already holds its vector. With ``keep_tokens``, also the word pieces of the
+    first ``keep_tokens`` texts (the sentences) as (float16 vectors, offsets, ids); else None."""
     first: dict[str, int] = {}
     inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
     distinct = list(first)
     out = np.zeros((len(distinct), encoder.dim), dtype=np.float32)
+    pieces: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(distinct)
     todo = np.arange(len(distinct))
     if known is not None:
-        rows, vectors = known
-        found = np.array([rows.get(t, -1) for t in distinct], dtype=np.int64)
+        found = np.array([known.rows.get(t, -1) for t in distinct], dtype=np.int64)
         hit = found >= 0
         if hit.any():
-            out[hit] = vectors[found[hit]]
+            out[hit] = known.vectors[found[hit]]
+            if keep_tokens:
+                for j in np.flatnonzero(hit).tolist():
+                    sid = np.array([found[j]])
+                    rows, scales, _ = known.tokens.of(sid)
+                    pieces[j] = ((rows * scales[:, None]).astype(np.float16), known.tokens.ids_of(int(found[j])))
         todo = np.flatnonzero(~hit)
     # Sorting by length keeps padding small inside each model batch; the order is restored afterwards.
     order = todo[np.argsort([len(distinct[j]) for j in todo], kind="stable")]
     for i in range(0, len(order), batch):
         ids = order[i : i + batch]
-        out[ids] = encoder.encode([distinct[j] for j in ids])
+        chunk = [distinct[j] for j in ids]
+        if keep_tokens:
+            done = encoder.encode_tokens(chunk)
+            out[ids] = done.vectors
+            for j, t, p in zip(ids.tolist(), done.tokens, done.token_ids):
+                pieces[j] = (t.astype(np.float16), p)
+        else:
+            out[ids] = encoder.encode(chunk)
         report(min(i + batch, len(order)), len(order))
-    return out[inverse]
+    if not keep_tokens:
+        return out[inverse], None
+    per_text = [pieces[j] for j in inverse[:keep_tokens].tolist()]
+    offsets = np.concatenate([[0], np.cumsum([len(p) for _, p in per_text])])
+    vectors = np.concatenate([v for v, _ in per_text]) if per_text else np.zeros((0, encoder.dim), np.float16)
+    return out[inverse], (vectors, offsets, np.concatenate([p for _, p in per_text]).astype(np.int32))
 
 
 def _write_json(path: Path, data) -> None:

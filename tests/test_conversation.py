@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -227,6 +228,11 @@ def test_follow_up_is_read_with_history(engine):
     assert "Torkham" in query.understood_as
     assert {"reopen", "torkham"} <= set(query.terms) and query.terms.count("reopen") >= conv.DEFAULT_READING.question_rep
     assert query.vector is not None and abs(float(query.vector @ query.vector) - 1.0) < 1e-4
+    # the word-piece match is for standalone questions (Reading.token_match): a follow-up's words are too few
+    assert query.tokens is None
+    matched = conv.understand("When did it reopen?", history, engine, reading=replace(conv.DEFAULT_READING,
+                                                                                       token_match=True))
+    assert engine.index.tokens.weights[matched.tokens[1]].any()  # "reopen" is a content piece
 
 
 def test_elliptical_question_without_entity_uses_history(engine):
@@ -242,6 +248,7 @@ def test_topic_change_is_not_dragged_back(engine):
     query = conv.understand(question, history, engine)
     assert query.understood_as is None
     assert query.terms == engine.index.analyzer.terms(question)
+    assert query.tokens is not None  # read as a standalone question, word pieces included
 
 
 def test_definite_phrase_points_back(engine):

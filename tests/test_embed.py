@@ -34,6 +34,20 @@ def test_onnx_and_torch_give_the_same_vectors(seed_engine, encoder):
     assert float((a * b).sum(axis=1).min()) >= 0.9999
 
 
+def test_onnx_and_torch_give_the_same_word_pieces(seed_engine, encoder):
+    """Token vectors: unit length, one per word piece, without [CLS] and [SEP], alike on both paths."""
+    texts = [s.text for s in seed_engine.index.sentences[:20]] + ["When did it reopen?"]
+    a, b = encoder.encode_tokens(texts), _onnx(seed_engine).encode_tokens(texts)
+    assert np.allclose(a.vectors, encoder.encode(texts), atol=1e-6)
+    tokenizer = encoder._model.tokenizer
+    for text, ta, tb, ia, ib in zip(texts, a.tokens, b.tokens, a.token_ids, b.token_ids):
+        assert ia.tolist() == ib.tolist() == tokenizer(text)["input_ids"][1:-1]
+        assert ta.shape == tb.shape == (len(ia), 384)
+        assert np.allclose(np.linalg.norm(ta, axis=1), 1.0, atol=1e-5)
+        assert float((ta * tb).sum(axis=1).min()) >= 0.9999
+    assert tokenizer.convert_ids_to_tokens(b.token_ids[-1].tolist()) == ["when", "did", "it", "re", "##open", "?"]
+
+
 def test_the_query_encoder_loads_in_the_background(seed_engine):
     future = start_query_encoder(seed_engine.settings)
     assert future is not None
@@ -50,12 +64,12 @@ class _CountingEncoder:
         self.held = 0  # questions in the first run, held until released
         self.release = threading.Event()
 
-    def encode(self, texts, **kwargs):
+    def encode_tokens(self, texts, **kwargs):
         if not self.runs and not self.release.is_set():
             self.held = len(texts)
         self.release.wait(timeout=30)  # hold the first run so that the other questions queue up behind it
         self.runs.append(len(texts))
-        return self.inner.encode(texts, **kwargs)
+        return self.inner.encode_tokens(texts, **kwargs)
 
 
 def test_concurrent_questions_are_encoded_together_with_unchanged_vectors(seed_engine):
@@ -85,13 +99,17 @@ def test_concurrent_questions_are_encoded_together_with_unchanged_vectors(seed_e
     for i, q in enumerate(questions):
         assert results[i].shape == (1, 384)
         assert np.allclose(results[i], onnx.encode([q]), atol=1e-5)
+    alone = batching.encode_tokens([questions[0]])  # a single question's word pieces come back with it
+    direct = onnx.encode_tokens([questions[0]])
+    assert np.array_equal(alone.token_ids[0], direct.token_ids[0])
+    assert np.allclose(alone.tokens[0], direct.tokens[0], atol=1e-5)
 
 
 def test_batching_passes_lists_through_and_reports_errors(seed_engine):
     class Failing:
         dim = 384
 
-        def encode(self, texts, **kwargs):
+        def encode_tokens(self, texts, **kwargs):
             raise RuntimeError("model run failed")
 
     batching = BatchingEncoder(Failing())

@@ -102,24 +102,76 @@ def test_parallel_split_gives_the_sequential_sentences(monkeypatch):
     assert seen[-1] == len(docs)
 
 
+class _WordLengths:
+    """A stand-in model: a text's vector is (its length, 1); one word piece per word, whose vector is
+    (word length, 1) and whose id is the word length. Records what it is asked to encode."""
+
+    dim = 2
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def encode(self, texts):
+        self.seen += texts
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    def encode_tokens(self, texts):
+        from qa.embed import Embedded
+
+        words = [t.split() for t in texts]
+        return Embedded(self.encode(texts),
+                        [np.array([[len(w), 1.0] for w in ws], dtype=np.float32) for ws in words],
+                        [np.array([len(w) for w in ws], dtype=np.int32) for ws in words])
+
+
 def test_each_distinct_text_is_encoded_once():
-    class Counting:
-        dim = 2
-
-        def __init__(self):
-            self.seen: list[str] = []
-
-        def encode(self, texts):
-            self.seen += texts
-            return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
-
-    enc = Counting()
+    enc = _WordLengths()
     texts = ["the same line", "another", "the same line", "x"]
     totals: list[int] = []
-    vecs = index_mod._encode_in_batches(enc, texts, lambda done, total: totals.append(total), batch=2)
+    vecs, tokens = index_mod._encode_in_batches(enc, texts, lambda done, total: totals.append(total), batch=2)
     assert sorted(enc.seen) == sorted(set(texts))
     assert vecs.tolist() == [[13, 1], [7, 1], [13, 1], [1, 1]]
-    assert totals == [3, 3]
+    assert totals == [3, 3] and tokens is None
+
+
+def test_word_pieces_are_kept_per_sentence_in_order():
+    enc = _WordLengths()
+    texts = ["a bb ccc", "dddd", "a bb ccc", "passage text only"]
+    vecs, (rows, offsets, ids) = index_mod._encode_in_batches(enc, texts, lambda *_: None, batch=2, keep_tokens=3)
+    assert sorted(enc.seen) == sorted(set(texts))  # each distinct text once, tokens and vector together
+    assert vecs[:, 0].tolist() == [8, 4, 8, 17]
+    assert offsets.tolist() == [0, 3, 4, 7]  # the first three texts (the sentences), not the passage
+    assert ids.tolist() == [1, 2, 3, 4, 1, 2, 3]
+    assert rows.dtype == np.float16 and rows[:, 0].tolist() == [1, 2, 3, 4, 1, 2, 3]
+
+
+def test_token_weights_are_idf_for_content_pieces_and_zero_for_the_rest():
+    vocabulary = ["[PAD]", "[CLS]", "the", "border", "##s", ",", "crossing", "reopened"]
+    # three sentences: "the border ," / "the crossing reopened" / "the borders"
+    ids = np.array([2, 3, 5, 2, 6, 7, 2, 3, 4])
+    offsets = np.array([0, 3, 6, 9])
+    w = index_mod.token_weights(ids, offsets, vocabulary, frozenset({"the"}))
+    assert w[0] == w[1] == w[2] == w[5] == 0.0  # special, stop word, punctuation
+    assert w[3] == pytest.approx(np.log(4 / 2.5)) and w[6] == pytest.approx(np.log(4 / 1.5))
+    assert w[4] == pytest.approx(np.log(4 / 1.5))  # a continuation piece is content
+    assert w[6] > w[3] > 0  # rarer pieces weigh more
+
+
+def test_the_index_keeps_every_sentences_word_pieces(seed_engine):
+    idx = seed_engine.index
+    tokens = idx.tokens
+    assert tokens is not None and len(tokens) == len(idx.sentences)
+    onnx = seed_engine.query_encoder
+    sample = np.array([0, 5, len(idx.sentences) - 1])
+    expected = onnx.encode_tokens([idx.sentences[i].text for i in sample.tolist()])
+    rows, scales, starts = tokens.of(sample)
+    got = rows.astype(np.float32) * scales[:, None]
+    for k, sid in enumerate(sample.tolist()):
+        want = expected.tokens[k]
+        mine = got[starts[k] : starts[k] + len(want)]
+        assert np.array_equal(tokens.ids_of(sid), expected.token_ids[k])
+        assert float((mine * want).sum(axis=1).min()) >= 0.999  # int8 with a scale per row
+    assert len(got) == sum(len(t) for t in expected.tokens)
 
 
 def test_dense_index_is_flat_when_small_and_ivf_from_the_threshold():
@@ -171,10 +223,11 @@ def test_a_rebuild_encodes_only_the_sentences_it_has_not_embedded(tmp_path, seed
     class Counting:
         def __init__(self, inner):
             self.inner, self.dim, self.seen = inner, inner.dim, []
+            self.vocabulary = inner.encoder.vocabulary
 
-        def encode(self, texts, **kwargs):
+        def encode_tokens(self, texts, **kwargs):
             self.seen += texts
-            return self.inner.encode(texts, **kwargs)
+            return self.inner.encode_tokens(texts, **kwargs)
 
     encoder = Counting(seed_engine.query_encoder)
     spec = build_spec(seed_engine.settings)
@@ -193,6 +246,9 @@ def test_a_rebuild_encodes_only_the_sentences_it_has_not_embedded(tmp_path, seed
     old = np.arange(len(first.sentences))  # the seed documents come first in both builds
     assert [s.text for s in second.sentences[: len(old)]] == [s.text for s in first.sentences]
     assert np.array_equal(second.sentence_vectors[old], first.sentence_vectors[old])
+    assert np.array_equal(second.tokens.offsets[: len(old) + 1], first.tokens.offsets[: len(old) + 1])
+    a, b = second.tokens.of(old), first.tokens.of(old)
+    assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1], rtol=1e-3)  # reused, not re-encoded
 
     encoder.seen = []
     index_mod.build(docs + [added], encoder, spec, target, reuse=False)  # `qa index --rebuild`

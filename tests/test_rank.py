@@ -81,3 +81,39 @@ def test_the_same_statement_in_two_places_is_one_group(seed_engine):
             assert float(vectors[g[0]] @ vectors[other]) >= 0.86
     assert any(len(g) > 1 and len({index.sentences[s].doc_id for s in g}) == 2 for g in groups)
     assert len(rank.group_duplicates(index, ids, top_k=3, threshold=0.86)) == 3
+
+
+def _naive_token_match(index, question_tokens, question_ids, sid) -> float:
+    """rank.token_match for one sentence, written out: best cosine per question piece, idf-weighted mean."""
+    rows, scales, _ = index.tokens.of(np.array([sid]))
+    pieces = rows.astype(np.float64) * scales[:, None]
+    weights = index.tokens.weights[question_ids].astype(np.float64)
+    best = [max(float(q @ p) for p in pieces) for q in question_tokens.astype(np.float64)]
+    return float(np.dot(weights, best) / weights.sum())
+
+
+def test_token_match_is_the_idf_weighted_best_piece_cosine(seed_engine):
+    index = seed_engine.index
+    embedded = seed_engine.embed_query("When was the Torkham border crossing shut?")
+    q_tokens, q_ids = embedded.tokens[0], embedded.token_ids[0]
+    ids = np.array([_sid(index, TORKHAM_DOC, "On Friday, the Torkham border crossing reopened"),
+                    _sid(index, TORKHAM_DOC, "However, Friday’s reopening came with conditions"), 0, 3])
+    got = rank.token_match(index, q_tokens, q_ids, ids)
+    want = [_naive_token_match(index, q_tokens, q_ids, sid) for sid in ids.tolist()]
+    assert got == pytest.approx(want, abs=1e-5)
+    assert got[0] == got.max() > 0.8  # "shut" finds "closed", "Torkham border crossing" itself
+    # stop words and punctuation weigh nothing: "was", "the", "?" do not count
+    assert index.tokens.weights[q_ids].tolist().count(0.0) >= 3
+
+
+def test_token_match_without_word_pieces_is_zero(seed_engine):
+    from dataclasses import replace
+
+    index = seed_engine.index
+    embedded = seed_engine.embed_query("When did it reopen?")
+    ids = np.array([0, 1, 2])
+    without = replace(index, tokens=None)
+    assert rank.token_match(without, embedded.tokens[0], embedded.token_ids[0], ids).tolist() == [0, 0, 0]
+    only_stop = seed_engine.embed_query("Was it?")  # no content piece at all
+    assert not rank.token_match(index, only_stop.tokens[0], only_stop.token_ids[0], ids).any()
+    assert len(rank.token_match(index, embedded.tokens[0], embedded.token_ids[0], np.zeros(0, dtype=np.int64))) == 0
