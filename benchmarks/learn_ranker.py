@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/learn_ranker.py --with-seeds    # also fit on the seed tune split (×5)
 
 For every answerable question of the seed gold set and of SQuAD 2.0 (ReQA), the hybrid retriever's
-candidate sentences are described by the ranking's own features (qa/rank.py: cosine, coverage,
-neighbours' coverage, answer-type cue, heading) and by six more that the engine does not use: the best
+candidate sentences are described by the ranking's features as of the third session (qa/rank.py: cosine,
+coverage, neighbours' coverage, answer-type cue, heading; the word-piece match came later and is not
+among them) and by six more that the engine does not use: the best
 neighbour's cosine above the sentence's own, the document's coverage of the question, the share of the
 question's adjacent term pairs found adjacent in the sentence, BM25 relative to the best candidate, the
 sentence's length and its passage's fused rank score. A pairwise logistic regression (positive against

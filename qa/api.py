@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from threadpoolctl import threadpool_limits
 
 from qa.config import Settings
 from qa.conversation import MAX_ID_CHARS, UnknownConversation
@@ -531,6 +532,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     ``ask_workers`` bounds the questions answered at once (default: ``settings.ask_workers``)."""
     settings = settings or (engine.settings if engine is not None else Settings())
     state = ServiceState(settings, engine)
+    # Requests run side by side on few cores. A matrix product (the ranker's token match) would wake BLAS's
+    # own worker threads, which then spin beside the requests: twice the CPU per request (docs/HTTP.md).
+    threadpool_limits(limits=1, user_api="blas")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -231,7 +231,7 @@ class Engine:
                                lexical=s.w_lexical if mode != "dense" else 0.0,
                                passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type,
                                context=s.w_context if mode == "hybrid" else 0.0,  # tuned for hybrid only
-                               token=s.w_token if mode == "hybrid" else 0.0,
+                               token=s.w_token if mode == "hybrid" else 0.0, token_depth=s.token_depth,
                                lexical_scale=s.lexical_scale)
         return rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text,
                                     query.tokens if mode == "hybrid" else None)  # measured for hybrid only

@@ -46,6 +46,7 @@ class Weights:
     answer_type: float = 0.0
     context: float = 0.0  # weight of the query terms found only in the neighbouring sentences
     token: float = 0.0  # weight of the word-piece match (token_match)
+    token_depth: int = 20  # sentences, best by the other features, that the word-piece match re-scores
     lexical_scale: str = "bm25"  # "bm25": BM25 / best candidate's BM25; "coverage": idf share matched
 
 
@@ -77,7 +78,7 @@ class ScoredSentences:
     typed: np.ndarray  # 1 where the sentence carries the answer type the question asks for
     asks_type: bool = False
     unseen: float = 0.0  # share of the question's idf mass in terms the corpus never uses
-    token: np.ndarray | None = None  # word-piece match (token_match), when the question's pieces were given
+    token: np.ndarray | None = None  # word-piece match (token_match) of the best sentences (0 for the rest)
 
 
 def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +204,13 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
         combined += weights.context * (cov.context - coverage)
     tokens = None
     if question_tokens is not None and index.tokens is not None:
-        tokens = token_match(index, *question_tokens, ids)
+        # Only the best few by the other features: the match costs a matrix product per candidate piece,
+        # and the answer is nearly always among them (docs/RETRIEVAL.md). It only raises a score, so a
+        # sentence left out stays below every sentence scored.
+        depth = min(weights.token_depth, len(ids))
+        best = np.argpartition(-combined, depth - 1)[:depth]
+        tokens = np.zeros(len(ids), dtype=np.float32)
+        tokens[best] = token_match(index, *question_tokens, ids[best])
         combined += weights.token * tokens
     order = np.lexsort((ids, -combined))
     return ScoredSentences(ids[order], combined[order], dense[order], coverage[order], typed[order],
