@@ -389,9 +389,12 @@ class TokenRows:
         rows = np.arange(bounds[-1]) - np.repeat(bounds[:-1] - starts, lengths)
         return self.vectors.ranges(starts, ends), self.scales[rows], bounds[:-1]
 
+    @cached_property
+    def _ids(self) -> np.ndarray:
+        return np.load(self._ids_path, mmap_mode="r")  # only a rebuild that reuses this build reads them
+
     def ids_of(self, sentence_id: int) -> np.ndarray:
-        ids = np.load(self._ids_path, mmap_mode="r")
-        return np.array(ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])
+        return np.array(self._ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])
 
     @staticmethod
     def write(folder: Path, vectors: np.ndarray, offsets: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> None:
