@@ -538,11 +538,8 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
 
     index = engine.index
     uses_dense = mode != "bm25"
-    own_terms = index.analyzer.terms(question)
-    embedded = engine.embed_query(question) if uses_dense else None
-    plain = Query(question=question, text=question, terms=own_terms,
-                  vector=embedded.vectors[0] if embedded else None,
-                  tokens=(embedded.tokens[0], embedded.token_ids[0]) if embedded else None)
+    plain = engine.query(question, mode)  # the question as it would be read on its own
+    own_terms = plain.terms
     if not history or (reading.detect_topic_change and self_contained(question, index, reading, history)):
         return plain
     added = history_terms(question, history, index, reading)

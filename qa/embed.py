@@ -39,9 +39,6 @@ class Embedded:
     tokens: list[np.ndarray]  # per text: (pieces, dim) float32
     token_ids: list[np.ndarray]  # per text: (pieces,) int32 word-piece ids
 
-    def __len__(self) -> int:
-        return len(self.vectors)
-
     @classmethod
     def empty(cls, dim: int) -> "Embedded":
         return cls(np.zeros((0, dim), dtype=np.float32), [], [])

@@ -196,11 +196,12 @@ class Engine:
         """A standalone question analysed for retriever ``mode`` (no conversation history)."""
         question = validate_question(question)
         self._check_mode(mode)
+        terms = self.index.analyzer.terms(question)
         if mode == "bm25":
-            return Query(question=question, text=question, terms=self.index.analyzer.terms(question), vector=None)
+            return Query(question=question, text=question, terms=terms, vector=None)
         embedded = self.embed_query(question)
-        return Query(question=question, text=question, terms=self.index.analyzer.terms(question),
-                     vector=embedded.vectors[0], tokens=(embedded.tokens[0], embedded.token_ids[0]))
+        return Query(question=question, text=question, terms=terms, vector=embedded.vectors[0],
+                     tokens=(embedded.tokens[0], embedded.token_ids[0]))
 
     def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None,
             conversation_id: str | None = None, start_conversation: bool = False, create_missing: bool = False,

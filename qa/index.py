@@ -521,10 +521,11 @@ def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], N
         if hit.any():
             out[hit] = known.vectors[found[hit]]
             if keep_tokens:
-                for j in np.flatnonzero(hit).tolist():
-                    sid = np.array([found[j]])
-                    rows, scales, _ = known.tokens.of(sid)
-                    pieces[j] = ((rows * scales[:, None]).astype(np.float16), known.tokens.ids_of(int(found[j])))
+                sids = found[hit]
+                rows, scales, starts = known.tokens.of(sids)
+                vectors = np.split((rows * scales[:, None]).astype(np.float16), starts[1:])
+                for j, sid, v in zip(np.flatnonzero(hit).tolist(), sids.tolist(), vectors):
+                    pieces[j] = (v, known.tokens.ids_of(sid))
         todo = np.flatnonzero(~hit)
     # Sorting by length keeps padding small inside each model batch; the order is restored afterwards.
     order = todo[np.argsort([len(distinct[j]) for j in todo], kind="stable")]
