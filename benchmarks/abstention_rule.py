@@ -1,4 +1,5 @@
-"""Choose the hybrid abstention rule's bias and word-piece-match term on tune splits, report the test splits.
+"""Choose the hybrid abstention rule's bias, word-piece-match term and strict-type term on tune splits, report
+the test splits.
 
     .venv/bin/python benchmarks/abstention_rule.py [--off-corpus 1000]
 
@@ -6,9 +7,9 @@ Questions: the seed gold set (answerable and unanswerable, tune/test), and SQuAD
 seed corpus, which cannot answer them: "off-corpus" questions, the case the rule must refuse (split by
 SQuAD's own tune/test hash). The seed set's unanswerable questions are near misses (a detail the articles
 do not give about an event they report), so alone they cannot show what a feature does for questions from
-elsewhere. The rule is qa.config's hybrid rule with its bias and the token-match weight and centre varied;
-the choice: most off-corpus tune questions refused while at most 5 % of the seed tune split's answerable
-questions are. Not a test: it prints figures.
+elsewhere. The rule is qa.config's hybrid rule with its bias, the token-match weight and centre and the
+strict-type weight varied; the choice: most off-corpus and seed unanswerable tune questions refused while at
+most 5 % of the seed tune split's answerable questions are. Not a test: it prints figures.
 """
 
 from __future__ import annotations
@@ -24,21 +25,25 @@ from qa.engine import Engine
 from qa.ingest import load_corpus
 
 
+TOKEN = rank.FEATURES.index("token_match")
+UNSEEN = rank.FEATURES.index("unseen") + 1  # coefficient positions (after the bias)
+STRICT = rank.FEATURES.index("strict_type_missing") + 1
+
+
 def collect(engine: Engine, questions) -> np.ndarray:
-    """Per question: the abstention features, with the raw token match of the best sentence last."""
+    """Per question: the abstention features, with the raw (uncentred) token match of the best sentence."""
     rows = []
     for q in questions:
         x = rank.abstention_features(engine.score(engine.query(q.question, "hybrid"), "hybrid"))
-        x[-1] += rank.TOKEN_MATCH_CENTRE
+        x[TOKEN] += rank.TOKEN_MATCH_CENTRE
         rows.append(x)
     return np.array(rows)
 
 
 def refused(x: np.ndarray, coef: np.ndarray, weight: float, centre: float) -> np.ndarray:
-    return coef[0] + x[:, :-1] @ coef[1:-1] + weight * (x[:, -1] - centre) < 0
-
-
-UNSEEN = rank.FEATURES.index("unseen") + 1  # its coefficient's position (after the bias)
+    """Where the rule ``coef`` with the token-match term ``weight · (match − centre)`` refuses."""
+    rest = np.delete(np.arange(x.shape[1]), TOKEN)
+    return coef[0] + x[:, rest] @ coef[1:][rest] + weight * (x[:, TOKEN] - centre) < 0
 
 
 def main() -> None:
@@ -58,33 +63,36 @@ def main() -> None:
         groups["off-corpus", split] = collect(engine, [squad[i] for i in picked.tolist() if squad[i].split == split])
     base = np.array(settings.abstain_model["hybrid"], dtype=np.float64)
 
-    def rule(bias: float, unseen: float) -> np.ndarray:
+    def rule(bias: float, unseen: float, strict: float) -> np.ndarray:
         coef = base.copy()
-        coef[0], coef[UNSEEN] = bias, unseen
+        coef[0], coef[UNSEEN], coef[STRICT] = bias, unseen, strict
         return coef
 
-    def row(bias: float, unseen: float, weight: float, centre: float) -> str:
-        cells = [f"{refused(x, rule(bias, unseen), weight, centre).mean():.3f}" for x in groups.values()]
-        return f"| {bias:.1f} | {unseen:g} | {weight:g} | {centre:g} | " + " | ".join(cells) + " |"
+    def row(bias: float, unseen: float, strict: float, weight: float, centre: float) -> str:
+        cells = [f"{refused(x, rule(bias, unseen, strict), weight, centre).mean():.3f}" for x in groups.values()]
+        return f"| {bias:.1f} | {unseen:g} | {strict:g} | {weight:g} | {centre:g} | " + " | ".join(cells) + " |"
 
-    print("| bias | unseen weight | token weight | centre | "
+    print("| bias | unseen weight | strict-type weight | token weight | centre | "
           + " | ".join(f"{g} {s} refused" for g, s in groups) + " |")
-    print("|---|---|---|---|" + "---|" * len(groups))
-    print(row(base[0], base[UNSEEN], 0.0, rank.TOKEN_MATCH_CENTRE) + " without the token term")
+    print("|---|---|---|---|---|" + "---|" * len(groups))
+    token_weight = base[TOKEN + 1]
+    print(row(base[0], base[UNSEEN], 0.0, token_weight, rank.TOKEN_MATCH_CENTRE) + " without the strict-type term")
     candidates = []
     for bias in np.arange(-3.0, -0.85, 0.3):
-        for unseen in (0.0, -2.0, -4.0, -6.0):
-            for weight in (0.0, 3.0, 6.0, 9.0, 12.0):
-                for centre in (0.35, 0.4, 0.45, 0.5):
-                    coef = rule(bias, unseen)
-                    wrong = refused(groups["seeds answerable", "tune"], coef, weight, centre).mean()
-                    if wrong <= 0.05:
-                        off = refused(groups["off-corpus", "tune"], coef, weight, centre).mean()
-                        near = refused(groups["seeds unanswerable", "tune"], coef, weight, centre).mean()
-                        candidates.append((off, near, -wrong, -abs(unseen), bias, unseen, weight, centre))
-    for *_, bias, unseen, weight, centre in sorted(candidates, reverse=True)[:8]:
-        print(row(bias, unseen, weight, centre))
-    print(row(base[0], base[UNSEEN], base[-1], rank.TOKEN_MATCH_CENTRE) + " configured")
+        for unseen in (0.0, -2.0, -4.0):
+            for strict in (0.0, -2.0, -4.0, -8.0, -20.0):
+                for weight in (0.0, 6.0, 12.0):
+                    for centre in (0.35, 0.4):
+                        coef = rule(bias, unseen, strict)
+                        wrong = refused(groups["seeds answerable", "tune"], coef, weight, centre).mean()
+                        if wrong <= 0.05:
+                            off = refused(groups["off-corpus", "tune"], coef, weight, centre).mean()
+                            near = refused(groups["seeds unanswerable", "tune"], coef, weight, centre).mean()
+                            candidates.append((off + near, -wrong, -abs(unseen), -abs(strict), bias, unseen, strict,
+                                               weight, centre))
+    for *_, bias, unseen, strict, weight, centre in sorted(candidates, reverse=True)[:8]:
+        print(row(bias, unseen, strict, weight, centre))
+    print(row(base[0], base[UNSEEN], base[STRICT], token_weight, rank.TOKEN_MATCH_CENTRE) + " configured")
 
 
 if __name__ == "__main__":

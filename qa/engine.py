@@ -42,6 +42,7 @@ class Query:
     vector: np.ndarray | None
     understood_as: str | None = None
     tokens: tuple[np.ndarray, np.ndarray] | None = None  # the question's token vectors and word-piece ids
+    neighbour_cosine: bool = True  # score a sentence by its neighbours' cosine too (settings.w_context_dense)
 
 
 def model_id(path: Path) -> str:
@@ -232,7 +233,9 @@ class Engine:
                                lexical=s.w_lexical if mode != "dense" else 0.0,
                                passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type,
                                context=s.w_context if mode == "hybrid" else 0.0,  # tuned for hybrid only
+                               context_dense=s.w_context_dense if mode == "hybrid" and query.neighbour_cosine else 0.0,
                                token=s.w_token if mode == "hybrid" else 0.0, token_depth=s.token_depth,
+                               context_token=s.w_context_token if mode == "hybrid" else 0.0,
                                lexical_scale=s.lexical_scale)
         return rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text,
                                     query.tokens if mode == "hybrid" else None)  # measured for hybrid only

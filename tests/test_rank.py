@@ -60,14 +60,43 @@ def test_context_never_reaches_into_another_document(seed_engine):
 
 
 def test_answer_type_cues():
-    asks, typed = rank.answer_type_match("When did the crossing reopen?",
-                                         ["It reopened on Friday.", "Trucks were waiting at the border."])
-    assert asks and typed.tolist() == [1.0, 0.0]
-    asks, typed = rank.answer_type_match("How many Taliban members were killed?",
-                                         ["Two Taliban members were killed.", "The clash began at night."])
-    assert asks and typed.tolist() == [1.0, 0.0]
-    asks, _ = rank.answer_type_match("Why was the crossing closed?", ["anything"])
-    assert not asks
+    asked, typed = rank.answer_type_match("When did the crossing reopen?",
+                                          ["It reopened on Friday.", "Trucks were waiting at the border."])
+    assert asked == rank.AskedType("date", strict=False) and typed.tolist() == [1.0, 0.0]
+    asked, typed = rank.answer_type_match("How many Taliban members were killed?",
+                                          ["Two Taliban members were killed.", "The clash began at night."])
+    assert asked == rank.AskedType("number", strict=True) and typed.tolist() == [1.0, 0.0]
+    asked, _ = rank.answer_type_match("Why was the crossing closed?", ["anything"])
+    assert asked.name is None and not asked.strict
+
+
+@pytest.mark.parametrize("question, kind, strict", [
+    ("Exactly how many trucks are lined up at the border?", "number", True),  # a lead-in before the wh-word
+    ("On what date did the delegation arrive?", "date", True),
+    ("In which year did the war end?", "date", True),
+    ("What is the name of the soldier who was wounded?", "person", True),
+    ("Who is allowed to cross now?", "person", False),  # often answered by a description, not a name
+    ("How long did the visit last?", "number", False),
+    ("What did the minister say when he arrived?", None, False),  # "when" inside the question asks no date
+])
+def test_asked_type_reads_the_wording(question, kind, strict):
+    assert rank.asked_type(question)[0] == rank.AskedType(kind, strict)
+
+
+def test_a_person_cue_is_a_name_the_question_does_not_hold():
+    _, typed = rank.answer_type_match("Who met Khawaja Asif in Kabul?",
+                                      ["Khawaja Asif was there.", "He met Mullah Baradar on Wednesday."])
+    assert typed.tolist() == [0.0, 1.0]
+
+
+def test_a_strict_type_the_best_sentence_lacks_is_an_abstention_feature(seed_engine):
+    strict = rank.FEATURES.index("strict_type_missing")
+    scored = seed_engine.score(seed_engine.query("How many people were in the group moved from Dor Baba?", "hybrid"),
+                               "hybrid")
+    assert scored.asked.strict and not scored.typed[0]
+    assert rank.abstention_features(scored)[strict] == 1.0
+    loose = seed_engine.score(seed_engine.query("Who is now allowed to cross at Torkham?", "hybrid"), "hybrid")
+    assert rank.abstention_features(loose)[strict] == 0.0  # a loose wording never vetoes
 
 
 def test_the_same_statement_in_two_places_is_one_group(seed_engine):
@@ -117,3 +146,34 @@ def test_token_match_without_word_pieces_is_zero(seed_engine):
     only_stop = seed_engine.embed_query("Was it?")  # no content piece at all
     assert not rank.token_match(index, only_stop.tokens[0], only_stop.token_ids[0], ids).any()
     assert len(rank.token_match(index, embedded.tokens[0], embedded.token_ids[0], np.zeros(0, dtype=np.int64))) == 0
+
+
+def test_context_token_match_takes_each_piece_from_the_sentence_or_a_neighbour(seed_engine):
+    index = seed_engine.index
+    embedded = seed_engine.embed_query("Who is now allowed to cross at Torkham?")
+    q_tokens, q_ids = embedded.tokens[0], embedded.token_ids[0]
+    answer = _sid(index, TORKHAM_DOC, "However, Friday’s reopening came with conditions")
+    last_of_first_doc = max(i for i, s in enumerate(index.sentences) if s.doc_id == index.sentences[0].doc_id)
+    ids = np.array([answer, 0, last_of_first_doc])
+    own, around = rank.token_match(index, q_tokens, q_ids, ids, context=True)
+    assert own == pytest.approx(rank.token_match(index, q_tokens, q_ids, ids))
+    weights = index.tokens.weights[q_ids]
+    for k, sid in enumerate(ids.tolist()):
+        same_doc = [j for j in (sid - 1, sid + 1)
+                    if 0 <= j < len(index.sentences) and index.sentences[j].doc_id == index.sentences[sid].doc_id]
+        best = np.max([rank.piece_match(index, q_tokens, np.array([j]))[:, 0] for j in [sid, *same_doc]], axis=0)
+        assert around[k] == pytest.approx(float(weights @ best / weights.sum()), abs=1e-5)
+    assert around[0] > own[0]  # "Torkham" is in the sentence before the answer
+    assert (around >= own - 1e-6).all()
+
+
+def test_neighbour_cosine_gain_stays_in_the_document(seed_engine):
+    index = seed_engine.index
+    vector = seed_engine.encode_query("Who is now allowed to cross at Torkham?")
+    last_of_first_doc = max(i for i, s in enumerate(index.sentences) if s.doc_id == index.sentences[0].doc_id)
+    ids = np.array([last_of_first_doc, 5])
+    dense, gain = rank._cosines(index, ids, vector, neighbours_too=True)
+    vectors = np.asarray(index.sentence_vectors)
+    assert dense == pytest.approx(vectors[ids] @ vector, abs=1e-6)
+    assert gain[0] == pytest.approx(max(0.0, float(vectors[last_of_first_doc - 1] @ vector - dense[0])), abs=1e-6)
+    assert gain[1] == pytest.approx(max(0.0, float(max(vectors[4] @ vector, vectors[6] @ vector) - dense[1])), abs=1e-6)
