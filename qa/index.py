@@ -128,6 +128,12 @@ class CorpusIndex:
         lex = self.lexical_sentences
         return {t: float(lex.idf[i]) for t, i in lex.vocab.items()}
 
+    @cached_property
+    def sentence_documents(self) -> np.ndarray:
+        """Sentence id → its document's ordinal: whether two sentences share a document, for many at once."""
+        ordinal: dict[str, int] = {}
+        return np.array([ordinal.setdefault(s.doc_id, len(ordinal)) for s in self.sentences], dtype=np.int64)
+
     @property
     def fingerprint(self) -> str:
         return self.manifest["corpus_fingerprint"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -103,13 +104,28 @@ def answer_type_match(question: str, texts: list[str]) -> tuple[AskedType, np.nd
     out = np.zeros(len(texts), dtype=np.float32)
     if kind is None:
         return asked, out
-    q = question.casefold()
-    for i, t in enumerate(texts):  # stop at the first cue: only whether there is one matters
-        if kind.name == "person":
-            out[i] = any(m.group().casefold() not in q for m in kind.cue.finditer(t))
-        else:
-            out[i] = kind.cue.search(t) is not None
+    if kind.name == "person":
+        q = question.casefold()
+        for i, t in enumerate(texts):
+            out[i] = any(name not in q for name in _names_in(t))
+    else:
+        for i, t in enumerate(texts):
+            out[i] = _carries(kind.name, t)
     return asked, out
+
+
+# A sentence's cues do not depend on the question: read once per sentence (the same candidates come back).
+_CUES = {t.name: t.cue for t in ANSWER_TYPES}
+
+
+@lru_cache(maxsize=100_000)
+def _carries(kind: str, text: str) -> bool:
+    return _CUES[kind].search(text) is not None
+
+
+@lru_cache(maxsize=100_000)
+def _names_in(text: str) -> tuple[str, ...]:
+    return tuple(m.group().casefold() for m in _CUES["person"].finditer(text))
 
 
 @dataclass(frozen=True)
@@ -145,12 +161,11 @@ def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tu
 
 def neighbour_ids(index: CorpusIndex, sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sentences before (row 0) and after (row 1) each of ``sentence_ids``, and whether each is in the
-    same document (where it is not, its id is meaningless)."""
-    sentences = index.sentences
-    near = np.stack([sentence_ids - 1, sentence_ids + 1])
-    same_doc = np.array([[0 <= j < len(sentences) and sentences[j].doc_id == sentences[i].doc_id
-                          for i, j in zip(sentence_ids.tolist(), row.tolist())] for row in near], dtype=bool)
-    return near, same_doc.reshape(2, len(sentence_ids))
+    same document (where it is not, its id is clipped into range and meaningless)."""
+    docs = index.sentence_documents
+    near = np.clip(np.stack([sentence_ids - 1, sentence_ids + 1]), 0, max(len(docs) - 1, 0))
+    same_doc = (near != sentence_ids) & (docs[near] == docs[sentence_ids]) if len(docs) else near != near
+    return near, same_doc
 
 
 @dataclass(frozen=True)
