@@ -155,6 +155,8 @@ GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaul
     "+ dense mix λ=0.5": replace(D, mix=0.5),
     "+ dense mix λ=0.3, + novelty penalty": replace(D, mix=0.3, same=-0.5),
     "+ word-piece match of the follow-up's own words": replace(D, token_match=True),
+    "+ neighbours' cosine (settings.w_context_dense)": replace(D, neighbour_cosine=True),
+    "+ word-piece match and neighbours' cosine": replace(D, token_match=True, neighbour_cosine=True),
 }
 
 

@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     w_context_dense: float = 0.6  # hybrid: a neighbour's cosine to the question above the sentence's own
     w_token: float = 3.5  # hybrid: word-piece match of the question in the sentence (rank.token_match)
     w_context_token: float = 1.5  # hybrid: the word-piece match that only the neighbours add
-    token_depth: int = Field(20, ge=1, description="sentences, best by the other features, that the word-piece "
-                                                   "match re-scores (the same quality as all ~75, a quarter the cost)")
+    token_depth: int = Field(15, ge=1, description="sentences, best by the other features, that the word-piece "
+                                                   "match re-scores, with their neighbours (the same quality as "
+                                                   "all ~75 at a fraction of the cost; docs/RETRIEVAL.md)")
     lexical_scale: Literal["bm25", "coverage"] = "coverage"
     heading_penalty: float = 0.15
     duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement

@@ -76,6 +76,7 @@ def test_answer_type_cues():
     ("In which year did the war end?", "date", True),
     ("What is the name of the soldier who was wounded?", "person", True),
     ("Who is allowed to cross now?", "person", False),  # often answered by a description, not a name
+    ("What is another name for the border crossing?", "person", False),  # often a term, not a proper name
     ("How long did the visit last?", "number", False),
     ("What did the minister say when he arrived?", None, False),  # "when" inside the question asks no date
 ])
