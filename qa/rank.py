@@ -191,7 +191,7 @@ def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarra
     if total <= 0 or not len(sentence_ids):
         zeros = np.zeros(len(sentence_ids), dtype=np.float32)
         return Coverage(zeros, zeros if neighbours else None, unseen)
-    lex, sentences = index.lexical_sentences, index.sentences
+    lex = index.lexical_sentences
     present = lex.contains(sentence_ids, uniq)
     own = present.astype(np.float32) @ idf / total
     if not neighbours:
@@ -218,40 +218,51 @@ def piece_match(index: CorpusIndex, question_tokens: np.ndarray, sentence_ids: n
 
 
 def token_match(index: CorpusIndex, question_tokens: np.ndarray, question_ids: np.ndarray,
-                sentence_ids: np.ndarray, *, context: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                sentence_ids: np.ndarray) -> np.ndarray:
     """How well each sentence holds the question's words, read through the model's token vectors: for
     every content word piece of the question, its best cosine to any word piece of the sentence, averaged
     with the pieces' idf weights (BERTScore's recall, Zhang et al. 2020).
 
     The stems only see a word that is repeated, and the pooled sentence vector blurs the question's
     words together; the token vectors see "envoy" in "ambassador" and "shut" in "closed", word by word.
-    With ``context``, also the same match over the sentence and its neighbours in its document (each piece's
-    best in any of the three), returned as ``(own, context)``: as with the terms (:func:`query_coverage`),
-    a news sentence often leaves the question's topic to the sentence before it.
     0 when the index has no token vectors or the question no content piece.
     """
-    own = np.zeros(len(sentence_ids), dtype=np.float32)
-    result = (own, own.copy()) if context else own
-    if index.tokens is None or not len(sentence_ids) or not len(question_ids):
-        return result
-    weights = index.tokens.weights[question_ids]
-    total = float(weights.sum())
-    if total <= 0:
-        return result
-    if not context:
-        return weights @ piece_match(index, question_tokens, sentence_ids) / total
+    weights = _piece_weights(index, question_ids, sentence_ids)
+    if weights is None:
+        return np.zeros(len(sentence_ids), dtype=np.float32)
+    return weights @ piece_match(index, question_tokens, sentence_ids)
+
+
+def token_match_with_neighbours(index: CorpusIndex, question_tokens: np.ndarray, question_ids: np.ndarray,
+                                sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`token_match` of each sentence, and the same match with each question piece's best taken over
+    the sentence and its neighbours in its document: as with the terms (:func:`query_coverage`), a news
+    sentence often leaves the question's topic to the sentence before it."""
+    weights = _piece_weights(index, question_ids, sentence_ids)
+    if weights is None:
+        zeros = np.zeros(len(sentence_ids), dtype=np.float32)
+        return zeros, zeros.copy()
     near, same_doc = neighbour_ids(index, sentence_ids)
-    # One match over the candidates and their neighbours together: most neighbours are candidates too.
+    # One match over the sentences and their neighbours together: most neighbours are candidates too.
     every, position = np.unique(np.concatenate([sentence_ids, near[same_doc]]), return_inverse=True)
     best = piece_match(index, question_tokens, every)
-    mine = best[:, position[: len(sentence_ids)]]
-    around = mine.copy()
+    own = best[:, position[: len(sentence_ids)]]
+    around = own.copy()
     taken = len(sentence_ids)  # near[same_doc] lists the sentences before, then the sentences after
     for k in range(2):
         cols = np.flatnonzero(same_doc[k])
         around[:, cols] = np.maximum(around[:, cols], best[:, position[taken : taken + len(cols)]])
         taken += len(cols)
-    return weights @ mine / total, weights @ around / total
+    return weights @ own, weights @ around
+
+
+def _piece_weights(index: CorpusIndex, question_ids: np.ndarray, sentence_ids: np.ndarray) -> np.ndarray | None:
+    """The question pieces' idf weights, summing to 1; None when there is nothing to match."""
+    if index.tokens is None or not len(sentence_ids) or not len(question_ids):
+        return None
+    weights = index.tokens.weights[question_ids].astype(np.float32)
+    total = float(weights.sum())
+    return weights / total if total > 0 else None
 
 
 def _query_idf(index: CorpusIndex, terms: list[str]) -> tuple[list[str], np.ndarray, float]:
@@ -307,7 +318,7 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
         best = np.argpartition(-combined, depth - 1)[:depth]
         tokens = np.zeros(len(ids), dtype=np.float32)
         if weights.context_token > 0:
-            own, around = token_match(index, *question_tokens, ids[best], context=True)
+            own, around = token_match_with_neighbours(index, *question_tokens, ids[best])
             combined[best] += weights.context_token * (around - own)
         else:
             own = token_match(index, *question_tokens, ids[best])

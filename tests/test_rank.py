@@ -156,7 +156,7 @@ def test_context_token_match_takes_each_piece_from_the_sentence_or_a_neighbour(s
     answer = _sid(index, TORKHAM_DOC, "However, Friday’s reopening came with conditions")
     last_of_first_doc = max(i for i, s in enumerate(index.sentences) if s.doc_id == index.sentences[0].doc_id)
     ids = np.array([answer, 0, last_of_first_doc])
-    own, around = rank.token_match(index, q_tokens, q_ids, ids, context=True)
+    own, around = rank.token_match_with_neighbours(index, q_tokens, q_ids, ids)
     assert own == pytest.approx(rank.token_match(index, q_tokens, q_ids, ids))
     weights = index.tokens.weights[q_ids]
     for k, sid in enumerate(ids.tolist()):
