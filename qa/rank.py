@@ -139,6 +139,7 @@ class ScoredSentences:
     asked: AskedType = AskedType()
     unseen: float = 0.0  # share of the question's idf mass in terms the corpus never uses
     token: np.ndarray | None = None  # word-piece match (token_match) of the best sentences (0 for the rest)
+    unseen_name: bool = False  # the question names something (a capitalised word) the corpus never uses
 
 
 def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -278,6 +279,20 @@ def _query_idf(index: CorpusIndex, terms: list[str]) -> tuple[list[str], np.ndar
     return uniq, idf, unseen
 
 
+_NAME = re.compile(r"(?<!^)\b[A-Z][\w’'-]*")  # a capitalised word that does not open the question
+
+
+def names_unseen(index: CorpusIndex, question: str) -> bool:
+    """Whether the question names something the corpus never mentions ("the 2022 FIFA World Cup" of two
+    articles about Pakistan): a capitalised word, not the question's first, none of whose terms occur."""
+    lex = index.lexical_sentences
+    for m in _NAME.finditer(question.strip()):
+        terms = index.analyzer.terms(m.group())
+        if terms and all(lex.idf_of(t) is None for t in terms):
+            return True
+    return False
+
+
 def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str],
                     query_vector: np.ndarray | None, weights: Weights, question: str = "",
                     question_tokens: tuple[np.ndarray, np.ndarray] | None = None) -> ScoredSentences:
@@ -288,7 +303,8 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
     if not len(ids):
         z = np.zeros(0, dtype=np.float32)
         return ScoredSentences(ids, z, z, z, z, asked_type(question)[0],
-                               unseen=query_coverage(index, terms, ids).unseen)
+                               unseen=query_coverage(index, terms, ids).unseen,
+                               unseen_name=names_unseen(index, question))
     if query_vector is None:
         dense = np.zeros(len(ids), dtype=np.float32)
         dense_gain = dense
@@ -326,7 +342,7 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
         combined += weights.token * tokens
     order = np.lexsort((ids, -combined))
     return ScoredSentences(ids[order], combined[order], dense[order], coverage[order], typed[order],
-                           asked, unseen, None if tokens is None else tokens[order])
+                           asked, unseen, None if tokens is None else tokens[order], names_unseen(index, question))
 
 
 def _cosines(index: CorpusIndex, ids: np.ndarray, query_vector: np.ndarray,
@@ -346,7 +362,7 @@ def _cosines(index: CorpusIndex, ids: np.ndarray, query_vector: np.ndarray,
 
 
 FEATURES = ("dense", "coverage", "best_coverage", "unseen", "type_missing", "margin", "token_match",
-            "strict_type_missing")
+            "strict_type_missing", "unseen_name")
 
 # The token-match feature is the best sentence's match minus this: where the best sentences of questions the
 # corpus cannot answer sit (SQuAD questions asked of the seed articles: mean 0.28, 95th percentile 0.40),
@@ -359,17 +375,18 @@ def abstention_features(scored: ScoredSentences) -> np.ndarray:
     """What the confidence model sees: how well the best sentence matches, and what the corpus lacks.
 
     ``type_missing``: the question asks for a type of answer the best sentence does not carry;
-    ``strict_type_missing``: the same where the wording leaves no doubt ("how many", "the name of").
+    ``strict_type_missing``: the same where the wording leaves no doubt ("how many", "the name of");
+    ``unseen_name``: the question names something the corpus never mentions (:func:`names_unseen`).
     """
     asked = scored.asked
     if not len(scored.ids):
         return np.array([0.0, 0.0, 0.0, scored.unseen, float(asked.name is not None), 0.0, 0.0,
-                         float(asked.strict)], dtype=np.float32)
+                         float(asked.strict), float(scored.unseen_name)], dtype=np.float32)
     margin = float(scored.scores[0] - scored.scores[1]) if len(scored.ids) > 1 else float(scored.scores[0])
     token = 0.0 if scored.token is None else float(scored.token[0]) - TOKEN_MATCH_CENTRE
     missing = asked.name is not None and not scored.typed[0]
     return np.array([scored.dense[0], scored.coverage[0], scored.coverage.max(), scored.unseen, float(missing),
-                     margin, token, float(missing and asked.strict)], dtype=np.float32)
+                     margin, token, float(missing and asked.strict), float(scored.unseen_name)], dtype=np.float32)
 
 
 def confidence(scored: ScoredSentences, coefficients: list[float]) -> float:

@@ -178,3 +178,13 @@ def test_neighbour_cosine_gain_stays_in_the_document(seed_engine):
     assert dense == pytest.approx(vectors[ids] @ vector, abs=1e-6)
     assert gain[0] == pytest.approx(max(0.0, float(vectors[last_of_first_doc - 1] @ vector - dense[0])), abs=1e-6)
     assert gain[1] == pytest.approx(max(0.0, float(max(vectors[4] @ vector, vectors[6] @ vector) - dense[1])), abs=1e-6)
+
+
+def test_a_name_the_corpus_never_uses(seed_engine):
+    index = seed_engine.index
+    assert rank.names_unseen(index, "Who won the Wimbledon final last year?")
+    assert not rank.names_unseen(index, "What did Bilawal Bhutto say in Munich?")  # both names are in the articles
+    assert not rank.names_unseen(index, "Zebras are not mentioned?")  # the opening capital is not a name
+    feature = rank.FEATURES.index("unseen_name")
+    scored = seed_engine.score(seed_engine.query("Who won the Wimbledon final last year?", "hybrid"), "hybrid")
+    assert rank.abstention_features(scored)[feature] == 1.0
