@@ -88,6 +88,10 @@ class Engine:
         import faiss  # already loaded with the index
 
         faiss.omp_set_num_threads(settings.search_threads)
+        for mode, coefficients in settings.abstain_model.items():  # e.g. QA_ABSTAIN_MODEL from an older version
+            if len(coefficients) != len(rank.FEATURES) + 1:
+                raise ValueError(f"abstain_model[{mode!r}] has {len(coefficients)} coefficients; it needs the bias "
+                                 f"and one per feature of qa.rank.FEATURES ({len(rank.FEATURES) + 1})")
 
     # -- construction -----------------------------------------------------------------------------
 
