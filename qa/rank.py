@@ -243,17 +243,13 @@ def token_match_with_neighbours(index: CorpusIndex, question_tokens: np.ndarray,
     if weights is None:
         zeros = np.zeros(len(sentence_ids), dtype=np.float32)
         return zeros, zeros.copy()
-    near, same_doc = neighbour_ids(index, sentence_ids)
-    # One match over the sentences and their neighbours together: most neighbours are candidates too.
-    every, position = np.unique(np.concatenate([sentence_ids, near[same_doc]]), return_inverse=True)
-    best = piece_match(index, question_tokens, every)
-    own = best[:, position[: len(sentence_ids)]]
+    every, mine, near = _neighbourhood(index, sentence_ids)
+    best = piece_match(index, question_tokens, every)  # one match over the sentences and their neighbours
+    own = best[:, mine]
     around = own.copy()
-    taken = len(sentence_ids)  # near[same_doc] lists the sentences before, then the sentences after
-    for k in range(2):
-        cols = np.flatnonzero(same_doc[k])
-        around[:, cols] = np.maximum(around[:, cols], best[:, position[taken : taken + len(cols)]])
-        taken += len(cols)
+    for row in near:
+        has = row >= 0
+        around[:, has] = np.maximum(around[:, has], best[:, row[has]])
     return weights @ own, weights @ around
 
 
@@ -352,13 +348,22 @@ def _cosines(index: CorpusIndex, ids: np.ndarray, query_vector: np.ndarray,
     if not neighbours_too:
         dense = index.sentence_vectors[ids] @ query_vector
         return dense, np.zeros(len(ids), dtype=np.float32)
+    every, mine, near = _neighbourhood(index, ids)
+    cos = index.sentence_vectors[every] @ query_vector  # one read of every row needed
+    dense = cos[mine]
+    closest = np.where(near >= 0, cos[near], -np.inf).max(axis=0)
+    return dense, np.maximum(closest - dense, 0.0).astype(np.float32)
+
+
+def _neighbourhood(index: CorpusIndex, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ids`` and their same-document neighbours as one sorted array of distinct sentences (read or matched
+    in one go: most neighbours are candidates too), each id's position in it, and the positions of its
+    neighbours before and after ((2, n), −1 where there is none)."""
     near, same_doc = neighbour_ids(index, ids)
     every, position = np.unique(np.concatenate([ids, near[same_doc]]), return_inverse=True)
-    cos = index.sentence_vectors[every] @ query_vector  # one read of every row needed
-    dense = cos[position[: len(ids)]]
-    closest = np.full((2, len(ids)), -np.inf, dtype=np.float32)
-    closest[same_doc] = cos[position[len(ids):]]
-    return dense, np.maximum(closest.max(axis=0) - dense, 0.0).astype(np.float32)
+    around = np.full((2, len(ids)), -1, dtype=np.int64)
+    around[same_doc] = position[len(ids):]  # near[same_doc] lists the sentences before, then those after
+    return every, position[: len(ids)], around
 
 
 FEATURES = ("dense", "coverage", "best_coverage", "unseen", "type_missing", "margin", "token_match",
