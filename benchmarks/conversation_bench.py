@@ -135,9 +135,12 @@ BASELINES: dict[str, Method] = {
 }
 
 D = conv.DEFAULT_READING
+# The default before the sixth session (2026-12-02): no gain for the previous answer itself, no cut for a
+# sentence that already answered twice, no elliptical expansion, "that" before a verb not anaphora.
+P = replace(D, locality=0.2, same_last=None, repeats=1.0, elliptical=0.0, subject_that=False)
 GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaults
     "− locality (HQE terms only)": replace(D, locality=0.0),
-    "+ novelty penalty (same = −0.5)": replace(D, same=-0.5),
+    "+ novelty penalty (same = −0.5)": replace(D, same=-0.5, same_last=None),
     "− definite-phrase anaphora": replace(D, definite_phrases=False),
     "− topic-change detection": replace(D, detect_topic_change=False),
     "self-contained without an entity": replace(D, entity_required=False),
@@ -149,14 +152,49 @@ GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaul
     "question terms ×2": replace(D, question_rep=2),
     "max 6 history terms": replace(D, max_terms=6),
     "recency decay 0.6": replace(D, decay=0.6),
+    "locality 0.1": replace(D, locality=0.1),
+    "locality 0.2": replace(D, locality=0.2),
+    "locality 0.25": replace(D, locality=0.25),
     "locality 0.3": replace(D, locality=0.3),
+    "locality scale 1": replace(D, locality_scale=1.0),
     "locality also backwards (×0.5)": replace(D, backward=0.5),
     "anchor = previous answer only": replace(D, anchors=1),
     "+ dense mix λ=0.5": replace(D, mix=0.5),
-    "+ dense mix λ=0.3, + novelty penalty": replace(D, mix=0.3, same=-0.5),
+    "+ dense mix λ=0.3, + novelty penalty": replace(D, mix=0.3, same=-0.5, same_last=None),
     "+ word-piece match of the follow-up's own words": replace(D, token_match=True),
     "+ neighbours' cosine (settings.w_context_dense)": replace(D, neighbour_cosine=True),
     "+ word-piece match and neighbours' cosine": replace(D, token_match=True, neighbour_cosine=True),
+    # the sixth session's mechanisms, each taken out or varied
+    "− previous answer's own gain (same_last = same = 0)": replace(D, same_last=None),
+    "previous answer's own gain 0.3": replace(D, same_last=0.3),
+    "previous answer's own gain 0.75": replace(D, same_last=0.75),
+    "previous answer's own gain 1 (= the next sentence's)": replace(D, same_last=1.0),
+    "− repeat cut (repeats = 1)": replace(D, repeats=1.0),
+    "repeat cut ×0.5": replace(D, repeats=0.5),
+    "+ fresh only (any earlier answer gains only its own gain)": replace(D, fresh_only=True),
+    "+ near-duplicate anchors and also_in places": replace(D, duplicates=True),
+    "− elliptical expansion": replace(D, elliptical=0.0),
+    "elliptical answer terms ×0.5": replace(D, elliptical=0.5),
+    "elliptical = at most 1 content word": replace(D, elliptical_terms=1),
+    "+ elliptical answer vector ×0.5": replace(D, elliptical_mix=0.5),
+    "− subject \"that\" anaphora": replace(D, subject_that=False),
+    "+ known entities do not start a topic": replace(D, known_entities=True),
+    # the same mechanisms, each added alone to the previous default (how they were found)
+    "previous default (locality 0.2, none of the above)": P,
+    "previous default + previous answer's own gain 0.5": replace(P, same_last=0.5),
+    "previous default + previous answer's own gain 1": replace(P, same_last=1.0),
+    "previous default + fresh only": replace(P, fresh_only=True),
+    "previous default + repeat cut": replace(P, repeats=0.0),
+    "previous default + near-duplicate anchors": replace(P, duplicates=True),
+    "previous default + subject \"that\"": replace(P, subject_that=True),
+    "previous default + known entities": replace(P, known_entities=True),
+    "previous default + elliptical terms (0 words)": replace(P, elliptical=1.0),
+    "previous default + elliptical terms (≤ 1 word)": replace(P, elliptical=1.0, elliptical_terms=1),
+    "previous default + elliptical terms (≤ 1 known word)": replace(P, elliptical=1.0, elliptical_terms=1,
+                                                                   elliptical_known=True),
+    "previous default + elliptical vector ×0.5 (0 words)": replace(P, elliptical_mix=0.5),
+    "previous default + elliptical vector ×0.5 (0 known words)": replace(P, elliptical_mix=0.5, elliptical_known=True),
+    "previous default + elliptical vector ×0.5 (≤ 1 word)": replace(P, elliptical_mix=0.5, elliptical_terms=1),
 }
 
 

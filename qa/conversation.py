@@ -2,10 +2,12 @@
 
 No model writes or rewrites anything. A follow-up such as "When did it reopen?" is *read* with the earlier
 turns: salient terms of the topic's earlier questions are added to the BM25 query (historical query
-expansion, Lin et al. 2020), and the ranking prefers sentences just after the previous answers in the
-same article (the "dialogue flow" of conversational QA) over repeating them. The answer is still a list
-of exact source sentences; ``understood_as`` shows the terms that were added ("When did it reopen?
-[+ Torkham, closed, crossing]") so a user can see why a sentence was returned.
+expansion, Lin et al. 2020), and the ranking prefers the previous answer and the sentences just after the
+topic's answers in the same article (the "dialogue flow" of conversational QA), but not a sentence that has
+already answered twice. A question with no content word of its own ("Why?") also takes the previous
+answer's salient terms. The answer is still a list of exact source sentences; ``understood_as`` shows the
+terms that were added ("When did it reopen? [+ Torkham, closed, crossing]") so a user can see why a
+sentence was returned.
 
 A question that stands on its own (it names its own entity and has no anaphora such as it/they/there or
 "what about") is a new topic and is read without history, so it is never dragged back to the old one.
@@ -25,6 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -303,6 +306,27 @@ class Reading:
     - ``neighbour_cosine``: let a neighbour's cosine raise a history-read follow-up's sentences, as it does a
       standalone question's (settings.w_context_dense). Off: on the tune split it pulled follow-ups to the
       sentences beside their answers (Hit@1 0.72 → 0.62, measured).
+    - ``same_last``: the ``same`` of the most recent answer (None: ``same``). Positive (0.5: half the gain of
+      the next sentence): the answer to a follow-up is often in the sentence that answered the previous one
+      ("Who made that claim?" after "According to the diplomat, …").
+    - ``repeats``: scales the gain of a sentence that already answered two or more turns of the topic (0: it
+      gains nothing). Once a sentence has answered twice, the bonus for following an older answer would keep
+      returning it, while the next question asks for what comes after it.
+    - ``fresh_only``: stronger than ``repeats``: a sentence that answered any turn of the topic gains only
+      its ``same`` (off: it lost the follow-ups whose answer is the previous answer, measured).
+    - ``duplicates``: an earlier answer also anchors its near-duplicates in other articles (cosine ≥
+      settings.duplicate_threshold), and a candidate counts at each of its ``also_in`` places (off: measured
+      no better).
+    - ``elliptical``/``elliptical_terms``/``elliptical_mix``: a follow-up with at most ``elliptical_terms``
+      content words of its own ("Why?") carries too little for the topic's questions to pick a sentence; it
+      also takes the previous answer's salient terms at weight ``elliptical`` (as HQE weighs a question) and
+      mixes ``elliptical_mix`` × that answer's vector into the dense query. ``elliptical_known``: count only
+      words the corpus uses (then "Who brokered it?" would count as elliptical).
+    - ``subject_that``: "that" before an auxiliary after a verb of saying is a pronoun ("Do the Taliban say
+      that could still happen now?"), so the question is read with history although it names the Taliban.
+    - ``known_entities``: a question counts as a new topic only if it names an entity the topic's turns have
+      not named (off: on this corpus, where nearly every question names the Taliban or Pakistan, it dragged
+      genuine topic changes back, measured).
     """
 
     question_rep: int = 1
@@ -315,7 +339,7 @@ class Reading:
     mix: float = 0.0
     answer_mix: float = 0.0
     entities_only: bool = False
-    locality: float = 0.2
+    locality: float = 0.15
     locality_scale: float = 2.0
     same: float = 0.0
     backward: float = 0.0
@@ -327,6 +351,16 @@ class Reading:
     entity_required: bool = True
     token_match: bool = False
     neighbour_cosine: bool = False
+    same_last: float | None = 0.5
+    repeats: float = 0.0
+    fresh_only: bool = False
+    duplicates: bool = False
+    elliptical: float = 1.0
+    elliptical_terms: int = 0
+    elliptical_mix: float = 0.0
+    elliptical_known: bool = False
+    subject_that: bool = True
+    known_entities: bool = False
 
 
 DEFAULT_READING = Reading()
@@ -346,6 +380,8 @@ _PREPOSITIONS = frozenset({"on", "in", "at", "about", "after", "before", "during
 _WH = frozenset({"who", "whom", "whose", "what", "which", "when", "where", "why", "how", "is", "are", "was",
                  "were", "do", "does", "did", "can", "could", "will", "would", "should", "has", "have", "had"})
 _NOT_ENTITIES = frozenset({"i"}) | _WH
+# Verbs that need a subject right before them: "that could", "that is" make "that" the subject.
+_AUXILIARIES = frozenset({"could", "would", "will", "can", "might", "may", "should", "must", "has", "had"}) | _BE
 # Verbs that frame a question rather than name its topic: never worth carrying into the next turn's query.
 _QUESTION_VERBS = frozenset({"do", "does", "did", "done", "say", "says", "said", "saying", "tell", "tells", "told",
                              "think", "thinks", "happen", "happens", "happened", "mention", "mentioned", "describe",
@@ -357,8 +393,11 @@ def _words(text: str) -> list[str]:
     return [_POSSESSIVE.sub("", m.group()).replace("’", "'") for m in _WORD.finditer(text)]
 
 
-def anaphora(question: str) -> list[str]:
-    """The words of ``question`` that refer to something said before ("it", "they", "there", "what about")."""
+def anaphora(question: str, *, subject_that: bool = False) -> list[str]:
+    """The words of ``question`` that refer to something said before ("it", "they", "there", "what about").
+
+    ``subject_that``: also "that" as the subject of a verb after a verb of saying ("Do they say that could
+    happen?"); after a noun ("the group that is") it stays a relative pronoun."""
     words = [w.casefold() for w in _words(question)]
     found: list[str] = []
     for opener in _OPENERS:
@@ -373,7 +412,8 @@ def anaphora(question: str) -> list[str]:
             found.append(w)
         elif w in _DEMONSTRATIVES:
             # "Who reported that?", "on that trip" — not "the delegation that went", "said that …".
-            if nxt is None or prev in _PREPOSITIONS or (prev in _WH and i <= 2):
+            if nxt is None or prev in _PREPOSITIONS or (prev in _WH and i <= 2) \
+                    or (subject_that and nxt in _AUXILIARIES and (prev in _QUESTION_VERBS or prev in _WH)):
                 found.append(w)
         elif w in _DEIXIS:
             if w == "there" and (prev in _BE or nxt in _BE):
@@ -465,9 +505,15 @@ def self_contained(question: str, index: "CorpusIndex", reading: Reading = DEFAU
     """Whether ``question`` can be read without history: no anaphora (pronouns, "what about", or a
     definite phrase naming something said before), and its own entity (or, when ``entity_required`` is
     off, at least two content terms the corpus knows)."""
-    if anaphora(question) or (reading.definite_phrases and definite_references(question, history, index)):
+    if anaphora(question, subject_that=reading.subject_that) \
+            or (reading.definite_phrases and definite_references(question, history, index)):
         return False
-    if entities(question, index):
+    named = entities(question, index)
+    if named and reading.known_entities and history:
+        said = {e.casefold() for turn in topic_turns(history) for text in [turn.question, *turn.texts[:1]]
+                for e in entities(text, index)}
+        return any(e.casefold() not in said for e in named)
+    if named:
         return True
     if reading.entity_required:
         return False
@@ -501,6 +547,8 @@ def history_terms(question: str, history: Sequence[Turn], index: "CorpusIndex",
     max_idf = _lexicon(index).max_idf or 1.0
     own = set(index.analyzer.terms(question))
     turns = topic_turns(history)
+    last_answer = next((t for t in reversed(turns) if t.answered and t.texts), None)
+    elliptical = reading.elliptical > 0 and is_elliptical(question, index, reading)
     score: dict[str, float] = {}
     surface: dict[str, str] = {}
     for d, turn in enumerate(reversed(turns), start=1):
@@ -510,6 +558,8 @@ def history_terms(question: str, history: Sequence[Turn], index: "CorpusIndex",
         sources = [(turn.question, w)]
         if reading.answer_weight > 0 and turn.answered and turn.texts:
             sources.append((turn.texts[0], w * reading.answer_weight))
+        if elliptical and turn is last_answer:
+            sources.append((turn.texts[0], reading.elliptical))
         for text, weight in sources:
             named = {e.casefold() for e in entities(text, index)} if reading.entities_only else None
             for stem, word in _surface_terms(text, index):
@@ -523,6 +573,21 @@ def history_terms(question: str, history: Sequence[Turn], index: "CorpusIndex",
     ranked = sorted(((t, surface[t], s) for t, s in score.items() if s >= reading.min_salience),
                     key=lambda x: -x[2])
     return ranked[: reading.max_terms]
+
+
+def _content_terms(question: str, index: "CorpusIndex") -> set[str]:
+    """The question's own index terms, without the verbs that only frame a question ("did", "say")."""
+    return {t for w in _words(question) if w.casefold() not in _QUESTION_VERBS for t in index.analyzer.terms(w)}
+
+
+def is_elliptical(question: str, index: "CorpusIndex", reading: Reading = DEFAULT_READING) -> bool:
+    """Whether the question has at most ``reading.elliptical_terms`` content words ("Why?", "Who went
+    first?"): then the topic's questions alone cannot tell which of their sentences it asks for. A word the
+    corpus never uses counts unless ``reading.elliptical_known`` ("Who brokered it?" still says what it asks,
+    and the dense vector reads it)."""
+    idf = index.sentence_idf
+    terms = _content_terms(question, index)
+    return sum(1 for t in terms if t in idf or not reading.elliptical_known) <= reading.elliptical_terms
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -559,12 +624,15 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
             prev = np.stack([engine.encode_query(t.question) for t in turns])
             weights = np.array([reading.decay ** (len(turns) - 1 - i) for i in range(len(turns))], dtype=np.float32)
             vector = _unit(_unit(vector) + reading.mix * _unit(weights @ prev))
-        if reading.answer_mix > 0:
+        answer_mix = reading.answer_mix
+        if reading.elliptical_mix > 0 and is_elliptical(question, index, reading):
+            answer_mix += reading.elliptical_mix
+        if answer_mix > 0:
             last = next((t for t in reversed(turns) if t.answered and t.citations), None)
             sid = _lexicon(index).sid_of.get((last.citations[0].doc_id, last.citations[0].sentence_index)) \
                 if last else None
             if sid is not None:
-                vector = _unit(_unit(vector) + reading.answer_mix * index.sentence_vectors[sid])
+                vector = _unit(_unit(vector) + answer_mix * index.sentence_vectors[sid])
     # Never None here: the turn continues the topic (see topic_turns), even when it added no term.
     understood = f"{question} [+ {', '.join(words)}]" if words else f"{question} [with the previous turns]"
     return Query(question=question, text=text, terms=terms, vector=vector, understood_as=understood,
@@ -583,7 +651,8 @@ def answer_turn(engine: "Engine", question: str, history: Sequence[Turn], *, top
     if query.understood_as is None or reading.locality == 0:
         return engine.answer(query, top_k=top_k, mode=mode, **extra)
     answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, **extra)
-    prefer_previous_answers(answer, history, reading, index=engine.index, question=question)
+    prefer_previous_answers(answer, history, reading, index=engine.index, question=question,
+                            duplicate_threshold=engine.settings.duplicate_threshold)
     answer.sentences = answer.sentences[:top_k]
     return answer
 
@@ -592,7 +661,7 @@ def _covers(index: "CorpusIndex", question: str, doc_id: str, sentence_index: in
     """Share of the idf mass of the question's content words (not "did", "say", …) in one sentence; a word
     the corpus never uses weighs like the rarest one."""
     sid = _lexicon(index).sid_of.get((doc_id, sentence_index))
-    terms = {t for w in _words(question) if w.casefold() not in _QUESTION_VERBS for t in index.analyzer.terms(w)}
+    terms = _content_terms(question, index)
     if sid is None or not terms:
         return 0.0
     idf = index.sentence_idf
@@ -604,7 +673,8 @@ def _covers(index: "CorpusIndex", question: str, doc_id: str, sentence_index: in
 
 
 def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Reading = DEFAULT_READING, *,
-                            index: "CorpusIndex | None" = None, question: str | None = None) -> None:
+                            index: "CorpusIndex | None" = None, question: str | None = None,
+                            duplicate_threshold: float | None = None) -> None:
     """Re-score ``answer``'s sentences in place by their distance to the topic's earlier first answers
     (see :class:`Reading`), then re-sort them by score.
 
@@ -612,29 +682,49 @@ def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Re
     idf mass of the new question's own content words: then it answers the new question too.
     """
     turns = topic_turns(history)
-    anchors = []  # (doc_id, sentence index, recency weight)
+    anchors: list[tuple[str, int, float, bool]] = []  # (doc_id, sentence index, recency weight, most recent)
     for d, turn in enumerate(reversed(turns), start=1):
         if turn.answered and turn.citations:
             c = turn.citations[0]
-            anchors.append((c.doc_id, c.sentence_index, reading.decay ** (d - 1)))
+            anchors.append((c.doc_id, c.sentence_index, reading.decay ** (d - 1), not anchors))
         if reading.anchors is not None and len(anchors) >= reading.anchors:
             break
     if not anchors:
         return
+    if reading.duplicates and index is not None and duplicate_threshold is not None:
+        anchors += [(doc, i, w, last) for doc, idx, w, last in anchors
+                    for doc, i in _duplicates(index, doc, idx, duplicate_threshold)]
+    answered = Counter((doc, idx) for doc, idx, _, _ in anchors)
     for s in answer.sentences:
+        places = [s.citation, *(s.also_in if reading.duplicates else [])]
+        times = max(answered[(c.doc_id, c.sentence_index)] for c in places)
+        repeat = reading.fresh_only and times > 0
         gains = [0.0]
-        for doc_id, idx, weight in anchors:
-            if s.citation.doc_id != doc_id:
-                continue
-            k = s.citation.sentence_index - idx
-            shape = reading.same if k == 0 else float(np.exp(-(abs(k) - 1) / reading.locality_scale))
-            if k == 0 and shape < 0 and index is not None and question is not None \
-                    and _covers(index, question, doc_id, idx) >= reading.repeat_coverage:
-                shape = 0.0
-            gains.append(reading.locality * weight * shape * (reading.backward if k < 0 else 1.0))
+        for doc_id, idx, weight, last in anchors:
+            for c in places:
+                if c.doc_id != doc_id or (repeat and c.sentence_index != idx):
+                    continue
+                k = c.sentence_index - idx
+                same = reading.same_last if last and reading.same_last is not None else reading.same
+                shape = same if k == 0 else float(np.exp(-(abs(k) - 1) / reading.locality_scale))
+                if k == 0 and shape < 0 and index is not None and question is not None \
+                        and _covers(index, question, doc_id, idx) >= reading.repeat_coverage:
+                    shape = 0.0
+                gains.append(reading.locality * weight * shape * (reading.backward if k < 0 else 1.0)
+                             * (reading.repeats if times >= 2 else 1.0))
         s.score = float(s.score) + (min(gains) if min(gains) < 0 else max(gains))
     answer.sentences.sort(key=lambda s: -s.score)
 
+
+def _duplicates(index: "CorpusIndex", doc_id: str, sentence_index: int, threshold: float) -> list[tuple[str, int]]:
+    """The places in other articles that say the same as one sentence (cosine ≥ ``threshold``, as
+    rank.group_duplicates merges them in an answer)."""
+    sid = _lexicon(index).sid_of.get((doc_id, sentence_index))
+    if sid is None:
+        return []
+    cosines = index.sentence_vectors @ index.sentence_vectors[sid]
+    return [(index.sentences[j].doc_id, index.sentences[j].index) for j in np.flatnonzero(cosines >= threshold).tolist()
+            if index.sentences[j].doc_id != doc_id]
 
 
 def ask(engine: "Engine", question: str, conversation_id: str | None, *, top_k: int, mode: str,
@@ -657,5 +747,5 @@ def ask(engine: "Engine", question: str, conversation_id: str | None, *, top_k: 
 
 __all__ = ["ConversationStore", "DEFAULT_READING", "Reading", "Turn", "UnknownConversation", "anaphora", "answer_turn", "ask",
            "definite_references",
-           "entities", "history_terms", "self_contained", "store_of", "topic_turns", "understand", "utc_now",
-           "validate_id"]
+           "entities", "history_terms", "is_elliptical", "prefer_previous_answers", "self_contained", "store_of",
+           "topic_turns", "understand", "utc_now", "validate_id"]

@@ -10,12 +10,13 @@ import sqlite3
 import threading
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from qa import conversation as conv
 from qa.conversation import ConversationStore, Turn, UnknownConversation
 from qa.engine import Engine
-from qa.types import Citation
+from qa.types import Answer, Citation
 
 TORKHAM = "004_efe84b1d27e376f8.txt"
 
@@ -334,3 +335,50 @@ def test_cli_chat(engine, monkeypatch):
     assert "/sources" in result.output and "Faiz Hamid" in result.output
     assert "sentence 25" in result.output and "no sources yet" in result.output
     assert [t.question for t in engine.conversations.turns("cli-chat")] == ["Who is Faiz Hamid?"]
+
+
+# -- the sixth session's readings (Reading.same_last, repeats, elliptical, subject_that) ----------------------
+
+
+def test_subject_that_is_anaphora_only_before_a_verb_after_saying():
+    assert conv.anaphora("Do the Taliban say that could still happen now?", subject_that=True) == ["that"]
+    assert conv.anaphora("Do the Taliban say that could still happen now?") == []
+    assert conv.anaphora("Who led the delegation that was sent to Kabul?", subject_that=True) == []  # relative
+
+
+def test_elliptical_question_takes_the_previous_answers_terms(engine):
+    assert conv.is_elliptical("Why?", engine.index)
+    assert not conv.is_elliptical("Who brokered it?", engine.index)  # an unknown word still says what it asks
+    history = [turn("What was the mood in Pakistan at the time?", None,
+                    ["Pakistan's delegation's visit took place amid increasing anger in Pakistan."])]
+    stems = [t for t, _, _ in conv.history_terms("Why?", history, engine.index)]
+    assert "anger" in stems
+    off = replace(conv.DEFAULT_READING, elliptical=0.0)
+    assert "anger" not in [t for t, _, _ in conv.history_terms("Why?", history, engine.index, off)]
+
+
+def _ranked(*places: int) -> Answer:
+    from qa.types import AnswerSentence
+
+    return Answer("q", True, [AnswerSentence(f"s{i}", cite(index=i), 1.0) for i in places], "hybrid")
+
+
+def test_previous_answer_gains_half_the_next_sentences_bonus():
+    history = [turn("q1", None, ["a"])]  # answered with sentence 0
+    answer = _ranked(5, 0, 1)
+    conv.prefer_previous_answers(answer, history, conv.DEFAULT_READING)
+    score = {s.citation.sentence_index: s.score for s in answer.sentences}
+    r = conv.DEFAULT_READING
+    assert score[1] == pytest.approx(1.0 + r.locality)
+    assert score[0] == pytest.approx(1.0 + r.locality * r.same_last)
+    assert score[5] == pytest.approx(1.0 + r.locality * np.exp(-4 / r.locality_scale))
+
+
+def test_a_sentence_that_answered_twice_gains_nothing():
+    history = [turn("q1", None, ["a"]),
+               Turn("q2", "q2 [+ …]", True, [cite(index=1)], conv.utc_now(), ["b"]),
+               Turn("q3", "q3 [+ …]", True, [cite(index=1)], conv.utc_now(), ["b"])]
+    answer = _ranked(1, 2)
+    conv.prefer_previous_answers(answer, history, conv.DEFAULT_READING)
+    assert [s.citation.sentence_index for s in answer.sentences] == [2, 1]
+    assert answer.sentences[1].score == pytest.approx(1.0)  # neither its own gain nor that for following 0
