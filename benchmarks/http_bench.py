@@ -10,8 +10,9 @@ Phases (questions cycle through eval/gold.jsonl, each request a new conversation
      one connection for 10 s (a C client: the server's latency as a fast client sees it);
   2. load: `wrk` (Debian package wrk; apt-get install -y wrk) with 32 connections for 30 s, POST bodies
      from a generated Lua script → req/s, p50/p95/p99, errors (socket errors + non-2xx);
-  3. memory: RSS of the server process (/proc/PID/status) before and after 10,000 more requests
-     (8 concurrent clients), sampled every 1,000.
+  3. memory: RSS of the server (/proc/PID/status, summed over the supervisor and its worker processes)
+     before and after 10,000 more requests (8 concurrent clients), sampled every 1,000.
+Server CPU is likewise summed over the server's processes. `--workers N` starts `qa serve --workers N`.
 Only loopback addresses are accepted. Prints a JSON report; --out writes it to a file too.
 """
 
@@ -59,19 +60,47 @@ def pct(values: list[float], p: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants: with `qa serve --workers N` the server is a supervisor and N workers."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we looked
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(parents.get(p, []))
+    return tree
+
+
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """Resident memory of the server: the sum over its processes."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+    return total / 1024
 
 
 def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of the process (all its threads) so far."""
+    """User + system CPU time of the server's processes (all their threads) so far."""
     if not pid:
         return None
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def busy_share() -> tuple[float, float]:
@@ -118,8 +147,10 @@ class Phase:
 # -- the server --------------------------------------------------------------------------------------------
 
 
-def start_server(log: Path, access_log: bool) -> tuple[subprocess.Popen, str]:
+def start_server(log: Path, access_log: bool, workers: int | None) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", "0"]
+    if workers:
+        cmd += ["--workers", str(workers)]
     if not access_log:
         cmd.append("--no-access-log")
     fh = open(log, "wb")
@@ -297,6 +328,7 @@ def main() -> None:
     ap.add_argument("--memory-requests", type=int, default=10_000)
     ap.add_argument("--memory-clients", type=int, default=8)
     ap.add_argument("--access-log", action="store_true", help="run the started server with its access log on")
+    ap.add_argument("--workers", type=int, help="worker processes of the started server (default: qa serve's)")
     ap.add_argument("--profile", action="store_true", help="profile requests in process instead")
     ap.add_argument("--out", type=Path, help="also write the JSON report here")
     args = ap.parse_args()
@@ -312,7 +344,7 @@ def main() -> None:
         url, pid = args.url.rstrip("/"), args.pid
     else:
         log = Path(tempfile.mkdtemp()) / "server.log"
-        proc, url = start_server(log, args.access_log)
+        proc, url = start_server(log, args.access_log, args.workers)
         pid = proc.pid
     try:
         health = wait_ready(url)
@@ -322,6 +354,8 @@ def main() -> None:
                         "server": url, "documents": health["documents"], "sentences": health["sentences"],
                         "questions": len(qs)}
         report["loadavg_at_start"] = Path("/proc/loadavg").read_text().split()[:3]
+        if pid:
+            report["server_processes"] = len(process_tree(pid))
         print(f"one client, {args.sequential} sequential requests…", file=sys.stderr)
         with Phase(pid) as ph:
             report["one_client"] = one_client(url, qs, args.sequential)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
+from qa import index as index_mod
 from qa.config import Settings
 from qa.conversation import MAX_ID_CHARS, UnknownConversation
 from qa.engine import MAX_QUESTION_CHARS, Engine, InvalidQuestion
@@ -170,6 +172,9 @@ class Health(BaseModel):
     index_build_seconds: float | None = None
     engine_loaded_at: str | None = None
     error: str | None = Field(None, description="why the engine could not be loaded (or reloaded)")
+    worker_pid: int = Field(default_factory=os.getpid, description="the process that answered: with "
+                            "`qa serve --workers N`, each worker loads a reload's new build within about "
+                            "a second of the others, and reports on itself")
 
 
 class ErrorItem(BaseModel):
@@ -212,18 +217,39 @@ class ServiceState:
     def busy(self) -> bool:
         return self._loading.locked()
 
-    def start_loading(self) -> bool:
-        """Load (or reload) the engine in a daemon thread; False when a load is already running."""
+    def start_loading(self, *, check_corpus: bool = True) -> bool:
+        """Load (or reload) the engine in a daemon thread; False when a load is already running.
+        ``check_corpus=False`` loads the published build as it is (it was just built by another process)."""
         if not self._loading.acquire(blocking=False):
             return False
-        threading.Thread(target=self._load, name="qa-engine-load", daemon=True).start()
+        threading.Thread(target=self._load, args=(check_corpus,), name="qa-engine-load", daemon=True).start()
         return True
 
-    def _load(self) -> None:
+    def follow(self, every: float) -> threading.Event:
+        """Every ``every`` seconds, load the index's published build if another process has published a new
+        one since (a sibling worker's reload, `qa index`): the workers of one server then serve the same
+        index shortly after any of them reloads. Set the returned event to stop."""
+        stop = threading.Event()
+        target = self.settings.index_dir()
+
+        def watch() -> None:
+            tried = None  # a build that failed to load is not retried until another one is published
+            while not stop.wait(every):
+                engine, published = self.engine, index_mod.published_build(target)
+                if engine is None or published in (None, tried, engine.index.path.name) or self.busy:
+                    continue
+                log.info("a new build of the index was published (%s): loading it", published)
+                tried = published if self.start_loading(check_corpus=False) else tried
+
+        threading.Thread(target=watch, name="qa-index-follow", daemon=True).start()
+        return stop
+
+    def _load(self, check_corpus: bool = True) -> None:
         try:
             t0 = time.perf_counter()
             log.info("loading the engine for %s", self.settings.corpus_dir)
-            engine = Engine.open(self.settings, on_rebuild=lambda why: log.info("building the index (%s)", why))
+            engine = Engine.open(self.settings, check_corpus=check_corpus,
+                                 on_rebuild=lambda why: log.info("building the index (%s)", why))
             engine.encode_query("warm up")  # load the model now, not in the first request
             # Conversations live in SQLite under settings.data_dir, so they outlive the swap.
             self.engine = engine  # the swap: one reference assignment
@@ -525,11 +551,13 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None, *,
                allow_reload: bool = False, max_body_bytes: int = MAX_BODY_BYTES,
-               ask_workers: int | None = None, load_on_startup: bool = True) -> FastAPI:
+               ask_workers: int | None = None, load_on_startup: bool = True, follow_index: bool = False) -> FastAPI:
     """The HTTP app. Without ``engine`` it loads one from ``settings`` at start-up (in the background:
     /health answers 503 until it is ready), unless ``load_on_startup`` is false (the engine is then set
     on ``app.state.qa`` by the caller, as tests do). ``allow_reload`` adds ``POST /admin/reload``.
-    ``ask_workers`` bounds the questions answered at once (default: ``settings.ask_workers``)."""
+    ``ask_workers`` bounds the questions answered at once (default: ``settings.ask_workers``).
+    ``follow_index`` loads each new build of the index another process publishes (``ServiceState.follow``,
+    every ``settings.follow_seconds``)."""
     settings = settings or (engine.settings if engine is not None else Settings())
     state = ServiceState(settings, engine)
     # Requests run side by side on few cores. A matrix product (the ranker's token match) would wake BLAS's
@@ -540,7 +568,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     async def lifespan(app: FastAPI):
         if state.engine is None and load_on_startup:
             state.start_loading()
+        stop = state.follow(settings.follow_seconds) if follow_index and settings.follow_seconds else None
         yield
+        if stop is not None:
+            stop.set()
 
     app = FastAPI(
         title="qa",
@@ -579,3 +610,16 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(ErrorBoundary)  # added last: the outermost of the two
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``qa serve --workers N`` (uvicorn calls it in each new worker).
+
+    Settings come from the environment, which the parent has set to its own (CLI options included). The
+    parent has built the index already, so the engine opens quickly; it is opened and warmed up here,
+    before the worker accepts a connection, so a worker in service (and one brought in by a restart) never
+    answers 503. Workers follow the published index, so a reload that one of them does reaches them all."""
+    settings = Settings()
+    engine = Engine.open(settings, on_rebuild=lambda why: log.info("building the index (%s)", why))
+    engine.encode_query("warm up")
+    return create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -280,6 +281,8 @@ def print_sources(answer: Answer | None, turn=None) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on (loopback by default)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="worker processes (default: QA_SERVE_WORKERS, "
+                                                           "or the cores up to 4)")] = None,
     allow_reload: Annotated[bool, typer.Option("--allow-reload", help="enable POST /admin/reload")] = False,
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
     corpus: CorpusOpt = None,
@@ -288,14 +291,54 @@ def serve(
     """Serve the HTTP API and the chat page (http://HOST:PORT/; API docs at /docs)."""
     import uvicorn
 
-    from qa.api import create_app
+    settings = settings_from(corpus, index_root, serve_workers=workers, allow_reload=allow_reload or None)
+    banner = (f"[dim]serving {settings.corpus_dir} with {settings.serve_workers} worker process(es): the chat page "
+              f"is at /, the API docs at /docs[/dim]")
+    if settings.serve_workers == 1:
+        from qa.api import create_app
 
-    settings = settings_from(corpus, index_root)
-    engine = open_engine(settings)  # builds the index first if needed; fails here, not in the first request
-    engine.encode_query("warm up")
-    err.print(f"[dim]serving {settings.corpus_dir}: the chat page is at /, the API docs at /docs[/dim]")
-    uvicorn.run(create_app(engine, settings, allow_reload=allow_reload), host=host, port=port,
-                access_log=access_log, log_level="info")
+        engine = open_engine(settings)  # builds the index first if needed; fails here, not in the first request
+        engine.encode_query("warm up")
+        err.print(banner)
+        uvicorn.run(create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True),
+                    host=host, port=port, access_log=access_log, log_level="info")
+        return
+    prepare_index(settings)
+    err.print(banner)
+    os.environ.update(worker_environment(settings))
+    uvicorn.run("qa.api:worker_app", factory=True, workers=settings.serve_workers, host=host, port=port,
+                access_log=access_log, log_level="info",
+                timeout_worker_healthcheck=int(settings.worker_start_seconds))
+
+
+def prepare_index(settings: Settings) -> None:
+    """Build the index if it is missing or stale (and export the query model), in a child process: a build
+    loads torch, which the supervisor of the workers would otherwise hold for its lifetime (about 900 MiB)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=_open_and_exit, args=(settings,),
+                                                         name="qa-prepare-index")
+    child.start()
+    child.join()
+    if child.exitcode:
+        raise typer.Exit(child.exitcode)
+
+
+def _open_and_exit(settings: Settings) -> None:
+    try:
+        open_engine(settings)
+    except typer.Exit as exc:  # open_engine has said why
+        sys.exit(exc.exit_code)
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """What a worker process needs in its environment to open the engine the parent checked: the settings
+    the command line chose, and one model thread per core a worker has (workers × threads ≤ cores)."""
+    env = {"QA_CORPUS_DIR": str(settings.corpus_dir.resolve()), "QA_INDEX_ROOT": str(settings.index_root.resolve()),
+           "QA_ALLOW_RELOAD": str(settings.allow_reload).lower()}
+    if "QA_QUERY_THREADS" not in os.environ:
+        env["QA_QUERY_THREADS"] = str(max(1, (os.cpu_count() or 1) // settings.serve_workers))
+    return env
 
 
 if __name__ == "__main__":

@@ -114,10 +114,14 @@ class Engine:
             spec = build_spec(settings, layout=layout)
             current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec)
             if not current:
-                if on_rebuild:
-                    on_rebuild(why)
-                bulk, encoder = cls._build_encoder(settings, docs)
-                index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild)
+                with index_mod.build_lock(target):
+                    if not rebuild:  # another process may have built it while this one waited for the lock
+                        current, why = index_is_current(target, docs, spec)
+                    if not current:
+                        if on_rebuild:
+                            on_rebuild(why)
+                        bulk, encoder = cls._build_encoder(settings, docs)
+                        index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild)
         engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
         if settings.onnx_queries and not onnx_ready(settings):
             engine.export_query_model([s.text for s in engine.index.sentences])

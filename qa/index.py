@@ -7,13 +7,15 @@ reader never sees a half-written index and a server keeps answering from the old
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -239,6 +241,26 @@ def publish(target: Path, build_dir: Path) -> None:
     for old in target.glob("build-*"):
         if old.name != build_dir.name:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def published_build(target: Path) -> str | None:
+    """The name of the build ``target/current`` points at (None when nothing is published): a cheap check
+    of whether another process has published a new build since this one loaded its index."""
+    try:
+        return os.readlink(target / CURRENT)
+    except OSError:
+        return None
+
+
+@contextmanager
+def build_lock(target: Path) -> Iterator[None]:
+    """Held while ``target`` is checked and built, so that processes sharing the folder (a server's worker
+    processes, `qa index` beside a running server) build it once, one after the other. The lock is the
+    kernel's (flock): it is released when its holder exits, however it exits."""
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".build.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def read_manifest(target: Path) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -447,6 +448,33 @@ def test_reload_swaps_the_index_and_keeps_answering(tmp_path):
         # conversations live in the store, not in the engine: they survive the swap
         assert ask(c, question="When did it reopen?", conversation_id=cid).status_code == 200
         assert len(c.get(f"/conversations/{cid}").json()["turns"]) == 2
+
+
+def test_a_server_follows_a_build_that_another_process_publishes(tmp_path):
+    """A sibling worker's reload or a `qa index` run publishes a new build; a server started with
+    follow_index loads it without being asked, and keeps answering meanwhile."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    settings = Settings(corpus_dir=corpus, index_root=tmp_path / "index", data_dir=tmp_path / "data",
+                        follow_seconds=0.05)
+    app = create_app(Engine.open(settings), follow_index=True)
+    with TestClient(app) as c:
+        old_print = c.get("/health").json()["corpus_fingerprint"]
+        (corpus / "900_zanzibar.txt").write_text(
+            "Zanzibar clove harvest doubles\n\nThe Zanzibar clove harvest reached 9,000 tonnes in 2022.\n",
+            encoding="utf-8")
+        other = Engine.open(settings)  # the other process: it sees the corpus changed and publishes a build
+        deadline = time.monotonic() + 120  # a bound for a slow machine, not a measurement
+        while (h := c.get("/health").json())["corpus_fingerprint"] == old_print:
+            assert ask(c, question=TORKHAM).status_code == 200
+            assert time.monotonic() < deadline, "the published build was never loaded"
+            time.sleep(0.05)
+        assert h["corpus_fingerprint"] == other.index.manifest["corpus_fingerprint"]
+        assert h["documents"] == 3 and h["error"] is None
+        while c.get("/health").json()["reloading"]:
+            time.sleep(0.05)
+        data = ask(c, question="How large was the Zanzibar clove harvest?").json()
+        assert data["sentences"][0]["doc_id"] == "900_zanzibar.txt"
 
 
 # -- schemathesis: the OpenAPI schema against the app ----------------------------------------------------

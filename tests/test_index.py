@@ -1,5 +1,6 @@
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -253,3 +254,26 @@ def test_a_rebuild_encodes_only_the_sentences_it_has_not_embedded(tmp_path, seed
     encoder.seen = []
     index_mod.build(docs + [added], encoder, spec, target, reuse=False)  # `qa index --rebuild`
     assert len(encoder.seen) == len({s.text for s in second.sentences})
+
+
+def test_published_build_names_the_build_in_service(tmp_path, seed_engine):
+    assert index_mod.published_build(seed_engine.settings.index_dir()) == seed_engine.index.path.name
+    assert index_mod.published_build(tmp_path / "nothing here") is None
+
+
+def test_build_lock_lets_one_builder_in_at_a_time(tmp_path):
+    """flock excludes every other open of the lock file, in this process or another."""
+    order = []
+
+    def second_builder():
+        with index_mod.build_lock(tmp_path / "index"):
+            order.append("second")
+
+    with index_mod.build_lock(tmp_path / "index"):
+        other = threading.Thread(target=second_builder)
+        other.start()
+        other.join(timeout=0.5)
+        assert other.is_alive()  # still waiting for the lock
+        order.append("first")
+    other.join()
+    assert order == ["first", "second"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,3 +173,43 @@ def test_uvicorn_factory_loads_the_engine_in_the_lifespan(tmp_path):
     with running_server(tmp_path, factory=True) as s, httpx.Client(base_url=s.url, timeout=30) as c:
         assert c.get("/health").json()["documents"] == 2
         assert c.post("/ask", json={"question": TORKHAM}).json()["answered"] is True
+
+
+def test_one_process_when_asked(tmp_path):
+    with running_server(tmp_path, "--workers", "1") as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        assert c.post("/ask", json={"question": TORKHAM}).json()["answered"] is True
+        assert "Started parent process" not in s.output()  # no supervisor: the server is this process
+
+
+def test_workers_share_conversations_and_all_take_a_reload(tmp_path):
+    """`qa serve --workers 2`: a conversation goes on whichever worker answers, and a reload sent to one
+    worker reaches both (the other loads the build the first publishes)."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    with running_server(tmp_path, "--workers", "2", "--allow-reload", corpus=corpus) as s:
+
+        def fresh(method: str, path: str, **kwargs) -> httpx.Response:  # a new connection: any worker may take it
+            return httpx.request(method, s.url + path, timeout=30, headers={"Connection": "close"}, **kwargs)
+
+        cid = fresh("POST", "/ask", json={"question": TORKHAM}).json()["conversation_id"]
+        for _ in range(5):
+            r = fresh("POST", "/ask", json={"question": "When did it reopen?", "conversation_id": cid})
+            assert r.status_code == 200 and "Torkham" in r.json()["understood_as"]
+        assert len(fresh("GET", f"/conversations/{cid}").json()["turns"]) == 6
+
+        old_print = fresh("GET", "/health").json()["corpus_fingerprint"]
+        (corpus / "900_zanzibar.txt").write_text(
+            "Zanzibar clove harvest doubles\n\nThe Zanzibar clove harvest reached 9,000 tonnes in 2022.\n",
+            encoding="utf-8")
+        assert fresh("POST", "/admin/reload").status_code == 202
+        seen: dict[int, str] = {}
+        deadline = time.monotonic() + START_TIMEOUT
+        while sum(fp != old_print for fp in seen.values()) < 2:
+            assert time.monotonic() < deadline, f"not every worker took the reload: {seen}\n{s.output()}"
+            h = fresh("GET", "/health").json()
+            seen[h["worker_pid"]] = h["corpus_fingerprint"]
+            time.sleep(0.05)
+        assert len(seen) == 2
+        for _ in range(4):
+            data = fresh("POST", "/ask", json={"question": "How large was the Zanzibar clove harvest?"}).json()
+            assert data["sentences"][0]["doc_id"] == "900_zanzibar.txt"
