@@ -136,8 +136,9 @@ BASELINES: dict[str, Method] = {
 
 D = conv.DEFAULT_READING
 # The default before the sixth session (2026-12-02): no gain for the previous answer itself, no cut for a
-# sentence that already answered twice, no elliptical expansion, "that" before a verb not anaphora.
-P = replace(D, locality=0.2, same_last=None, repeats=1.0, elliptical=0.0, subject_that=False)
+# sentence that already answered twice, no elliptical expansion, "that" before a verb not anaphora (and none
+# of the seventh session's reading either).
+P = replace(D, locality=0.2, same_last=None, repeats=1.0, elliptical=0.0, subject_that=False, about_previous=0.0)
 GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaults
     "− locality (HQE terms only)": replace(D, locality=0.0),
     "+ novelty penalty (same = −0.5)": replace(D, same=-0.5, same_last=None),
@@ -179,6 +180,11 @@ GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaul
     "+ elliptical answer vector ×0.5": replace(D, elliptical_mix=0.5),
     "− subject \"that\" anaphora": replace(D, subject_that=False),
     "+ known entities do not start a topic": replace(D, known_entities=True),
+    # the seventh session's reading: no gain after a previous answer that already holds the follow-up's words
+    "− about the previous answer (about_previous = 0: the sixth session's default)": replace(D, about_previous=0.0),
+    "about the previous answer from 0.3 of the words": replace(D, about_previous=0.3),
+    "about the previous answer from 0.5 of the words": replace(D, about_previous=0.5),
+    "about the previous answer only with all the words (1)": replace(D, about_previous=1.0),
     # the same mechanisms, each added alone to the previous default (how they were found)
     "previous default (locality 0.2, none of the above)": P,
     "previous default + previous answer's own gain 0.5": replace(P, same_last=0.5),

@@ -4,10 +4,11 @@ No model writes or rewrites anything. A follow-up such as "When did it reopen?" 
 turns: salient terms of the topic's earlier questions are added to the BM25 query (historical query
 expansion, Lin et al. 2020), and the ranking prefers the previous answer and the sentences just after the
 topic's answers in the same article (the "dialogue flow" of conversational QA), but not a sentence that has
-already answered twice. A question with no content word of its own ("Why?") also takes the previous
-answer's salient terms. The answer is still a list of exact source sentences; ``understood_as`` shows the
-terms that were added ("When did it reopen? [+ Torkham, closed, crossing]") so a user can see why a
-sentence was returned.
+already answered twice, nor the sentences after the previous answer when that answer already holds the
+follow-up's own words (then the follow-up asks about it, not about what comes next). A question with no
+content word of its own ("Why?") also takes the previous answer's salient terms. The answer is still a
+list of exact source sentences; ``understood_as`` shows the terms that were added ("When did it reopen?
+[+ Torkham, closed, crossing]") so a user can see why a sentence was returned.
 
 A question that stands on its own (it names its own entity and has no anaphora such as it/they/there or
 "what about") is a new topic and is read without history, so it is never dragged back to the old one.
@@ -327,6 +328,11 @@ class Reading:
     - ``known_entities``: a question counts as a new topic only if it names an entity the topic's turns have
       not named (off: on this corpus, where nearly every question names the Taliban or Pakistan, it dragged
       genuine topic changes back, measured).
+    - ``about_previous``: a follow-up whose own content words are already in the previous answer (at least
+      this share of their idf mass), and no more so in the sentence after it, asks about that answer, not
+      about what follows it: the sentences after the previous answer then gain nothing from it ("When did
+      it reopen?" after "On Friday, the crossing reopened…" is not answered by "However, Friday's reopening
+      came with conditions."). 0: off. Seventh session, measured on the tune split.
     """
 
     question_rep: int = 1
@@ -361,6 +367,7 @@ class Reading:
     elliptical_known: bool = False
     subject_that: bool = True
     known_entities: bool = False
+    about_previous: float = 0.75
 
 
 DEFAULT_READING = Reading()
@@ -672,6 +679,19 @@ def _covers(index: "CorpusIndex", question: str, doc_id: str, sentence_index: in
     return sum(w for t, w in weight.items() if t in present) / total if total > 0 else 0.0
 
 
+def asks_about_previous(index: "CorpusIndex", question: str, doc_id: str, sentence_index: int,
+                        reading: Reading = DEFAULT_READING) -> bool:
+    """Whether ``question`` asks about the previous answer (``doc_id``, ``sentence_index``) itself rather than
+    about what follows it: the answer holds at least ``reading.about_previous`` of the idf mass of the
+    question's own content words, and the sentence after it no more ("When did it reopen?" after "On Friday,
+    the crossing reopened…"; not "What have officials said since it ended?" when the next sentence says
+    "since the end"). False when ``about_previous`` is 0."""
+    if reading.about_previous <= 0:
+        return False
+    held = _covers(index, question, doc_id, sentence_index)
+    return held >= reading.about_previous and _covers(index, question, doc_id, sentence_index + 1) <= held
+
+
 def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Reading = DEFAULT_READING, *,
                             index: "CorpusIndex | None" = None, question: str | None = None,
                             duplicate_threshold: float | None = None) -> None:
@@ -679,7 +699,9 @@ def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Re
     (see :class:`Reading`), then re-sort them by score.
 
     An earlier answer escapes the novelty penalty when it contains at least ``repeat_coverage`` of the
-    idf mass of the new question's own content words: then it answers the new question too.
+    idf mass of the new question's own content words: then it answers the new question too. Likewise, the
+    sentences after the previous answer gain nothing from it when the question asks about that answer itself
+    (:func:`asks_about_previous`). Both need ``index`` and ``question``.
     """
     turns = topic_turns(history)
     anchors: list[tuple[str, int, float, bool]] = []  # (doc_id, sentence index, recency weight, most recent)
@@ -695,6 +717,8 @@ def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Re
         anchors += [(doc, i, w, last) for doc, idx, w, last in anchors
                     for doc, i in _duplicates(index, doc, idx, duplicate_threshold)]
     answered = Counter((doc, idx) for doc, idx, _, _ in anchors)
+    about = asks_about_previous(index, question, *anchors[0][:2], reading) \
+        if index is not None and question is not None else False
     for s in answer.sentences:
         places = [s.citation, *(s.also_in if reading.duplicates else [])]
         times = max(answered[(c.doc_id, c.sentence_index)] for c in places)
@@ -707,6 +731,8 @@ def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Re
                 k = c.sentence_index - idx
                 same = reading.same_last if last and reading.same_last is not None else reading.same
                 shape = same if k == 0 else float(np.exp(-(abs(k) - 1) / reading.locality_scale))
+                if k > 0 and about and last:
+                    shape = 0.0  # the follow-up asks about the previous answer, not what comes after it
                 if k == 0 and shape < 0 and index is not None and question is not None \
                         and _covers(index, question, doc_id, idx) >= reading.repeat_coverage:
                     shape = 0.0
@@ -746,6 +772,6 @@ def ask(engine: "Engine", question: str, conversation_id: str | None, *, top_k: 
 
 
 __all__ = ["ConversationStore", "DEFAULT_READING", "Reading", "Turn", "UnknownConversation", "anaphora", "answer_turn", "ask",
-           "definite_references",
+           "asks_about_previous", "definite_references",
            "entities", "history_terms", "is_elliptical", "prefer_previous_answers", "self_contained", "store_of",
            "topic_turns", "understand", "utc_now", "validate_id"]

@@ -382,3 +382,41 @@ def test_a_sentence_that_answered_twice_gains_nothing():
     conv.prefer_previous_answers(answer, history, conv.DEFAULT_READING)
     assert [s.citation.sentence_index for s in answer.sentences] == [2, 1]
     assert answer.sentences[1].score == pytest.approx(1.0)  # neither its own gain nor that for following 0
+
+
+# -- the seventh session's reading (Reading.about_previous) --------------------------------------------------
+
+
+def test_a_follow_up_can_ask_about_the_previous_answer_itself(engine):
+    # 30: "On Friday, the Torkham border crossing reopened – …"; 31: "However, Friday's reopening came with
+    # conditions."; 32: "Only people with family living in Pakistan … are allowed to cross."
+    index = engine.index
+    assert conv.asks_about_previous(index, "When did it reopen?", TORKHAM, 30)  # "reopen" is in 30 (and 31)
+    assert not conv.asks_about_previous(index, "Who is allowed to cross now?", TORKHAM, 30)  # 32 holds it
+    off = replace(conv.DEFAULT_READING, about_previous=0.0)
+    assert not conv.asks_about_previous(index, "When did it reopen?", TORKHAM, 30, off)
+    # the next sentence holds more of the question than the previous answer: it is asked for what follows
+    ceasefire = next(s for s in index.sentences if s.text.startswith("Since the end of the ceasefire"))
+    assert not conv.asks_about_previous(index, "What have Pakistani officials said since it ended?",
+                                        ceasefire.doc_id, ceasefire.index - 1)
+
+
+def test_sentences_after_a_previous_answer_that_holds_the_question_gain_nothing(engine):
+    history = [turn("Why was the Torkham crossing closed?", None, ["On Friday, the Torkham border crossing reopened"])]
+    history[0].citations = [cite(TORKHAM, 30)]  # the sentence that answered it
+    r = conv.DEFAULT_READING
+
+    def rescored(question: str, reading: conv.Reading) -> dict[int, float]:
+        answer = _ranked(30, 31, 33)
+        conv.prefer_previous_answers(answer, history, reading, index=engine.index, question=question)
+        return {s.citation.sentence_index: s.score for s in answer.sentences}
+
+    asked_about = rescored("When did it reopen?", r)
+    assert asked_about[30] == pytest.approx(1.0 + r.locality * r.same_last)  # its own gain is kept
+    assert asked_about[31] == pytest.approx(1.0) and asked_about[33] == pytest.approx(1.0)
+    # a question the previous answer does not hold, or the option off: what follows gains as before
+    for question, reading in [("Who is allowed to cross now?", r),
+                              ("When did it reopen?", replace(r, about_previous=0.0))]:
+        after = rescored(question, reading)
+        assert after[31] == pytest.approx(1.0 + r.locality)
+        assert after[33] == pytest.approx(1.0 + r.locality * np.exp(-2 / r.locality_scale))
