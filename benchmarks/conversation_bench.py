@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/conversation_bench.py              # table on stdout
     .venv/bin/python benchmarks/conversation_bench.py --grid       # also the ablation grid
     .venv/bin/python benchmarks/conversation_bench.py --write-doc  # and rewrite docs/CONVERSATIONS.md
+    .venv/bin/python benchmarks/conversation_bench.py --latency    # and the time of a turn, p50 / p95
 
 Each gold conversation of eval/conversations.jsonl is played turn by turn; every method keeps its own
 history built from its own answers (what a user would have seen, abstentions included), so an early
@@ -25,7 +26,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import statistics
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
@@ -223,6 +226,24 @@ def play(engine: Engine, convs: list[dict], method: Method, top_k: int, log: lis
     return rows
 
 
+def turn_latency(engine: Engine, convs: list[dict], top_k: int, rounds: int = 3) -> dict:
+    """Wall time of every turn answered as the service answers it (qa.conversation.answer_turn, default
+    reading, abstention on), the history being the gold conversation's earlier turns as answered; the
+    first round warms up and is not counted."""
+    times: list[float] = []
+    for r in range(rounds + 1):
+        for c in convs:
+            history: list[conv.Turn] = []
+            for t in c["turns"]:
+                t0 = time.perf_counter()
+                answer = conv.answer_turn(engine, t["question"], history, top_k=top_k, mode="hybrid")
+                if r:
+                    times.append((time.perf_counter() - t0) * 1000)
+                history.append(conv.Turn.from_answer(t["question"], answer))
+    q = statistics.quantiles(times, n=20)
+    return {"turns": len(times), "p50_ms": round(statistics.median(times), 1), "p95_ms": round(q[18], 1)}
+
+
 def summarise(rows: list[dict]) -> dict:
     """{(split, kind): (n, hit@1, r@3)} plus {(split, "unanswerable"): (n, abstained share)}."""
     acc: dict = defaultdict(list)
@@ -265,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", action="store_true", help="also measure the ablation grid")
     ap.add_argument("--write-doc", action="store_true", help="write the tables into docs/CONVERSATIONS.md")
     ap.add_argument("--turns", action="store_true", help="print every turn of the chosen method")
+    ap.add_argument("--latency", action="store_true", help="also time every turn (three rounds, warm engine)")
     args = ap.parse_args(argv)
 
     engine = Engine.open(Settings())
@@ -286,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         for row in turn_log:
             mark = "✓" if row["hit1"] else ("·" if not row["answerable"] else "✗")
             print(f"{mark} {row['conv']} {row['turn']} {row['kind']:<12} {row['understood_as'] or '-'}\n      → {row['top']}")
+    if args.latency:
+        lat = turn_latency(engine, convs, top_k)
+        print(f"\nturn latency (answer_turn, hybrid, default reading): p50 {lat['p50_ms']} ms, "
+              f"p95 {lat['p95_ms']} ms over {lat['turns']} turns")
     if args.write_doc:
         write_doc(main_table, (n, h, r), " ".join(["benchmarks/conversation_bench.py", *(argv or sys.argv[1:])]))
     return 0

@@ -159,7 +159,7 @@ def start_server(log: Path, access_log: bool, workers: int | None) -> tuple[subp
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the server exited:\n{log.read_text()}")
-        m = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
+        m = re.search(r"(?:Uvicorn running|listening) on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
         if m:
             return proc, m.group(1)
         time.sleep(0.2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -289,12 +288,12 @@ def serve(
     index_root: IndexOpt = None,
 ) -> None:
     """Serve the HTTP API and the chat page (http://HOST:PORT/; API docs at /docs)."""
-    import uvicorn
-
     settings = settings_from(corpus, index_root, serve_workers=workers, allow_reload=allow_reload or None)
     banner = (f"[dim]serving {settings.corpus_dir} with {settings.serve_workers} worker process(es): the chat page "
               f"is at /, the API docs at /docs[/dim]")
     if settings.serve_workers == 1:
+        import uvicorn
+
         from qa.api import create_app
 
         engine = open_engine(settings)  # builds the index first if needed; fails here, not in the first request
@@ -303,12 +302,11 @@ def serve(
         uvicorn.run(create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True),
                     host=host, port=port, access_log=access_log, log_level="info")
         return
+    from qa.serve import run_workers
+
     prepare_index(settings)
     err.print(banner)
-    os.environ.update(worker_environment(settings))
-    uvicorn.run("qa.api:worker_app", factory=True, workers=settings.serve_workers, host=host, port=port,
-                access_log=access_log, log_level="info",
-                timeout_worker_healthcheck=int(settings.worker_start_seconds))
+    run_workers(settings, host=host, port=port, access_log=access_log)
 
 
 def prepare_index(settings: Settings) -> None:
@@ -329,16 +327,6 @@ def _open_and_exit(settings: Settings) -> None:
         open_engine(settings)
     except typer.Exit as exc:  # open_engine has said why
         sys.exit(exc.exit_code)
-
-
-def worker_environment(settings: Settings) -> dict[str, str]:
-    """What a worker process needs in its environment to open the engine the parent checked: the settings
-    the command line chose, and one model thread per core a worker has (workers × threads ≤ cores)."""
-    env = {"QA_CORPUS_DIR": str(settings.corpus_dir.resolve()), "QA_INDEX_ROOT": str(settings.index_root.resolve()),
-           "QA_ALLOW_RELOAD": str(settings.allow_reload).lower()}
-    if "QA_QUERY_THREADS" not in os.environ:
-        env["QA_QUERY_THREADS"] = str(max(1, (os.cpu_count() or 1) // settings.serve_workers))
-    return env
 
 
 if __name__ == "__main__":

@@ -110,14 +110,14 @@ class Settings(BaseSettings):
 
     # The HTTP service (`qa serve`).
     serve_workers: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1,
-                               description="worker processes: one process is capped by the GIL at about one "
-                                           "core of request handling (docs/HTTP.md); each holds its own engine")
+                               description="worker processes (qa/serve.py): one process is capped by the GIL at "
+                                           "about one core of request handling; each holds its own engine")
     allow_reload: bool = Field(False, description="serve POST /admin/reload")
     follow_seconds: float = Field(1.0, ge=0, description="how often a server checks whether another process "
                                                          "(a worker's reload, `qa index`) published a new "
                                                          "build of its index, and then loads it; 0: never")
-    worker_start_seconds: float = Field(300.0, gt=0, description="how long a new worker may take to open "
-                                                                 "the engine before the supervisor gives up")
+    serve_pin_cores: bool = Field(True, description="pin each worker process to a core of its own when there "
+                                                    "are enough cores (docs/HTTP.md: measured faster)")
 
     # Conversations.
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")

@@ -1,11 +1,8 @@
 import json
-import os
-from pathlib import Path
 
 from typer.testing import CliRunner
 
-from qa.cli import app, worker_environment
-from qa.config import Settings
+from qa.cli import app
 
 runner = CliRunner()
 
@@ -38,16 +35,3 @@ def test_bad_input_is_a_one_line_error_with_exit_2(seed_settings):
         r = runner.invoke(app, args + ["--index-root", str(seed_settings.index_root)])
         assert r.exit_code == 2, (args, r.output)
 
-
-def test_workers_get_the_command_lines_settings_and_share_the_cores(tmp_path, monkeypatch):
-    monkeypatch.delenv("QA_QUERY_THREADS", raising=False)
-    chosen = Settings(corpus_dir=Path("seeds"), index_root=tmp_path / "idx", serve_workers=2, allow_reload=True)
-    env = worker_environment(chosen)
-    assert int(env["QA_QUERY_THREADS"]) == max(1, (os.cpu_count() or 1) // 2)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    in_worker = Settings()  # what qa.api.worker_app reads
-    assert in_worker.corpus_dir == Path("seeds").resolve() and in_worker.index_root == (tmp_path / "idx").resolve()
-    assert in_worker.allow_reload is True
-    monkeypatch.setenv("QA_QUERY_THREADS", "3")  # the user's own choice is left alone
-    assert "QA_QUERY_THREADS" not in worker_environment(chosen)

@@ -60,7 +60,7 @@ def running_server(tmp_path: Path, *args: str, corpus: Path = SEEDS, factory: bo
                 pytest.fail(f"the server exited with {process.returncode}:\n{server.output()}")
             if time.monotonic() > deadline:
                 pytest.fail(f"the server did not start:\n{server.output()}")
-            m = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", server.output())
+            m = re.search(r"(?:Uvicorn running|listening) on (http://127\.0\.0\.1:\d+)", server.output())
             if m:
                 server.url = m.group(1)
             else:
@@ -178,12 +178,12 @@ def test_uvicorn_factory_loads_the_engine_in_the_lifespan(tmp_path):
 def test_one_process_when_asked(tmp_path):
     with running_server(tmp_path, "--workers", "1") as s, httpx.Client(base_url=s.url, timeout=30) as c:
         assert c.post("/ask", json={"question": TORKHAM}).json()["answered"] is True
-        assert "Started parent process" not in s.output()  # no supervisor: the server is this process
+        assert c.get("/health").json()["worker_pid"] == s.process.pid  # no supervisor: the server is this process
 
 
 def test_workers_share_conversations_and_all_take_a_reload(tmp_path):
-    """`qa serve --workers 2`: a conversation goes on whichever worker answers, and a reload sent to one
-    worker reaches both (the other loads the build the first publishes)."""
+    """`qa serve --workers 2` (qa.serve): a conversation goes on whichever worker answers, and a reload sent
+    to one worker reaches both (the other loads the build the first publishes)."""
     corpus = tmp_path / "corpus"
     shutil.copytree(SEEDS, corpus)
     with running_server(tmp_path, "--workers", "2", "--allow-reload", corpus=corpus) as s:
@@ -209,7 +209,18 @@ def test_workers_share_conversations_and_all_take_a_reload(tmp_path):
             h = fresh("GET", "/health").json()
             seen[h["worker_pid"]] = h["corpus_fingerprint"]
             time.sleep(0.05)
-        assert len(seen) == 2
+        assert len(seen) == 2 and s.process.pid not in seen  # two workers answered, the supervisor never
         for _ in range(4):
             data = fresh("POST", "/ask", json={"question": "How large was the Zanzibar clove harvest?"}).json()
             assert data["sentences"][0]["doc_id"] == "900_zanzibar.txt"
+
+        os.kill(next(iter(seen)), signal.SIGKILL)  # a worker dies: the supervisor starts another in its place
+        while len(seen) < 3:
+            assert time.monotonic() < deadline, f"the dead worker was not replaced: {seen}\n{s.output()}"
+            try:
+                h = fresh("GET", "/health").json()
+                seen[h["worker_pid"]] = h["corpus_fingerprint"]
+            except httpx.TransportError:  # a connection the dead worker had been given
+                pass
+            time.sleep(0.05)
+        assert all(fp != old_print for fp in seen.values())  # the new worker opened the new build

@@ -1,0 +1,148 @@
+"""The HTTP app served by several worker processes (``qa serve --workers N``).
+
+One Python process handles requests with about one core's worth of work at most (the GIL lets one thread
+at a time run request code), so a server uses a 2-core machine only with a second process. uvicorn's own
+``--workers`` shares one listening socket between its workers, and the first worker to wake accepts every
+connection waiting (asyncio accepts up to the backlog at once): clients that open their keep-alive
+connections together (a proxy's pool, a load generator) can all land on one worker, measured here as all
+32 of 32. So each worker here listens on a socket of its own with ``SO_REUSEPORT``, and the kernel assigns
+every new connection to one of the listening workers. A worker listens only once its engine is open, so
+no connection waits on a worker that is still loading. With a core per worker, each worker is pinned to
+its own core: its request thread and its model thread then never wait for the other worker's threads.
+docs/HTTP.md has the measurements.
+
+The supervisor holds the port, restarts a worker that dies, and stops the workers on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from multiprocessing.connection import wait
+
+from uvicorn.config import LOGGING_CONFIG
+
+from qa.config import Settings
+
+log = logging.getLogger("uvicorn.error")  # the supervisor's lines go with uvicorn's own
+
+START_FAILURES = 3  # a worker that exits this many times in a row within START_WINDOW_S stops the server
+START_WINDOW_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """What a worker needs in its environment to open the engine the supervisor checked: the settings the
+    command line chose, and one model thread per core a worker has (workers × threads ≤ cores)."""
+    env = {"QA_CORPUS_DIR": str(settings.corpus_dir.resolve()), "QA_INDEX_ROOT": str(settings.index_root.resolve()),
+           "QA_ALLOW_RELOAD": str(settings.allow_reload).lower()}
+    if "QA_QUERY_THREADS" not in os.environ:
+        env["QA_QUERY_THREADS"] = str(max(1, (os.cpu_count() or 1) // settings.serve_workers))
+    return env
+
+
+def worker_cores(workers: int, pin: bool = True) -> list[int | None]:
+    """The core each worker is pinned to: its own, when there are at least as many cores (of those this
+    process may use) as workers; otherwise none, and the scheduler places them."""
+    cores = sorted(os.sched_getaffinity(0))
+    if not pin or workers > len(cores):
+        return [None] * workers
+    return cores[:workers]
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Hold ``port`` for the workers with a socket that does not listen (so it is given no connections).
+
+    A plain bind first, so that a port already in use (another server, even another ``qa serve``) fails
+    here with "address already in use" rather than being shared; port 0 becomes the port the OS chose."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
+    return _reuseport_socket(host, port)
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _worker(host: str, port: int, core: int | None, access_log: bool) -> None:
+    """One worker process: uvicorn serving ``qa.api:worker_app`` on its own SO_REUSEPORT socket."""
+    os.setpgrp()  # Ctrl-C reaches the supervisor only, which stops the workers once (a second signal would
+    # make uvicorn skip its graceful shutdown)
+    if core is not None:
+        os.sched_setaffinity(0, {core})  # before any thread starts: the model's threads inherit it
+    import uvicorn
+
+    config = uvicorn.Config("qa.api:worker_app", factory=True, host=host, port=port, access_log=access_log,
+                            log_level="info")
+    uvicorn.Server(config).run(sockets=[_reuseport_socket(host, port)])
+
+
+def run_workers(settings: Settings, *, host: str, port: int, access_log: bool = True) -> None:
+    """Serve with ``settings.serve_workers`` worker processes until SIGINT or SIGTERM; the index must be
+    built already (``qa serve`` builds it first)."""
+    holder = reserve_port(host, port)
+    port = holder.getsockname()[1]
+    os.environ.update(worker_environment(settings))
+    context = multiprocessing.get_context("spawn")
+    cores = worker_cores(settings.serve_workers, settings.serve_pin_cores)
+    stopping: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stopping.append(signum))
+
+    def start(slot: int) -> multiprocessing.Process:
+        process = context.Process(target=_worker, args=(host, port, cores[slot], access_log),
+                                  name=f"qa-worker-{slot}")
+        process.start()
+        log.info("Started worker %d [%d]%s", slot, process.pid,
+                 "" if cores[slot] is None else f" on core {cores[slot]}")
+        return process
+
+    logging.config.dictConfig(LOGGING_CONFIG)  # uvicorn's format, as in the workers
+    url_host = f"[{host}]" if ":" in host else host
+    log.info("Started supervisor [%d]: listening on http://%s:%d with %d workers (each once its engine is open)",
+             os.getpid(), url_host, port, len(cores))
+    workers = [start(slot) for slot in range(len(cores))]
+    started = [time.monotonic()] * len(workers)
+    failures = [0] * len(workers)
+    try:
+        while not stopping:
+            wait([w.sentinel for w in workers], timeout=0.5)
+            for slot, worker in enumerate(workers):
+                if worker.is_alive() or stopping:
+                    continue
+                quick = time.monotonic() - started[slot] < START_WINDOW_S
+                failures[slot] = failures[slot] + 1 if quick else 1
+                log.error("worker %d [%d] exited with %s", slot, worker.pid, worker.exitcode)
+                if failures[slot] >= START_FAILURES:
+                    log.error("worker %d failed %d times in a row: stopping the server", slot, failures[slot])
+                    stopping.append(0)
+                    break
+                workers[slot], started[slot] = start(slot), time.monotonic()
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        holder.close()
+        log.info("Stopped supervisor [%d]", os.getpid())
+    if 0 in stopping:
+        raise SystemExit(1)
