@@ -118,6 +118,8 @@ class Settings(BaseSettings):
                                                          "build of its index, and then loads it; 0: never")
     serve_pin_cores: bool = Field(True, description="pin each worker process to a core of its own when there "
                                                     "are enough cores (docs/HTTP.md: measured faster)")
+    serve_balance: bool = Field(True, description="a worker holding more than its share of the open "
+                                                  "connections asks a client to reconnect (Connection: close)")
 
     # Conversations.
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")

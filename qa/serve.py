@@ -6,8 +6,11 @@ at a time run request code), so a server uses a 2-core machine only with a secon
 connection waiting (asyncio accepts up to the backlog at once): clients that open their keep-alive
 connections together (a proxy's pool, a load generator) can all land on one worker, measured here as all
 32 of 32. So each worker here listens on a socket of its own with ``SO_REUSEPORT``, and the kernel assigns
-every new connection to one of the listening workers. A worker listens only once its engine is open, so
-no connection waits on a worker that is still loading. With a core per worker, each worker is pinned to
+every new connection to one of the listening workers. That split is still a coin toss per connection
+(19 and 13 of 32 is common), so a worker holding more connections than its share asks the client of its
+next response to reconnect (``Connection: close``); connections drift to where there are fewer, without
+a request being refused or delayed (:class:`ConnectionShare`). A worker listens only once its engine is
+open, so no connection waits on a worker that is still loading. With a core per worker, each worker is pinned to
 its own core: its request thread and its model thread then never wait for the other worker's threads.
 docs/HTTP.md has the measurements.
 
@@ -23,8 +26,10 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable, MutableSequence, Sized
 from multiprocessing.connection import wait
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import LOGGING_CONFIG
 
 from qa.config import Settings
@@ -62,9 +67,12 @@ def _family(host: str) -> socket.AddressFamily:
 def reserve_port(host: str, port: int) -> socket.socket:
     """Hold ``port`` for the workers with a socket that does not listen (so it is given no connections).
 
-    A plain bind first, so that a port already in use (another server, even another ``qa serve``) fails
-    here with "address already in use" rather than being shared; port 0 becomes the port the OS chose."""
+    A bind without SO_REUSEPORT first, so that a port another server listens on (even another ``qa serve``)
+    fails here with "address already in use" rather than being shared; SO_REUSEADDR, so that connections
+    of a server just stopped, closing on this port (TIME_WAIT), do not. Port 0 becomes the port the OS
+    chose."""
     with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
         port = probe.getsockname()[1]
     return _reuseport_socket(host, port)
@@ -78,17 +86,70 @@ def _reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, core: int | None, access_log: bool) -> None:
-    """One worker process: uvicorn serving ``qa.api:worker_app`` on its own SO_REUSEPORT socket."""
+class ConnectionShare:
+    """Whether this worker holds more than its share of the workers' open connections.
+
+    Each worker writes its own count into ``counts`` (shared memory, one slot per worker) whenever it
+    asks, and reads the others' as they last wrote them. A worker ``margin`` or more connections over the
+    mean is over its share; it closes at most one connection every ``every_s`` seconds so that a
+    reconnecting client is never turned away twice in a row.
+    """
+
+    def __init__(self, counts: MutableSequence[int], slot: int, connections: Sized, *, margin: float = 1.0,
+                 every_s: float = 0.05, clock: Callable[[], float] = time.monotonic):
+        self.counts, self.slot, self.connections = counts, slot, connections
+        self.margin, self.every_s, self.clock = margin, every_s, clock
+        self._closed_at = float("-inf")
+
+    def over(self) -> bool:
+        mine = len(self.connections)
+        self.counts[self.slot] = mine
+        fair = sum(self.counts[:]) / len(self.counts)
+        now = self.clock()
+        if mine - fair < self.margin or now - self._closed_at < self.every_s:
+            return False
+        self._closed_at = now
+        return True
+
+
+class BalanceConnections:
+    """ASGI middleware: the response to a request that arrives while this worker is over its share of
+    connections (:class:`ConnectionShare`) carries ``Connection: close``, so its client reconnects and the
+    kernel gives the new connection to any worker. The request itself is answered as usual."""
+
+    def __init__(self, app: ASGIApp, share: ConnectionShare):
+        self.app, self.share = app, share
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.share.over():
+            await self.app(scope, receive, send)
+            return
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing)
+
+
+def _worker(host: str, port: int, core: int | None, access_log: bool, slot: int, counts, balance: bool) -> None:
+    """One worker process: uvicorn serving ``qa.api.worker_app`` on its own SO_REUSEPORT socket."""
     os.setpgrp()  # Ctrl-C reaches the supervisor only, which stops the workers once (a second signal would
     # make uvicorn skip its graceful shutdown)
     if core is not None:
         os.sched_setaffinity(0, {core})  # before any thread starts: the model's threads inherit it
     import uvicorn
 
-    config = uvicorn.Config("qa.api:worker_app", factory=True, host=host, port=port, access_log=access_log,
-                            log_level="info")
-    uvicorn.Server(config).run(sockets=[_reuseport_socket(host, port)])
+    from qa.api import worker_app
+
+    app = worker_app()  # the engine is open before the socket listens
+    share = ConnectionShare(counts, slot, ())
+    config = uvicorn.Config(BalanceConnections(app, share) if balance else app, host=host, port=port,
+                            access_log=access_log, log_level="info")
+    server = uvicorn.Server(config)
+    share.connections = server.server_state.connections  # uvicorn's set of open connections
+    server.run(sockets=[_reuseport_socket(host, port)])
 
 
 def run_workers(settings: Settings, *, host: str, port: int, access_log: bool = True) -> None:
@@ -99,13 +160,15 @@ def run_workers(settings: Settings, *, host: str, port: int, access_log: bool = 
     os.environ.update(worker_environment(settings))
     context = multiprocessing.get_context("spawn")
     cores = worker_cores(settings.serve_workers, settings.serve_pin_cores)
+    counts = context.RawArray("i", len(cores))  # each worker's open connections (ConnectionShare)
     stopping: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopping.append(signum))
 
     def start(slot: int) -> multiprocessing.Process:
-        process = context.Process(target=_worker, args=(host, port, cores[slot], access_log),
-                                  name=f"qa-worker-{slot}")
+        counts[slot] = 0
+        args = (host, port, cores[slot], access_log, slot, counts, settings.serve_balance)
+        process = context.Process(target=_worker, args=args, name=f"qa-worker-{slot}")
         process.start()
         log.info("Started worker %d [%d]%s", slot, process.pid,
                  "" if cores[slot] is None else f" on core {cores[slot]}")

@@ -3,6 +3,7 @@ themselves are tested in tests/test_server.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qa.config import Settings
-from qa.serve import reserve_port, worker_cores, worker_environment
+from qa.serve import BalanceConnections, ConnectionShare, reserve_port, worker_cores, worker_environment
 
 
 def test_workers_get_the_command_lines_settings_and_share_the_cores(tmp_path, monkeypatch):
@@ -35,14 +36,60 @@ def test_each_worker_gets_a_core_of_its_own_or_none(monkeypatch):
     assert worker_cores(2, pin=False) == [None, None]
 
 
-def test_the_port_is_held_without_listening_and_a_taken_port_fails():
+def test_the_port_is_held_without_listening():
     holder = reserve_port("127.0.0.1", 0)
     try:
         port = holder.getsockname()[1]
         assert port > 0
         with pytest.raises(ConnectionRefusedError):  # holding is not listening: no connection is queued
             socket.create_connection(("127.0.0.1", port), timeout=5)
-        with pytest.raises(OSError):  # another server asking for the same port is told it is in use
-            reserve_port("127.0.0.1", port)
     finally:
         holder.close()
+
+
+def test_a_port_another_server_listens_on_is_refused():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        with pytest.raises(OSError):  # told it is in use, not silently shared
+            reserve_port("127.0.0.1", other.getsockname()[1])
+
+
+def test_a_worker_over_its_share_of_connections_closes_one_at_a_time():
+    counts = [0, 0]
+    mine = set(range(19))
+    clock = iter([0.0, 0.01, 0.1, 0.2, 0.3]).__next__
+    share = ConnectionShare(counts, 0, mine, every_s=0.05, clock=clock)
+    counts[1] = 13  # the other worker's count, as it last wrote it
+    assert share.over() and counts[0] == 19  # 19 against a mean of 16
+    assert not share.over()  # 10 ms later: not again yet
+    assert share.over()
+    mine.difference_update(range(3))  # 16 and 16 once clients have reconnected to the other worker
+    counts[1] = 16
+    assert not share.over() and not share.over()
+
+
+def test_only_the_response_of_an_over_share_worker_asks_to_reconnect():
+    class Share:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def over(self):
+            return self.answer
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def headers_sent(over: bool) -> list:
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(BalanceConnections(app, Share(over))({"type": "http"}, None, send))
+        assert sent[1]["body"] == b"ok"  # the request is answered either way
+        return sent[0]["headers"]
+
+    assert (b"connection", b"close") in headers_sent(True)
+    assert headers_sent(False) == [(b"content-type", b"text/plain")]
