@@ -613,12 +613,13 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
 
 
 def worker_app() -> FastAPI:
-    """The app of one worker process of ``qa serve --workers N`` (uvicorn calls it in each new worker).
+    """The app of one worker process of ``qa serve --workers N`` (``qa.serve`` calls it in each worker, and
+    ``uvicorn --factory qa.api:worker_app`` works too).
 
-    Settings come from the environment, which the parent has set to its own (CLI options included). The
-    parent has built the index already, so the engine opens quickly; it is opened and warmed up here,
-    before the worker accepts a connection, so a worker in service (and one brought in by a restart) never
-    answers 503. Workers follow the published index, so a reload that one of them does reaches them all."""
+    Settings come from the environment, which the supervisor has set to its own (CLI options included). The
+    supervisor has built the index already, so the engine opens quickly; it is opened and warmed up here,
+    before the worker listens, so a worker in service (and one that replaces a dead one) never answers
+    503. Workers follow the published index, so a reload that one of them does reaches them all."""
     settings = Settings()
     engine = Engine.open(settings, on_rebuild=lambda why: log.info("building the index (%s)", why))
     engine.encode_query("warm up")

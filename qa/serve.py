@@ -91,8 +91,8 @@ class ConnectionShare:
 
     Each worker writes its own count into ``counts`` (shared memory, one slot per worker) whenever it
     asks, and reads the others' as they last wrote them. A worker ``margin`` or more connections over the
-    mean is over its share; it closes at most one connection every ``every_s`` seconds so that a
-    reconnecting client is never turned away twice in a row.
+    mean is over its share. It sheds at most one connection every ``every_s`` seconds: the clients take a
+    moment to reconnect, and the counts to catch up, so shedding on every response would overshoot.
     """
 
     def __init__(self, counts: MutableSequence[int], slot: int, connections: Sized, *, margin: float = 1.0,
@@ -133,7 +133,8 @@ class BalanceConnections:
         await self.app(scope, receive, closing)
 
 
-def _worker(host: str, port: int, core: int | None, access_log: bool, slot: int, counts, balance: bool) -> None:
+def _worker(host: str, port: int, core: int | None, access_log: bool, slot: int, counts: MutableSequence[int],
+            balance: bool) -> None:
     """One worker process: uvicorn serving ``qa.api.worker_app`` on its own SO_REUSEPORT socket."""
     os.setpgrp()  # Ctrl-C reaches the supervisor only, which stops the workers once (a second signal would
     # make uvicorn skip its graceful shutdown)
