@@ -612,6 +612,13 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     return app
 
 
+def serving_app(engine: Engine, settings: Settings) -> FastAPI:
+    """The app ``qa serve`` runs over an engine it has opened: the model warmed up before the first request,
+    ``/admin/reload`` as the settings say, and each build of the index another process publishes loaded."""
+    engine.encode_query("warm up")
+    return create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True)
+
+
 def worker_app() -> FastAPI:
     """The app of one worker process of ``qa serve --workers N`` (``qa.serve`` calls it in each worker, and
     ``uvicorn --factory qa.api:worker_app`` works too).
@@ -622,5 +629,4 @@ def worker_app() -> FastAPI:
     503. Workers follow the published index, so a reload that one of them does reaches them all."""
     settings = Settings()
     engine = Engine.open(settings, on_rebuild=lambda why: log.info("building the index (%s)", why))
-    engine.encode_query("warm up")
-    return create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True)
+    return serving_app(engine, settings)

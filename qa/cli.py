@@ -294,13 +294,12 @@ def serve(
     if settings.serve_workers == 1:
         import uvicorn
 
-        from qa.api import create_app
+        from qa.api import serving_app
 
         engine = open_engine(settings)  # builds the index first if needed; fails here, not in the first request
-        engine.encode_query("warm up")
+        app = serving_app(engine, settings)
         err.print(banner)
-        uvicorn.run(create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True),
-                    host=host, port=port, access_log=access_log, log_level="info")
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
         return
     from qa.serve import run_workers
 
