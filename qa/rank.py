@@ -22,9 +22,9 @@ from qa.types import AnswerSentence, Citation
 # Expected answer types, from the question's wording, and the surface cue that a sentence carries one.
 # Deliberately small and general (no corpus names). A *strict* wording asks for the thing itself ("how
 # many", "what year", "the name of"): a sentence without one cannot answer it, which the abstention rule
-# uses. A *loose* one ("when", "who", "how long", "another name for") is often answered otherwise ("who is
-# allowed to cross" → "people with family in Pakistan"), so its cue only nudges the ranking
-# (``w_answer_type``). The question's lead-in ("On what date…", "Exactly how many…") may come first. On
+# uses. A *loose* one ("when", "how long ago", "who", "how long", "another name for") is often answered
+# otherwise ("who is allowed to cross" → "people with family in Pakistan"), so its cue only nudges the
+# ranking (``w_answer_type``). The question's lead-in ("On what date…", "Exactly how many…") may come first. On
 # SQuAD's answerable questions the gold sentence lacks the cue for 3 % of strict number questions, 7 % of
 # strict date and 23 % of strict name ones, against 11 % of "when" and 33 % of "who" ones (docs/RETRIEVAL.md).
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
@@ -46,11 +46,11 @@ class AnswerType:
 ANSWER_TYPES = (
     AnswerType("number",
                re.compile(r"\bhow (many|much)\b|\b(what|which) (number|percentage|percent|proportion|amount|sum|total)\b", re.I),
-               re.compile(_LEAD + r"how (long|old|far|big|large|tall|high|often)\b", re.I),
+               re.compile(_LEAD + r"how (long(?! ago)|old|far|big|large|tall|high|often)\b", re.I),
                re.compile(rf"\b(\d[\d,.]*|{_NUMBER_WORDS})\b|%", re.I)),
     AnswerType("date",
                re.compile(r"\b(what|which) (date|day|year|month|decade|century)\b|\bwhat time\b", re.I),
-               re.compile(_LEAD + r"when\b", re.I),
+               re.compile(_LEAD + r"(when|how long ago)\b", re.I),
                re.compile(rf"\b({_MONTHS}|{_DAYS}|\d{{3,4}}s?|\d+(st|nd|rd|th) century|yesterday|today|tonight|"
                           rf"tomorrow|(last|this|next|previous|following) (week|month|year|weekend|decade)|"
                           rf"\w+ (days?|weeks?|months?|years?|decades?) (ago|back|later|after|before|earlier))\b", re.I)),

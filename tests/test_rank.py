@@ -78,6 +78,7 @@ def test_answer_type_cues():
     ("Who is allowed to cross now?", "person", False),  # often answered by a description, not a name
     ("What is another name for the border crossing?", "person", False),  # often a term, not a proper name
     ("How long did the visit last?", "number", False),
+    ("How long ago did the visit take place?", "date", False),  # asks when, answered by "days ago"
     ("What did the minister say when he arrived?", None, False),  # "when" inside the question asks no date
 ])
 def test_asked_type_reads_the_wording(question, kind, strict):
