@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     w_context_dense: float = 0.6  # hybrid: a neighbour's cosine to the question above the sentence's own
     w_token: float = 3.5  # hybrid: word-piece match of the question in the sentence (rank.token_match)
     w_context_token: float = 1.5  # hybrid: the word-piece match that only the neighbours add
+    w_name_context: float = Field(0.5, ge=0, le=1, description="hybrid: share of the word-piece match that "
+                                  "a question's names (rank.name_pieces) take from a sentence's neighbours")
     token_depth: int = Field(15, ge=1, description="sentences, best by the other features, that the word-piece "
                                                    "match re-scores, with their neighbours (the same quality as "
                                                    "all ~75 at a fraction of the cost; docs/RETRIEVAL.md)")

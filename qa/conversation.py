@@ -643,7 +643,8 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
     # Never None here: the turn continues the topic (see topic_turns), even when it added no term.
     understood = f"{question} [+ {', '.join(words)}]" if words else f"{question} [with the previous turns]"
     return Query(question=question, text=text, terms=terms, vector=vector, understood_as=understood,
-                 tokens=plain.tokens if reading.token_match else None, neighbour_cosine=reading.neighbour_cosine)
+                 tokens=plain.tokens if reading.token_match else None, names=plain.names,
+                 neighbour_cosine=reading.neighbour_cosine)
 
 
 # -- asking in a conversation -------------------------------------------------------------------------

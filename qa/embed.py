@@ -216,6 +216,10 @@ class BatchingEncoder:
         # index), its batcher is collected, the worker is told to stop and the model is freed.
         weakref.finalize(self, self._queue.put, _STOP)
 
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.encoder.vocabulary
+
     def encode(self, texts: list[str], **kwargs) -> np.ndarray:
         if len(texts) != 1:
             return self.encoder.encode(texts, **kwargs)

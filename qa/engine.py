@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ class Query:
     vector: np.ndarray | None
     understood_as: str | None = None
     tokens: tuple[np.ndarray, np.ndarray] | None = None  # the question's token vectors and word-piece ids
+    names: np.ndarray | None = None  # which of those pieces spell a name (rank.name_pieces)
     neighbour_cosine: bool = True  # score a sentence by its neighbours' cosine too (settings.w_context_dense)
 
 
@@ -172,6 +174,11 @@ class Engine:
                 self._query_encoder = onnx
         return self._query_encoder or self.encoder
 
+    @cached_property
+    def vocabulary(self) -> list[str]:
+        """The model's word pieces by id (the same for the ONNX export and sentence-transformers)."""
+        return self.query_encoder.vocabulary
+
     def _onnx_query_encoder(self) -> OnnxEncoder | None:
         if self._pending_query_encoder is not None:
             pending, self._pending_query_encoder = self._pending_query_encoder, None
@@ -210,7 +217,8 @@ class Engine:
             return Query(question=question, text=question, terms=terms, vector=None)
         embedded = self.embed_query(question)
         return Query(question=question, text=question, terms=terms, vector=embedded.vectors[0],
-                     tokens=(embedded.tokens[0], embedded.token_ids[0]))
+                     tokens=(embedded.tokens[0], embedded.token_ids[0]),
+                     names=rank.name_pieces(question, embedded.token_ids[0], self.vocabulary))
 
     def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None,
             conversation_id: str | None = None, start_conversation: bool = False, create_missing: bool = False,
@@ -244,9 +252,11 @@ class Engine:
                                context_dense=s.w_context_dense if mode == "hybrid" and query.neighbour_cosine else 0.0,
                                token=s.w_token if mode == "hybrid" else 0.0, token_depth=s.token_depth,
                                context_token=s.w_context_token if mode == "hybrid" else 0.0,
-                               lexical_scale=s.lexical_scale)
+                               lexical_scale=s.lexical_scale, name_context=s.w_name_context)
+        hybrid = mode == "hybrid"  # the word-piece features were measured for hybrid only
         return rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text,
-                                    query.tokens if mode == "hybrid" else None)  # measured for hybrid only
+                                    query.tokens if hybrid else None,
+                                    query.names if hybrid else None)
 
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True) -> Answer:
         """Retrieve, score and select sentences for an already analysed query.

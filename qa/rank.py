@@ -10,6 +10,7 @@ kind of answer asked for. The features are combined linearly with weights from
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -92,6 +93,7 @@ class Weights:
     context_dense: float = 0.0  # weight of a neighbour's cosine above the sentence's own
     token: float = 0.0  # weight of the word-piece match (token_match)
     context_token: float = 0.0  # weight of the word-piece match that only the neighbours add
+    name_context: float = 0.0  # share of the match a question's names take from the neighbours
     token_depth: int = 15  # sentences, best by the other features, that the word-piece match re-scores
     lexical_scale: str = "bm25"  # "bm25": BM25 / best candidate's BM25; "coverage": idf share matched
 
@@ -235,10 +237,17 @@ def token_match(index: CorpusIndex, question_tokens: np.ndarray, question_ids: n
 
 
 def token_match_with_neighbours(index: CorpusIndex, question_tokens: np.ndarray, question_ids: np.ndarray,
-                                sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                                sentence_ids: np.ndarray, names: np.ndarray | None = None,
+                                name_share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """:func:`token_match` of each sentence, and the same match with each question piece's best taken over
     the sentence and its neighbours in its document: as with the terms (:func:`query_coverage`), a news
-    sentence often leaves the question's topic to the sentence before it."""
+    sentence often leaves the question's topic to the sentence before it.
+
+    ``names`` (a mask over the question's pieces, :func:`name_pieces`) take ``name_share`` of their
+    neighbourhood's match in the first result too: the name a question is about ("Torkham", "Baradar") is usually said once,
+    and the sentences after it answer about it without repeating it ("Only people with family living in
+    Pakistan … are allowed to cross"). Without this, the rare name carries most of the match, and the
+    sentence that only names the topic outranks the one that answers."""
     weights = _piece_weights(index, question_ids, sentence_ids)
     if weights is None:
         zeros = np.zeros(len(sentence_ids), dtype=np.float32)
@@ -250,7 +259,30 @@ def token_match_with_neighbours(index: CorpusIndex, question_tokens: np.ndarray,
     for row in near:
         has = row >= 0
         around[:, has] = np.maximum(around[:, has], best[:, row[has]])
+    if names is not None and names.any() and name_share > 0:
+        own = own.copy()
+        own[names] += name_share * (around[names] - own[names])
     return weights @ own, weights @ around
+
+
+def name_pieces(question: str, piece_ids: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
+    """Which of the question's word pieces spell a name: a word written capitalised after the question's
+    first word (as :func:`names_unseen` reads names), its pieces rejoined from the uncased vocabulary."""
+    named = {part.casefold() for m in _NAME.finditer(question.strip())
+             for part in re.findall(r"[^\W_]+", _POSSESSIVE.sub("", m.group()))}
+    mask = np.zeros(len(piece_ids), dtype=bool)
+    if not named:
+        return mask
+    start, word = 0, ""
+    for k, pid in enumerate(piece_ids.tolist() + [-1]):
+        piece = vocabulary[pid] if pid >= 0 else ""
+        if pid >= 0 and piece.startswith("##") and k > 0:
+            word += piece[2:]
+            continue
+        if word in named:
+            mask[start:k] = True
+        start, word = k, piece
+    return mask
 
 
 def _piece_weights(index: CorpusIndex, question_ids: np.ndarray, sentence_ids: np.ndarray) -> np.ndarray | None:
@@ -276,6 +308,7 @@ def _query_idf(index: CorpusIndex, terms: list[str]) -> tuple[list[str], np.ndar
 
 
 _NAME = re.compile(r"(?<!^)\b[A-Z][\w’'-]*")  # a capitalised word that does not open the question
+_POSSESSIVE = re.compile(r"['’]s$")
 
 
 def names_unseen(index: CorpusIndex, question: str) -> bool:
@@ -291,11 +324,14 @@ def names_unseen(index: CorpusIndex, question: str) -> bool:
 
 def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str],
                     query_vector: np.ndarray | None, weights: Weights, question: str = "",
-                    question_tokens: tuple[np.ndarray, np.ndarray] | None = None) -> ScoredSentences:
+                    question_tokens: tuple[np.ndarray, np.ndarray] | None = None,
+                    question_names: np.ndarray | None = None) -> ScoredSentences:
     """Rank the candidate sentences ``ids``. ``question_tokens``, the question's (token vectors, word-piece
     ids), add the word-piece match: ``weights.token`` of it to the score, and all of it to the result for
     the abstention model. The ``context*`` weights add what only a sentence's neighbours hold: the
-    question's terms, a closer cosine, more of its word pieces."""
+    question's terms, a closer cosine, more of its word pieces; with them, the pieces ``question_names``
+    marks take ``weights.name_context`` of their match from the neighbours in the sentence's own match
+    (:func:`token_match_with_neighbours`), which the abstention model reads too."""
     if not len(ids):
         z = np.zeros(0, dtype=np.float32)
         return ScoredSentences(ids, z, z, z, z, asked_type(question)[0],
@@ -330,7 +366,8 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
         best = np.argpartition(-combined, depth - 1)[:depth]
         tokens = np.zeros(len(ids), dtype=np.float32)
         if weights.context_token > 0:
-            own, around = token_match_with_neighbours(index, *question_tokens, ids[best])
+            own, around = token_match_with_neighbours(index, *question_tokens, ids[best], question_names,
+                                                      weights.name_context)
             combined[best] += weights.context_token * (around - own)
         else:
             own = token_match(index, *question_tokens, ids[best])

@@ -169,6 +169,38 @@ def test_context_token_match_takes_each_piece_from_the_sentence_or_a_neighbour(s
     assert (around >= own - 1e-6).all()
 
 
+def test_name_pieces_mark_the_words_the_question_capitalises(seed_engine):
+    vocabulary = seed_engine.vocabulary
+    pieces = {}
+    for question in ("Who is now allowed to cross at Torkham?", "What did Mullah Baradar's office say?",
+                     "What is Tehreek-e-Taliban Pakistan?", "Torkham reopened when?"):
+        ids = seed_engine.embed_query(question).token_ids[0]
+        mask = rank.name_pieces(question, ids, vocabulary)
+        assert mask.shape == ids.shape
+        pieces[question] = "".join(vocabulary[i].removeprefix("##") for i, m in zip(ids.tolist(), mask.tolist()) if m)
+    assert pieces["Who is now allowed to cross at Torkham?"] == "torkham"  # every piece of the name
+    assert pieces["What did Mullah Baradar's office say?"] == "mullahbaradar"  # not the possessive, not "office"
+    assert pieces["What is Tehreek-e-Taliban Pakistan?"] == "tehreeketalibanpakistan"  # each part of a hyphenated name
+    assert pieces["Torkham reopened when?"] == ""  # the opening word is not read as a name
+
+
+def test_a_questions_names_may_be_matched_in_a_neighbour(seed_engine):
+    index = seed_engine.index
+    question = "Who is now allowed to cross at Torkham?"
+    embedded = seed_engine.embed_query(question)
+    q_tokens, q_ids = embedded.tokens[0], embedded.token_ids[0]
+    names = rank.name_pieces(question, q_ids, seed_engine.vocabulary)
+    after = _sid(index, TORKHAM_DOC, "However, Friday’s reopening came with conditions")  # follows the name
+    ids = np.array([after, _sid(index, TORKHAM_DOC, "On Friday, the Torkham border crossing reopened")])
+    own, around = rank.token_match_with_neighbours(index, q_tokens, q_ids, ids)
+    full, around_too = rank.token_match_with_neighbours(index, q_tokens, q_ids, ids, names, 1.0)
+    half, _ = rank.token_match_with_neighbours(index, q_tokens, q_ids, ids, names, 0.5)
+    assert around_too == pytest.approx(around)  # the neighbourhood's match does not change
+    assert full[0] > own[0] and half == pytest.approx((own + full) / 2, abs=1e-6)  # "Torkham" is next door
+    assert full[1] == pytest.approx(own[1], abs=1e-6)  # a sentence holding the name itself gains nothing
+    assert (own <= full + 1e-6).all() and (full <= around + 1e-6).all()
+
+
 def test_neighbour_cosine_gain_stays_in_the_document(seed_engine):
     index = seed_engine.index
     vector = seed_engine.encode_query("Who is now allowed to cross at Torkham?")
