@@ -25,9 +25,10 @@ from qa.types import AnswerSentence, Citation
 # many", "what year", "the name of"): a sentence without one cannot answer it, which the abstention rule
 # uses. A *loose* one ("when", "how long ago", "who", "how long", "another name for") is often answered
 # otherwise ("who is allowed to cross" → "people with family in Pakistan"), so its cue only nudges the
-# ranking (``w_answer_type``). The question's lead-in ("On what date…", "Exactly how many…") may come first. On
-# SQuAD's answerable questions the gold sentence lacks the cue for 3 % of strict number questions, 7 % of
-# strict date and 23 % of strict name ones, against 11 % of "when" and 33 % of "who" ones (docs/RETRIEVAL.md).
+# ranking (``w_answer_type``). The question's lead-in ("On what date…", "Exactly how many…") may come
+# first. On SQuAD's answerable questions the gold sentence lacks the cue for 3 % of strict number questions,
+# 7 % of strict date and 23 % of strict name ones, against 11 % of "when" and 33 % of "who" ones
+# (docs/RETRIEVAL.md).
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
 _DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
@@ -244,9 +245,9 @@ def token_match_with_neighbours(index: CorpusIndex, question_tokens: np.ndarray,
     sentence often leaves the question's topic to the sentence before it.
 
     ``names`` (a mask over the question's pieces, :func:`name_pieces`) take ``name_share`` of their
-    neighbourhood's match in the first result too: the name a question is about ("Torkham", "Baradar") is usually said once,
-    and the sentences after it answer about it without repeating it ("Only people with family living in
-    Pakistan … are allowed to cross"). Without this, the rare name carries most of the match, and the
+    neighbourhood's match in the first result too: the name a question is about ("Torkham", "Baradar") is
+    usually said once, and the sentences after it answer about it without repeating it ("Only people with
+    family living in Pakistan … are allowed to cross"). Without this, the rare name carries most of the match, and the
     sentence that only names the topic outranks the one that answers."""
     weights = _piece_weights(index, question_ids, sentence_ids)
     if weights is None:
