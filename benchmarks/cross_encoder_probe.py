@@ -54,7 +54,8 @@ def training_pairs(engine: Engine, data_dir: Path, seed: int = 0) -> list[tuple[
                 if zlib.crc32(qa["id"].encode()) % 2:  # the test split (qa.datasets.load_squad's hash)
                     continue
                 if qa.get("is_impossible") or not qa["answers"]:
-                    pairs += [(qa["question"], index.sentences[i].text, 0.0) for i in rng.sample(sids, min(2, len(sids)))]
+                    negatives = rng.sample(sids, min(2, len(sids)))
+                    pairs += [(qa["question"], index.sentences[i].text, 0.0) for i in negatives]
                     continue
                 at = qa["answers"][0]["answer_start"]
                 gold = [i for i in sids if index.sentences[i].start <= at < index.sentences[i].end]
@@ -62,7 +63,8 @@ def training_pairs(engine: Engine, data_dir: Path, seed: int = 0) -> list[tuple[
                     continue
                 rest = [i for i in sids if i != gold[0]]
                 pairs.append((qa["question"], index.sentences[gold[0]].text, 1.0))
-                pairs += [(qa["question"], index.sentences[i].text, 0.0) for i in rng.sample(rest, min(3, len(rest)))]
+                negatives = rng.sample(rest, min(3, len(rest)))
+                pairs += [(qa["question"], index.sentences[i].text, 0.0) for i in negatives]
     rng.shuffle(pairs)
     return pairs
 

@@ -247,8 +247,8 @@ def token_match_with_neighbours(index: CorpusIndex, question_tokens: np.ndarray,
     ``names`` (a mask over the question's pieces, :func:`name_pieces`) take ``name_share`` of their
     neighbourhood's match in the first result too: the name a question is about ("Torkham", "Baradar") is
     usually said once, and the sentences after it answer about it without repeating it ("Only people with
-    family living in Pakistan … are allowed to cross"). Without this, the rare name carries most of the match, and the
-    sentence that only names the topic outranks the one that answers."""
+    family living in Pakistan … are allowed to cross"). Without this, the rare name carries most of the
+    match, and the sentence that only names the topic outranks the one that answers."""
     weights = _piece_weights(index, question_ids, sentence_ids)
     if weights is None:
         zeros = np.zeros(len(sentence_ids), dtype=np.float32)

@@ -177,10 +177,11 @@ def test_name_pieces_mark_the_words_the_question_capitalises(seed_engine):
         ids = seed_engine.embed_query(question).token_ids[0]
         mask = rank.name_pieces(question, ids, vocabulary)
         assert mask.shape == ids.shape
-        pieces[question] = "".join(vocabulary[i].removeprefix("##") for i, m in zip(ids.tolist(), mask.tolist()) if m)
+        marked = [vocabulary[i] for i, m in zip(ids.tolist(), mask.tolist()) if m]
+        pieces[question] = "".join(piece.removeprefix("##") for piece in marked)
     assert pieces["Who is now allowed to cross at Torkham?"] == "torkham"  # every piece of the name
     assert pieces["What did Mullah Baradar's office say?"] == "mullahbaradar"  # not the possessive, not "office"
-    assert pieces["What is Tehreek-e-Taliban Pakistan?"] == "tehreeketalibanpakistan"  # each part of a hyphenated name
+    assert pieces["What is Tehreek-e-Taliban Pakistan?"] == "tehreeketalibanpakistan"  # each part of the name
     assert pieces["Torkham reopened when?"] == ""  # the opening word is not read as a name
 
 
