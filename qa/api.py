@@ -613,9 +613,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
 
 
 def serving_app(engine: Engine, settings: Settings) -> FastAPI:
-    """The app ``qa serve`` runs over an engine it has opened: the model warmed up before the first request,
-    ``/admin/reload`` as the settings say, and each build of the index another process publishes loaded."""
-    engine.encode_query("warm up")
+    """The app ``qa serve`` runs over an engine it has opened: the question path warmed up before the first
+    request (the model's first run, the vocabulary ``rank.name_pieces`` reads), ``/admin/reload`` as the
+    settings say, and each build of the index another process publishes loaded."""
+    engine.query("warm up", "hybrid")
     return create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from qa.index import CorpusIndex
 from qa.retrieve import Ranking
+from qa.text import POSSESSIVE
 from qa.types import AnswerSentence, Citation
 
 # Expected answer types, from the question's wording, and the surface cue that a sentence carries one.
@@ -270,7 +271,7 @@ def name_pieces(question: str, piece_ids: np.ndarray, vocabulary: Sequence[str])
     """Which of the question's word pieces spell a name: a word written capitalised after the question's
     first word (as :func:`names_unseen` reads names), its pieces rejoined from the uncased vocabulary."""
     named = {part.casefold() for m in _NAME.finditer(question.strip())
-             for part in re.findall(r"[^\W_]+", _POSSESSIVE.sub("", m.group()))}
+             for part in re.findall(r"[^\W_]+", POSSESSIVE.sub("", m.group()))}
     mask = np.zeros(len(piece_ids), dtype=bool)
     if not named:
         return mask
@@ -309,7 +310,6 @@ def _query_idf(index: CorpusIndex, terms: list[str]) -> tuple[list[str], np.ndar
 
 
 _NAME = re.compile(r"(?<!^)\b[A-Z][\w’'-]*")  # a capitalised word that does not open the question
-_POSSESSIVE = re.compile(r"['’]s$")
 
 
 def names_unseen(index: CorpusIndex, question: str) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 _TOKEN = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
-_POSSESSIVE = re.compile(r"['’]s$")
+POSSESSIVE = re.compile(r"['’]s$")  # "Pakistan’s" → "Pakistan"
 
 
 # Bump when what ``default_stopwords`` or ``Analyzer.terms`` return changes: indexes record it and are
@@ -82,7 +82,7 @@ class Analyzer:
         """Lower-cased word tokens with possessives and curly apostrophes normalised, stop words kept."""
         out = []
         for m in _TOKEN.finditer(text.casefold()):
-            out.append(_POSSESSIVE.sub("", m.group()).replace("’", "'"))
+            out.append(POSSESSIVE.sub("", m.group()).replace("’", "'"))
         return out
 
     def terms(self, text: str) -> list[str]:
