@@ -141,10 +141,13 @@ D = conv.DEFAULT_READING
 # The default before the sixth session (2026-12-02): no gain for the previous answer itself, no cut for a
 # sentence that already answered twice, no elliptical expansion, "that" before a verb not anaphora (and none
 # of the seventh session's reading either).
-P = replace(D, locality=0.2, same_last=None, repeats=1.0, elliptical=0.0, subject_that=False, about_previous=0.0)
+P = replace(D, locality=0.2, same_last=None, repeats=1.0, elliptical=0.0, subject_that=False, about_previous=0.0,
+            same=0.0, backward=0.0, bound_possessives=False)
+# The default of the seventh and eighth sessions (before the ninth session's three changes).
+E = replace(D, same=0.0, backward=0.0, bound_possessives=False)
 GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaults
     "− locality (HQE terms only)": replace(D, locality=0.0),
-    "+ novelty penalty (same = −0.5)": replace(D, same=-0.5, same_last=None),
+    "+ novelty penalty (same = −0.5, the previous answer too)": replace(D, same=-0.5, same_last=None),
     "− definite-phrase anaphora": replace(D, definite_phrases=False),
     "− topic-change detection": replace(D, detect_topic_change=False),
     "self-contained without an entity": replace(D, entity_required=False),
@@ -161,7 +164,8 @@ GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaul
     "locality 0.25": replace(D, locality=0.25),
     "locality 0.3": replace(D, locality=0.3),
     "locality scale 1": replace(D, locality_scale=1.0),
-    "locality also backwards (×0.5)": replace(D, backward=0.5),
+    "locality backwards ×0.15": replace(D, backward=0.15),
+    "locality backwards ×0.5": replace(D, backward=0.5),
     "anchor = previous answer only": replace(D, anchors=1),
     "+ dense mix λ=0.5": replace(D, mix=0.5),
     "+ dense mix λ=0.3, + novelty penalty": replace(D, mix=0.3, same=-0.5, same_last=None),
@@ -188,6 +192,13 @@ GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaul
     "about the previous answer from 0.3 of the words": replace(D, about_previous=0.3),
     "about the previous answer from 0.5 of the words": replace(D, about_previous=0.5),
     "about the previous answer only with all the words (1)": replace(D, about_previous=1.0),
+    # the ninth session's reading, each part taken out or varied
+    "eighth session's default (none of the three below)": E,
+    "− bound \"his\"/\"her\" (a named question with one reads history)": replace(D, bound_possessives=False),
+    "− locality backwards (backward = 0)": replace(D, backward=0.0),
+    "− older answers' penalty (same = 0)": replace(D, same=0.0),
+    "older answers' penalty −0.1": replace(D, same=-0.1),
+    "older answers' penalty −0.2": replace(D, same=-0.2),
     # the same mechanisms, each added alone to the previous default (how they were found)
     "previous default (locality 0.2, none of the above)": P,
     "previous default + previous answer's own gain 0.5": replace(P, same_last=0.5),
@@ -260,6 +271,23 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+# The gold conversations by when they were written: c01–c24 in sessions one to four (the tune split chose the
+# readings of sessions five to eight), c25–c36 blind in the ninth session, measured before any choice.
+SETS = (("c01–c24", 1, 24), ("c25–c36", 25, 36))
+
+
+def by_set(rows: list[dict]) -> str:
+    """Follow-up Hit@1 per set of conversations and split, as hits/turns."""
+    cells = []
+    for name, lo, hi in SETS:
+        for split in ("tune", "test"):
+            sel = [r for r in rows if r["kind"] == "followup" and r["answerable"] and r["split"] == split
+                   and lo <= int(r["conv"].lstrip("c")) <= hi]
+            if sel:
+                cells.append(f"{name} {split} {sum(r['hit1'] for r in sel)}/{len(sel)}")
+    return "Follow-up Hit@1 of the chosen reading by set: " + ", ".join(cells) + "."
+
+
 def table(results: dict[str, dict], kinds=("followup", "topic_change")) -> str:
     head = ("| method | " + " | ".join(f"{k} {s} H@1 / R@3" for k in kinds for s in SPLITS)
             + " | follow-ups answered | unanswerable abstained |")
@@ -299,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     results, turn_log = {}, []
     for name, m in methods.items():
         results[name] = summarise(play(engine, convs, m, top_k, turn_log if name.startswith("**chosen") else None))
-    main_table = table(results)
+    main_table = table(results) + "\n\n" + by_set(turn_log)
     first = summarise(play(engine, convs, BASELINES["no history (floor)"], top_k))
     n, h, r, _ = first[("all", "first")]
     print(main_table)

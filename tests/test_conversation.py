@@ -420,3 +420,36 @@ def test_sentences_after_a_previous_answer_that_holds_the_question_gain_nothing(
         after = rescored(question, reading)
         assert after[31] == pytest.approx(1.0 + r.locality)
         assert after[33] == pytest.approx(1.0 + r.locality * np.exp(-2 / r.locality_scale))
+
+
+# -- the ninth session's reading (Reading.bound_possessives, backward, same) ---------------------------------
+
+
+def test_his_or_her_after_a_name_in_the_question_is_bound_by_it(engine):
+    question = "Who did Faiz Hamid meet on his second trip to Afghanistan?"
+    assert conv.anaphora(question) == ["his"]
+    assert conv.anaphora(question, bound_possessives=True) == []
+    assert conv.anaphora("What did he say about his concern?", bound_possessives=True) == ["he", "his"]
+    assert conv.anaphora("What was his concern about the Taliban government?", bound_possessives=True) == ["his"]
+    history = [turn("What did Bilawal Bhutto say about Afghanistan?", None, ["Terrorist groups impose a threat"])]
+    assert conv.self_contained(question, engine.index, conv.DEFAULT_READING, history)  # a new topic
+    off = replace(conv.DEFAULT_READING, bound_possessives=False)
+    assert not conv.self_contained(question, engine.index, off, history)
+
+
+def test_the_sentence_before_an_answer_gains_and_older_answers_lose_a_little():
+    r = conv.DEFAULT_READING
+    history = [Turn("q1", None, True, [cite(index=10)], conv.utc_now(), ["a"]),
+               Turn("q2", "q2 [+ …]", True, [cite(index=12)], conv.utc_now(), ["b"])]
+    answer = _ranked(9, 10, 11, 13)
+    conv.prefer_previous_answers(answer, history, r)
+    score = {s.citation.sentence_index: s.score for s in answer.sentences}
+    assert score[9] == pytest.approx(1.0 + r.locality * r.backward)  # just before the older answer
+    assert score[10] == pytest.approx(1.0 + r.locality * r.same)  # the older answer itself
+    assert score[10] < 1.0
+    assert score[11] == pytest.approx(1.0 + r.locality) == score[13]  # just after an answer
+    # the eighth session's reading: neither gains nor loses
+    flat = replace(r, same=0.0, backward=0.0)
+    answer = _ranked(9, 10)
+    conv.prefer_previous_answers(answer, history, flat)
+    assert all(s.score == pytest.approx(1.0) for s in answer.sentences)
