@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         "bm25": [-1.8, 0.0, 12.0, 0.0, 0.0, -2.4, 0.0, 0.0, -20.0, 0.0],
     }
     abstain_threshold: float = 0.5
+    # The learned follow-up ranker: weights of qa.conversation.FOLLOWUP_FEATURES, in that order, whose sum is a
+    # history-read follow-up candidate's log-odds of answering (hybrid only). A logistic regression (C = 10,
+    # chosen by 6-fold cross-validation by conversation) fitted on all 52 gold conversations of
+    # eval/conversations.jsonl by `benchmarks/conversation_ltr.py --c 10`, which prints these numbers.
+    followup_model: list[float] = [8.634, 1.09, -0.009, 1.541, 1.756, 2.002, 2.161, 1.471, -0.236, 0.194, -0.673,
+                                   0.475, -1.496, -2.889, -0.099, -3.354]
 
     # The HTTP service (`qa serve`).
     serve_workers: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1,

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qa import rank
 from qa.types import Answer, Citation
 
 if TYPE_CHECKING:
@@ -338,6 +339,13 @@ class Reading:
       0.3 (an answer just before an earlier answer: "Why have they stepped up their attacks?" after the UN
       report's sentence) and ``same`` −0.05 (an older answer, not the previous one, loses a little unless it
       holds the new question's words); measured on the tune split of 36 conversations.
+    - ``learned``: rank a history-read follow-up's candidates by the logistic model of
+      ``settings.followup_model`` over :data:`FOLLOWUP_FEATURES` (fitted by benchmarks/conversation_ltr.py)
+      instead of the hand-set gains above (``locality``, ``same``, ``backward``, ``same_last``, ``repeats``,
+      ``about_previous``; the HQE terms, the topic-change test and the dense reading stay as they are).
+      Tenth session: fitted on c01–c36 and played on the 16 conversations written blind after them, 0.60
+      against the hand-set gains' 0.40; 6-fold by conversation over all 150 follow-ups, 0.65 against 0.64
+      (docs/CONVERSATIONS.md). ``followup_model``: weights other than the settings' (benchmarks fit them).
     """
 
     question_rep: int = 1
@@ -374,6 +382,8 @@ class Reading:
     known_entities: bool = False
     about_previous: float = 0.75
     bound_possessives: bool = True
+    learned: bool = True
+    followup_model: tuple[float, ...] | None = None
 
 
 DEFAULT_READING = Reading()
@@ -615,18 +625,19 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode: str = "hybrid",
-               reading: Reading = DEFAULT_READING) -> "Query":
+               reading: Reading = DEFAULT_READING, plain: "Query | None" = None) -> "Query":
     """The :class:`qa.engine.Query` for ``question`` read with ``history`` (oldest turn first).
 
     ``understood_as`` is None when history was not used (first turn, or a self-contained new topic);
     otherwise it is the question followed by the terms history added, e.g.
-    "When did it reopen? [+ Torkham, crossing, closed]".
+    "When did it reopen? [+ Torkham, crossing, closed]". ``plain`` is ``engine.query(question, mode)`` when
+    the caller already has it (the learned follow-up ranker needs it too: one model run, not two).
     """
     from qa.engine import Query
 
     index = engine.index
     uses_dense = mode != "bm25"
-    plain = engine.query(question, mode)  # the question as it would be read on its own
+    plain = plain or engine.query(question, mode)  # the question as it would be read on its own
     own_terms = plain.terms
     if not history or (reading.detect_topic_change and self_contained(question, index, reading, history)):
         return plain
@@ -666,15 +677,86 @@ def answer_turn(engine: "Engine", question: str, history: Sequence[Turn], *, top
                 reading: Reading = DEFAULT_READING, abstain: bool = True) -> Answer:
     """Understand ``question`` with ``history`` and answer it (nothing is stored). ``abstain=False``
     returns the ranking even below the engine's confidence threshold (for evaluation)."""
-    query = understand(question, history, engine, mode=mode, reading=reading)
+    plain = engine.query(question, mode)
+    query = understand(question, history, engine, mode=mode, reading=reading, plain=plain)
     extra = {} if abstain else {"abstain": False}
-    if query.understood_as is None or reading.locality == 0:
+    learned = reading.learned and mode == "hybrid"  # the model was fitted on hybrid scores only
+    if query.understood_as is None or (reading.locality == 0 and not learned):
         return engine.answer(query, top_k=top_k, mode=mode, **extra)
     answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, **extra)
-    prefer_previous_answers(answer, history, reading, index=engine.index, question=question,
-                            duplicate_threshold=engine.settings.duplicate_threshold)
+    if learned:
+        weights = reading.followup_model or engine.settings.followup_model
+        rank_followup(answer, followup_features(engine, plain, history, answer), weights)
+    else:
+        prefer_previous_answers(answer, history, reading, index=engine.index, question=question,
+                                duplicate_threshold=engine.settings.duplicate_threshold)
     answer.sentences = answer.sentences[:top_k]
     return answer
+
+
+# What the learned follow-up ranker sees of each candidate sentence; settings.followup_model weighs them in
+# this order (benchmarks/conversation_ltr.py fits them).
+FOLLOWUP_FEATURES = ("with history", "alone", "alone cosine", "alone coverage", "previous answer", "1 after it",
+                     "2 after it", "1 before it", "older answer", "1 after an older", "1 before an older",
+                     "same article", "answered twice", "about previous × 1 after", "elliptical × previous",
+                     "elliptical × 1 after")
+
+
+def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn], answer: Answer) -> np.ndarray:
+    """One row of :data:`FOLLOWUP_FEATURES` per sentence of ``answer`` (the candidates of the question read
+    with history, scores as the engine gave them); ``plain`` is the question read alone (hybrid).
+
+    Two views of relevance, because history terms find the topic but pull back to the earlier answers,
+    while the question's own words pick the new sentence: the score with history, and the score, cosine
+    and idf coverage of the question alone (scores relative to the best, so that they compare across
+    questions). Then where the sentence lies against the topic's answers (the previous one, older ones),
+    whether it answered twice already, and two crossings with the question's form (it asks about the
+    previous answer itself; it is elliptical).
+    """
+    index = engine.index
+    lex = _lexicon(index)
+    x = np.zeros((len(answer.sentences), len(FOLLOWUP_FEATURES)), dtype=np.float64)
+    if not answer.sentences:
+        return x
+    sids = np.array([lex.sid_of[(s.citation.doc_id, s.citation.sentence_index)] for s in answer.sentences])
+    own = np.array([s.score for s in answer.sentences], dtype=np.float64)
+    x[:, 0] = own - own.max()
+    scored = engine.score(plain, "hybrid")
+    alone = np.full(len(index.sentences), float(scored.scores.min()) if len(scored.scores) else 0.0)
+    alone[scored.ids] = scored.scores
+    x[:, 1] = alone[sids] - alone.max()
+    x[:, 2] = index.sentence_vectors[sids] @ plain.vector
+    x[:, 3] = rank.query_coverage(index, plain.terms, sids).own
+    anchors = [(t.citations[0].doc_id, t.citations[0].sentence_index)
+               for t in reversed(topic_turns(history)) if t.answered and t.citations]
+    docs = np.array([s.citation.doc_id for s in answer.sentences])
+    pos = np.array([s.citation.sentence_index for s in answer.sentences])
+    never = np.iinfo(np.int64).max
+    for j, (doc, at) in enumerate(anchors):
+        k = np.where(docs == doc, pos - at, never)  # sentences after the anchor (negative: before it)
+        columns = (4, 5, 6, 7) if j == 0 else (8, 9, None, 10)  # the previous answer, then older ones
+        for col, offset in zip(columns, (0, 1, 2, -1)):
+            if col is not None:
+                x[:, col] = np.maximum(x[:, col], k == offset)
+        x[:, 11] = np.maximum(x[:, 11], docs == doc)
+    times = Counter(anchors)
+    x[:, 12] = [times[(d, p)] >= 2 for d, p in zip(docs.tolist(), pos.tolist())]
+    if anchors and asks_about_previous(index, plain.question, *anchors[0]):
+        x[:, 13] = x[:, 5]
+    if is_elliptical(plain.question, index):
+        x[:, 14], x[:, 15] = x[:, 4], x[:, 5]
+    return x
+
+
+def rank_followup(answer: Answer, features: np.ndarray, weights: Sequence[float]) -> None:
+    """Re-score ``answer``'s sentences in place as ``features @ weights`` (the learned model's log-odds that
+    a sentence answers the follow-up) and re-sort them."""
+    if not answer.sentences:
+        return
+    scores = features @ np.asarray(weights, dtype=np.float64)
+    for s, score in zip(answer.sentences, scores.tolist()):
+        s.score = score
+    answer.sentences.sort(key=lambda s: -s.score)
 
 
 def _covers(index: "CorpusIndex", question: str, doc_id: str, sentence_index: int) -> float:
@@ -784,7 +866,8 @@ def ask(engine: "Engine", question: str, conversation_id: str | None, *, top_k: 
     return answer
 
 
-__all__ = ["ConversationStore", "DEFAULT_READING", "Reading", "Turn", "UnknownConversation", "anaphora", "answer_turn", "ask",
+__all__ = ["FOLLOWUP_FEATURES", "ConversationStore", "DEFAULT_READING", "Reading", "Turn", "UnknownConversation", "anaphora",
+           "answer_turn", "ask", "followup_features", "rank_followup",
            "asks_about_previous", "definite_references",
            "entities", "history_terms", "is_elliptical", "prefer_previous_answers", "self_contained", "store_of",
            "topic_turns", "understand", "utc_now", "validate_id"]

@@ -453,3 +453,84 @@ def test_the_sentence_before_an_answer_gains_and_older_answers_lose_a_little():
     answer = _ranked(9, 10)
     conv.prefer_previous_answers(answer, history, flat)
     assert all(s.score == pytest.approx(1.0) for s in answer.sentences)
+
+
+# -- the tenth session's learned follow-up ranker (Reading.learned, settings.followup_model) ------------------
+
+
+def _column(name: str) -> int:
+    return conv.FOLLOWUP_FEATURES.index(name)
+
+
+def test_followup_features_say_where_each_candidate_lies(engine):
+    # the topic was answered with sentence 10, then with sentence 30 (the previous answer)
+    history = [Turn("Why was the Torkham crossing closed?", None, True, [cite(TORKHAM, 10)], conv.utc_now(), ["a"]),
+               Turn("When did it reopen?", "… [+ Torkham]", True, [cite(TORKHAM, 30)], conv.utc_now(), ["b"])]
+    plain = engine.query("Who is allowed to cross now?", "hybrid")
+    answer = _ranked(30, 31, 32, 29, 11, 9, 10)
+    x = conv.followup_features(engine, plain, history, answer)
+    assert x.shape == (7, len(conv.FOLLOWUP_FEATURES))
+    rows = {s.citation.sentence_index: row for s, row in zip(answer.sentences, x)}
+    expected = {30: "previous answer", 31: "1 after it", 32: "2 after it", 29: "1 before it",
+                10: "older answer", 11: "1 after an older", 9: "1 before an older"}
+    places = [_column(n) for n in expected.values()]
+    for sentence, name in expected.items():
+        assert [rows[sentence][c] for c in places] == [float(c == _column(name)) for c in places], sentence
+    assert np.all(x[:, _column("same article")] == 1.0)
+    assert np.all(x[:, _column("with history")] == 0.0)  # every candidate had the same score: each is the best
+    # relevance of the question alone: relative to the best sentence of the corpus (≤ 0); sentence 32
+    # ("Only people with family … are allowed to cross") holds more of the question than sentence 9
+    assert np.all(x[:, _column("alone")] <= 0.0)
+    assert rows[32][_column("alone coverage")] > rows[9][_column("alone coverage")]
+    assert rows[32][_column("alone cosine")] == pytest.approx(
+        float(engine.index.sentence_vectors[conv._lexicon(engine.index).sid_of[(TORKHAM, 32)]] @ plain.vector),
+        abs=1e-5)
+
+
+def test_followup_features_of_a_question_about_the_previous_answer_and_of_an_elliptical_one(engine):
+    history = [Turn("Why was the Torkham crossing closed?", None, True, [cite(TORKHAM, 30)], conv.utc_now(), ["a"])]
+    about = conv.followup_features(engine, engine.query("When did it reopen?", "hybrid"), history, _ranked(30, 31))
+    assert list(about[:, _column("about previous × 1 after")]) == [0.0, 1.0]
+    assert not about[:, _column("elliptical × previous")].any()
+    why = conv.followup_features(engine, engine.query("Why?", "hybrid"), history, _ranked(30, 31))
+    assert list(why[:, _column("elliptical × previous")]) == [1.0, 0.0]
+    assert list(why[:, _column("elliptical × 1 after")]) == [0.0, 1.0]
+    assert not why[:, _column("about previous × 1 after")].any()
+
+
+def test_a_sentence_that_answered_twice_is_marked(engine):
+    history = [Turn(q, u, True, [cite(TORKHAM, 30)], conv.utc_now(), ["a"]) for q, u in (("q1", None),
+                                                                                          ("q2", "q2 [+ …]"))]
+    x = conv.followup_features(engine, engine.query("Who is allowed to cross now?", "hybrid"), history,
+                               _ranked(30, 31))
+    assert list(x[:, _column("answered twice")]) == [1.0, 0.0]
+
+
+def test_rank_followup_orders_by_the_models_log_odds():
+    answer = _ranked(1, 2, 3)
+    features = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    conv.rank_followup(answer, features, [2.0, -0.5])
+    assert [s.citation.sentence_index for s in answer.sentences] == [2, 3, 1]
+    assert [s.score for s in answer.sentences] == pytest.approx([2.0, 1.5, -0.5])
+
+
+def test_the_learned_ranker_answers_a_follow_up_and_the_hand_set_gains_stay_available(engine):
+    history = []
+    for question in ("Why was the Torkham crossing closed?", "When did it reopen?"):
+        answer = conv.answer_turn(engine, question, history, top_k=3, mode="hybrid")
+        history.append(Turn.from_answer(question, answer))
+    assert "On Friday, the Torkham border crossing reopened" in history[1].texts[0]
+    assert history[1].understood_as and "Torkham" in history[1].understood_as
+    hand = replace(conv.DEFAULT_READING, learned=False)
+    for reading in (conv.DEFAULT_READING, hand):
+        answer = conv.answer_turn(engine, "Who is allowed to cross now?", history, top_k=3, mode="hybrid",
+                                  reading=reading)
+        assert answer.sentences[0].text.startswith("Only people with family"), reading.learned
+        assert len(answer.sentences) == 3
+    # weights that ignore everything but the question alone's coverage rank by it
+    only = [0.0] * len(conv.FOLLOWUP_FEATURES)
+    only[_column("alone coverage")] = 1.0
+    answer = conv.answer_turn(engine, "Who is allowed to cross now?", history, top_k=3, mode="hybrid",
+                              reading=replace(conv.DEFAULT_READING, followup_model=tuple(only)))
+    scores = [s.score for s in answer.sentences]
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= v <= 1.0 for v in scores)
