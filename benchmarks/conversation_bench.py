@@ -46,8 +46,12 @@ KINDS = ("followup", "topic_change", "first")
 SPLITS = ("tune", "test", "all")
 
 
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def load_conversations(path: Path, engine: Engine) -> list[dict]:
-    convs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    convs = _jsonl(path)
     for c in convs:
         for t in c["turns"]:
             spans = []
@@ -59,6 +63,19 @@ def load_conversations(path: Path, engine: Engine) -> list[dict]:
                 spans.append((e["doc_id"], at, at + len(e["quote"])))
             t["spans"] = spans
     return convs
+
+
+def rewritten(convs: list[dict], path: Path) -> list[dict]:
+    """The conversations with every question replaced by its manual rewrite (eval/conversation_rewrites.jsonl:
+    each follow-up made self-contained by a person who saw only the conversation so far, as in TREC CAsT's
+    manual runs). Asked alone, they bound what any reading of the history can reach with this ranker."""
+    rewrites = {r["id"]: r["rewrites"] for r in _jsonl(path)}
+    out = []
+    for c in convs:
+        if c["id"] not in rewrites or len(rewrites[c["id"]]) != len(c["turns"]):
+            raise SystemExit(f"{path}: no rewrite for every turn of {c['id']}")
+        out.append({**c, "turns": [{**t, "question": q} for t, q in zip(c["turns"], rewrites[c["id"]])]})
+    return out
 
 
 def hits(answer: Answer, spans: list[tuple[str, int, int]], k: int) -> tuple[bool, float]:
@@ -137,7 +154,9 @@ BASELINES: dict[str, Method] = {
     "all previous questions + answers": baseline(concat_questions_answers),
 }
 
-D = conv.DEFAULT_READING
+# The grid varies the hand-set gains of sessions five to nine (the default until the tenth session, when the
+# learned follow-up ranker replaced them: benchmarks/conversation_ltr.py measures that one).
+D = replace(conv.DEFAULT_READING, learned=False)
 # The default before the sixth session (2026-12-02): no gain for the previous answer itself, no cut for a
 # sentence that already answered twice, no elliptical expansion, "that" before a verb not anaphora (and none
 # of the seventh session's reading either).
@@ -145,7 +164,8 @@ P = replace(D, locality=0.2, same_last=None, repeats=1.0, elliptical=0.0, subjec
             same=0.0, backward=0.0, bound_possessives=False)
 # The default of the seventh and eighth sessions (before the ninth session's three changes).
 E = replace(D, same=0.0, backward=0.0, bound_possessives=False)
-GRID: dict[str, conv.Reading] = {  # one change at a time from the chosen defaults
+GRID: dict[str, conv.Reading] = {  # one change at a time from the hand-set gains
+    "hand-set gains (the ninth session's default)": D,
     "− locality (HQE terms only)": replace(D, locality=0.0),
     "+ novelty penalty (same = −0.5, the previous answer too)": replace(D, same=-0.5, same_last=None),
     "− definite-phrase anaphora": replace(D, definite_phrases=False),
@@ -272,8 +292,9 @@ def summarise(rows: list[dict]) -> dict:
 
 
 # The gold conversations by when they were written: c01–c24 in sessions one to four (the tune split chose the
-# readings of sessions five to eight), c25–c36 blind in the ninth session, measured before any choice.
-SETS = (("c01–c24", 1, 24), ("c25–c36", 25, 36))
+# readings of sessions five to eight), c25–c36 blind in the ninth session and c37–c52 blind in the tenth, each
+# measured before any choice was made on it.
+SETS = (("c01–c24", 1, 24), ("c25–c36", 25, 36), ("c37–c52", 37, 52))
 
 
 def by_set(rows: list[dict]) -> str:
@@ -308,6 +329,9 @@ def table(results: dict[str, dict], kinds=("followup", "topic_change")) -> str:
     return "\n".join(lines) + f"\n\nTurns per split (tune/test/all): {counts}."
 
 
+CEILING = "manual rewrite asked alone (ceiling)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--conversations", type=Path, default=ROOT / "eval" / "conversations.jsonl")
@@ -315,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-doc", action="store_true", help="write the tables into docs/CONVERSATIONS.md")
     ap.add_argument("--turns", action="store_true", help="print every turn of the chosen method")
     ap.add_argument("--latency", action="store_true", help="also time every turn (three rounds, warm engine)")
+    ap.add_argument("--rewrites", type=Path, default=ROOT / "eval" / "conversation_rewrites.jsonl",
+                    help="manual rewrites of every turn, asked alone as the ceiling row (skipped if missing)")
     args = ap.parse_args(argv)
 
     engine = Engine.open(Settings())
@@ -327,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     results, turn_log = {}, []
     for name, m in methods.items():
         results[name] = summarise(play(engine, convs, m, top_k, turn_log if name.startswith("**chosen") else None))
+    if args.rewrites.exists():
+        results[CEILING] = summarise(play(engine, rewritten(convs, args.rewrites), BASELINES["no history (floor)"],
+                                          top_k))
     main_table = table(results) + "\n\n" + by_set(turn_log)
     first = summarise(play(engine, convs, BASELINES["no history (floor)"], top_k))
     n, h, r, _ = first[("all", "first")]
