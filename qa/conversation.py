@@ -751,6 +751,9 @@ def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn],
 def rank_followup(answer: Answer, features: np.ndarray, weights: Sequence[float]) -> None:
     """Re-score ``answer``'s sentences in place as ``features @ weights`` (the learned model's log-odds that
     a sentence answers the follow-up) and re-sort them."""
+    if len(weights) != len(FOLLOWUP_FEATURES):
+        raise ValueError(f"followup_model has {len(weights)} weights for {len(FOLLOWUP_FEATURES)} features: "
+                         "re-fit it with benchmarks/conversation_ltr.py")
     if not answer.sentences:
         return
     scores = features @ np.asarray(weights, dtype=np.float64)

@@ -506,12 +506,17 @@ def test_a_sentence_that_answered_twice_is_marked(engine):
     assert list(x[:, _column("answered twice")]) == [1.0, 0.0]
 
 
-def test_rank_followup_orders_by_the_models_log_odds():
+def test_rank_followup_orders_by_the_models_log_odds(seed_settings):
     answer = _ranked(1, 2, 3)
-    features = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-    conv.rank_followup(answer, features, [2.0, -0.5])
+    features = np.zeros((3, len(conv.FOLLOWUP_FEATURES)))
+    features[:, :2] = [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+    weights = [2.0, -0.5] + [7.0] * (len(conv.FOLLOWUP_FEATURES) - 2)
+    conv.rank_followup(answer, features, weights)
     assert [s.citation.sentence_index for s in answer.sentences] == [2, 3, 1]
     assert [s.score for s in answer.sentences] == pytest.approx([2.0, 1.5, -0.5])
+    with pytest.raises(ValueError, match="re-fit"):
+        conv.rank_followup(answer, features, weights[:-1])
+    assert len(seed_settings.followup_model) == len(conv.FOLLOWUP_FEATURES)
 
 
 def test_the_learned_ranker_answers_a_follow_up_and_the_hand_set_gains_stay_available(engine):
