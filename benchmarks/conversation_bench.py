@@ -154,6 +154,11 @@ BASELINES: dict[str, Method] = {
     "all previous questions + answers": baseline(concat_questions_answers),
 }
 
+CEILING = "manual rewrite asked alone (ceiling)"
+CHOSEN = "**chosen: qa.conversation default**"
+HAND = "hand-set gains (the ninth session's default)"
+BY_SET = ("no history (floor)", CHOSEN, HAND)  # and CEILING
+
 # The grid varies the hand-set gains of sessions five to nine (the default until the tenth session, when the
 # learned follow-up ranker replaced them: benchmarks/conversation_ltr.py measures that one).
 D = replace(conv.DEFAULT_READING, learned=False)
@@ -165,7 +170,7 @@ P = replace(D, locality=0.2, same_last=None, repeats=1.0, elliptical=0.0, subjec
 # The default of the seventh and eighth sessions (before the ninth session's three changes).
 E = replace(D, same=0.0, backward=0.0, bound_possessives=False)
 GRID: dict[str, conv.Reading] = {  # one change at a time from the hand-set gains
-    "hand-set gains (the ninth session's default)": D,
+    HAND: D,
     "− locality (HQE terms only)": replace(D, locality=0.0),
     "+ novelty penalty (same = −0.5, the previous answer too)": replace(D, same=-0.5, same_last=None),
     "− definite-phrase anaphora": replace(D, definite_phrases=False),
@@ -297,16 +302,19 @@ def summarise(rows: list[dict]) -> dict:
 SETS = (("c01–c24", 1, 24), ("c25–c36", 25, 36), ("c37–c52", 37, 52))
 
 
-def by_set(rows: list[dict]) -> str:
-    """Follow-up Hit@1 per set of conversations and split, as hits/turns."""
-    cells = []
-    for name, lo, hi in SETS:
-        for split in ("tune", "test"):
-            sel = [r for r in rows if r["kind"] == "followup" and r["answerable"] and r["split"] == split
-                   and lo <= int(r["conv"].lstrip("c")) <= hi]
-            if sel:
-                cells.append(f"{name} {split} {sum(r['hit1'] for r in sel)}/{len(sel)}")
-    return "Follow-up Hit@1 of the chosen reading by set: " + ", ".join(cells) + "."
+def by_set(played: dict[str, list[dict]]) -> str:
+    """Follow-up Hit@1 per set of conversations and split (hits/turns), one row per method."""
+    lines = ["| method | " + " | ".join(f"{name} {split}" for name, _, _ in SETS for split in ("tune", "test"))
+             + " |", "|---|" + "---|" * (2 * len(SETS))]
+    for method, rows in played.items():
+        cells = []
+        for _, lo, hi in SETS:
+            for split in ("tune", "test"):
+                sel = [r for r in rows if r["kind"] == "followup" and r["answerable"] and r["split"] == split
+                       and lo <= int(r["conv"].lstrip("c")) <= hi]
+                cells.append(f"{sum(r['hit1'] for r in sel)}/{len(sel)}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "Follow-up Hit@1 by set of conversations:\n\n" + "\n".join(lines)
 
 
 def table(results: dict[str, dict], kinds=("followup", "topic_change")) -> str:
@@ -329,9 +337,6 @@ def table(results: dict[str, dict], kinds=("followup", "topic_change")) -> str:
     return "\n".join(lines) + f"\n\nTurns per split (tune/test/all): {counts}."
 
 
-CEILING = "manual rewrite asked alone (ceiling)"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--conversations", type=Path, default=ROOT / "eval" / "conversations.jsonl")
@@ -347,16 +352,21 @@ def main(argv: list[str] | None = None) -> int:
     convs = load_conversations(args.conversations, engine)
     top_k = engine.settings.top_k
     methods: dict[str, Method] = dict(BASELINES)
-    methods["**chosen: qa.conversation default**"] = reading(conv.DEFAULT_READING)
+    methods[CHOSEN] = reading(conv.DEFAULT_READING)
     if args.grid:
         methods.update({name: reading(r) for name, r in GRID.items()})
-    results, turn_log = {}, []
+    results, turn_log, played = {}, [], {}
     for name, m in methods.items():
-        results[name] = summarise(play(engine, convs, m, top_k, turn_log if name.startswith("**chosen") else None))
+        rows = play(engine, convs, m, top_k, turn_log if name == CHOSEN else None)
+        results[name] = summarise(rows)
+        if name in BY_SET:
+            played[name] = rows
     if args.rewrites.exists():
-        results[CEILING] = summarise(play(engine, rewritten(convs, args.rewrites), BASELINES["no history (floor)"],
-                                          top_k))
-    main_table = table(results) + "\n\n" + by_set(turn_log)
+        played[CEILING] = play(engine, rewritten(convs, args.rewrites), BASELINES["no history (floor)"], top_k)
+        results[CEILING] = summarise(played[CEILING])
+    first_rows = [*BASELINES, CHOSEN, CEILING]  # the grid's rows after these
+    results = {name: results[name] for name in sorted(results, key=lambda n: n not in first_rows)}
+    main_table = table(results) + "\n\n" + by_set(played)
     first = summarise(play(engine, convs, BASELINES["no history (floor)"], top_k))
     n, h, r, _ = first[("all", "first")]
     print(main_table)
