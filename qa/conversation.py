@@ -700,6 +700,10 @@ FOLLOWUP_FEATURES = ("with history", "alone", "alone cosine", "alone coverage", 
                      "2 after it", "1 before it", "older answer", "1 after an older", "1 before an older",
                      "same article", "answered twice", "about previous × 1 after", "elliptical × previous",
                      "elliptical × 1 after")
+_F = {name: i for i, name in enumerate(FOLLOWUP_FEATURES)}  # column of each feature
+# The columns that mark a candidate k sentences after (k < 0: before) the previous answer, then an older one.
+_PLACES = {0: "previous answer", 1: "1 after it", 2: "2 after it", -1: "1 before it"}
+_OLDER_PLACES = {0: "older answer", 1: "1 after an older", -1: "1 before an older"}
 
 
 def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn], answer: Answer) -> np.ndarray:
@@ -720,31 +724,29 @@ def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn],
         return x
     sids = np.array([lex.sid_of[(s.citation.doc_id, s.citation.sentence_index)] for s in answer.sentences])
     own = np.array([s.score for s in answer.sentences], dtype=np.float64)
-    x[:, 0] = own - own.max()
+    x[:, _F["with history"]] = own - own.max()
     scored = engine.score(plain, "hybrid")
     alone = np.full(len(index.sentences), float(scored.scores.min()) if len(scored.scores) else 0.0)
     alone[scored.ids] = scored.scores
-    x[:, 1] = alone[sids] - alone.max()
-    x[:, 2] = index.sentence_vectors[sids] @ plain.vector
-    x[:, 3] = rank.query_coverage(index, plain.terms, sids).own
+    x[:, _F["alone"]] = alone[sids] - alone.max()
+    x[:, _F["alone cosine"]] = index.sentence_vectors[sids] @ plain.vector
+    x[:, _F["alone coverage"]] = rank.query_coverage(index, plain.terms, sids).own
     anchors = [(t.citations[0].doc_id, t.citations[0].sentence_index)
                for t in reversed(topic_turns(history)) if t.answered and t.citations]
     docs = np.array([s.citation.doc_id for s in answer.sentences])
     pos = np.array([s.citation.sentence_index for s in answer.sentences])
-    never = np.iinfo(np.int64).max
     for j, (doc, at) in enumerate(anchors):
-        k = np.where(docs == doc, pos - at, never)  # sentences after the anchor (negative: before it)
-        columns = (4, 5, 6, 7) if j == 0 else (8, 9, None, 10)  # the previous answer, then older ones
-        for col, offset in zip(columns, (0, 1, 2, -1)):
-            if col is not None:
-                x[:, col] = np.maximum(x[:, col], k == offset)
-        x[:, 11] = np.maximum(x[:, 11], docs == doc)
+        k = np.where(docs == doc, pos - at, np.iinfo(np.int64).max)  # sentences after the anchor
+        for offset, name in (_PLACES if j == 0 else _OLDER_PLACES).items():
+            x[:, _F[name]] = np.maximum(x[:, _F[name]], k == offset)
+        x[:, _F["same article"]] = np.maximum(x[:, _F["same article"]], docs == doc)
     times = Counter(anchors)
-    x[:, 12] = [times[(d, p)] >= 2 for d, p in zip(docs.tolist(), pos.tolist())]
+    x[:, _F["answered twice"]] = [times[(d, p)] >= 2 for d, p in zip(docs.tolist(), pos.tolist())]
     if anchors and asks_about_previous(index, plain.question, *anchors[0]):
-        x[:, 13] = x[:, 5]
+        x[:, _F["about previous × 1 after"]] = x[:, _F["1 after it"]]
     if is_elliptical(plain.question, index):
-        x[:, 14], x[:, 15] = x[:, 4], x[:, 5]
+        x[:, _F["elliptical × previous"]] = x[:, _F["previous answer"]]
+        x[:, _F["elliptical × 1 after"]] = x[:, _F["1 after it"]]
     return x
 
 
