@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from qa import conversation as conv  # noqa: E402
 from qa.config import Settings  # noqa: E402
 from qa.engine import Engine, Query  # noqa: E402
-from qa.types import Answer  # noqa: E402
+from qa.types import Answer, AnswerSentence  # noqa: E402
 
 KINDS = ("followup", "topic_change", "first")
 SPLITS = ("tune", "test", "all")
@@ -78,21 +78,18 @@ def rewritten(convs: list[dict], path: Path) -> list[dict]:
     return out
 
 
+def quotes_hit(sentence: AnswerSentence, spans: list[tuple[str, int, int]]) -> set[int]:
+    """The gold quotes (indices into ``spans``) that the sentence, or one of its ``also_in`` places, overlaps."""
+    return {qi for c in [sentence.citation, *sentence.also_in] for qi, (doc, s, e) in enumerate(spans)
+            if c.doc_id == doc and c.start < e and s < c.end}
+
+
 def hits(answer: Answer, spans: list[tuple[str, int, int]], k: int) -> tuple[bool, float]:
     """(first sentence hits, share of quotes hit by the first k)."""
     if not answer.sentences or not spans:
         return False, 0.0
-
-    def hit_set(sentence) -> set[int]:
-        out = set()
-        for c in [sentence.citation, *sentence.also_in]:
-            for qi, (doc, s, e) in enumerate(spans):
-                if c.doc_id == doc and c.start < e and s < c.end:
-                    out.add(qi)
-        return out
-
-    first = bool(hit_set(answer.sentences[0]))
-    found = set().union(*(hit_set(s) for s in answer.sentences[:k]))
+    first = bool(quotes_hit(answer.sentences[0], spans))
+    found = set().union(*(quotes_hit(s, spans) for s in answer.sentences[:k]))
     return first, len(found) / len(spans)
 
 

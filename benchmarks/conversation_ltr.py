@@ -51,9 +51,7 @@ BLIND_FROM = 37  # c37–c52 were written blind in the tenth session and played 
 
 def labels(answer: Answer, spans: list[tuple[str, int, int]]) -> np.ndarray:
     """1 for each candidate sentence (or one of its ``also_in`` places) that overlaps a gold quote."""
-    return np.array([any(c.doc_id == doc and c.start < end and start < c.end
-                         for c in [s.citation, *s.also_in] for doc, start, end in spans)
-                     for s in answer.sentences], dtype=np.float64)
+    return np.array([bool(cb.quotes_hit(s, spans)) for s in answer.sentences], dtype=np.float64)
 
 
 def gold_turn(engine: Engine, turn: dict, understood_as: str | None) -> conv.Turn:
