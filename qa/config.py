@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Retriever = Literal["hybrid", "bm25", "dense"]
@@ -121,6 +121,8 @@ class Settings(BaseSettings):
                                description="worker processes (qa/serve.py): one process is capped by the GIL at "
                                            "about one core of request handling; each holds its own engine")
     allow_reload: bool = Field(False, description="serve POST /admin/reload")
+    admin_token: SecretStr | None = Field(None, description="bearer token that administrative requests (document "
+                                          "updates, reload) must carry; without it those routes are refused")
     follow_seconds: float = Field(1.0, ge=0, description="how often a server checks whether another process "
                                                          "(a worker's reload, `qa index`) published a new "
                                                          "build of its index, and then loads it; 0: never")
