@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
 
     # Where things are.
-    corpus_dir: Path = Field(PROJECT_ROOT / "seeds", description="folder of .txt documents")
+    corpus_dir: Path = Field(PROJECT_ROOT / "seeds", description="folder of .txt, .md, .html and .jsonl documents")
     index_root: Path = Field(PROJECT_ROOT / "index", description="built indexes live in index_root/<name>")
     index_name: str | None = Field(None, description="defaults to the corpus folder's name")
     data_dir: Path = Field(PROJECT_ROOT / "var", description="conversation store and other state")
@@ -57,6 +57,13 @@ class Settings(BaseSettings):
                                            "one at a time (query_batch), so each may use every core")
     search_threads: int = Field(1, ge=1, description="FAISS threads per dense search: one was faster even on an "
                                                     "idle machine, and leaves the other cores to other requests")
+
+    # Ingestion.
+    max_sentence_chars: int = Field(1500, ge=100, description="longer sentences are cut at the best boundary "
+                                    "available (; : , then whitespace); above SQuAD's longest real sentence "
+                                    "(1,222 characters), so only run-together text is cut (docs/INGESTION.md)")
+    max_document_bytes: int = Field(20_000_000, ge=1, description="larger files, .jsonl lines and uploads are "
+                                    "skipped (with a warning) or refused")
 
     # Chunking: passages of `passage_size` sentences, consecutive passages sharing `passage_overlap`.
     passage_size: int = Field(3, ge=1, le=50)

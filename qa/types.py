@@ -14,9 +14,12 @@ SentenceKind = Literal["title", "heading", "body"]
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    doc_id: str  # the file name: stable, human-checkable
-    title: str
-    raw: str  # the file's text exactly as read; never modified
+    doc_id: str  # the file's path relative to the corpus folder, or "<file>.jsonl#<id>": stable, checkable
+    title: str  # from metadata (HTML, JSONL), a headline first line, or the file name
+    raw: str  # the canonical text (a text file exactly as read, extracted HTML, a JSONL "text"); never modified
+    url: str | None = None
+    published: str | None = None  # as the source gives it (JSONL) or the page's own date markup (HTML)
+    source: str | None = None  # the corpus file it was read from (relative path)
 
 
 @dataclass(frozen=True, slots=True)
