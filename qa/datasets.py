@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from qa.formats import check_file_id, record_doc_id
+from qa.ingest import load_corpus
 from qa.types import Document
 
 SQUAD_FILE = "squad-v2.0-dev-half.json.gz"
@@ -107,32 +111,71 @@ def load_gold(gold_file: Path, documents: list[Document], conversations_file: Pa
     return Dataset(name, documents, questions, True, conversations)
 
 
-def load_squad(data_dir: Path, *, limit: int | None = None) -> Dataset:
+@dataclass(frozen=True)
+class CorpusRecord:
+    """One document to write as a corpus file: ``doc_id`` names it (a file stem, or a .jsonl record id)."""
+
+    doc_id: str
+    title: str
+    text: str
+
+
+def write_corpus(records: list[CorpusRecord], folder: Path, fmt: Literal["txt", "jsonl"] = "txt",
+                 jsonl_name: str = "corpus.jsonl") -> dict[str, str]:
+    """Write ``records`` into ``folder`` as a user would keep them, so that ``load_corpus`` reads them the way
+    it reads any folder: one ``<doc_id>.txt`` file each (the text byte for byte; a .txt file has no title),
+    or one ``.jsonl`` file of ``{"id", "title", "text"}`` lines. Returns record id → the document id that
+    ``load_corpus`` gives it, to place gold spans."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        lines = [json.dumps({"id": r.doc_id, "title": r.title, "text": r.text}, ensure_ascii=False) for r in records]
+        (folder / jsonl_name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return {r.doc_id: record_doc_id(jsonl_name, r.doc_id) for r in records}
+    ids = {}
+    for r in records:
+        name = check_file_id(f"{r.doc_id}.txt").as_posix()
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(r.text.encode("utf-8"))  # bytes: no newline translation
+        ids[r.doc_id] = name
+    return ids
+
+
+def load_squad(data_dir: Path, *, limit: int | None = None, fmt: Literal["txt", "jsonl"] = "txt") -> Dataset:
     """SQuAD 2.0 (dev half) as ReQA: every paragraph is a document; gold = the answer's character span.
 
-    Unanswerable questions keep no evidence and measure abstention.
+    The paragraphs are written to a temporary folder as ``fmt`` files (:func:`write_corpus`) and read back
+    with ``load_corpus``, so the evaluation reads documents exactly as a user's folder is read. Unanswerable
+    questions keep no evidence and measure abstention.
     """
     path = data_dir / SQUAD_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: set QA_SHARED_DATA_DIR to the folder that holds {SQUAD_FILE}")
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         data = json.load(fh)["data"]
-    documents, questions = [], []
+    records, questions = [], []
     for a, article in enumerate(data):
         title = article["title"].replace("_", " ")
         for p, para in enumerate(article["paragraphs"]):
-            doc_id = f"squad-{a:02d}-{p:03d}"
-            documents.append(Document(doc_id, title, para["context"]))
+            records.append(CorpusRecord(f"squad-{a:02d}-{p:03d}", title, para["context"]))
             for qa in para["qas"]:
-                spans: tuple[Span, ...] = ()
+                spans: tuple[tuple[int, int], ...] = ()
                 if not qa.get("is_impossible") and qa["answers"]:
                     ans = qa["answers"][0]
                     start = ans["answer_start"]
-                    spans = (Span(doc_id, start, start + max(1, len(ans["text"]))),)
-                kind = "answerable" if spans else "unanswerable"
-                # A fixed, content-derived split: tune on one half, report on the other.
-                split = "tune" if zlib.crc32(qa["id"].encode()) % 2 == 0 else "test"
-                questions.append(GoldQuestion(qa["id"], qa["question"], kind, bool(spans), spans, split))
+                    spans = ((start, start + max(1, len(ans["text"]))),)
+                questions.append((records[-1].doc_id, qa, spans))
+    with tempfile.TemporaryDirectory(prefix="qa-squad-") as tmp:
+        doc_ids = write_corpus(records, Path(tmp), fmt, jsonl_name="squad.jsonl")
+        documents = load_corpus(Path(tmp))
+    if len(documents) != len(records):
+        raise GoldError(f"{SQUAD_FILE}: {len(records) - len(documents)} paragraphs could not be read as documents")
+    gold = []
+    for record_id, qa, spans in questions:
+        evidence = tuple(Span(doc_ids[record_id], s, e) for s, e in spans)
+        kind = "answerable" if evidence else "unanswerable"
+        # A fixed, content-derived split: tune on one half, report on the other.
+        split = "tune" if zlib.crc32(qa["id"].encode()) % 2 == 0 else "test"
+        gold.append(GoldQuestion(qa["id"], qa["question"], kind, bool(evidence), evidence, split))
     if limit:
-        questions = questions[:limit]
-    return Dataset("squad-v2-dev", documents, questions, layout=False)
+        gold = gold[:limit]
+    return Dataset("squad-v2-dev", documents, gold)

@@ -78,13 +78,14 @@ def title_from_name(name: str) -> str:
 
 def extract_html(data: bytes) -> tuple[str, Metadata]:
     """The article text of an HTML page and its title/url/date, by trafilatura (offline: it is given the
-    page, never a URL to fetch). The date is taken only from the page's own markup, not guessed from text."""
+    page, never a URL to fetch). Its main extractor only (``fast``): the fallbacks return navigation links
+    of a page that has no article. The date is taken only from the page's own markup, not guessed."""
     import trafilatura
 
     if b"\x00" in data:
         raise DocumentError("binary content (NUL bytes)")
     found = trafilatura.bare_extraction(
-        data, with_metadata=True, include_comments=False, include_tables=True, favor_precision=True,
+        data, fast=True, with_metadata=True, include_comments=False, include_tables=True, favor_precision=True,
         date_extraction_params={"extensive_search": False, "original_date": True},
     )
     text = (found.text if found is not None else None) or ""
