@@ -56,7 +56,9 @@ _FINAL_PUNCT = ".!?…:;\"'”’)"
 _CLOSERS = "\"'”’)]»"
 _LINE = re.compile(r"[^\r\n]+")
 _MARKDOWN_HEADING = re.compile(r"^(#{1,6})[ \t]+(?=\S)")
-_CHAPTER = re.compile(r"^(?:CHAPTER|Chapter|BOOK|Book|PART|Part|VOLUME|Volume)\s+(?:[0-9]+|[IVXLCDM]+|[ivxlcdm]+)\b")
+_CHAPTER = re.compile(r"^(?:(?:CHAPTER|Chapter)\s+(?:[0-9]+|[IVXLCDM]+|[A-Z][a-z]+)\b"  # "Chapter Sixteen"
+                      r"|(?:BOOK|Book|PART|Part|VOLUME|Volume)\s+(?:[0-9]+|[IVXLCDM]+)\b"
+                      r"|(?:[0-9]+|[IVXLCDM]+)\.?$)")  # a chapter number alone: "VII", "12."
 HEADING_MAX_WORDS = 14
 HEADLINE_MAX_WORDS = 20
 
@@ -236,9 +238,11 @@ def _lines(raw: str) -> Iterator[Block]:
 
 
 def is_furniture(text: str, *, before_title: bool) -> bool:
-    if text.casefold() in FURNITURE_LINES:
+    """A line that is not content: a known page label, a separator ("***", "-- -") or a section label
+    before the headline."""
+    if text.casefold() in FURNITURE_LINES or not any(c.isalnum() for c in text):
         return True
-    return before_title and len(text.split()) <= 3 and bool(_SECTION_LABEL.match(text))
+    return before_title and len(text.split()) <= 3 and bool(_SECTION_LABEL.match(text)) and not _CHAPTER.match(text)
 
 
 def content_blocks(raw: str) -> list[Block]:
@@ -272,13 +276,13 @@ def is_section_heading(text: str) -> bool:
 
 
 def is_heading(text: str) -> bool:
-    """A line after the first that introduces a section rather than states something: short with no final
-    stop, or a section heading (:func:`is_section_heading`)."""
+    """A line after the first that introduces a section rather than states something: one short sentence with
+    no final stop, or a section heading (:func:`is_section_heading`)."""
     words = len(text.split())
     if _markdown_level(text) or is_section_heading(text):
         return True
     if text[-1] not in _FINAL_PUNCT:
-        return words <= HEADING_MAX_WORDS
+        return words <= HEADING_MAX_WORDS and len(split_block(text)) == 1
     return words <= 4 and text[-1] in "!?" and len(split_block(text)) == 1  # "Open, closed, reopened!"
 
 

@@ -242,3 +242,12 @@ def test_links_out_of_the_folder_are_skipped(tmp_path, caplog):
     assert "out.txt: it resolves outside the corpus folder" in caplog.text
     assert "dir: a link to a folder is not followed" in caplog.text
     assert "dangling.txt" in caplog.text
+
+
+def test_separators_are_not_sentences_and_numbered_chapters_are_headings():
+    raw = "VII\n\n***\n\nThe night was cold. Snow fell.\n\n-- -\n\nMorning came\n\n\"We lost,\" he said. Watch the video »\n"
+    title, sents = _kinds(raw, "story.txt")
+    assert title == "story"
+    assert sents == [("heading", "VII"), ("body", "The night was cold."), ("body", "Snow fell."),
+                     ("heading", "Morning came"), ("body", "\"We lost,\" he said."), ("body", "Watch the video »")]
+    assert _kinds("Chapter Sixteen\n\nIt rained.\n")[1][0] == ("heading", "Chapter Sixteen")
