@@ -122,7 +122,7 @@ def parse_record(line: bytes | str) -> tuple[str | None, str, Metadata]:
         value = item.get(key)
         if value is not None and not isinstance(value, str):
             raise DocumentError(f"'{key}' must be a string")
-        meta[key] = value.strip() or None if value is not None else None
+        meta[key] = (value.strip() or None) if value is not None else None  # "" counts as absent
     rid = check_record_id(item["id"]) if "id" in item else None
     return rid, text, Metadata(**meta)
 

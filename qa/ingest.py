@@ -307,17 +307,12 @@ def _headline_of(blocks: list[Block]) -> str | None:
     return None
 
 
-def headline(raw: str) -> str | None:
-    """The headline of a text, when its first content line is one."""
-    return _headline_of(content_blocks(raw))
-
-
 def block_kinds(blocks: list[Block], title: str | None = None) -> list[SentenceKind]:
     """Each block's kind: the first is the title when it is ``title`` (the document's, from its metadata) or
     looks like a headline; then headings; the rest is body text."""
     kinds: list[SentenceKind] = []
     for i, block in enumerate(blocks):
-        if i == 0 and block.text and (_without_marker(block).text == title or _headline_of(blocks) is not None):
+        if i == 0 and (_without_marker(block).text == title or _headline_of(blocks) is not None):
             kinds.append("title")
         elif is_section_heading(block.text) or (i > 0 and is_heading(block.text)):
             kinds.append("heading")
