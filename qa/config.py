@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Retriever = Literal["hybrid", "bm25", "dense"]
+RETRIEVERS: tuple[str, ...] = get_args(Retriever)  # the names, for messages and loops; spelled only above
 Fusion = Literal["rrf", "score"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
