@@ -8,7 +8,7 @@ The engine in service lives in :class:`ServiceState` and is replaced by one attr
 request uses either the old engine or the new one, never a mixture; requests keep being answered from the
 old index while a new one is built (``POST /admin/reload``, when enabled) and swapped in.
 
-Run it with ``qa serve`` or ``python -m uvicorn --factory qa.api:create_app``. See docs/HTTP.md.
+Run it with ``qa serve`` or ``python -m uvicorn --factory qa.api:create_app``. See docs/API.md.
 """
 
 from __future__ import annotations
@@ -562,7 +562,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     settings = settings or (engine.settings if engine is not None else Settings())
     state = ServiceState(settings, engine)
     # Requests run side by side on few cores. A matrix product (the ranker's token match) would wake BLAS's
-    # own worker threads, which then spin beside the requests: twice the CPU per request (docs/HTTP.md).
+    # own worker threads, which then spin beside the requests: twice the CPU per request (docs/DECISIONS.md).
     threadpool_limits(limits=1, user_api="blas")
 
     @asynccontextmanager

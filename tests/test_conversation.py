@@ -177,7 +177,7 @@ def test_store_is_thread_safe(tmp_path):
 
 @pytest.fixture(scope="module")
 def engine(seed_settings, seed_engine, tmp_path_factory):
-    """The session's seed index (tests/conftest.py) with a conversation store of this module's own."""
+    """The test session's seed index (tests/conftest.py) with a conversation store of this module's own."""
     return Engine.open(seed_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("qa-data")}))
 
 

@@ -33,7 +33,7 @@ def test_expected_sentence_first(seed_engine, question, expected):
 
 
 # Off-corpus questions: no topic shared with the articles, or a name they never use. The rule refuses 97 % of
-# SQuAD's questions asked of the seed corpus (docs/RETRIEVAL.md); "Who won the 2022 football World Cup?"
+# SQuAD's questions asked of the seed corpus (docs/DECISIONS.md); "Who won the 2022 football World Cup?"
 # finds "the world", which a rule without the unseen-name term let through; "Cup" is a name the corpus never uses.
 @pytest.mark.parametrize("question", ["What is the capital of France?", "Who painted the Mona Lisa?",
                                       "Who won the 2022 football World Cup?", "Who won the Wimbledon final last year?"])
