@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings as hypothesis_settings
 
 from qa.api import MAX_BODY_BYTES, create_app, get_engine
-from qa.config import PROJECT_ROOT, Settings
+from qa.config import PROJECT_ROOT, RETRIEVERS, Settings
 from qa.engine import Engine
 
 pytestmark = pytest.mark.model  # one real engine for the module
@@ -116,7 +116,7 @@ def test_not_found_in_the_corpus(client):
     assert 0 <= data["confidence"] < 1
 
 
-@pytest.mark.parametrize("retriever", ["hybrid", "bm25", "dense"])
+@pytest.mark.parametrize("retriever", RETRIEVERS)
 def test_every_retriever(client, retriever):
     data = ask(client, question=TORKHAM, retriever=retriever).json()
     assert data["retriever"] == retriever

@@ -2,6 +2,7 @@
 
 import pytest
 
+from qa.config import RETRIEVERS
 from qa.engine import NOT_FOUND, InvalidQuestion
 
 SEED_A = "000_f45c79c16f6a0511.txt"
@@ -53,7 +54,7 @@ def test_repeated_fact_is_one_answer_with_both_citations(seed_engine):
         assert "Munich Security Conference" in s
 
 
-@pytest.mark.parametrize("retriever", ["bm25", "dense", "hybrid"])
+@pytest.mark.parametrize("retriever", RETRIEVERS)
 def test_every_retriever_answers_with_exact_citations(seed_engine, retriever):
     answer = seed_engine.ask("Why did the Taliban close the Torkham crossing?", top_k=5, retriever=retriever)
     assert answer.retriever == retriever and answer.sentences
