@@ -376,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             mark = "✓" if row["hit1"] else ("·" if not row["answerable"] else "✗")
             print(f"{mark} {row['conv']} {row['turn']} {row['kind']:<12} {row['understood_as'] or '-'}\n      → {row['top']}")
     if args.latency:  # the hand-set gains too, in the same machine state: the learned model scores twice
-        for name, r in (("default reading", conv.DEFAULT_READING), ("hand-set gains", D)):
-            lat = turn_latency(engine, convs, top_k, reading=r)
+        for name, timed in (("default reading", conv.DEFAULT_READING), ("hand-set gains", D)):
+            lat = turn_latency(engine, convs, top_k, reading=timed)
             print(f"\nturn latency (answer_turn, hybrid, {name}): p50 {lat['p50_ms']} ms, "
                   f"p95 {lat['p95_ms']} ms over {lat['turns']} turns")
     if args.write_doc:
