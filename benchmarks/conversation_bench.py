@@ -260,13 +260,13 @@ def play(engine: Engine, convs: list[dict], method: Method, top_k: int, log: lis
     return rows
 
 
-def turn_latency(engine: Engine, convs: list[dict], top_k: int, rounds: int = 3,
+def turn_latency(engine: Engine, convs: list[dict], top_k: int, passes: int = 3,
                  reading: conv.Reading = conv.DEFAULT_READING) -> dict:
     """Wall time of every turn answered as the service answers it (qa.conversation.answer_turn, abstention
-    on), the history being the gold conversation's earlier turns as answered; the first round warms up and
+    on), the history being the gold conversation's earlier turns as answered; the first pass warms up and
     is not counted."""
     times: list[float] = []
-    for r in range(rounds + 1):
+    for r in range(passes + 1):
         for c in convs:
             history: list[conv.Turn] = []
             for t in c["turns"]:
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", action="store_true", help="also measure the ablation grid")
     ap.add_argument("--write-doc", action="store_true", help="write the tables into docs/CONVERSATIONS.md")
     ap.add_argument("--turns", action="store_true", help="print every turn of the chosen method")
-    ap.add_argument("--latency", action="store_true", help="also time every turn (three rounds, warm engine)")
+    ap.add_argument("--latency", action="store_true", help="also time every turn (three passes, warm engine)")
     ap.add_argument("--rewrites", type=Path, default=ROOT / "eval" / "conversation_rewrites.jsonl",
                     help="manual rewrites of every turn, asked alone as the ceiling row (skipped if missing)")
     args = ap.parse_args(argv)
