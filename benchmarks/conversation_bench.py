@@ -153,18 +153,19 @@ BASELINES: dict[str, Method] = {
 
 CEILING = "manual rewrite asked alone (ceiling)"
 CHOSEN = "**chosen: qa.conversation default**"
-HAND = "hand-set gains (the ninth session's default)"
+HAND = "hand-set gains (Reading.learned = False)"
 BY_SET = ("no history (floor)", CHOSEN, HAND)  # and CEILING
 
-# The grid varies the hand-set gains of sessions five to nine (the default until the tenth session, when the
-# learned follow-up ranker replaced them: benchmarks/conversation_ltr.py measures that one).
+# The grid varies the hand-set gains (Reading.learned = False), which the learned follow-up ranker replaced
+# as the default; benchmarks/conversation_ltr.py measures that one.
 D = replace(conv.DEFAULT_READING, learned=False)
-# The default before the sixth session (2026-12-02): no gain for the previous answer itself, no cut for a
-# sentence that already answered twice, no elliptical expansion, "that" before a verb not anaphora (and none
-# of the seventh session's reading either).
+# The core of the hand-set gains: HQE terms and a locality gain of 0.2 after an earlier answer, and none of
+# the finer mechanisms: no gain for the previous answer itself, no cut for a sentence that already answered
+# twice, no elliptical expansion, "that" before a verb not anaphora, no about_previous, no backward or
+# older-answer gains, no bound possessives.
 P = replace(D, locality=0.2, same_last=None, repeats=1.0, elliptical=0.0, subject_that=False, about_previous=0.0,
             same=0.0, backward=0.0, bound_possessives=False)
-# The default of the seventh and eighth sessions (before the ninth session's three changes).
+# The hand-set gains without bound possessives, backward locality and the older answers' penalty.
 E = replace(D, same=0.0, backward=0.0, bound_possessives=False)
 GRID: dict[str, conv.Reading] = {  # one change at a time from the hand-set gains
     HAND: D,
@@ -194,7 +195,7 @@ GRID: dict[str, conv.Reading] = {  # one change at a time from the hand-set gain
     "+ word-piece match of the follow-up's own words": replace(D, token_match=True),
     "+ neighbours' cosine (settings.w_context_dense)": replace(D, neighbour_cosine=True),
     "+ word-piece match and neighbours' cosine": replace(D, token_match=True, neighbour_cosine=True),
-    # the sixth session's mechanisms, each taken out or varied
+    # the previous answer's own gain, the repeat cut, elliptical expansion, subject "that": each varied
     "− previous answer's own gain (same_last = same = 0)": replace(D, same_last=None),
     "previous answer's own gain 0.3": replace(D, same_last=0.3),
     "previous answer's own gain 0.75": replace(D, same_last=0.75),
@@ -209,34 +210,34 @@ GRID: dict[str, conv.Reading] = {  # one change at a time from the hand-set gain
     "+ elliptical answer vector ×0.5": replace(D, elliptical_mix=0.5),
     "− subject \"that\" anaphora": replace(D, subject_that=False),
     "+ known entities do not start a topic": replace(D, known_entities=True),
-    # the seventh session's reading: no gain after a previous answer that already holds the follow-up's words
-    "− about the previous answer (about_previous = 0: the sixth session's default)": replace(D, about_previous=0.0),
+    # about_previous: no gain after a previous answer that already holds the follow-up's words
+    "− about the previous answer (about_previous = 0)": replace(D, about_previous=0.0),
     "about the previous answer from 0.3 of the words": replace(D, about_previous=0.3),
     "about the previous answer from 0.5 of the words": replace(D, about_previous=0.5),
     "about the previous answer only with all the words (1)": replace(D, about_previous=1.0),
-    # the ninth session's reading, each part taken out or varied
-    "eighth session's default (none of the three below)": E,
+    # bound possessives, backward locality, the older answers' penalty: each taken out or varied
+    "hand-set gains without the three below": E,
     "− bound \"his\"/\"her\" (a named question with one reads history)": replace(D, bound_possessives=False),
     "− locality backwards (backward = 0)": replace(D, backward=0.0),
     "− older answers' penalty (same = 0)": replace(D, same=0.0),
     "older answers' penalty −0.1": replace(D, same=-0.1),
     "older answers' penalty −0.2": replace(D, same=-0.2),
-    # the same mechanisms, each added alone to the previous default (how they were found)
-    "previous default (locality 0.2, none of the above)": P,
-    "previous default + previous answer's own gain 0.5": replace(P, same_last=0.5),
-    "previous default + previous answer's own gain 1": replace(P, same_last=1.0),
-    "previous default + fresh only": replace(P, fresh_only=True),
-    "previous default + repeat cut": replace(P, repeats=0.0),
-    "previous default + near-duplicate anchors": replace(P, duplicates=True),
-    "previous default + subject \"that\"": replace(P, subject_that=True),
-    "previous default + known entities": replace(P, known_entities=True),
-    "previous default + elliptical terms (0 words)": replace(P, elliptical=1.0),
-    "previous default + elliptical terms (≤ 1 word)": replace(P, elliptical=1.0, elliptical_terms=1),
-    "previous default + elliptical terms (≤ 1 known word)": replace(P, elliptical=1.0, elliptical_terms=1,
+    # the same mechanisms, each added alone to the core (locality 0.2 and HQE terms)
+    "core (locality 0.2, none of the above)": P,
+    "core + previous answer's own gain 0.5": replace(P, same_last=0.5),
+    "core + previous answer's own gain 1": replace(P, same_last=1.0),
+    "core + fresh only": replace(P, fresh_only=True),
+    "core + repeat cut": replace(P, repeats=0.0),
+    "core + near-duplicate anchors": replace(P, duplicates=True),
+    "core + subject \"that\"": replace(P, subject_that=True),
+    "core + known entities": replace(P, known_entities=True),
+    "core + elliptical terms (0 words)": replace(P, elliptical=1.0),
+    "core + elliptical terms (≤ 1 word)": replace(P, elliptical=1.0, elliptical_terms=1),
+    "core + elliptical terms (≤ 1 known word)": replace(P, elliptical=1.0, elliptical_terms=1,
                                                                    elliptical_known=True),
-    "previous default + elliptical vector ×0.5 (0 words)": replace(P, elliptical_mix=0.5),
-    "previous default + elliptical vector ×0.5 (0 known words)": replace(P, elliptical_mix=0.5, elliptical_known=True),
-    "previous default + elliptical vector ×0.5 (≤ 1 word)": replace(P, elliptical_mix=0.5, elliptical_terms=1),
+    "core + elliptical vector ×0.5 (0 words)": replace(P, elliptical_mix=0.5),
+    "core + elliptical vector ×0.5 (0 known words)": replace(P, elliptical_mix=0.5, elliptical_known=True),
+    "core + elliptical vector ×0.5 (≤ 1 word)": replace(P, elliptical_mix=0.5, elliptical_terms=1),
 }
 
 
@@ -259,13 +260,13 @@ def play(engine: Engine, convs: list[dict], method: Method, top_k: int, log: lis
     return rows
 
 
-def turn_latency(engine: Engine, convs: list[dict], top_k: int, rounds: int = 3,
+def turn_latency(engine: Engine, convs: list[dict], top_k: int, passes: int = 3,
                  reading: conv.Reading = conv.DEFAULT_READING) -> dict:
     """Wall time of every turn answered as the service answers it (qa.conversation.answer_turn, abstention
-    on), the history being the gold conversation's earlier turns as answered; the first round warms up and
+    on), the history being the gold conversation's earlier turns as answered; the first pass warms up and
     is not counted."""
     times: list[float] = []
-    for r in range(rounds + 1):
+    for r in range(passes + 1):
         for c in convs:
             history: list[conv.Turn] = []
             for t in c["turns"]:
@@ -295,9 +296,9 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-# The gold conversations by when they were written: c01–c24 in sessions one to four (the tune split chose the
-# readings of sessions five to eight), c25–c36 blind in the ninth session and c37–c52 blind in the tenth, each
-# measured before any choice was made on it.
+# The gold conversations in the order they were written: c01–c24 (their tune split chose the hand-set
+# readings), then c25–c36 and c37–c52, each written blind from the two articles and measured before any
+# choice was made on it.
 SETS = (("c01–c24", 1, 24), ("c25–c36", 25, 36), ("c37–c52", 37, 52))
 
 
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", action="store_true", help="also measure the ablation grid")
     ap.add_argument("--write-doc", action="store_true", help="write the tables into docs/CONVERSATIONS.md")
     ap.add_argument("--turns", action="store_true", help="print every turn of the chosen method")
-    ap.add_argument("--latency", action="store_true", help="also time every turn (three rounds, warm engine)")
+    ap.add_argument("--latency", action="store_true", help="also time every turn (three passes, warm engine)")
     ap.add_argument("--rewrites", type=Path, default=ROOT / "eval" / "conversation_rewrites.jsonl",
                     help="manual rewrites of every turn, asked alone as the ceiling row (skipped if missing)")
     args = ap.parse_args(argv)
@@ -375,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             mark = "✓" if row["hit1"] else ("·" if not row["answerable"] else "✗")
             print(f"{mark} {row['conv']} {row['turn']} {row['kind']:<12} {row['understood_as'] or '-'}\n      → {row['top']}")
     if args.latency:  # the hand-set gains too, in the same machine state: the learned model scores twice
-        for name, r in (("default reading", conv.DEFAULT_READING), ("hand-set gains", D)):
-            lat = turn_latency(engine, convs, top_k, reading=r)
+        for name, timed in (("default reading", conv.DEFAULT_READING), ("hand-set gains", D)):
+            lat = turn_latency(engine, convs, top_k, reading=timed)
             print(f"\nturn latency (answer_turn, hybrid, {name}): p50 {lat['p50_ms']} ms, "
                   f"p95 {lat['p95_ms']} ms over {lat['turns']} turns")
     if args.write_doc:

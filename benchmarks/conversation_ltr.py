@@ -1,5 +1,6 @@
 """How far can the signals we have take follow-ups? A re-ranker learned over them, cross-validated by conversation.
 
+    .venv/bin/pip install -e '.[bench]'   # scikit-learn, for the logistic fit
     .venv/bin/python benchmarks/conversation_ltr.py [--folds 6] [--conversations FILE]
 
 The readings of qa.conversation were chosen by hand on the tune split, and on unseen conversations they
@@ -46,7 +47,7 @@ from qa.engine import Engine  # noqa: E402
 from qa.types import Answer, AnswerSentence  # noqa: E402
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
-BLIND_FROM = 37  # c37–c52 were written blind in the tenth session and played once before any fit
+BLIND_FROM = 37  # c37–c52 were written blind after the readings were chosen, played once before any fit
 
 
 def labels(answer: Answer, spans: list[tuple[str, int, int]]) -> np.ndarray:
@@ -93,7 +94,7 @@ def learned(weights: tuple[float, ...]) -> conv.Reading:
     return replace(conv.DEFAULT_READING, learned=True, followup_model=weights)
 
 
-HAND = replace(conv.DEFAULT_READING, learned=False)  # the hand-set gains of sessions five to nine
+HAND = replace(conv.DEFAULT_READING, learned=False)  # the hand-set gains
 
 
 def line(name: str, rows: list[dict]) -> str:

@@ -8,7 +8,7 @@ The engine in service lives in :class:`ServiceState` and is replaced by one attr
 request uses either the old engine or the new one, never a mixture; requests keep being answered from the
 old index while a new one is built (``POST /admin/reload``, when enabled) and swapped in.
 
-Run it with ``qa serve`` or ``python -m uvicorn --factory qa.api:create_app``. See docs/HTTP.md.
+Run it with ``qa serve`` or ``python -m uvicorn --factory qa.api:create_app``. See docs/API.md.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
 from qa import index as index_mod
-from qa.config import Settings
+from qa.config import Retriever, Settings
 from qa.conversation import MAX_ID_CHARS, UnknownConversation
 from qa.engine import MAX_QUESTION_CHARS, Engine, InvalidQuestion
 
@@ -68,9 +68,10 @@ class AskRequest(BaseModel):
         None, min_length=1, max_length=MAX_ID_CHARS,
         description="continue this conversation (the question may then be a follow-up); "
                     "null starts a new conversation and returns its id")
-    top_k: int = Field(5, ge=1, le=20, description="at most this many answer sentences")
-    retriever: Literal["hybrid", "bm25", "dense"] | None = Field(
-        None, description="retrieval mode; null means the server's configured default (hybrid)")
+    top_k: int | None = Field(None, ge=1, le=20, description="at most this many answer sentences; null means "
+                                                           "the server's configured default (QA_TOP_K, 5)")
+    retriever: Retriever | None = Field(
+        None, description="retrieval mode; null means the server's configured default (QA_RETRIEVER, hybrid)")
     abstain: bool = Field(True, description="false returns the best sentences even below the confidence "
                                             "threshold (`answered` still tells); meant for evaluation")
 
@@ -561,7 +562,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     settings = settings or (engine.settings if engine is not None else Settings())
     state = ServiceState(settings, engine)
     # Requests run side by side on few cores. A matrix product (the ranker's token match) would wake BLAS's
-    # own worker threads, which then spin beside the requests: twice the CPU per request (docs/HTTP.md).
+    # own worker threads, which then spin beside the requests: twice the CPU per request (docs/DECISIONS.md).
     threadpool_limits(limits=1, user_api="blas")
 
     @asynccontextmanager
@@ -616,7 +617,7 @@ def serving_app(engine: Engine, settings: Settings) -> FastAPI:
     """The app ``qa serve`` runs over an engine it has opened: the question path warmed up before the first
     request (the model's first run, the vocabulary ``rank.name_pieces`` reads), ``/admin/reload`` as the
     settings say, and each build of the index another process publishes loaded."""
-    engine.query("warm up", "hybrid")
+    engine.query("warm up", "hybrid")  # the mode that runs every part of the question path
     return create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True)
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from qa.config import Settings
+from qa.config import RETRIEVERS, Settings
 from qa.types import Answer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cited, extractive question answering over a news corpus.")
@@ -21,6 +21,10 @@ err = Console(stderr=True)
 
 CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="folder of .txt documents (default: seeds/)")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index-root", help="where indexes are built (default: index/)")]
+# Unset options fall back to Settings (QA_TOP_K, QA_RETRIEVER), as the HTTP API's do.
+TopKOpt = Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=20,
+                                                help="sentences to return (default: QA_TOP_K, 5)")]
+RetrieverOpt = Annotated[Optional[str], typer.Option(help=f"{' | '.join(RETRIEVERS)} (default: QA_RETRIEVER, hybrid)")]
 
 
 def settings_from(corpus: Path | None, index_root: Path | None, **overrides) -> Settings:
@@ -84,8 +88,8 @@ def index(corpus: CorpusOpt = None, index_root: IndexOpt = None,
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=20, help="sentences to return")] = 5,
-    retriever: Annotated[str, typer.Option(help="hybrid | bm25 | dense")] = "hybrid",
+    top_k: TopKOpt = None,
+    retriever: RetrieverOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the answer object as JSON")] = False,
     corpus: CorpusOpt = None,
     index_root: IndexOpt = None,
@@ -94,9 +98,9 @@ def ask(
                                      "follow-ups are read with its earlier turns")] = None,
 ) -> None:
     """Answer a question with cited source sentences."""
-    from qa.engine import RETRIEVERS, InvalidQuestion, validate_question
+    from qa.engine import InvalidQuestion, validate_question
 
-    if retriever not in RETRIEVERS:
+    if retriever is not None and retriever not in RETRIEVERS:
         fail(f"unknown retriever {retriever!r}: choose one of {', '.join(RETRIEVERS)}")
     try:
         validate_question(question)
@@ -153,7 +157,6 @@ def eval_(
 
     from qa import evaluate
     from qa.datasets import GoldError, load_gold, load_squad
-    from qa.engine import RETRIEVERS
     from qa.ingest import load_corpus
 
     modes = retriever or list(RETRIEVERS)
@@ -209,16 +212,16 @@ CHAT_HELP = """Ask a question; follow-ups ("When did it reopen?") are read with 
 def chat(
     conversation: Annotated[Optional[str], typer.Option(
         "--conversation", "-c", help="continue the conversation NAME (default: a new one)")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=20, help="sentences to return")] = 5,
-    retriever: Annotated[str, typer.Option(help="hybrid | bm25 | dense")] = "hybrid",
+    top_k: TopKOpt = None,
+    retriever: RetrieverOpt = None,
     corpus: CorpusOpt = None,
     index_root: IndexOpt = None,
 ) -> None:
     """Interactive conversation: questions and follow-ups, each answered with cited source sentences."""
     from qa.conversation import validate_id
-    from qa.engine import RETRIEVERS, InvalidQuestion
+    from qa.engine import InvalidQuestion
 
-    if retriever not in RETRIEVERS:
+    if retriever is not None and retriever not in RETRIEVERS:
         fail(f"unknown retriever {retriever!r}: choose one of {', '.join(RETRIEVERS)}")
     if conversation is not None:
         try:

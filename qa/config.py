@@ -2,7 +2,7 @@
 (``QA_CORPUS_DIR=seeds``) or a ``.env`` file; the CLI and the HTTP app pass overrides explicitly.
 
 The retrieval and scoring defaults below were chosen by measurement with ``qa eval`` on the tune split of
-the seed gold set and on SQuAD 2.0 (see docs/RETRIEVAL.md); change them only with new figures.
+the seed gold set and on SQuAD 2.0 (see docs/DECISIONS.md); change them only with new figures.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Retriever = Literal["hybrid", "bm25", "dense"]
+RETRIEVERS: tuple[str, ...] = get_args(Retriever)  # the names, for messages and loops; spelled only above
 Fusion = Literal["rrf", "score"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,7 @@ class Settings(BaseSettings):
     candidate_passages: int = Field(30, ge=1, description="passages taken from each retriever before fusion")
     ann_min_passages: int = Field(100_000, ge=1, description="from this many passages the dense index is IVF "
                                                              "(approximate, much faster) instead of flat (exact)")
-    ann_nprobe: int = Field(64, ge=1, description="IVF lists scanned per query (docs/BENCHMARKS.md: recall cost)")
+    ann_nprobe: int = Field(64, ge=1, description="IVF lists scanned per query (docs/PERFORMANCE.md: recall)")
     top_k: int = Field(5, ge=1, le=20)
 
     # Sentence scoring weights (see qa/rank.py).
@@ -96,7 +97,7 @@ class Settings(BaseSettings):
                                   "a question's names (rank.name_pieces) take from a sentence's neighbours")
     token_depth: int = Field(15, ge=1, description="sentences, best by the other features, that the word-piece "
                                                    "match re-scores, with their neighbours (the same quality as "
-                                                   "all ~75 at a fraction of the cost; docs/RETRIEVAL.md)")
+                                                   "all ~75 at a fraction of the cost; docs/DECISIONS.md)")
     lexical_scale: Literal["bm25", "coverage"] = "coverage"
     heading_penalty: float = 0.15
     duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
     # 12·(coverage − 0.2·type_missing − 0.15)), and in every mode a veto (−20) where the question's wording
     # asks for a number, a date or a name that the best sentence does not carry. Chosen on the tune splits of
     # the seed gold set and of SQuAD questions asked of the seed corpus, over fitted alternatives that did
-    # worse (docs/RETRIEVAL.md, benchmarks/abstention_rule.py).
+    # worse (docs/DECISIONS.md, benchmarks/abstention_rule.py).
     abstain_model: dict[str, list[float]] = {
         "hybrid": [-1.8, 6.0, 6.0, 0.0, 0.0, -2.0, 0.0, 12.0, -20.0, -4.0],
         "dense": [-2.4, 6.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, -20.0, 0.0],
@@ -134,7 +135,7 @@ class Settings(BaseSettings):
                                                          "(a worker's reload, `qa index`) published a new "
                                                          "build of its index, and then loads it; 0: never")
     serve_pin_cores: bool = Field(True, description="pin each worker process to a core of its own when there "
-                                                    "are enough cores (docs/HTTP.md: measured faster)")
+                                                    "are enough cores (docs/DECISIONS.md: measured faster)")
     serve_balance: bool = Field(True, description="a worker holding more than its share of the open "
                                                   "connections asks a client to reconnect (Connection: close)")
 

@@ -333,9 +333,9 @@ class Reading:
       this share of their idf mass), and no more so in the sentence after it, asks about that answer, not
       about what follows it: the sentences after the previous answer then gain nothing from it ("When did
       it reopen?" after "On Friday, the crossing reopened…" is not answered by "However, Friday's reopening
-      came with conditions."). 0: off. Seventh session, measured on the tune split.
+      came with conditions."). 0: off. Measured on the tune split.
     - ``bound_possessives``: "his"/"her" after a name in the question is bound by it, so the question can
-      start a new topic ("Who did Faiz Hamid meet on his second trip?"). Ninth session, with ``backward``
+      start a new topic ("Who did Faiz Hamid meet on his second trip?"). Chosen together with ``backward``
       0.3 (an answer just before an earlier answer: "Why have they stepped up their attacks?" after the UN
       report's sentence) and ``same`` −0.05 (an older answer, not the previous one, loses a little unless it
       holds the new question's words); measured on the tune split of 36 conversations.
@@ -343,7 +343,7 @@ class Reading:
       ``settings.followup_model`` over :data:`FOLLOWUP_FEATURES` (fitted by benchmarks/conversation_ltr.py)
       instead of the hand-set gains above (``locality``, ``same``, ``backward``, ``same_last``, ``repeats``,
       ``about_previous``; the HQE terms, the topic-change test and the dense reading stay as they are).
-      Tenth session: fitted on c01–c36 and played on the 16 conversations written blind after them, 0.60
+      Fitted on c01–c36 and played on the 16 conversations written blind after them (c37–c52), 0.60
       against the hand-set gains' 0.40; 6-fold by conversation over all 150 follow-ups, 0.65 against 0.64
       (docs/CONVERSATIONS.md). ``followup_model``: weights other than the settings' (benchmarks fit them).
     """

@@ -202,7 +202,7 @@ class BatchingEncoder:
     A server answers many questions at once; run one by one, each pays the model's fixed cost per run.
     One worker thread takes every question waiting, up to ``max_batch``, and encodes them together: at
     low load a batch is a single question (no added wait), under load the cost per question falls several
-    times (docs/HTTP.md). Lists of several texts (index builds) go straight to the wrapped encoder.
+    times (docs/DECISIONS.md). Lists of several texts (index builds) go straight to the wrapped encoder.
     """
 
     def __init__(self, encoder, max_batch: int = 16):

@@ -16,7 +16,7 @@ import numpy as np
 
 from qa import index as index_mod
 from qa import rank, retrieve
-from qa.config import Settings
+from qa.config import RETRIEVERS, Settings
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import load_corpus
 from qa.types import Answer, Document
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND = "not found in the corpus"
 MAX_QUESTION_CHARS = 1000
-RETRIEVERS = ("hybrid", "bm25", "dense")
 
 
 class InvalidQuestion(ValueError):

@@ -29,7 +29,7 @@ from qa.types import AnswerSentence, Citation
 # ranking (``w_answer_type``). The question's lead-in ("On what date…", "Exactly how many…") may come
 # first. On SQuAD's answerable questions the gold sentence lacks the cue for 3 % of strict number questions,
 # 7 % of strict date and 23 % of strict name ones, against 11 % of "when" and 33 % of "who" ones
-# (docs/RETRIEVAL.md).
+# (docs/DECISIONS.md).
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
 _DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
@@ -361,7 +361,7 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
     tokens = None
     if question_tokens is not None and index.tokens is not None:
         # Only the best few by the other features: the match costs a matrix product per candidate piece,
-        # and the answer is nearly always among them (docs/RETRIEVAL.md). It only raises a score, so a
+        # and the answer is nearly always among them (docs/DECISIONS.md). It only raises a score, so a
         # sentence left out stays below every sentence scored.
         depth = min(weights.token_depth, len(ids))
         best = np.argpartition(-combined, depth - 1)[:depth]
@@ -435,7 +435,7 @@ def abstention_features(scored: ScoredSentences) -> np.ndarray:
 def confidence(scored: ScoredSentences, coefficients: list[float]) -> float:
     """Probability that the best sentence answers: a logistic model over :data:`FEATURES`.
 
-    ``coefficients`` is ``[bias, *weights]``, fitted by benchmarks/calibrate_abstention.py.
+    ``coefficients`` is ``[bias, *weights]`` (``Settings.abstain_model``, chosen with benchmarks/abstention_rule.py).
     """
     if not len(scored.ids):
         return 0.0

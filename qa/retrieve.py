@@ -1,8 +1,8 @@
 """Passage retrieval: BM25, dense (FAISS) and their fusion.
 
 Each retriever returns a :class:`Ranking` of passage ids, best first. Fusion is reciprocal rank fusion
-by default: it needs no score calibration between two very differently scaled retrievers, and on our
-measurements it beat min-max score fusion (docs/RETRIEVAL.md).
+by default: it needs no score calibration between two very differently scaled retrievers, and measured
+against min-max score fusion it ties (docs/DECISIONS.md).
 """
 
 from __future__ import annotations

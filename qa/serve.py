@@ -12,7 +12,7 @@ next response to reconnect (``Connection: close``); connections drift to where t
 a request being refused or delayed (:class:`ConnectionShare`). A worker listens only once its engine is
 open, so no connection waits on a worker that is still loading. With a core per worker, each worker is pinned to
 its own core: its request thread and its model thread then never wait for the other worker's threads.
-docs/HTTP.md has the measurements.
+docs/PERFORMANCE.md and docs/DECISIONS.md have the measurements.
 
 The supervisor holds the port, restarts a worker that dies, and stops the workers on SIGINT or SIGTERM.
 """

@@ -19,9 +19,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings as hypothesis_settings
 
 from qa.api import MAX_BODY_BYTES, create_app, get_engine
-from qa.config import PROJECT_ROOT, Settings
+from qa.config import PROJECT_ROOT, RETRIEVERS, Settings
 from qa.engine import Engine
 
+pytestmark = pytest.mark.model  # one real engine for the module
 SEEDS = PROJECT_ROOT / "seeds"
 TORKHAM = "Why was the Torkham crossing closed?"
 TALIBAN = "When did the Taliban return to power in Afghanistan?"
@@ -115,7 +116,7 @@ def test_not_found_in_the_corpus(client):
     assert 0 <= data["confidence"] < 1
 
 
-@pytest.mark.parametrize("retriever", ["hybrid", "bm25", "dense"])
+@pytest.mark.parametrize("retriever", RETRIEVERS)
 def test_every_retriever(client, retriever):
     data = ask(client, question=TORKHAM, retriever=retriever).json()
     assert data["retriever"] == retriever
@@ -126,6 +127,15 @@ def test_every_retriever(client, retriever):
 def test_top_k_bounds_the_sentences(client, top_k):
     data = ask(client, question=TORKHAM, top_k=top_k).json()
     assert 1 <= len(data["sentences"]) <= top_k
+
+
+def test_defaults_come_from_the_settings(client, engine, monkeypatch):
+    """A request without top_k or retriever is answered as the server's Settings say (QA_TOP_K, QA_RETRIEVER)."""
+    monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"top_k": 3, "retriever": "bm25"}))
+    data = ask(client, question=TALIBAN).json()
+    assert data["retriever"] == "bm25" and len(data["sentences"]) == 3
+    data = ask(client, question=TALIBAN, top_k=2, retriever="dense").json()
+    assert data["retriever"] == "dense" and len(data["sentences"]) == 2
 
 
 def test_question_of_exactly_the_maximum_length(client):

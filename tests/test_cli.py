@@ -35,3 +35,18 @@ def test_bad_input_is_a_one_line_error_with_exit_2(seed_settings):
         r = runner.invoke(app, args + ["--index-root", str(seed_settings.index_root)])
         assert r.exit_code == 2, (args, r.output)
 
+
+
+def test_ask_defaults_come_from_the_settings(seed_settings, seed_engine):
+    """Without --top-k and --retriever, `qa ask` answers as QA_TOP_K and QA_RETRIEVER say."""
+    r = runner.invoke(app, ["ask", "When did the Taliban return to power in Afghanistan?", "--json",
+                            "--index-root", str(seed_settings.index_root)],
+                      env={"QA_TOP_K": "3", "QA_RETRIEVER": "bm25"})
+    assert r.exit_code == 0, r.output
+    answer = json.loads(r.stdout)
+    assert answer["retriever"] == "bm25" and len(answer["sentences"]) == 3
+    r = runner.invoke(app, ["ask", "When did the Taliban return to power in Afghanistan?", "--json", "-k", "2",
+                            "--retriever", "dense", "--index-root", str(seed_settings.index_root)],
+                      env={"QA_TOP_K": "3", "QA_RETRIEVER": "bm25"})
+    answer = json.loads(r.stdout)
+    assert answer["retriever"] == "dense" and len(answer["sentences"]) == 2  # options win over the settings

@@ -177,7 +177,7 @@ def test_store_is_thread_safe(tmp_path):
 
 @pytest.fixture(scope="module")
 def engine(seed_settings, seed_engine, tmp_path_factory):
-    """The session's seed index (tests/conftest.py) with a conversation store of this module's own."""
+    """The test session's seed index (tests/conftest.py) with a conversation store of this module's own."""
     return Engine.open(seed_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("qa-data")}))
 
 
@@ -212,8 +212,17 @@ def test_history_terms_take_salient_terms_by_recency(engine):
     assert "cross" not in stems  # already in the question
     assert "did" not in stems  # words that frame a question are never carried over
     assert {w for _, w, _ in added} >= {"Torkham"}  # the surface form is kept for display
-    # the most recent question weighs more than the older one, for terms of similar idf
-    assert weights["reopen"] >= weights["torkham"] * (conv.DEFAULT_READING.decay ** 1) - 1e-9
+    # decay 1.0: every turn of the topic weighs alike, so a term's weight is its idf over the corpus's largest
+    assert conv.DEFAULT_READING.decay == 1.0
+    max_idf = max(engine.index.sentence_idf.values())
+    for stem in ("torkham", "reopen"):
+        assert weights[stem] == pytest.approx(engine.index.sentence_idf[stem] / max_idf)
+    # with a decay, the older question's terms weigh less (down to topic_floor for the turn that opened it)
+    halved = conv.history_terms("Who is allowed to cross now?", history, engine.index,
+                                replace(conv.DEFAULT_READING, decay=0.5, topic_floor=0.0, min_salience=0.0))
+    decayed = {t: w for t, _, w in halved}
+    assert decayed["reopen"] == pytest.approx(weights["reopen"])
+    assert decayed["torkham"] == pytest.approx(weights["torkham"] * 0.5)
 
 
 def test_history_is_cut_at_a_new_topic():
@@ -337,7 +346,7 @@ def test_cli_chat(engine, monkeypatch):
     assert [t.question for t in engine.conversations.turns("cli-chat")] == ["Who is Faiz Hamid?"]
 
 
-# -- the sixth session's readings (Reading.same_last, repeats, elliptical, subject_that) ----------------------
+# -- the previous answer and repeated answers, elliptical and 'that' follow-ups (Reading.same_last, repeats, ...) --
 
 
 def test_subject_that_is_anaphora_only_before_a_verb_after_saying():
@@ -384,7 +393,7 @@ def test_a_sentence_that_answered_twice_gains_nothing():
     assert answer.sentences[1].score == pytest.approx(1.0)  # neither its own gain nor that for following 0
 
 
-# -- the seventh session's reading (Reading.about_previous) --------------------------------------------------
+# -- a follow-up about the previous answer itself (Reading.about_previous) ------------------------------------
 
 
 def test_a_follow_up_can_ask_about_the_previous_answer_itself(engine):
@@ -422,7 +431,7 @@ def test_sentences_after_a_previous_answer_that_holds_the_question_gain_nothing(
         assert after[33] == pytest.approx(1.0 + r.locality * np.exp(-2 / r.locality_scale))
 
 
-# -- the ninth session's reading (Reading.bound_possessives, backward, same) ---------------------------------
+# -- bound possessives, the sentence before an answer, older answers (Reading.bound_possessives, backward, same) --
 
 
 def test_his_or_her_after_a_name_in_the_question_is_bound_by_it(engine):
@@ -448,14 +457,14 @@ def test_the_sentence_before_an_answer_gains_and_older_answers_lose_a_little():
     assert score[10] == pytest.approx(1.0 + r.locality * r.same)  # the older answer itself
     assert score[10] < 1.0
     assert score[11] == pytest.approx(1.0 + r.locality) == score[13]  # just after an answer
-    # the eighth session's reading: neither gains nor loses
+    # without these two gains every earlier answer and the sentence before it score as they came
     flat = replace(r, same=0.0, backward=0.0)
     answer = _ranked(9, 10)
     conv.prefer_previous_answers(answer, history, flat)
     assert all(s.score == pytest.approx(1.0) for s in answer.sentences)
 
 
-# -- the tenth session's learned follow-up ranker (Reading.learned, settings.followup_model) ------------------
+# -- the learned follow-up ranker (Reading.learned, settings.followup_model) ------------------------------------
 
 
 def _column(name: str) -> int:

@@ -22,6 +22,7 @@ import pytest
 
 from qa.config import PROJECT_ROOT
 
+pytestmark = pytest.mark.model  # every server loads the real model
 SEEDS = PROJECT_ROOT / "seeds"
 START_TIMEOUT = 240.0  # an upper bound for a slow machine, not a measurement
 TORKHAM = "Why was the Torkham crossing closed?"
