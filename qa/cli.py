@@ -157,7 +157,7 @@ def eval_(
 
     from qa import evaluate
     from qa.datasets import GoldError, load_gold, load_squad
-    from qa.ingest import load_corpus
+    from qa.ingest import IngestLimits, load_corpus
 
     modes = retriever or list(RETRIEVERS)
     if bad := [m for m in modes if m not in RETRIEVERS]:
@@ -167,7 +167,7 @@ def eval_(
     settings = settings_from(corpus, index_root)
     try:
         if dataset == "seeds":
-            data = load_gold(gold, load_corpus(settings.corpus_dir), gold.with_name("conversations.jsonl"))
+            data = load_gold(gold, load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings)), gold.with_name("conversations.jsonl"))
         elif dataset == "squad-v2-dev":
             data = load_squad(settings.shared_data_dir)
             settings = settings.model_copy(update={"index_name": "squad-v2-dev"})

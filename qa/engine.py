@@ -18,7 +18,7 @@ from qa import index as index_mod
 from qa import rank, retrieve
 from qa.config import RETRIEVERS, Settings
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
-from qa.ingest import load_corpus
+from qa.ingest import IngestLimits, load_corpus
 from qa.types import Answer, Document
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class Engine:
         pending = query_encoder or start_query_encoder(settings)
         encoder = None
         if check_corpus or rebuild or documents is not None:
-            docs = documents if documents is not None else load_corpus(settings.corpus_dir)
+            docs = documents if documents is not None else load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
             spec = build_spec(settings, layout=layout)
             current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec)
             if not current:
