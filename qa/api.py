@@ -42,7 +42,7 @@ from qa import index as index_mod
 from qa.config import Settings
 from qa.conversation import HTTP_NAMESPACE, MAX_ID_CHARS, ConversationStore, UnknownConversation, attach_store
 from qa.engine import MAX_QUESTION_CHARS, Engine, InvalidQuestion
-from qa.http_guard import AdminDep, BodyReadTimeout, JsonBodyDep, public_error
+from qa.http_guard import AdminDep, BodyReadTimeout, JsonBodyDep, host_patterns, public_error
 
 log = logging.getLogger(__name__)
 
@@ -667,7 +667,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(ErrorBoundary)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts, www_redirect=False)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=host_patterns(settings.allowed_hosts), www_redirect=False)
     return app
 
 

@@ -2,7 +2,7 @@
 the body-read timeout, the admin token, the JSON-body rule for administrative requests, and error
 messages that say what is wrong without naming a server path or an exception class.
 
-Public API: :class:`BodyReadTimeout` (middleware), :func:`require_admin` and
+Public API: :class:`BodyReadTimeout` (middleware), :func:`host_patterns`, :func:`require_admin` and
 :func:`require_json_body` (route dependencies), :func:`public_error` (an exception in words a client
 can use). The admin token is read from ``app.state.settings`` (set by ``qa.api.create_app``).
 """
@@ -37,6 +37,15 @@ def public_error(exc: BaseException) -> str:
     else:
         what = "the engine could not be opened"
     return f"{what} ({LOG_HINT})"
+
+
+# -- Host header ---------------------------------------------------------------------------------------
+
+
+def host_patterns(allowed_hosts: list[str]) -> list[str]:
+    """``Settings.allowed_hosts`` as Starlette's TrustedHostMiddleware matches them: an IPv6 address in
+    brackets, as it comes in a Host header (``[::1]:8000``)."""
+    return [f"[{host}]" if ":" in host and not host.startswith("[") else host for host in allowed_hosts]
 
 
 # -- stalled request bodies ----------------------------------------------------------------------------
@@ -123,5 +132,5 @@ def require_json_body(request: Request) -> None:
 AdminDep = Annotated[None, Depends(require_admin)]
 JsonBodyDep = Annotated[None, Depends(require_json_body)]
 
-__all__ = ["AdminDep", "BodyReadTimedOut", "BodyReadTimeout", "JsonBodyDep", "public_error",
+__all__ = ["AdminDep", "BodyReadTimedOut", "BodyReadTimeout", "JsonBodyDep", "host_patterns", "public_error",
            "require_admin", "require_json_body"]
