@@ -361,12 +361,12 @@ def serve(
         import uvicorn
 
         from qa.api import serving_app
+        from qa.http_guard import uvicorn_options
 
         engine = open_engine(settings)  # builds the index first if needed; fails here, not in the first request
         app = serving_app(engine, settings)
         note(banner)
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
-                    timeout_keep_alive=settings.keep_alive_timeout_s)
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", **uvicorn_options(settings))
         return
     from qa.serve import run_workers
 

@@ -2,20 +2,25 @@
 the body-read timeout, the admin token, the JSON-body rule for administrative requests, and error
 messages that say what is wrong without naming a server path or an exception class.
 
-Public API: :class:`BodyReadTimeout` (middleware), :func:`host_patterns`, :func:`require_admin` and
+Public API: :class:`BodyReadTimeout` (middleware), :func:`uvicorn_options` (uvicorn's keep-alive timeout and
+a protocol that bounds the request head), :func:`host_patterns`, :func:`require_admin` and
 :func:`require_json_body` (route dependencies), :func:`public_error` (an exception in words a client
 can use). The admin token is read from ``app.state.settings`` (set by ``qa.api.create_app``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from qa.config import Settings
 
 LOG_HINT = "the server log has the details"
 
@@ -98,6 +103,55 @@ class BodyReadTimeout:
                 await send({"type": "http.response.body", "body": b'{"detail": "%s"}' % exc.detail.encode()})
 
 
+# -- stalled request heads (uvicorn) --------------------------------------------------------------------
+
+
+def head_timeout_protocol(seconds: float) -> type:
+    """uvicorn's httptools protocol, with each request's line and headers bounded by ``seconds`` from the
+    connection's start or the request's first byte: uvicorn bounds neither (a connection that sends
+    nothing, or half a header, stays open for as long as the client likes). Pass it as ``http=``."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeadTimeoutProtocol(HttpToolsProtocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(seconds, self._head_timed_out)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeadTimeoutProtocol
+
+
+def uvicorn_options(settings: "Settings") -> dict:
+    """The uvicorn.Config arguments that bound how long a connection may idle or stall."""
+    return {"timeout_keep_alive": settings.keep_alive_timeout_s, "http": head_timeout_protocol(settings.body_timeout_s)}
+
+
 # -- administrative routes -----------------------------------------------------------------------------
 
 _bearer = HTTPBearer(auto_error=False, description="the server's QA_ADMIN_TOKEN")
@@ -132,5 +186,5 @@ def require_json_body(request: Request) -> None:
 AdminDep = Annotated[None, Depends(require_admin)]
 JsonBodyDep = Annotated[None, Depends(require_json_body)]
 
-__all__ = ["AdminDep", "BodyReadTimedOut", "BodyReadTimeout", "JsonBodyDep", "host_patterns", "public_error",
-           "require_admin", "require_json_body"]
+__all__ = ["AdminDep", "BodyReadTimedOut", "BodyReadTimeout", "JsonBodyDep", "head_timeout_protocol", "host_patterns", "public_error",
+           "require_admin", "require_json_body", "uvicorn_options"]

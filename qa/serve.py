@@ -173,12 +173,12 @@ def _worker(host: str, port: int, core: int | None, access_log: bool, slot: int,
     import uvicorn
 
     from qa.api import worker_app
+    from qa.http_guard import uvicorn_options
 
     app = worker_app()  # the engine is open before the socket listens
     share = ConnectionShare(counts, slot, ())
     config = uvicorn.Config(BalanceConnections(app, share) if balance else app, host=host, port=port,
-                            access_log=access_log, log_level="info",
-                            timeout_keep_alive=app.state.settings.keep_alive_timeout_s)
+                            access_log=access_log, log_level="info", **uvicorn_options(app.state.settings))
     server = uvicorn.Server(config)
     share.connections = server.server_state.connections  # uvicorn's set of open connections
     server.run(sockets=[_reuseport_socket(host, port)])

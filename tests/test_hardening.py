@@ -26,6 +26,7 @@ from qa import cli
 from qa.api import create_app
 from qa.config import PROJECT_ROOT, Settings
 from qa.conversation import ConversationStore, Turn
+from qa.http_guard import uvicorn_options
 from qa.types import Answer, AnswerSentence, Citation
 
 from tests.test_server import running_server
@@ -254,10 +255,11 @@ def test_cli_conversations_are_out_of_reach_over_http(tmp_path, seed_engine, see
 @pytest.fixture()
 def live_server(tmp_path):
     """uvicorn in a thread on a free loopback port, over an app that needs no engine for these requests."""
-    app = create_app(settings=_settings(tmp_path, body_timeout_s=1.0), load_on_startup=False)
+    settings = _settings(tmp_path, body_timeout_s=1.0, keep_alive_timeout_s=1.0)
+    app = create_app(settings=settings, load_on_startup=False)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=1))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **uvicorn_options(settings)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -290,3 +292,11 @@ def test_an_idle_keep_alive_connection_is_closed(live_server):
         conn.sendall(b"GET /static/style.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         data, _ = _read_until_closed(conn, limit_s=10)
     assert data.startswith(b"HTTP/1.1 200")
+
+
+def test_a_partial_request_head_or_a_silent_connection_is_closed(live_server):
+    for sent in (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a", b""):
+        with socket.create_connection(live_server, timeout=10) as conn:
+            conn.sendall(sent)
+            data, waited = _read_until_closed(conn, limit_s=10)
+        assert data == b"" and waited < 8
