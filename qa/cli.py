@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -40,12 +39,12 @@ def visible(text: str) -> str:
 
 class OneLineErrors(TyperGroup):
     """Every command's failure becomes one ``error:`` line on stderr and exit status 1 (130 on Ctrl-C);
-    with ``--verbose`` the traceback is logged as well. Click's own usage errors and exits pass through."""
+    with ``--verbose`` the traceback is logged as well. Typer's own usage errors and exits pass through."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: Typer says them itself
             raise
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
