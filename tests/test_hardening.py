@@ -160,6 +160,15 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_child_whose_parent_is_already_gone_exits_at_once():
+    code = "import os, sys; from qa.serve import end_with_parent; end_with_parent(int(sys.argv[1])); print('alive')"
+    for parent, alive in ((os.getpid(), True), (os.getpid() + 1_000_000, False)):  # the second: not its parent
+        r = subprocess.run([sys.executable, "-c", code, str(parent)], capture_output=True, text=True, timeout=60,
+                           cwd=PROJECT_ROOT)
+        assert (r.stdout.strip() == "alive") is alive and (r.returncode == 0) is alive, r.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_workers_die_with_a_killed_supervisor(tmp_path, seed_settings, seed_engine):
     with running_server(tmp_path, "--workers", "2", env={"QA_INDEX_ROOT": str(seed_settings.index_root)}) as server:
         workers = [pid for pid in _children(server.process.pid) if _alive(pid)]
