@@ -28,18 +28,21 @@ import anyio
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
 from qa import index as index_mod
 from qa.config import Retriever, Settings
-from qa.conversation import MAX_ID_CHARS, UnknownConversation
+from qa.conversation import HTTP_NAMESPACE, MAX_ID_CHARS, ConversationStore, UnknownConversation, attach_store
 from qa.engine import MAX_QUESTION_CHARS, Engine, InvalidQuestion
+from qa.http_guard import AdminDep, BodyReadTimeout, JsonBodyDep, host_patterns, public_error
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +197,9 @@ def _err(description: str) -> dict:
 
 
 NOT_READY = {503: _err("the engine is still loading, or could not be loaded (see /health)")}
-BAD_INPUT = {422: _err("invalid request"), 413: _err(f"request body larger than {MAX_BODY_BYTES} bytes")}
+BAD_INPUT = {422: _err("invalid request"), 413: _err(f"request body larger than {MAX_BODY_BYTES} bytes"),
+             400: _err("the body cannot be read (not UTF-8, or an invalid Content-Length)"),
+             408: _err("the body stopped arriving (the connection is closed)")}
 
 
 # -- the engine in service ---------------------------------------------------------------------------
@@ -209,14 +214,30 @@ class ServiceState:
 
     def __init__(self, settings: Settings, engine: Engine | None = None):
         self.settings = settings
-        self.engine: Engine | None = engine
-        self.error: str | None = None
+        self._conversations: ConversationStore | None = None
+        self._engine: Engine | None = None
+        self.engine = engine
+        self.error: str | None = None  # what a client is told; the log has the exception itself
         self.loaded_at: str | None = _now() if engine is not None else None
         self._loading = threading.Lock()  # held while a load or reload runs
 
     @property
     def busy(self) -> bool:
         return self._loading.locked()
+
+    @property
+    def engine(self) -> Engine | None:
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine | None) -> None:
+        """Put ``engine`` in service, answering conversations from the HTTP namespace's store (opened once,
+        so it outlives a reload): a conversation named in the CLI is never reachable over HTTP."""
+        if engine is not None:
+            if self._conversations is None:
+                self._conversations = ConversationStore.from_settings(self.settings, HTTP_NAMESPACE)
+            attach_store(engine, self._conversations)
+        self._engine = engine
 
     def start_loading(self, *, check_corpus: bool = True) -> bool:
         """Load (or reload) the engine in a daemon thread; False when a load is already running.
@@ -258,8 +279,8 @@ class ServiceState:
             self.loaded_at = _now()
             log.info("engine ready in %.1f s: %s", time.perf_counter() - t0, engine.index.path)
         except Exception as exc:  # reported by /health; the old engine (if any) stays in service
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.error("could not load the engine: %s", self.error, exc_info=not _is_expected(exc))
+            self.error = public_error(exc)
+            log.error("could not load the engine: %s: %s", type(exc).__name__, exc, exc_info=not _is_expected(exc))
         finally:
             self._loading.release()
 
@@ -414,9 +435,18 @@ class ReloadStarted(BaseModel):
     detail: str
 
 
-def reload(state: Annotated[ServiceState, Depends(get_state)]) -> ReloadStarted:
+class ReloadRequest(BaseModel):
+    """An empty JSON object: the route takes no options, but a JSON body (which a browser cannot send
+    cross-origin unasked) is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def reload(state: Annotated[ServiceState, Depends(get_state)], _admin: AdminDep, _json: JsonBodyDep,
+           body: ReloadRequest) -> ReloadStarted:
     """Reopen the index (rebuilding it if the corpus changed) in the background; the old one keeps answering
-    until the new one is swapped in. Poll /health: `reloading` turns false, `corpus_fingerprint` changes."""
+    until the new one is swapped in. Poll /health: `reloading` turns false, `corpus_fingerprint` changes.
+    Needs `Authorization: Bearer <QA_ADMIN_TOKEN>` and the JSON body `{}`."""
     if not state.start_loading():
         raise HTTPException(status.HTTP_409_CONFLICT, "a reload is already running")
     return ReloadStarted(detail="reload started")
@@ -424,6 +454,24 @@ def reload(state: Annotated[ServiceState, Depends(get_state)]) -> ReloadStarted:
 
 def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def swagger_ui_dir() -> Path:
+    """Swagger UI's files as the ``swagger-ui-bundle-v2`` package installs them: /docs works offline."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    return Path(swagger_ui_path)
+
+
+def api_docs(request: Request) -> HTMLResponse:
+    root = request.scope.get("root_path", "").rstrip("/")
+    return get_swagger_ui_html(openapi_url=root + request.app.openapi_url, title="qa — API docs",
+                               swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                               swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                               swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png")
 
 
 # -- middleware and error handling ---------------------------------------------------------------------
@@ -582,8 +630,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
                     "index, character offsets into the raw file); nothing is generated. Offsets count Unicode "
                     "code points. Errors are JSON objects with a `detail` message.",
         lifespan=lifespan,
+        docs_url=None,  # served below from packaged assets, not from a CDN
+        redoc_url=None,
     )
     app.state.qa = state
+    app.state.settings = settings  # qa.http_guard reads the admin token here
     app.state.ask_limiter = anyio.CapacityLimiter(ask_workers or settings.ask_workers)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -604,12 +655,20 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
             responses={503: {"model": Health, "description": "not ready: loading, or the load failed"}})(health)
     if allow_reload:
         app.post("/admin/reload", status_code=202, response_model=ReloadStarted, tags=["service"],
-                 responses={409: _err("a reload is already running"), **BAD_INPUT})(reload)
+                 responses={409: _err("a reload is already running"), 401: _err("no or a wrong admin token"),
+                            403: _err("the server has no admin token"), 415: _err("the body is not JSON"),
+                            **BAD_INPUT})(reload)
     app.get("/", include_in_schema=False)(page)
+    app.get("/docs", include_in_schema=False)(api_docs)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_dir()), name="docs-assets")
 
+    # Innermost first: the body-read timeout sees the server's receive; the Host check, outermost, refuses a
+    # request for a name this server is not known by (DNS rebinding) before anything else reads it.
+    app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.add_middleware(ErrorBoundary)  # added last: the outermost of the two
+    app.add_middleware(ErrorBoundary)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=host_patterns(settings.allowed_hosts), www_redirect=False)
     return app
 
 

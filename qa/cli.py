@@ -1,9 +1,17 @@
-"""The ``qa`` command. Thin: every command opens the same :class:`qa.engine.Engine` and prints its answer."""
+"""The ``qa`` command. Thin: every command opens the same :class:`qa.engine.Engine` and prints its answer.
+
+Output treats every string from a user or the corpus as text: the consoles interpret no Rich markup or
+emoji codes (styles are given as arguments, never inside strings), and :func:`visible` shows control
+characters escaped, so a document cannot move the cursor or recolour the terminal. A failure of any
+command is one ``error:`` line on stderr and a non-zero exit (:class:`OneLineErrors`), never a traceback.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,13 +19,54 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+from typer.core import TyperGroup
 
 from qa.config import RETRIEVERS, Settings
 from qa.types import Answer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cited, extractive question answering over a news corpus.")
-out = Console()
-err = Console(stderr=True)
+log = logging.getLogger(__name__)
+
+# C0 and C1 control characters (but newline and tab), DEL, and the bidirectional overrides and isolates
+# that reorder what a terminal shows.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character shown as its escape (ESC as ``\\x1b``), newlines and tabs kept."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class OneLineErrors(TyperGroup):
+    """Every command's failure becomes one ``error:`` line on stderr and exit status 1 (130 on Ctrl-C);
+    with ``--verbose`` the traceback is logged as well. Typer's own usage errors and exits pass through."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: Typer says them itself
+            raise
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            log.info("the traceback:", exc_info=exc)
+            fail(describe(exc), code=1)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception in one line: its message, and its kind when that is not an expected one."""
+    from qa.index import IndexUnavailable
+
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (OSError, ValueError, IndexUnavailable)):
+        return message
+    return f"{message} ({type(exc).__name__}; --verbose shows where)"
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
+                  help="Cited, extractive question answering over a news corpus.")
+out = Console(markup=False, emoji=False, highlight=False)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)  # a line stays one line
 
 CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="folder of .txt documents (default: seeds/)")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index-root", help="where indexes are built (default: index/)")]
@@ -32,9 +81,18 @@ def settings_from(corpus: Path | None, index_root: Path | None, **overrides) -> 
     return Settings(**values)
 
 
+def error_line(message: str) -> Text:
+    return Text.assemble(("error:", "red"), " ", visible(message))
+
+
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(error_line(message))
     raise typer.Exit(code)
+
+
+def note(message: str) -> None:
+    """A dim line on stderr (what the command is doing)."""
+    err.print(visible(message), style="dim")
 
 
 def open_engine(settings: Settings, *, rebuild: bool = False, quiet: bool = False):
@@ -58,7 +116,7 @@ def open_engine(settings: Settings, *, rebuild: bool = False, quiet: bool = Fals
 
     def announce(why: str) -> None:
         if not quiet:
-            err.print(f"[dim]building the index of {settings.corpus_dir} ({why})…[/dim]")
+            note(f"building the index of {settings.corpus_dir} ({why})…")
 
     try:
         return Engine.open(settings, rebuild=rebuild, progress=report, on_rebuild=announce,
@@ -66,7 +124,8 @@ def open_engine(settings: Settings, *, rebuild: bool = False, quiet: bool = Fals
     except (IndexUnavailable, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     finally:
-        progress.stop()
+        if progress.live.is_started:
+            progress.stop()
 
 
 @app.callback()
@@ -81,8 +140,9 @@ def index(corpus: CorpusOpt = None, index_root: IndexOpt = None,
     settings = settings_from(corpus, index_root)
     engine = open_engine(settings, rebuild=rebuild)
     m = engine.index.manifest
-    out.print(f"index [bold]{settings.index_dir()}[/bold]: {m['documents']} documents, {m['sentences']} sentences, "
-              f"{m['passages']} passages; model {m['model']} ({m['dim']} d); built {m['built_at']}")
+    out.print(Text.assemble("index ", (visible(str(settings.index_dir())), "bold"),
+                            visible(f": {m['documents']} documents, {m['sentences']} sentences, {m['passages']} "
+                                    f"passages; model {m['model']} ({m['dim']} d); built {m['built_at']}")))
 
 
 @app.command()
@@ -120,22 +180,22 @@ def ask(
 
 def print_answer(answer: Answer) -> None:
     from rich.panel import Panel
-    from rich.text import Text
 
     if answer.understood_as:
-        out.print(f"[dim]understood as:[/dim] {answer.understood_as}", highlight=False)
+        out.print(Text.assemble(("understood as:", "dim"), " ", visible(answer.understood_as)))
     if not answer.answered:
-        out.print(f"[yellow]{answer.message}[/yellow] [dim](confidence {answer.confidence:.2f})[/dim]")
+        out.print(Text.assemble((visible(answer.message or ""), "yellow"), " ",
+                                (f"(confidence {answer.confidence:.2f})", "dim")))
         return
     for rank, s in enumerate(answer.sentences, start=1):
         c = s.citation
         body = Text()
         if s.context:
-            body.append(s.context + " ", style="dim")
-        body.append(s.text)
+            body.append(visible(s.context) + " ", style="dim")
+        body.append(visible(s.text))
         for cite in [c, *s.also_in]:
-            body.append(f"\n{'— ' if cite is c else '— also in '}{cite.title} · {cite.doc_id} · sentence "
-                        f"{cite.sentence_index} · chars {cite.start}–{cite.end}", style="cyan")
+            body.append(f"\n{'— ' if cite is c else '— also in '}{visible(cite.title)} · {visible(cite.doc_id)} · "
+                        f"sentence {cite.sentence_index} · chars {cite.start}–{cite.end}", style="cyan")
         out.print(Panel(body, title=f"{rank}  score {s.score:.3f}", title_align="left",
                         border_style="green" if rank == 1 else "blue"))
 
@@ -183,9 +243,9 @@ def eval_(
     else:
         from qa.engine import Engine
 
-        err.print(f"[dim]opening the {data.name} index…[/dim]")
+        note(f"opening the {data.name} index…")
         engine = Engine.open(settings, documents=data.documents, layout=data.layout,
-                             on_rebuild=lambda why: err.print(f"[dim]building the {data.name} index ({why})…[/dim]"))
+                             on_rebuild=lambda why: note(f"building the {data.name} index ({why})…"))
         runner = evaluate.EngineRunner(engine)
     report = evaluate.evaluate_dataset(data, runner, modes)
     report["meta"] = {
@@ -197,8 +257,8 @@ def eval_(
     }
     stem = f"{data.name}-{datetime.date.today().isoformat()}" + ("" if split == "all" else f"-{split}")
     paths = evaluate.write_report(report, out_dir, stem)
-    out.print(evaluate.markdown(report), markup=False, highlight=False)
-    err.print(f"[dim]wrote {paths['json']}, {paths['md']}, {paths['png']}[/dim]")
+    out.print(visible(evaluate.markdown(report)))
+    note(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
 
 
 CHAT_HELP = """Ask a question; follow-ups ("When did it reopen?") are read with the conversation so far.
@@ -232,10 +292,10 @@ def chat(
     store = engine.conversations
     cid = store.create(conversation)
     last: Answer | None = None
-    out.print(f"[dim]conversation {cid} · /help for commands · Ctrl-D to quit[/dim]", highlight=False)
+    out.print(f"conversation {visible(cid)} · /help for commands · Ctrl-D to quit", style="dim")
     while True:
         try:
-            line = out.input("[bold green]?[/bold green] ").strip()
+            line = out.input(Text("? ", style="bold green")).strip()
         except (EOFError, KeyboardInterrupt):
             out.print()
             break
@@ -244,19 +304,19 @@ def chat(
         if line in ("/quit", "/exit"):
             break
         if line == "/help":
-            out.print(CHAT_HELP, highlight=False, markup=False)
+            out.print(CHAT_HELP)
         elif line == "/new":
             cid, last = store.create(), None
-            out.print(f"[dim]new conversation {cid}[/dim]", highlight=False)
+            out.print(f"new conversation {cid}", style="dim")
         elif line == "/sources":
             print_sources(last, (store.turns(cid) or [None])[-1])
         elif line.startswith("/"):
-            out.print(f"[yellow]unknown command {line.split()[0]}[/yellow] (/help)", highlight=False)
+            out.print(Text.assemble((f"unknown command {visible(line.split()[0])}", "yellow"), " (/help)"))
         else:
             try:
                 last = engine.ask(line, top_k=top_k, retriever=retriever, conversation_id=cid, create_missing=True)
             except InvalidQuestion as exc:
-                err.print(f"[red]error:[/red] {exc}", highlight=False)
+                err.print(error_line(str(exc)))
                 continue
             print_answer(last)
 
@@ -270,13 +330,13 @@ def print_sources(answer: Answer | None, turn=None) -> None:
     else:
         cites = []
     if not cites:
-        out.print("[dim]no sources yet[/dim]")
+        out.print("no sources yet", style="dim")
         return
     for rank, (c, text) in enumerate(cites, start=1):
-        out.print(f"{rank}. {c.doc_id} · sentence {c.sentence_index} · chars {c.start}–{c.end} · {c.title}",
-                  style="cyan", highlight=False)
+        out.print(visible(f"{rank}. {c.doc_id} · sentence {c.sentence_index} · chars {c.start}–{c.end} · {c.title}"),
+                  style="cyan")
         if text:
-            out.print(f"   {text}", highlight=False, markup=False)
+            out.print(f"   {visible(text)}")
 
 
 @app.command()
@@ -285,30 +345,54 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
     workers: Annotated[Optional[int], typer.Option(min=1, help="worker processes (default: QA_SERVE_WORKERS, "
                                                            "or the cores up to 4)")] = None,
-    allow_reload: Annotated[bool, typer.Option("--allow-reload", help="enable POST /admin/reload")] = False,
+    allow_reload: Annotated[bool, typer.Option("--allow-reload", help="enable POST /admin/reload (it also needs "
+                                                                      "QA_ADMIN_TOKEN)")] = False,
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
     corpus: CorpusOpt = None,
     index_root: IndexOpt = None,
 ) -> None:
     """Serve the HTTP API and the chat page (http://HOST:PORT/; API docs at /docs)."""
-    settings = settings_from(corpus, index_root, serve_workers=workers, allow_reload=allow_reload or None)
-    banner = (f"[dim]serving {settings.corpus_dir} with {settings.serve_workers} worker process(es): the chat page "
-              f"is at /, the API docs at /docs[/dim]")
+    from qa.serve import reserve_port
+
+    settings = bound_to(host, settings_from(corpus, index_root, serve_workers=workers,
+                                            allow_reload=allow_reload or None))
+    reserve_port(host, port).close()  # a busy port fails now, in one line, not after the index is built
+    banner = (f"serving {settings.corpus_dir} with {settings.serve_workers} worker process(es): the chat page "
+              f"is at /, the API docs at /docs")
     if settings.serve_workers == 1:
         import uvicorn
 
         from qa.api import serving_app
+        from qa.http_guard import uvicorn_options
 
         engine = open_engine(settings)  # builds the index first if needed; fails here, not in the first request
         app = serving_app(engine, settings)
-        err.print(banner)
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+        note(banner)
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", **uvicorn_options(settings))
         return
     from qa.serve import run_workers
 
     prepare_index(settings)
-    err.print(banner)
+    note(banner)
     run_workers(settings, host=host, port=port, access_log=access_log)
+
+
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+ANY_ADDRESS = {"0.0.0.0", "::", ""}
+
+
+def bound_to(host: str, settings: Settings) -> Settings:
+    """The settings of a server listening on ``host``: a specific address is added to the allowed Host
+    names (clients may use it); listening on every address, the user is told to name the hosts clients use,
+    which no address can tell."""
+    if "*" in settings.allowed_hosts or host in settings.allowed_hosts:
+        return settings
+    if host in ANY_ADDRESS:
+        if set(settings.allowed_hosts) <= LOOPBACK:
+            note(f"listening on every address, but only requests for {', '.join(settings.allowed_hosts)} are "
+                 f"answered: set QA_ALLOWED_HOSTS (a JSON list) to the names and addresses clients use")
+        return settings
+    return settings.model_copy(update={"allowed_hosts": [*settings.allowed_hosts, host.strip("[]")]})
 
 
 def prepare_index(settings: Settings) -> None:
@@ -316,7 +400,7 @@ def prepare_index(settings: Settings) -> None:
     loads torch, which the supervisor of the workers would otherwise hold for its lifetime (about 900 MiB)."""
     import multiprocessing
 
-    child = multiprocessing.get_context("spawn").Process(target=_open_and_exit, args=(settings,),
+    child = multiprocessing.get_context("spawn").Process(target=_open_and_exit, args=(settings, os.getpid()),
                                                          name="qa-prepare-index")
     child.start()
     child.join()
@@ -324,11 +408,17 @@ def prepare_index(settings: Settings) -> None:
         raise typer.Exit(child.exitcode)
 
 
-def _open_and_exit(settings: Settings) -> None:
+def _open_and_exit(settings: Settings, parent: int) -> None:
+    from qa.serve import end_with_parent
+
+    end_with_parent(parent)
     try:
         open_engine(settings)
     except typer.Exit as exc:  # open_engine has said why
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        err.print(error_line(describe(exc)))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

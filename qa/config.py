@@ -139,6 +139,16 @@ class Settings(BaseSettings):
     serve_balance: bool = Field(True, description="a worker holding more than its share of the open "
                                                   "connections asks a client to reconnect (Connection: close)")
 
+    # Hardening.
+    allowed_hosts: list[str] = Field(["localhost", "127.0.0.1", "::1"], description="Host header values the "
+                                     "HTTP service answers (DNS rebinding); add the name or address clients "
+                                     "use when it is bound beyond loopback ('*' turns the check off)")
+    body_timeout_s: float = Field(10.0, gt=0, description="longest wait for the next part of a request body "
+                                                          "(a stalled upload gets 408 and its connection closes), "
+                                                          "and for a request's line and headers")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after "
+                                                               "this long")
+
     # Conversations.
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")
     max_age_days: float = Field(30.0, gt=0, description="conversations idle longer than this are dropped")

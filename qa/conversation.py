@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from qa.index import CorpusIndex
 
 STORE_FILE = "conversations.sqlite3"
+# Conversations live in one store per namespace: the CLI's (named by the user, e.g. `qa ask -c work`) and
+# the HTTP service's (random ids only), so that no name chosen in the CLI can be read or deleted over HTTP.
+CLI_NAMESPACE, HTTP_NAMESPACE = "cli", "http"
 MAX_ID_CHARS = 128
 
 
@@ -148,8 +151,10 @@ class ConversationStore:
         self.prune()
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "ConversationStore":
-        return cls(Path(settings.data_dir) / STORE_FILE, settings.max_turns, settings.max_age_days)
+    def from_settings(cls, settings: "Settings", namespace: str = CLI_NAMESPACE) -> "ConversationStore":
+        """The store of ``namespace`` under ``settings.data_dir`` (a file of its own per namespace)."""
+        name = STORE_FILE if namespace == CLI_NAMESPACE else f"conversations-{namespace}.sqlite3"
+        return cls(Path(settings.data_dir) / name, settings.max_turns, settings.max_age_days)
 
     # -- helpers
 
@@ -269,6 +274,13 @@ def store_of(engine: "Engine") -> ConversationStore:
         if store is None:
             store = engine.__dict__["_conversation_store"] = ConversationStore.from_settings(engine.settings)
         return store
+
+
+def attach_store(engine: "Engine", store: ConversationStore) -> None:
+    """Make ``store`` the one ``engine.conversations`` (and so ``engine.ask``) uses: the HTTP service gives
+    every engine it serves its own namespace's store, which outlives an engine swapped out by a reload."""
+    with _STORE_LOCK:
+        engine.__dict__["_conversation_store"] = store
 
 
 # -- reading a question with its history ------------------------------------------------------------

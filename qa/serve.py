@@ -15,16 +15,21 @@ its own core: its request thread and its model thread then never wait for the ot
 docs/PERFORMANCE.md and docs/DECISIONS.md have the measurements.
 
 The supervisor holds the port, restarts a worker that dies, and stops the workers on SIGINT or SIGTERM.
+A worker whose supervisor dies, even by SIGKILL, is killed by the kernel (:func:`end_with_parent`): nobody
+would restart or stop it, and it would keep the port from the next server.
 """
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
 import logging.config
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, MutableSequence, Sized
 from multiprocessing.connection import wait
@@ -45,7 +50,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     """What a worker needs in its environment to open the engine the supervisor checked: the settings the
     command line chose, and one model thread per core a worker has (workers × threads ≤ cores)."""
     env = {"QA_CORPUS_DIR": str(settings.corpus_dir.resolve()), "QA_INDEX_ROOT": str(settings.index_root.resolve()),
-           "QA_ALLOW_RELOAD": str(settings.allow_reload).lower()}
+           "QA_ALLOW_RELOAD": str(settings.allow_reload).lower(), "QA_ALLOWED_HOSTS": json.dumps(settings.allowed_hosts)}
     if "QA_QUERY_THREADS" not in os.environ:
         env["QA_QUERY_THREADS"] = str(max(1, (os.cpu_count() or 1) // settings.serve_workers))
     return env
@@ -60,6 +65,27 @@ def worker_cores(workers: int, pin: bool = True) -> list[int | None]:
     return cores[:workers]
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def end_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Have the kernel send ``sig`` to this process when its parent process ``parent`` dies (Linux
+    ``PR_SET_PDEATHSIG``; elsewhere nothing is done). The parent may have died before this call, and the
+    process been re-parented already: then it exits at once. The signal comes when the parent *thread* that
+    started this process ends, so the parent starts its children from its main thread."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        log.warning("cannot ask to end with the parent process: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+class PortUnavailable(OSError):
+    """The address and port cannot be listened on (in use, not an address of this machine, not allowed)."""
+
+
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
@@ -71,11 +97,14 @@ def reserve_port(host: str, port: int) -> socket.socket:
     fails here with "address already in use" rather than being shared; SO_REUSEADDR, so that connections
     of a server just stopped, closing on this port (TIME_WAIT), do not. Port 0 becomes the port the OS
     chose."""
-    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((host, port))
-        port = probe.getsockname()[1]
-    return _reuseport_socket(host, port)
+    try:
+        with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
+        return _reuseport_socket(host, port)
+    except OSError as exc:
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def _reuseport_socket(host: str, port: int) -> socket.socket:
@@ -134,8 +163,9 @@ class BalanceConnections:
 
 
 def _worker(host: str, port: int, core: int | None, access_log: bool, slot: int, counts: MutableSequence[int],
-            balance: bool) -> None:
+            balance: bool, supervisor: int) -> None:
     """One worker process: uvicorn serving ``qa.api.worker_app`` on its own SO_REUSEPORT socket."""
+    end_with_parent(supervisor)
     os.setpgrp()  # Ctrl-C reaches the supervisor only, which stops the workers once (a second signal would
     # make uvicorn skip its graceful shutdown)
     if core is not None:
@@ -143,11 +173,12 @@ def _worker(host: str, port: int, core: int | None, access_log: bool, slot: int,
     import uvicorn
 
     from qa.api import worker_app
+    from qa.http_guard import uvicorn_options
 
     app = worker_app()  # the engine is open before the socket listens
     share = ConnectionShare(counts, slot, ())
     config = uvicorn.Config(BalanceConnections(app, share) if balance else app, host=host, port=port,
-                            access_log=access_log, log_level="info")
+                            access_log=access_log, log_level="info", **uvicorn_options(app.state.settings))
     server = uvicorn.Server(config)
     share.connections = server.server_state.connections  # uvicorn's set of open connections
     server.run(sockets=[_reuseport_socket(host, port)])
@@ -168,7 +199,7 @@ def run_workers(settings: Settings, *, host: str, port: int, access_log: bool = 
 
     def start(slot: int) -> multiprocessing.Process:
         counts[slot] = 0
-        args = (host, port, cores[slot], access_log, slot, counts, settings.serve_balance)
+        args = (host, port, cores[slot], access_log, slot, counts, settings.serve_balance, os.getpid())
         process = context.Process(target=_worker, args=args, name=f"qa-worker-{slot}")
         process.start()
         log.info("Started worker %d [%d]%s", slot, process.pid,

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# FastAPI's TestClient sends "Host: testserver"; the service answers only the hosts it is told to.
+os.environ.setdefault("QA_ALLOWED_HOSTS", '["localhost", "127.0.0.1", "::1", "testserver"]')
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

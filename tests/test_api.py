@@ -431,9 +431,10 @@ def test_concurrent_requests(client):
 def test_reload_swaps_the_index_and_keeps_answering(tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(SEEDS, corpus)
-    settings = Settings(corpus_dir=corpus, index_root=tmp_path / "index", data_dir=tmp_path / "data")
+    settings = Settings(corpus_dir=corpus, index_root=tmp_path / "index", data_dir=tmp_path / "data",
+                        admin_token="t0ken")
     app = create_app(Engine.open(settings), allow_reload=True)
-    with TestClient(app) as c:
+    with TestClient(app, headers={"Authorization": "Bearer t0ken"}) as c:
         state = app.state.qa
         old_print = c.get("/health").json()["corpus_fingerprint"]
         cid = ask(c, question=TORKHAM).json()["conversation_id"]
@@ -442,8 +443,8 @@ def test_reload_swaps_the_index_and_keeps_answering(tmp_path):
             "double the year before. Farmers credited the early rains.\n", encoding="utf-8")
 
         with state._loading:  # a reload is running: a second one is refused
-            assert c.post("/admin/reload").status_code == 409
-        r = c.post("/admin/reload")
+            assert c.post("/admin/reload", json={}).status_code == 409
+        r = c.post("/admin/reload", json={})
         assert r.status_code == 202
         answered_meanwhile = 0
         while state.busy:  # the old engine keeps answering while the new index is built

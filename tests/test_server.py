@@ -39,10 +39,11 @@ class Server:
 
 
 @contextmanager
-def running_server(tmp_path: Path, *args: str, corpus: Path = SEEDS, factory: bool = False):
+def running_server(tmp_path: Path, *args: str, corpus: Path = SEEDS, factory: bool = False,
+                   env: dict[str, str] | None = None):
     """Start a server on 127.0.0.1 with an OS-chosen port, wait until /health says ready, stop it after."""
     env = {**os.environ, "QA_CORPUS_DIR": str(corpus), "QA_INDEX_ROOT": str(tmp_path / "index"),
-           "QA_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+           "QA_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1", **(env or {})}
     if factory:
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "qa.api:create_app", "--host", "127.0.0.1",
                "--port", "0", *args]
@@ -187,10 +188,13 @@ def test_workers_share_conversations_and_all_take_a_reload(tmp_path):
     to one worker reaches both (the other loads the build the first publishes)."""
     corpus = tmp_path / "corpus"
     shutil.copytree(SEEDS, corpus)
-    with running_server(tmp_path, "--workers", "2", "--allow-reload", corpus=corpus) as s:
+    with running_server(tmp_path, "--workers", "2", "--allow-reload", corpus=corpus,
+                        env={"QA_ADMIN_TOKEN": "t0ken"}) as s:
 
-        def fresh(method: str, path: str, **kwargs) -> httpx.Response:  # a new connection: any worker may take it
-            return httpx.request(method, s.url + path, timeout=30, headers={"Connection": "close"}, **kwargs)
+        def fresh(method: str, path: str, headers: dict | None = None, **kwargs) -> httpx.Response:
+            # a new connection: any worker may take it
+            return httpx.request(method, s.url + path, timeout=30, headers={"Connection": "close", **(headers or {})},
+                                 **kwargs)
 
         cid = fresh("POST", "/ask", json={"question": TORKHAM}).json()["conversation_id"]
         for _ in range(5):
@@ -202,7 +206,7 @@ def test_workers_share_conversations_and_all_take_a_reload(tmp_path):
         (corpus / "900_zanzibar.txt").write_text(
             "Zanzibar clove harvest doubles\n\nThe Zanzibar clove harvest reached 9,000 tonnes in 2022.\n",
             encoding="utf-8")
-        assert fresh("POST", "/admin/reload").status_code == 202
+        assert fresh("POST", "/admin/reload", json={}, headers={"Authorization": "Bearer t0ken"}).status_code == 202
         seen: dict[int, str] = {}
         deadline = time.monotonic() + START_TIMEOUT
         while sum(fp != old_print for fp in seen.values()) < 2:
