@@ -95,11 +95,11 @@ def test_missing_and_corrupt_index_say_what_to_run(tmp_path, seed_engine):
 
 def test_parallel_split_gives_the_sequential_sentences(monkeypatch):
     docs = load_corpus(SEEDS)
-    sequential = index_mod._split_all(docs, True, lambda done: None)
+    sequential = index_mod.split_documents(docs, True, lambda done: None)
     monkeypatch.setattr(index_mod, "PARALLEL_SPLIT_CHARS", 0)
     monkeypatch.setattr(index_mod.os, "cpu_count", lambda: 2)
     seen: list[int] = []
-    assert index_mod._split_all(docs, True, seen.append) == sequential
+    assert index_mod.split_documents(docs, True, seen.append) == sequential
     assert seen[-1] == len(docs)
 
 
@@ -138,7 +138,9 @@ def test_each_distinct_text_is_encoded_once():
 def test_word_pieces_are_kept_per_sentence_in_order():
     enc = _WordLengths()
     texts = ["a bb ccc", "dddd", "a bb ccc", "passage text only"]
-    vecs, (rows, offsets, ids) = index_mod._encode_in_batches(enc, texts, lambda *_: None, batch=2, keep_tokens=3)
+    vecs, tokens = index_mod._encode_in_batches(enc, texts, lambda *_: None, batch=2, keep_tokens=3)
+    rows, offsets, ids = tokens.vectors, tokens.offsets, tokens.ids
+    assert tokens.previous_rows.tolist() == [-1, -1, -1]
     assert sorted(enc.seen) == sorted(set(texts))  # each distinct text once, tokens and vector together
     assert vecs[:, 0].tolist() == [8, 4, 8, 17]
     assert offsets.tolist() == [0, 3, 4, 7]  # the first three texts (the sentences), not the passage
