@@ -39,6 +39,9 @@ from threadpoolctl import threadpool_limits
 from qa import index as index_mod
 from qa.config import Settings
 from qa.conversation import MAX_ID_CHARS, UnknownConversation
+from qa.documents_api import router as documents_router
+from qa.documents_api import updater_of_app
+from qa.updates import watch_folder
 from qa.engine import MAX_QUESTION_CHARS, Engine, InvalidQuestion
 
 log = logging.getLogger(__name__)
@@ -163,6 +166,8 @@ class Health(BaseModel):
     status: Literal["ready", "loading", "error"]
     ready: bool
     reloading: bool = False
+    updating: bool = Field(False, description="an index build or document update of this index is running "
+                                              "(in this process or another)")
     model: str | None = None
     corpus_fingerprint: str | None = None
     documents: int | None = None
@@ -401,9 +406,10 @@ def health(state: Annotated[ServiceState, Depends(get_state)], response: Respons
     if engine is None:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return Health(status="error" if state.error else "loading", ready=False, reloading=state.busy,
-                      error=state.error)
+                      updating=index_mod.build_running(state.settings.index_dir()), error=state.error)
     m = engine.index.manifest
-    return Health(status="ready", ready=True, reloading=state.busy, model=m.get("model"),
+    return Health(status="ready", ready=True, reloading=state.busy,
+                  updating=index_mod.build_running(state.settings.index_dir()), model=m.get("model"),
                   corpus_fingerprint=m.get("corpus_fingerprint"), documents=m.get("documents"),
                   sentences=m.get("sentences"), passages=m.get("passages"), index_built_at=m.get("built_at"),
                   index_build_seconds=m.get("build_seconds"), engine_loaded_at=state.loaded_at, error=state.error)
@@ -551,13 +557,15 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None, *,
                allow_reload: bool = False, max_body_bytes: int = MAX_BODY_BYTES,
-               ask_workers: int | None = None, load_on_startup: bool = True, follow_index: bool = False) -> FastAPI:
+               ask_workers: int | None = None, load_on_startup: bool = True, follow_index: bool = False,
+               watch: bool = False) -> FastAPI:
     """The HTTP app. Without ``engine`` it loads one from ``settings`` at start-up (in the background:
     /health answers 503 until it is ready), unless ``load_on_startup`` is false (the engine is then set
     on ``app.state.qa`` by the caller, as tests do). ``allow_reload`` adds ``POST /admin/reload``.
     ``ask_workers`` bounds the questions answered at once (default: ``settings.ask_workers``).
     ``follow_index`` loads each new build of the index another process publishes (``ServiceState.follow``,
-    every ``settings.follow_seconds``)."""
+    every ``settings.follow_seconds``). ``watch`` updates the index when files of the corpus folder change
+    (``qa serve --watch``, qa/updates.py)."""
     settings = settings or (engine.settings if engine is not None else Settings())
     state = ServiceState(settings, engine)
     # Requests run side by side on few cores. A matrix product (the ranker's token match) would wake BLAS's
@@ -569,9 +577,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
         if state.engine is None and load_on_startup:
             state.start_loading()
         stop = state.follow(settings.follow_seconds) if follow_index and settings.follow_seconds else None
+        watching = watch_folder(updater_of_app(app), settings.watch_seconds) if watch else None
         yield
-        if stop is not None:
-            stop.set()
+        for event in (stop, watching):
+            if event is not None:
+                event.set()
 
     app = FastAPI(
         title="qa",
@@ -604,6 +614,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     if allow_reload:
         app.post("/admin/reload", status_code=202, response_model=ReloadStarted, tags=["service"],
                  responses={409: _err("a reload is already running"), **BAD_INPUT})(reload)
+    app.include_router(documents_router)  # PUT and DELETE /documents/{doc_id}
     app.get("/", include_in_schema=False)(page)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -617,7 +628,7 @@ def serving_app(engine: Engine, settings: Settings) -> FastAPI:
     request (the model's first run, the vocabulary ``rank.name_pieces`` reads), ``/admin/reload`` as the
     settings say, and each build of the index another process publishes loaded."""
     engine.query("warm up", "hybrid")
-    return create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True)
+    return create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True, watch=settings.watch)
 
 
 def worker_app() -> FastAPI:

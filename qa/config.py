@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     serve_balance: bool = Field(True, description="a worker holding more than its share of the open "
                                                   "connections asks a client to reconnect (Connection: close)")
 
+    # Live updates.
+    watch: bool = Field(False, description="`qa serve --watch`: notice files added, changed or removed in the "
+                                           "corpus folder and update the index incrementally")
+    watch_seconds: float = Field(1.0, gt=0, description="how often the watched corpus folder's file names, "
+                                                        "sizes and modification times are compared")
+
     # Conversations.
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")
     max_age_days: float = Field(30.0, gt=0, description="conversations idle longer than this are dropped")

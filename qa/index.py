@@ -175,7 +175,13 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     texts = [s.text for s in sentences]
     if spec.passage_vectors == "encode":
         texts += [passage_text(p, sentences) for p in passages]
-    vectors, tokens = _encode_in_batches(encoder, texts, lambda done, total: step("embed", done, total), previous,
+    encoded = [0]  # distinct texts this build had to encode
+
+    def embedded(done: int, total: int) -> None:
+        encoded[0] = total
+        step("embed", done, total)
+
+    vectors, tokens = _encode_in_batches(encoder, texts, embedded, previous,
                                          keep_tokens=len(sentences) if spec.token_vectors else 0,
                                          known_rows=previous_rows)
     sent_vecs = vectors[: len(sentences)]
@@ -207,7 +213,8 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
             "documents": len(docs),
             "sentences": len(sentences),
             "passages": len(passages),
-            "reused_sentences": int((previous_rows >= 0).sum()),
+            "split_documents": len(docs) - (sum(d.raw in previous.splits for d in docs) if previous else 0),
+            "encoded_texts": encoded[0],
             "analyzer": analyzer.to_dict(),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "build_seconds": round(time.perf_counter() - t0, 3),
