@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -165,12 +165,11 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         raise ValueError("the corpus has no sentences")
     passages = make_passages(sentences, spec.passage_size, spec.passage_overlap)
 
-    analyzer = Analyzer(stopwords=default_stopwords(), lemmatize=True).with_lemmas_of(s.text for s in sentences)
-    sentence_terms = [analyzer.terms(s.text) for s in sentences]
-    # A passage's text is its sentences joined by spaces, so its terms are theirs in order.
-    passage_terms = [[t for j in p.sentence_ids for t in sentence_terms[j]] for p in passages]
-    lexical_p = LexicalIndex.build(passage_terms)
-    lexical_s = LexicalIndex.build(sentence_terms)
+    lexical_reuse = previous_rows if previous is not None and previous.lexical is not None else None
+    analyzer = _analyzer(sentences, lexical_reuse, previous)
+    terms, counts = _sentence_counts(sentences, lexical_reuse, previous, analyzer)
+    lexical_s = LexicalIndex.from_counts(len(sentences), terms, *counts)
+    lexical_p = LexicalIndex.from_counts(len(passages), terms, *_passage_counts(passages, len(sentences), *counts))
 
     texts = [s.text for s in sentences]
     if spec.passage_vectors == "encode":
@@ -226,6 +225,70 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         raise
     publish(target, build_dir)
     return build_dir
+
+
+def _analyzer(sentences: list[Sentence], reuse: np.ndarray | None, previous: _Previous | None) -> Analyzer:
+    """The analyzer of a build, knowing the lemma of every word of its sentences. Reusing a build, it
+    starts from that build's table and looks up only the words of new sentences: the table then also
+    keeps words of removed documents, which only matters to a question using such a word in another
+    form than the corpus does (`qa index --rebuild` makes the exact table)."""
+    if reuse is None:
+        return Analyzer(stopwords=default_stopwords(), lemmatize=True).with_lemmas_of(s.text for s in sentences)
+    base = previous.analyzer
+    fresh = base.with_lemmas_of(sentences[i].text for i in np.flatnonzero(reuse < 0).tolist())
+    return replace(base, lemmas={**base.lemmas, **fresh.lemmas})
+
+
+def _sentence_counts(sentences: list[Sentence], reuse: np.ndarray | None, previous: _Previous | None,
+                     analyzer: Analyzer) -> tuple[list[str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each sentence's index terms as counts (sentence, term, tf), ordered by sentence, and the terms:
+    taken from the previous build's lexical index for sentences reused from it (``reuse[i]`` ≥ 0, their
+    row there), from the analyzer for the others."""
+    ids: dict[str, int] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    fresh = range(len(sentences))
+    if reuse is not None:
+        old = previous.lexical
+        ids = {t: i for i, t in enumerate(old.terms)}
+        docs, terms, tfs = old.counts()
+        starts = np.searchsorted(docs, np.arange(old.n_docs + 1))
+        taken = np.flatnonzero(reuse >= 0)
+        lengths = starts[reuse[taken] + 1] - starts[reuse[taken]]
+        at = gather_ranges(starts[reuse[taken]], lengths)
+        parts.append((np.repeat(taken, lengths), terms[at], tfs[at]))
+        fresh = np.flatnonzero(reuse < 0).tolist()
+    rows: list[int] = []
+    found: list[int] = []
+    for i in fresh:
+        for term in analyzer.terms(sentences[i].text):
+            rows.append(i)
+            found.append(ids.setdefault(term, len(ids)))
+    width = max(len(ids), 1)
+    keys, tf = np.unique(np.array(rows, dtype=np.int64) * width + np.array(found, dtype=np.int64), return_counts=True)
+    parts.append((keys // width, keys % width, tf))
+    doc, term, tf = (np.concatenate(column) for column in zip(*parts))
+    order = np.argsort(doc, kind="stable")
+    return list(ids), (doc[order], term[order], tf[order])
+
+
+def _passage_counts(passages: list[Passage], n_sentences: int, doc: np.ndarray, term: np.ndarray,
+                    tf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A passage's counts are the sums of its sentences' (its text is theirs joined by spaces)."""
+    starts = np.searchsorted(doc, np.arange(n_sentences + 1))
+    sizes = np.fromiter((len(p.sentence_ids) for p in passages), dtype=np.int64, count=len(passages))
+    members = np.fromiter((i for p in passages for i in p.sentence_ids), dtype=np.int64, count=int(sizes.sum()))
+    owner = np.repeat(np.arange(len(passages), dtype=np.int64), sizes)
+    lengths = starts[members + 1] - starts[members]
+    at = gather_ranges(starts[members], lengths)
+    n_terms = int(term.max()) + 1 if len(term) else 1
+    keys, inverse = np.unique(np.repeat(owner, lengths) * n_terms + term[at], return_inverse=True)
+    return keys // n_terms, keys % n_terms, np.bincount(inverse, weights=tf[at]).astype(np.int64)
+
+
+def gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i]`` to ``starts[i] + lengths[i]`` for each ``i``, one range after the other."""
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    return np.arange(bounds[-1], dtype=np.int64) - np.repeat(bounds[:-1] - starts, lengths)
 
 
 def dense_index(vectors: np.ndarray, ann_min: int):
@@ -459,9 +522,8 @@ class TokenRows:
         scale (vector ≈ row × scale) and where each sentence's rows start."""
         starts, ends = self.offsets[sentence_ids], self.offsets[sentence_ids + 1]
         lengths = ends - starts
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
-        rows = np.arange(bounds[-1]) - np.repeat(bounds[:-1] - starts, lengths)
-        return self.vectors.ranges(starts, ends), self.scales[rows], bounds[:-1]
+        rows = gather_ranges(starts, lengths)
+        return self.vectors.ranges(starts, ends), self.scales[rows], np.concatenate([[0], np.cumsum(lengths)])[:-1]
 
     @cached_property
     def _ids(self) -> np.ndarray:
@@ -666,6 +728,8 @@ class _Previous:
     rows: dict[str, int]  # sentence text → a row
     vectors: VectorRows
     tokens: TokenRows | None
+    lexical: LexicalIndex | None = None  # its sentences' terms, when analysed as this build analyses
+    analyzer: Analyzer | None = None
 
 
 def _previous_build(target: Path, spec: BuildSpec) -> _Previous | None:
@@ -688,11 +752,21 @@ def _previous_build(target: Path, spec: BuildSpec) -> _Previous | None:
     raws = [d["raw"] for d in raw_docs]
     rows = {raws[doc_no][start:end]: row for row, (doc_no, _, start, end, _) in enumerate(table.tolist())}
     splits: dict[str, tuple[int, int]] = {}
+    lexical = analyzer = None
     if manifest.get("layout") == spec.layout and manifest.get("splitter") == splitter_version():
         bounds = np.flatnonzero(np.diff(table[:, 0], prepend=-1, append=-1))  # where each document's rows begin
         for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             splits.setdefault(raws[table[first, 0]], (first, last))
-    return _Previous(table, splits, rows, vectors, tokens)
+        if manifest.get("analyzer_version") == spec.analyzer_version:
+            try:
+                lexical = LexicalIndex.load(build_dir, "bm25_sentences")
+                lemmas = json.loads((build_dir / "lemmas.json").read_text(encoding="utf-8"))
+                analyzer = Analyzer.from_dict(manifest["analyzer"], lemmas)
+            except (OSError, ValueError, KeyError):
+                lexical = analyzer = None
+            if lexical is not None and lexical.n_docs != len(table):
+                lexical = analyzer = None
+    return _Previous(table, splits, rows, vectors, tokens, lexical, analyzer)
 
 
 def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], None],
