@@ -39,8 +39,7 @@ from threadpoolctl import threadpool_limits
 from qa import index as index_mod
 from qa.config import Settings
 from qa.conversation import MAX_ID_CHARS, UnknownConversation
-from qa.documents_api import router as documents_router
-from qa.documents_api import updater_of_app
+from qa.documents_api import add_document_routes, updater_of_app
 from qa.updates import watch_folder
 from qa.engine import MAX_QUESTION_CHARS, Engine, InvalidQuestion
 
@@ -614,7 +613,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     if allow_reload:
         app.post("/admin/reload", status_code=202, response_model=ReloadStarted, tags=["service"],
                  responses={409: _err("a reload is already running"), **BAD_INPUT})(reload)
-    app.include_router(documents_router)  # PUT and DELETE /documents/{doc_id}
+    add_document_routes(app)  # PUT and DELETE /documents/{doc_id} (qa/documents_api.py)
     app.get("/", include_in_schema=False)(page)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -12,12 +12,10 @@ import secrets
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Request, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Request, Response, status
 from pydantic import BaseModel, Field
 
 from qa.updates import BadDocument, UnknownDocument, Updater, UpdateResult
-
-router = APIRouter(tags=["documents"])
 
 
 class DocumentUpdated(BaseModel):
@@ -80,11 +78,6 @@ async def _apply(request: Request, work) -> UpdateResult:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
-@router.put("/documents/{doc_id}", response_model=DocumentUpdated, dependencies=[Admin],
-            responses={201: {"model": DocumentUpdated, "description": "created"}, **ERRORS},
-            openapi_extra={"requestBody": {"required": True, "content": {
-                "text/plain": {"schema": {"type": "string"}},
-                "application/json": {"schema": DocumentUpload.model_json_schema()}}}})
 async def put_document(doc_id: DocId, request: Request, response: Response) -> DocumentUpdated:
     """Add or replace a document: stored in the corpus folder (atomically, durably) and indexed before the
     answer, so the next question can be answered from it."""
@@ -95,9 +88,19 @@ async def put_document(doc_id: DocId, request: Request, response: Response) -> D
     return DocumentUpdated(**vars(result))
 
 
-@router.delete("/documents/{doc_id}", response_model=DocumentUpdated, dependencies=[Admin],
-               responses={404: {"description": "no such document"},
-                          409: {"description": "the corpus would have no document left"}, **ERRORS})
 async def delete_document(doc_id: DocId, request: Request) -> DocumentUpdated:
     """Remove a document from the corpus folder and the index."""
     return DocumentUpdated(**vars(await _apply(request, lambda u: u.delete(doc_id))))
+
+
+def add_document_routes(app: FastAPI) -> None:
+    """Register PUT and DELETE /documents/{doc_id} on ``app`` (as its own routes, beside GET, so that a 405
+    at the path lists every method)."""
+    app.put("/documents/{doc_id}", response_model=DocumentUpdated, dependencies=[Admin], tags=["documents"],
+            responses={201: {"model": DocumentUpdated, "description": "created"}, **ERRORS},
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/json": {"schema": DocumentUpload.model_json_schema()}}}})(put_document)
+    app.delete("/documents/{doc_id}", response_model=DocumentUpdated, dependencies=[Admin], tags=["documents"],
+               responses={404: {"description": "no such document"},
+                          409: {"description": "the corpus would have no document left"}, **ERRORS})(delete_document)
