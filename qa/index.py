@@ -615,9 +615,8 @@ def token_weights(ids: np.ndarray, offsets: np.ndarray, vocabulary: list[str], s
     """Per word piece of the vocabulary: its idf over the sentences (a piece no sentence has gets the
     highest), or 0 for a stop word, punctuation or a special token, which say nothing about the topic."""
     n = len(offsets) - 1
-    sentence_of = np.repeat(np.arange(n), np.diff(offsets))
-    pairs = np.unique(np.stack([sentence_of, ids.astype(np.int64)]), axis=1)
-    df = np.bincount(pairs[1], minlength=len(vocabulary))
+    pair = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets)) * len(vocabulary) + ids.astype(np.int64)
+    df = np.bincount(np.unique(pair) % len(vocabulary), minlength=len(vocabulary))  # sentences holding each piece
     idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
     content = np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
                         and piece not in stopwords for piece in vocabulary], dtype=bool)
