@@ -197,7 +197,8 @@ def _err(description: str) -> dict:
 
 
 NOT_READY = {503: _err("the engine is still loading, or could not be loaded (see /health)")}
-BAD_INPUT = {422: _err("invalid request"), 413: _err(f"request body larger than {MAX_BODY_BYTES} bytes")}
+BAD_INPUT = {400: _err("the body cannot be parsed (e.g. not UTF-8)"), 422: _err("invalid request"),
+             413: _err(f"request body larger than {MAX_BODY_BYTES} bytes")}
 
 
 # -- the engine in service ---------------------------------------------------------------------------
