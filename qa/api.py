@@ -41,6 +41,8 @@ from threadpoolctl import threadpool_limits
 from qa import index as index_mod
 from qa.config import Retriever, Settings
 from qa.conversation import HTTP_NAMESPACE, MAX_ID_CHARS, ConversationStore, UnknownConversation, attach_store
+from qa.documents_api import add_document_routes, updater_of_app
+from qa.updates import watch_folder
 from qa.engine import MAX_QUESTION_CHARS, Engine, InvalidQuestion
 from qa.http_guard import AdminDep, BodyReadTimeout, JsonBodyDep, host_patterns, public_error
 
@@ -167,6 +169,8 @@ class Health(BaseModel):
     status: Literal["ready", "loading", "error"]
     ready: bool
     reloading: bool = False
+    updating: bool = Field(False, description="an index build or document update of this index is running "
+                                              "(in this process or another)")
     model: str | None = None
     corpus_fingerprint: str | None = None
     documents: int | None = None
@@ -423,9 +427,10 @@ def health(state: Annotated[ServiceState, Depends(get_state)], response: Respons
     if engine is None:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return Health(status="error" if state.error else "loading", ready=False, reloading=state.busy,
-                      error=state.error)
+                      updating=index_mod.build_running(state.settings.index_dir()), error=state.error)
     m = engine.index.manifest
-    return Health(status="ready", ready=True, reloading=state.busy, model=m.get("model"),
+    return Health(status="ready", ready=True, reloading=state.busy,
+                  updating=index_mod.build_running(state.settings.index_dir()), model=m.get("model"),
                   corpus_fingerprint=m.get("corpus_fingerprint"), documents=m.get("documents"),
                   sentences=m.get("sentences"), passages=m.get("passages"), index_built_at=m.get("built_at"),
                   index_build_seconds=m.get("build_seconds"), engine_loaded_at=state.loaded_at, error=state.error)
@@ -486,14 +491,16 @@ class BodySizeLimit:
     """Refuse request bodies over ``max_bytes`` with 413: at once from Content-Length, and by counting
     the bytes of a streamed (chunked) body as the application reads it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, upload_bytes: int | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes or max_bytes  # PUT /documents/…: a whole document
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_bytes if scope["method"] == "PUT" else self.max_bytes
         declared = [v for k, v in scope["headers"] if k == b"content-length"]
         if declared:
             try:
@@ -501,8 +508,8 @@ class BodySizeLimit:
             except ValueError:
                 await _send_json(send, 400, {"detail": "invalid Content-Length"})
                 return
-            if size > self.max_bytes:
-                await _send_json(send, 413, {"detail": BodyTooLarge(self.max_bytes).detail})
+            if size > limit:
+                await _send_json(send, 413, {"detail": BodyTooLarge(limit).detail})
                 return
         received = 0
 
@@ -511,8 +518,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)  # FastAPI turns it into the 413 response
+                if received > limit:
+                    raise BodyTooLarge(limit)  # FastAPI turns it into the 413 response
             return message
 
         watched = _WatchedSend(send)
@@ -600,13 +607,15 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None, *,
                allow_reload: bool = False, max_body_bytes: int = MAX_BODY_BYTES,
-               ask_workers: int | None = None, load_on_startup: bool = True, follow_index: bool = False) -> FastAPI:
+               ask_workers: int | None = None, load_on_startup: bool = True, follow_index: bool = False,
+               watch: bool = False) -> FastAPI:
     """The HTTP app. Without ``engine`` it loads one from ``settings`` at start-up (in the background:
     /health answers 503 until it is ready), unless ``load_on_startup`` is false (the engine is then set
     on ``app.state.qa`` by the caller, as tests do). ``allow_reload`` adds ``POST /admin/reload``.
     ``ask_workers`` bounds the questions answered at once (default: ``settings.ask_workers``).
     ``follow_index`` loads each new build of the index another process publishes (``ServiceState.follow``,
-    every ``settings.follow_seconds``)."""
+    every ``settings.follow_seconds``). ``watch`` updates the index when files of the corpus folder change
+    (``qa serve --watch``, qa/updates.py)."""
     settings = settings or (engine.settings if engine is not None else Settings())
     state = ServiceState(settings, engine)
     # Requests run side by side on few cores. A matrix product (the ranker's token match) would wake BLAS's
@@ -618,9 +627,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
         if state.engine is None and load_on_startup:
             state.start_loading()
         stop = state.follow(settings.follow_seconds) if follow_index and settings.follow_seconds else None
+        watching = watch_folder(updater_of_app(app), settings.watch_seconds) if watch else None
         yield
-        if stop is not None:
-            stop.set()
+        for event in (stop, watching):
+            if event is not None:
+                event.set()
 
     app = FastAPI(
         title="qa",
@@ -649,7 +660,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
                responses={204: {"description": "deleted"}, 404: _err("unknown conversation"),
                           422: _err("invalid id"), **NOT_READY})(delete_conversation)
     app.get("/documents", response_model=DocumentList, tags=["documents"], responses=NOT_READY)(list_documents)
-    app.get("/documents/{doc_id}", response_model=DocumentOut, tags=["documents"],
+    app.get("/documents/{doc_id:path}", response_model=DocumentOut, tags=["documents"],
             responses={404: _err("unknown document"), 422: _err("invalid id"), **NOT_READY})(get_document)
     app.get("/health", response_model=Health, tags=["service"],
             responses={503: {"model": Health, "description": "not ready: loading, or the load failed"}})(health)
@@ -658,6 +669,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
                  responses={409: _err("a reload is already running"), 401: _err("no or a wrong admin token"),
                             403: _err("the server has no admin token"), 415: _err("the body is not JSON"),
                             **BAD_INPUT})(reload)
+    add_document_routes(app)  # PUT and DELETE /documents/{doc_id} (qa/documents_api.py)
     app.get("/", include_in_schema=False)(page)
     app.get("/docs", include_in_schema=False)(api_docs)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -666,7 +678,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     # Innermost first: the body-read timeout sees the server's receive; the Host check, outermost, refuses a
     # request for a name this server is not known by (DNS rebinding) before anything else reads it.
     app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    # A PUT carries a whole document: JSON may escape every character of it into two.
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, upload_bytes=2 * settings.max_document_bytes)
     app.add_middleware(ErrorBoundary)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=host_patterns(settings.allowed_hosts), www_redirect=False)
     return app
@@ -677,7 +690,7 @@ def serving_app(engine: Engine, settings: Settings) -> FastAPI:
     request (the model's first run, the vocabulary ``rank.name_pieces`` reads), ``/admin/reload`` as the
     settings say, and each build of the index another process publishes loaded."""
     engine.query("warm up", "hybrid")  # the mode that runs every part of the question path
-    return create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True)
+    return create_app(engine, settings, allow_reload=settings.allow_reload, follow_index=True, watch=settings.watch)
 
 
 def worker_app() -> FastAPI:

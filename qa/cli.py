@@ -18,7 +18,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.text import Text
 from typer.core import TyperGroup
 
@@ -103,16 +104,16 @@ def open_engine(settings: Settings, *, rebuild: bool = False, quiet: bool = Fals
     from qa.engine import Engine
     from qa.index import IndexUnavailable
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                        TimeElapsedColumn(), console=err, transient=True, disable=quiet)
+    progress = build_progress(quiet)
     tasks: dict[str, int] = {}
+    stages = {"split": ("splitting", "documents"), "embed": ("embedding", "sentences")}
 
     def report(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
             progress.start()
-            tasks[stage] = progress.add_task({"split": "splitting documents", "embed": "embedding"}.get(stage, stage),
-                                             total=total)
-        progress.update(tasks[stage], completed=done)
+            label, unit = stages.get(stage, (stage, "items"))
+            tasks[stage] = progress.add_task(label, total=total, unit=unit)
+        progress.update(tasks[stage], completed=done, total=total)
 
     def announce(why: str) -> None:
         if not quiet:
@@ -126,6 +127,21 @@ def open_engine(settings: Settings, *, rebuild: bool = False, quiet: bool = Fals
     finally:
         if progress.live.is_started:
             progress.stop()
+
+
+def build_progress(quiet: bool) -> Progress:
+    """An index build's progress on stderr: per stage, done of total (documents split, sentences
+    embedded), the rate and the time left."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[unit]}"), RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=err, transient=True, disable=quiet)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second of a task (rich's own speed column counts bytes)."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.0f}/s" if task.speed else "–/s", style="progress.data.speed")
 
 
 @app.callback()
@@ -347,6 +363,8 @@ def serve(
                                                            "or the cores up to 4)")] = None,
     allow_reload: Annotated[bool, typer.Option("--allow-reload", help="enable POST /admin/reload (it also needs "
                                                                       "QA_ADMIN_TOKEN)")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="update the index when files in the corpus folder "
+                                                        "are added, changed or removed")] = False,
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
     corpus: CorpusOpt = None,
     index_root: IndexOpt = None,
@@ -355,7 +373,7 @@ def serve(
     from qa.serve import reserve_port
 
     settings = bound_to(host, settings_from(corpus, index_root, serve_workers=workers,
-                                            allow_reload=allow_reload or None))
+                                            allow_reload=allow_reload or None, watch=watch or None))
     reserve_port(host, port).close()  # a busy port fails now, in one line, not after the index is built
     banner = (f"serving {settings.corpus_dir} with {settings.serve_workers} worker process(es): the chat page "
               f"is at /, the API docs at /docs")

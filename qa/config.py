@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after "
                                                                "this long")
 
+    # Live updates.
+    watch: bool = Field(False, description="`qa serve --watch`: notice files added, changed or removed in the "
+                                           "corpus folder and update the index incrementally")
+    watch_seconds: float = Field(1.0, gt=0, description="how often the watched corpus folder's file names, "
+                                                        "sizes and modification times are compared")
+
     # Conversations.
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")
     max_age_days: float = Field(30.0, gt=0, description="conversations idle longer than this are dropped")

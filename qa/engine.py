@@ -128,6 +128,32 @@ class Engine:
             engine.export_query_model([s.text for s in engine.index.sentences])
         return engine
 
+    def refreshed(self, progress: Callable[[str, int, int], None] | None = None) -> "Engine":
+        """An engine over the corpus folder as it is now: when it changed since the published build, the
+        index is rebuilt incrementally (``index.build`` with reuse) and published; when another process
+        published a newer build, that one is loaded. Returns ``self`` when nothing changed. The new engine
+        shares this one's models and conversation store, so swapping it in costs no model load."""
+        target = self.settings.index_dir()
+        docs = load_corpus(self.settings.corpus_dir)
+        spec = build_spec(self.settings)
+        with index_mod.build_lock(target):
+            current, why = index_is_current(target, docs, spec)
+            if not current:
+                log.info("updating the index (%s)", why)
+                index_mod.build(docs, self.query_encoder, spec, target, progress, reuse=True)
+            if index_mod.published_build(target) == self.index.path.name:
+                return self
+            return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe))
+
+    def with_index(self, corpus_index: index_mod.CorpusIndex) -> "Engine":
+        """This engine's models and conversation store over another index."""
+        engine = Engine(self.settings, corpus_index, self._encoder)
+        with self._encoder_lock:
+            engine._query_encoder, engine._pending_query_encoder = self._query_encoder, self._pending_query_encoder
+        if "_conversation_store" in self.__dict__:
+            engine.__dict__["_conversation_store"] = self.__dict__["_conversation_store"]
+        return engine
+
     @classmethod
     def _build_encoder(cls, settings: Settings, docs: list[Document]):
         """The encoder for bulk encoding and the torch encoder if it had to be loaded.

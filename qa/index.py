@@ -12,12 +12,13 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from qa.types import Document, Passage, Sentence
 
 FORMAT_VERSION = 3
 CURRENT = "current"
+TMP_PREFIX = ".tmp-"  # a build is written into TMP_PREFIX + its name, then renamed
 
 
 class IndexUnavailable(RuntimeError):
@@ -145,8 +147,11 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
           progress: Callable[[str, int, int], None] | None = None, *, reuse: bool = True) -> Path:
     """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder.
 
-    With ``reuse``, sentences whose text the build in service already embedded with the same model keep
-    their vectors: adding an article to a corpus encodes that article, not the corpus again.
+    With ``reuse`` the build in service is the starting point, so that the work is in proportion to the
+    change: a document whose text it already holds keeps its sentences (not split again), and sentences
+    whose text it already embedded with the same model keep their vectors and word pieces (copied as
+    stored, not encoded again). The lexical and dense indexes are then made from those stored parts.
+    Call with :func:`build_lock` held when other processes may build the same ``target``.
     """
     import faiss
 
@@ -154,31 +159,37 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         raise ValueError("the corpus has no readable documents")
     step = progress or (lambda *_: None)
     t0 = time.perf_counter()
-    sentences = _split_all(docs, spec.layout, lambda done: step("split", done, len(docs)))
+    previous = _previous_build(target, spec) if reuse else None
+    sentences, previous_rows = _split_all(docs, spec.layout, lambda done: step("split", done, len(docs)), previous)
     if not sentences:
         raise ValueError("the corpus has no sentences")
     passages = make_passages(sentences, spec.passage_size, spec.passage_overlap)
 
-    analyzer = Analyzer(stopwords=default_stopwords(), lemmatize=True).with_lemmas_of(s.text for s in sentences)
-    sentence_terms = [analyzer.terms(s.text) for s in sentences]
-    # A passage's text is its sentences joined by spaces, so its terms are theirs in order.
-    passage_terms = [[t for j in p.sentence_ids for t in sentence_terms[j]] for p in passages]
-    lexical_p = LexicalIndex.build(passage_terms)
-    lexical_s = LexicalIndex.build(sentence_terms)
+    lexical_reuse = previous_rows if previous is not None and previous.lexical is not None else None
+    analyzer = _analyzer(sentences, lexical_reuse, previous)
+    terms, counts = _sentence_counts(sentences, lexical_reuse, previous, analyzer)
+    lexical_s = LexicalIndex.from_counts(len(sentences), terms, *counts)
+    lexical_p = LexicalIndex.from_counts(len(passages), terms, *_passage_counts(passages, len(sentences), *counts))
 
     texts = [s.text for s in sentences]
     if spec.passage_vectors == "encode":
         texts += [passage_text(p, sentences) for p in passages]
-    known = _embedded_sentences(target, spec) if reuse else None
-    vectors, tokens = _encode_in_batches(encoder, texts, lambda done, total: step("embed", done, total), known,
-                                         keep_tokens=len(sentences) if spec.token_vectors else 0)
+    encoded = [0]  # distinct texts this build had to encode
+
+    def embedded(done: int, total: int) -> None:
+        encoded[0] = total
+        step("embed", done, total)
+
+    vectors, tokens = _encode_in_batches(encoder, texts, embedded, previous,
+                                         keep_tokens=len(sentences) if spec.token_vectors else 0,
+                                         known_rows=previous_rows)
     sent_vecs = vectors[: len(sentences)]
     pass_vecs = vectors[len(sentences):] if spec.passage_vectors == "encode" else mean_vectors(sent_vecs, passages)
     findex = dense_index(pass_vecs, spec.ann_min_passages)
 
     target.mkdir(parents=True, exist_ok=True)
     build_dir = target / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    tmp_dir = target / f".tmp-{build_dir.name}"
+    tmp_dir = target / f"{TMP_PREFIX}{build_dir.name}"
     tmp_dir.mkdir()
     try:
         _write_json(tmp_dir / "documents.json", [{"doc_id": d.doc_id, "title": d.title, "raw": d.raw} for d in docs])
@@ -190,16 +201,19 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         lexical_s.save(tmp_dir, "bm25_sentences")
         _write_json(tmp_dir / "lemmas.json", analyzer.lemmas)
         if tokens is not None:
-            TokenRows.write(tmp_dir, *tokens, token_weights(tokens[2], tokens[1], encoder.vocabulary,
-                                                            analyzer.stopwords))
+            TokenRows.write(tmp_dir, tokens, previous.tokens if previous else None, encoder.vocabulary,
+                            analyzer.stopwords)
         manifest = {
             "format_version": FORMAT_VERSION,
             **spec.to_dict(),
             "dim": encoder.dim,
+            "splitter": splitter_version(),
             "corpus_fingerprint": corpus_fingerprint(docs),
             "documents": len(docs),
             "sentences": len(sentences),
             "passages": len(passages),
+            "split_documents": len(docs) - (sum(d.raw in previous.splits for d in docs) if previous else 0),
+            "encoded_texts": encoded[0],
             "analyzer": analyzer.to_dict(),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "build_seconds": round(time.perf_counter() - t0, 3),
@@ -211,6 +225,70 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         raise
     publish(target, build_dir)
     return build_dir
+
+
+def _analyzer(sentences: list[Sentence], reuse: np.ndarray | None, previous: _Previous | None) -> Analyzer:
+    """The analyzer of a build, knowing the lemma of every word of its sentences. Reusing a build, it
+    starts from that build's table and looks up only the words of new sentences: the table then also
+    keeps words of removed documents, which only matters to a question using such a word in another
+    form than the corpus does (`qa index --rebuild` makes the exact table)."""
+    if reuse is None:
+        return Analyzer(stopwords=default_stopwords(), lemmatize=True).with_lemmas_of(s.text for s in sentences)
+    base = previous.analyzer
+    fresh = base.with_lemmas_of(sentences[i].text for i in np.flatnonzero(reuse < 0).tolist())
+    return replace(base, lemmas={**base.lemmas, **fresh.lemmas})
+
+
+def _sentence_counts(sentences: list[Sentence], reuse: np.ndarray | None, previous: _Previous | None,
+                     analyzer: Analyzer) -> tuple[list[str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each sentence's index terms as counts (sentence, term, tf), ordered by sentence, and the terms:
+    taken from the previous build's lexical index for sentences reused from it (``reuse[i]`` ≥ 0, their
+    row there), from the analyzer for the others."""
+    ids: dict[str, int] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    fresh = range(len(sentences))
+    if reuse is not None:
+        old = previous.lexical
+        ids = {t: i for i, t in enumerate(old.terms)}
+        docs, terms, tfs = old.counts()
+        starts = np.searchsorted(docs, np.arange(old.n_docs + 1))
+        taken = np.flatnonzero(reuse >= 0)
+        lengths = starts[reuse[taken] + 1] - starts[reuse[taken]]
+        at = gather_ranges(starts[reuse[taken]], lengths)
+        parts.append((np.repeat(taken, lengths), terms[at], tfs[at]))
+        fresh = np.flatnonzero(reuse < 0).tolist()
+    rows: list[int] = []
+    found: list[int] = []
+    for i in fresh:
+        for term in analyzer.terms(sentences[i].text):
+            rows.append(i)
+            found.append(ids.setdefault(term, len(ids)))
+    width = max(len(ids), 1)
+    keys, tf = np.unique(np.array(rows, dtype=np.int64) * width + np.array(found, dtype=np.int64), return_counts=True)
+    parts.append((keys // width, keys % width, tf))
+    doc, term, tf = (np.concatenate(column) for column in zip(*parts))
+    order = np.argsort(doc, kind="stable")
+    return list(ids), (doc[order], term[order], tf[order])
+
+
+def _passage_counts(passages: list[Passage], n_sentences: int, doc: np.ndarray, term: np.ndarray,
+                    tf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A passage's counts are the sums of its sentences' (its text is theirs joined by spaces)."""
+    starts = np.searchsorted(doc, np.arange(n_sentences + 1))
+    sizes = np.fromiter((len(p.sentence_ids) for p in passages), dtype=np.int64, count=len(passages))
+    members = np.fromiter((i for p in passages for i in p.sentence_ids), dtype=np.int64, count=int(sizes.sum()))
+    owner = np.repeat(np.arange(len(passages), dtype=np.int64), sizes)
+    lengths = starts[members + 1] - starts[members]
+    at = gather_ranges(starts[members], lengths)
+    n_terms = int(term.max()) + 1 if len(term) else 1
+    keys, inverse = np.unique(np.repeat(owner, lengths) * n_terms + term[at], return_inverse=True)
+    return keys // n_terms, keys % n_terms, np.bincount(inverse, weights=tf[at]).astype(np.int64)
+
+
+def gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i]`` to ``starts[i] + lengths[i]`` for each ``i``, one range after the other."""
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    return np.arange(bounds[-1], dtype=np.int64) - np.repeat(bounds[:-1] - starts, lengths)
 
 
 def dense_index(vectors: np.ndarray, ann_min: int):
@@ -256,11 +334,42 @@ def published_build(target: Path) -> str | None:
 def build_lock(target: Path) -> Iterator[None]:
     """Held while ``target`` is checked and built, so that processes sharing the folder (a server's worker
     processes, `qa index` beside a running server) build it once, one after the other. The lock is the
-    kernel's (flock): it is released when its holder exits, however it exits."""
+    kernel's (flock): it is released when its holder exits, however it exits.
+
+    Whoever holds it is the only builder, so a temporary build folder found then was left by a build that
+    was killed: it is removed."""
     target.mkdir(parents=True, exist_ok=True)
     with open(target / ".build.lock", "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
+        for stale in target.glob(f"{TMP_PREFIX}build-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         yield
+
+
+def build_running(target: Path) -> bool:
+    """Whether some process (this one included) holds the build lock of ``target``: an index build or
+    update is in progress."""
+    lock = target / ".build.lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+@lru_cache(maxsize=1)
+def splitter_version() -> str:
+    """A digest of the sentence splitter's source (qa/ingest.py): sentences cached in a build are reused
+    only by a build that would split the same way."""
+    import inspect
+
+    from qa import ingest
+
+    return hashlib.sha256(inspect.getsource(ingest).encode("utf-8")).hexdigest()[:16]
 
 
 def read_manifest(target: Path) -> dict:
@@ -413,9 +522,8 @@ class TokenRows:
         scale (vector ≈ row × scale) and where each sentence's rows start."""
         starts, ends = self.offsets[sentence_ids], self.offsets[sentence_ids + 1]
         lengths = ends - starts
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
-        rows = np.arange(bounds[-1]) - np.repeat(bounds[:-1] - starts, lengths)
-        return self.vectors.ranges(starts, ends), self.scales[rows], bounds[:-1]
+        rows = gather_ranges(starts, lengths)
+        return self.vectors.ranges(starts, ends), self.scales[rows], np.concatenate([[0], np.cumsum(lengths)])[:-1]
 
     @cached_property
     def _ids(self) -> np.ndarray:
@@ -425,23 +533,90 @@ class TokenRows:
         return np.array(self._ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])
 
     @staticmethod
-    def write(folder: Path, vectors: np.ndarray, offsets: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> None:
-        vectors = vectors.astype(np.float32)
-        scales = np.maximum(np.abs(vectors).max(axis=1), 1e-12) / 127.0
-        np.save(folder / "token_vectors.npy", np.round(vectors / scales[:, None]).astype(np.int8))
-        np.save(folder / "token_scales.npy", scales.astype(np.float32))
-        np.save(folder / "token_offsets.npy", offsets.astype(np.int64))
-        np.save(folder / "token_ids.npy", ids.astype(np.int32))
-        np.save(folder / "token_weights.npy", weights.astype(np.float32))
+    def write(folder: Path, tokens: SentenceTokens, previous: TokenRows | None, vocabulary: list[str],
+              stopwords: frozenset[str]) -> None:
+        """Write every sentence's word pieces: those of newly encoded sentences quantised here, those of
+        reused ones copied byte for byte from ``previous`` (no decoding, no second rounding), one copy per
+        run of consecutive rows. At 100,000 sentences the vectors are over a gigabyte, so the copy stays
+        in the kernel (``os.copy_file_range``) instead of passing through NumPy."""
+        source = tokens.previous_rows
+        reused = source >= 0
+        if reused.any() and previous is None:
+            raise ValueError("reused word pieces need the build they come from")
+        new_lengths = np.diff(tokens.offsets)
+        lengths = np.zeros(len(source), dtype=np.int64)
+        lengths[~reused] = new_lengths
+        if reused.any():
+            lengths[reused] = previous.offsets[source[reused] + 1] - previous.offsets[source[reused]]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        new_vectors = tokens.vectors.astype(np.float32)
+        new_scales = np.maximum(np.abs(new_vectors).max(axis=1, initial=0.0), 1e-12) / 127.0
+        new_rows = np.round(new_vectors / new_scales[:, None]).astype(np.int8)
+        dim = new_rows.shape[1] if not reused.any() else previous.vectors.shape[1]
+        ids = np.empty(offsets[-1], dtype=np.int32)
+        scales = np.empty(offsets[-1], dtype=np.float32)
+        new_at = np.concatenate([[0], np.cumsum(~reused)])  # sentence → its position among the new ones
+        with open(folder / "token_vectors.npy", "wb") as fh:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int8)), "fortran_order": False,
+                      "shape": (int(offsets[-1]), int(dim))}
+            np.lib.format.write_array_header_1_0(fh, header)
+            fh.flush()
+            data_at = fh.tell()
+            for first, last in _runs(source):
+                out = slice(offsets[first], offsets[last])
+                if reused[first]:
+                    lo, hi = previous.offsets[source[first]], previous.offsets[source[last - 1] + 1]
+                    ids[out], scales[out] = previous._ids[lo:hi], previous.scales[lo:hi]
+                    _copy_bytes(previous.vectors, lo, hi, fh.fileno(), data_at + out.start * dim)
+                else:
+                    lo, hi = tokens.offsets[new_at[first]], tokens.offsets[new_at[last]]
+                    ids[out], scales[out] = tokens.ids[lo:hi], new_scales[lo:hi]
+                    os.pwrite(fh.fileno(), new_rows[lo:hi].tobytes(), data_at + out.start * dim)
+            os.ftruncate(fh.fileno(), data_at + int(offsets[-1]) * dim)
+        np.save(folder / "token_scales.npy", scales)
+        np.save(folder / "token_offsets.npy", offsets)
+        np.save(folder / "token_ids.npy", ids)
+        np.save(folder / "token_weights.npy", token_weights(ids, offsets, vocabulary, stopwords))
+
+
+@dataclass
+class SentenceTokens:
+    """Where each sentence's word pieces come from: a row of the previous build (``previous_rows``, copied
+    as stored) or this build's encoding (-1; their float16 vectors, offsets and ids, sentence after sentence)."""
+
+    previous_rows: np.ndarray
+    vectors: np.ndarray
+    offsets: np.ndarray
+    ids: np.ndarray
+
+
+def _runs(source: np.ndarray) -> list[tuple[int, int]]:
+    """``[first, last)`` runs of sentences that are all new, or reused from consecutive previous rows."""
+    reused = source >= 0
+    breaks = np.flatnonzero((reused[1:] != reused[:-1]) | (reused[1:] & (source[1:] != source[:-1] + 1))) + 1
+    bounds = np.concatenate([[0], breaks, [len(source)]])
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _copy_bytes(rows: VectorRows, first: int, last: int, out_fd: int, out_at: int) -> None:
+    """Rows ``first`` to ``last`` of a saved matrix into ``out_fd`` at ``out_at``, file to file."""
+    src_at, remaining = rows._offset + first * rows._row_bytes, (last - first) * rows._row_bytes
+    while remaining:
+        try:
+            done = os.copy_file_range(rows._fd, out_fd, remaining, src_at, out_at)
+        except OSError:  # a file system that cannot: through memory
+            done = os.pwrite(out_fd, os.pread(rows._fd, min(remaining, 1 << 26), src_at), out_at)
+        if done == 0:
+            raise OSError("the previous build's word-piece vectors are shorter than its offsets say")
+        src_at, out_at, remaining = src_at + done, out_at + done, remaining - done
 
 
 def token_weights(ids: np.ndarray, offsets: np.ndarray, vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
     """Per word piece of the vocabulary: its idf over the sentences (a piece no sentence has gets the
     highest), or 0 for a stop word, punctuation or a special token, which say nothing about the topic."""
     n = len(offsets) - 1
-    sentence_of = np.repeat(np.arange(n), np.diff(offsets))
-    pairs = np.unique(np.stack([sentence_of, ids.astype(np.int64)]), axis=1)
-    df = np.bincount(pairs[1], minlength=len(vocabulary))
+    pair = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets)) * len(vocabulary) + ids.astype(np.int64)
+    df = np.bincount(np.unique(pair) % len(vocabulary), minlength=len(vocabulary))  # sentences holding each piece
     idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
     content = np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
                         and piece not in stopwords for piece in vocabulary], dtype=bool)
@@ -471,49 +646,95 @@ def _sentence_table(sentences: list[Sentence], docs: list[Document]) -> np.ndarr
 
 
 PARALLEL_SPLIT_CHARS = 2_000_000  # below this, worker start-up costs more than it saves
+KINDS = ("title", "heading", "body")
 
 
-def _split_all(docs: list[Document], layout: bool, report: Callable[[int], None]) -> list[Sentence]:
-    """Every document's sentences, in corpus order. pysbd is pure Python (about 700 sentences/s per core here), so
-    a large corpus is split in worker processes, one per core; spawned, not forked, because the parent may
-    be running onnxruntime threads."""
+def _split_all(docs: list[Document], layout: bool, report: Callable[[int], None],
+               previous: _Previous | None = None) -> tuple[list[Sentence], np.ndarray]:
+    """Every document's sentences, in corpus order, and for each its row in ``previous`` (-1 when split
+    here). A document whose exact text ``previous`` holds takes its sentences from there."""
+    cached = previous.splits if previous is not None else {}
+    todo = [d for d in docs if d.raw not in cached]
+    fresh = iter(split_documents(todo, layout, lambda done: report(done + len(docs) - len(todo))))
+    sentences: list[Sentence] = []
+    rows: list[np.ndarray] = []
+    for doc in docs:
+        span = cached.get(doc.raw)
+        if span is None:
+            part = next(fresh)
+            rows.append(np.full(len(part), -1, dtype=np.int64))
+        else:
+            part = [Sentence(doc.doc_id, idx, start, end, doc.raw[start:end], KINDS[kind])
+                    for idx, start, end, kind in previous.table[span[0] : span[1], 1:].tolist()]
+            rows.append(np.arange(span[0], span[1], dtype=np.int64))
+        sentences.extend(part)
+    report(len(docs))
+    return sentences, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+
+
+def split_documents(docs: list[Document], layout: bool, report: Callable[[int], None]) -> list[list[Sentence]]:
+    """Each document's sentences. pysbd is pure Python (about 700 sentences/s per core here), so a large
+    corpus is split in worker processes, one per core; spawned, not forked, because the parent may be
+    running onnxruntime threads. The workers end with the build, however it ends: each watches its parent
+    and exits once the parent is gone (a killed `qa index` leaves no worker splitting for nobody)."""
     workers = min(os.cpu_count() or 1, 8)
     if workers < 2 or sum(len(d.raw) for d in docs) < PARALLEL_SPLIT_CHARS:
-        sentences: list[Sentence] = []
+        out = []
         for i, doc in enumerate(docs):
-            sentences.extend(split_sentences(doc, layout=layout))
+            out.append(split_sentences(doc, layout=layout))
             report(i + 1)
-        return sentences
+        return out
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
 
     chunk = max(1, min(500, len(docs) // (workers * 8)))
     batches = [docs[i : i + chunk] for i in range(0, len(docs), chunk)]
-    sentences = []
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    out = []
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+    try:
         for done, part in enumerate(pool.map(partial(_split_batch, layout=layout), batches), start=1):
-            sentences.extend(part)
+            out.extend(part)
             report(min(done * chunk, len(docs)))
-    return sentences
+    finally:  # on an error or Ctrl-C, batches not started are dropped rather than split first
+        pool.shutdown(wait=True, cancel_futures=True)
+    return out
 
 
-def _split_batch(docs: list[Document], layout: bool) -> list[Sentence]:
-    return [s for d in docs for s in split_sentences(d, layout=layout)]
+def _split_batch(docs: list[Document], layout: bool) -> list[list[Sentence]]:
+    return [split_sentences(d, layout=layout) for d in docs]
+
+
+def _exit_with_parent(parent: int, every: float = 0.2) -> None:
+    """Pool worker initializer: a thread that ends the worker once ``parent`` is no longer its parent."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="qa-parent-watch", daemon=True).start()
 
 
 @dataclass
-class _Known:
-    """What the build in service already encoded: sentence text → row, its vectors and word pieces."""
+class _Previous:
+    """The build in service as a starting point: its sentence table, the span of rows of each document
+    text (when it was split the way this build splits), its rows by sentence text, vectors and word pieces."""
 
-    rows: dict[str, int]
+    table: np.ndarray  # (doc, index, start, end, kind) per sentence row
+    splits: dict[str, tuple[int, int]]  # document text → [first, last) rows
+    rows: dict[str, int]  # sentence text → a row
     vectors: VectorRows
     tokens: TokenRows | None
+    lexical: LexicalIndex | None = None  # its sentences' terms, when analysed as this build analyses
+    analyzer: Analyzer | None = None
 
 
-def _embedded_sentences(target: Path, spec: BuildSpec) -> _Known | None:
-    """The encodings of the build in service, if it was made with the same model (and kept word pieces
-    when this build needs them)."""
+def _previous_build(target: Path, spec: BuildSpec) -> _Previous | None:
+    """The build in service, if its encodings can be reused: made with the same model (and keeping word
+    pieces when this build needs them). Its sentences are reused too when it split with the same splitter
+    and layout."""
     try:
         manifest = read_manifest(target)
         if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != spec.model \
@@ -521,40 +742,56 @@ def _embedded_sentences(target: Path, spec: BuildSpec) -> _Known | None:
             return None
         build_dir = (target / CURRENT).resolve()
         raw_docs, table = _read_documents(build_dir)
-        rows = {raw_docs[doc_no]["raw"][start:end]: row
-                for row, (doc_no, _, start, end, _) in enumerate(table.tolist())}
         vectors = VectorRows(build_dir / "sentence_vectors.npy")
         tokens = TokenRows(build_dir) if spec.token_vectors else None
     except (IndexUnavailable, OSError, ValueError, KeyError, IndexError):
-        return None  # nothing usable: encode everything
+        return None  # nothing usable: split and encode everything
     if len(vectors) != len(table) or (tokens is not None and len(tokens) != len(table)):
         return None
-    return _Known(rows, vectors, tokens)
+    raws = [d["raw"] for d in raw_docs]
+    rows = {raws[doc_no][start:end]: row for row, (doc_no, _, start, end, _) in enumerate(table.tolist())}
+    splits: dict[str, tuple[int, int]] = {}
+    lexical = analyzer = None
+    if manifest.get("layout") == spec.layout and manifest.get("splitter") == splitter_version():
+        bounds = np.flatnonzero(np.diff(table[:, 0], prepend=-1, append=-1))  # where each document's rows begin
+        for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            splits.setdefault(raws[table[first, 0]], (first, last))
+        if manifest.get("analyzer_version") == spec.analyzer_version:
+            try:
+                lexical = LexicalIndex.load(build_dir, "bm25_sentences")
+                lemmas = json.loads((build_dir / "lemmas.json").read_text(encoding="utf-8"))
+                analyzer = Analyzer.from_dict(manifest["analyzer"], lemmas)
+            except (OSError, ValueError, KeyError):
+                lexical = analyzer = None
+            if lexical is not None and lexical.n_docs != len(table):
+                lexical = analyzer = None
+    return _Previous(table, splits, rows, vectors, tokens, lexical, analyzer)
 
 
-def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], None], known: _Known | None = None,
-                       batch: int = 512, keep_tokens: int = 0):
+def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], None],
+                       known: _Previous | None = None, batch: int = 512, keep_tokens: int = 0,
+                       known_rows: np.ndarray | None = None):
     """Vectors of ``texts``, each distinct text encoded once (news repeats boilerplate and wire copy), and
-    not at all when ``known`` already holds its vector. With ``keep_tokens``, also the word pieces of the
-    first ``keep_tokens`` texts (the sentences) as (float16 vectors, offsets, ids); else None."""
+    not at all when ``known`` already holds it: at ``known_rows[i]`` (≥ 0) for the first texts, else any row
+    with that text. With ``keep_tokens``, the word pieces of the first ``keep_tokens`` texts (the
+    sentences) as :class:`SentenceTokens` (reused ones by their row in ``known``); else None."""
     first: dict[str, int] = {}
     inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
     distinct = list(first)
     out = np.zeros((len(distinct), encoder.dim), dtype=np.float32)
-    pieces: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(distinct)
-    todo = np.arange(len(distinct))
+    source = np.full(len(texts), -1, dtype=np.int64)  # per text: its row in `known`
     if known is not None:
-        found = np.array([known.rows.get(t, -1) for t in distinct], dtype=np.int64)
-        hit = found >= 0
-        if hit.any():
-            out[hit] = known.vectors[found[hit]]
-            if keep_tokens:
-                sids = found[hit]
-                rows, scales, starts = known.tokens.of(sids)
-                vectors = np.split((rows * scales[:, None]).astype(np.float16), starts[1:])
-                for j, sid, v in zip(np.flatnonzero(hit).tolist(), sids.tolist(), vectors):
-                    pieces[j] = (v, known.tokens.ids_of(sid))
-        todo = np.flatnonzero(~hit)
+        if known_rows is not None:
+            source[: len(known_rows)] = known_rows
+        lookup = np.flatnonzero(source < 0)
+        source[lookup] = np.fromiter((known.rows.get(texts[i], -1) for i in lookup), dtype=np.int64, count=len(lookup))
+    found = np.full(len(distinct), -1, dtype=np.int64)
+    found[inverse[source >= 0]] = source[source >= 0]
+    hit = found >= 0
+    if hit.any():
+        out[hit] = known.vectors[found[hit]]
+    todo = np.flatnonzero(~hit)
+    pieces: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     # Sorting by length keeps padding small inside each model batch; the order is restored afterwards.
     order = todo[np.argsort([len(distinct[j]) for j in todo], kind="stable")]
     for i in range(0, len(order), batch):
@@ -570,10 +807,13 @@ def _encode_in_batches(encoder, texts: list[str], report: Callable[[int, int], N
         report(min(i + batch, len(order)), len(order))
     if not keep_tokens:
         return out[inverse], None
-    per_text = [pieces[j] for j in inverse[:keep_tokens].tolist()]
-    offsets = np.concatenate([[0], np.cumsum([len(p) for _, p in per_text])])
-    vectors = np.concatenate([v for v, _ in per_text]) if per_text else np.zeros((0, encoder.dim), np.float16)
-    return out[inverse], (vectors, offsets, np.concatenate([p for _, p in per_text]).astype(np.int32))
+    # A sentence takes the word pieces of the row its vector came from, else those encoded here.
+    rows = np.where(source[:keep_tokens] >= 0, source[:keep_tokens], found[inverse[:keep_tokens]])
+    new = [pieces[j] for j in inverse[:keep_tokens][rows < 0].tolist()]
+    offsets = np.concatenate([[0], np.cumsum([len(p) for _, p in new], dtype=np.int64)]).astype(np.int64)
+    vectors = np.concatenate([v for v, _ in new]) if new else np.zeros((0, encoder.dim), np.float16)
+    ids = np.concatenate([p for _, p in new]).astype(np.int32) if new else np.zeros(0, np.int32)
+    return out[inverse], SentenceTokens(rows, vectors, offsets, ids)
 
 
 def _write_json(path: Path, data) -> None:

@@ -49,6 +49,45 @@ class LexicalIndex:
         idf = np.array([bm.idf[t] for t in vocab], dtype=np.float32)
         return cls(vocab, idf, np.asarray(bm.doc_len, dtype=np.int32), indptr, docs, tfs, float(bm.avgdl), k1, b)
 
+    @classmethod
+    def from_counts(cls, n_docs: int, terms: list[str], doc_ids: np.ndarray, term_ids: np.ndarray, tfs: np.ndarray,
+                    k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> "LexicalIndex":
+        """The index of ``n_docs`` documents given as term counts: document ``doc_ids[i]`` holds term
+        ``terms[term_ids[i]]`` ``tfs[i]`` times (one entry per document and term).
+
+        The statistics are rank-bm25's BM25Okapi ones (Okapi idf, negative values floored at ``epsilon`` ×
+        the mean idf; document lengths and their mean), computed in NumPy from counts rather than token
+        lists, so that an index update reuses the counts of unchanged documents instead of tokenising them
+        again. :meth:`build` gives the same index from token lists. Terms no document holds are dropped.
+        """
+        doc_ids, term_ids = np.asarray(doc_ids, dtype=np.int64), np.asarray(term_ids, dtype=np.int64)
+        tfs = np.asarray(tfs, dtype=np.int64)
+        df = np.bincount(term_ids, minlength=len(terms))
+        kept = sorted(np.flatnonzero(df).tolist(), key=terms.__getitem__)  # the vocabulary in term order
+        renumber = np.full(len(terms), -1, dtype=np.int64)
+        renumber[kept] = np.arange(len(kept))
+        rows = renumber[term_ids]
+        order = np.lexsort((doc_ids, rows))
+        df = df[kept]
+        idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
+        idf = np.where(idf < 0, epsilon * idf.mean(), idf) if len(idf) else idf
+        doc_len = np.bincount(doc_ids, weights=tfs, minlength=n_docs).astype(np.int32)
+        return cls({terms[t]: i for i, t in enumerate(kept)}, idf.astype(np.float32), doc_len,
+                   np.concatenate([[0], np.cumsum(df)]).astype(np.int64), doc_ids[order].astype(np.int32),
+                   tfs[order].astype(np.int32), float(doc_len.sum() / n_docs), k1, b)
+
+    def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The index as counts (doc_ids, term_ids, tfs), ordered by document: the input of :meth:`from_counts`
+        with ``terms`` in vocabulary order."""
+        term_ids = np.repeat(np.arange(len(self.idf), dtype=np.int64), np.diff(self.indptr))
+        order = np.argsort(self.docs, kind="stable")
+        return self.docs[order].astype(np.int64), term_ids[order], self.tfs[order].astype(np.int64)
+
+    @property
+    def terms(self) -> list[str]:
+        """The vocabulary by row."""
+        return sorted(self.vocab, key=self.vocab.get)
+
     def idf_of(self, term: str) -> float | None:
         row = self.vocab.get(term)
         return None if row is None else float(self.idf[row])

@@ -50,7 +50,8 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     """What a worker needs in its environment to open the engine the supervisor checked: the settings the
     command line chose, and one model thread per core a worker has (workers × threads ≤ cores)."""
     env = {"QA_CORPUS_DIR": str(settings.corpus_dir.resolve()), "QA_INDEX_ROOT": str(settings.index_root.resolve()),
-           "QA_ALLOW_RELOAD": str(settings.allow_reload).lower(), "QA_ALLOWED_HOSTS": json.dumps(settings.allowed_hosts)}
+           "QA_ALLOW_RELOAD": str(settings.allow_reload).lower(), "QA_ALLOWED_HOSTS": json.dumps(settings.allowed_hosts),
+           "QA_WATCH": str(settings.watch).lower()}
     if "QA_QUERY_THREADS" not in os.environ:
         env["QA_QUERY_THREADS"] = str(max(1, (os.cpu_count() or 1) // settings.serve_workers))
     return env

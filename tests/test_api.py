@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings as hypothesis_settings
+from pydantic import SecretStr
 
 from qa.api import MAX_BODY_BYTES, create_app, get_engine
 from qa.config import PROJECT_ROOT, RETRIEVERS, Settings
@@ -493,7 +495,9 @@ def test_a_server_follows_a_build_that_another_process_publishes(tmp_path):
 # `schema_engine` fixture before any generated request is sent. (schemathesis' lazy `from_fixture`
 # loader does not work with pytest 9.2.)
 
-_schema_app = create_app(settings=Settings(), load_on_startup=False)
+# The app has an admin token that no generated request carries, as a server that takes updates: the admin
+# routes are then checked for their 401s, and nothing generated ever reaches the corpus folder.
+_schema_app = create_app(settings=Settings(admin_token=SecretStr(secrets.token_urlsafe(32))), load_on_startup=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", _schema_app)
 
 

@@ -1,6 +1,7 @@
 import json
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,11 +96,11 @@ def test_missing_and_corrupt_index_say_what_to_run(tmp_path, seed_engine):
 
 def test_parallel_split_gives_the_sequential_sentences(monkeypatch):
     docs = load_corpus(SEEDS)
-    sequential = index_mod._split_all(docs, True, lambda done: None)
+    sequential = index_mod.split_documents(docs, True, lambda done: None)
     monkeypatch.setattr(index_mod, "PARALLEL_SPLIT_CHARS", 0)
     monkeypatch.setattr(index_mod.os, "cpu_count", lambda: 2)
     seen: list[int] = []
-    assert index_mod._split_all(docs, True, seen.append) == sequential
+    assert index_mod.split_documents(docs, True, seen.append) == sequential
     assert seen[-1] == len(docs)
 
 
@@ -138,7 +139,9 @@ def test_each_distinct_text_is_encoded_once():
 def test_word_pieces_are_kept_per_sentence_in_order():
     enc = _WordLengths()
     texts = ["a bb ccc", "dddd", "a bb ccc", "passage text only"]
-    vecs, (rows, offsets, ids) = index_mod._encode_in_batches(enc, texts, lambda *_: None, batch=2, keep_tokens=3)
+    vecs, tokens = index_mod._encode_in_batches(enc, texts, lambda *_: None, batch=2, keep_tokens=3)
+    rows, offsets, ids = tokens.vectors, tokens.offsets, tokens.ids
+    assert tokens.previous_rows.tolist() == [-1, -1, -1]
     assert sorted(enc.seen) == sorted(set(texts))  # each distinct text once, tokens and vector together
     assert vecs[:, 0].tolist() == [8, 4, 8, 17]
     assert offsets.tolist() == [0, 3, 4, 7]  # the first three texts (the sentences), not the passage
@@ -277,3 +280,101 @@ def test_build_lock_lets_one_builder_in_at_a_time(tmp_path):
         order.append("first")
     other.join()
     assert order == ["first", "second"]
+
+
+def test_the_next_build_removes_a_killed_builds_temporary_folder(tmp_path):
+    target = tmp_path / "index"
+    stale = target / f"{index_mod.TMP_PREFIX}build-20260101T000000-deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "sentence_vectors.npy").write_bytes(b"half written")
+    keep = target / "build-20260101T000000-cafecafe"
+    keep.mkdir()
+    assert not index_mod.build_running(target)
+    with index_mod.build_lock(target):
+        assert not stale.exists() and keep.exists()  # only temporary folders go
+        assert index_mod.build_running(target)  # the lock is seen from any open of the lock file
+    assert not index_mod.build_running(target)
+
+
+def test_a_held_build_lock_keeps_another_builders_temporary_folder(tmp_path):
+    """A temporary folder is only removed by whoever holds the lock, so never while it is being written."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "index"
+    target.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from qa import index as m\n"
+        f"t = Path({str(target)!r})\n"
+        "with m.build_lock(t):\n"
+        "    (t / (m.TMP_PREFIX + 'build-in-progress')).mkdir(); print('held', flush=True); time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True, cwd=str(SEEDS.parent))
+    in_progress = target / f"{index_mod.TMP_PREFIX}build-in-progress"
+    lock = index_mod.build_lock(target)
+    waiting = threading.Thread(target=lock.__enter__, daemon=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert index_mod.build_running(target)
+        waiting.start()
+        waiting.join(timeout=0.5)
+        assert waiting.is_alive() and in_progress.exists()
+    finally:
+        holder.kill()  # the holder dies: its lock is released, and the folder it was writing is stale
+        holder.wait()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and not in_progress.exists()
+    lock.__exit__(None, None, None)
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant of ``pid`` now (from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - out
+        out |= frontier
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_build_leaves_no_split_worker_or_resource_tracker(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "from qa import index as m\nfrom qa.types import Document\n"
+        "m.PARALLEL_SPLIT_CHARS = 0\nm.os.cpu_count = lambda: 2\n"
+        "text = 'Title\\n\\n' + ' '.join(f'Sentence number {i} says something.' for i in range(3000))\n"
+        "docs = [Document(f'd{i}.txt', 'Title', text) for i in range(400)]\n"
+        "m.split_documents(docs, True, lambda done: print(done, flush=True))\n")
+    build = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             cwd=str(SEEDS.parent))
+    try:
+        deadline = time.monotonic() + 60
+        children: set[int] = set()
+        while len(children) < 3 and time.monotonic() < deadline:  # two workers and the resource tracker
+            children = _children(build.pid)
+            time.sleep(0.1)
+        assert len(children) >= 3, "the split pool did not start"
+    finally:
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+    deadline = time.monotonic() + 5
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [c for c in children if _alive(c)]

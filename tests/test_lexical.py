@@ -42,3 +42,22 @@ def test_contains_and_round_trip(tmp_path):
     m = back.contains(ids, terms)
     for i, doc in enumerate(corpus):
         assert m[i].tolist() == [t in doc for t in terms]
+
+
+def test_from_counts_gives_rank_bm25s_index():
+    from collections import Counter
+
+    corpus = [["border", "close", "border"], ["trade", "resum"], [], ["border", "trade", "talk", "talk"],
+              ["close"], ["border"], ["border", "close"]]
+    built = LexicalIndex.build(corpus)
+    terms = sorted({t for doc in corpus for t in doc}, reverse=True) + ["unused"]  # any order; unused dropped
+    entries = [(d, terms.index(t), n) for d, doc in enumerate(corpus) for t, n in Counter(doc).items()]
+    doc_ids, term_ids, tfs = (np.array(c) for c in zip(*entries))
+    counted = LexicalIndex.from_counts(len(corpus), terms, doc_ids, term_ids, tfs)
+    assert counted.vocab == built.vocab and counted.avgdl == built.avgdl
+    assert np.allclose(counted.idf, built.idf, rtol=1e-6)  # "border" is in most documents: the epsilon floor
+    for name in ("doc_len", "indptr", "docs", "tfs"):
+        assert np.array_equal(getattr(counted, name), getattr(built, name)), name
+    again = LexicalIndex.from_counts(counted.n_docs, counted.terms, *counted.counts())
+    assert again.vocab == counted.vocab and np.array_equal(again.docs, counted.docs)
+    assert np.array_equal(again.tfs, counted.tfs) and np.array_equal(again.idf, counted.idf)

@@ -1,0 +1,227 @@
+"""Changing the corpus while it is served: a document is written into (or removed from) the corpus folder
+durably, the index is updated incrementally (``Engine.refreshed``) and the new engine swapped in.
+
+The folder stays the one source of truth: an update is a file change followed by the same incremental
+build that `qa index` does, so a restart, `qa index` and every worker process agree with it. Updates of
+one process run one at a time; the build lock orders them with other processes' builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa import formats
+from qa.formats import DocumentError, DocumentTooLarge
+from qa.ingest import IngestLimits, document_from_upload
+
+log = logging.getLogger(__name__)
+
+class BadDocument(ValueError):
+    """The id or the upload cannot be a document; the message says why."""
+
+
+class UploadTooLarge(BadDocument):
+    """The document is larger than ``Settings.max_document_bytes``."""
+
+
+class UnknownDocument(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    doc_id: str
+    created: bool  # PUT: there was no such document before
+    build: str  # the build now in service
+    documents: int
+    sentences: int
+
+
+def validate_doc_id(doc_id: str) -> str:
+    """``doc_id`` as the path of a document file inside the corpus folder (``qa.formats.check_file_id``: a
+    relative path with a readable suffix, no ``..`` or hidden parts). Ids are checked, never sanitised."""
+    try:
+        return formats.check_file_id(doc_id).as_posix()
+    except DocumentError as exc:
+        raise BadDocument(str(exc)) from None
+
+
+def upload_file_bytes(doc_id: str, body: bytes, content_type: str, limits: IngestLimits) -> bytes:
+    """The bytes of the corpus file an upload becomes, checked by reading them exactly as ``load_corpus``
+    would (``qa.ingest.document_from_upload``). The body is the file for ``text/plain``, ``text/markdown``
+    and ``text/html``; a JSON body ``{"text", "title"?}`` becomes a text file whose first line is the
+    title (a .txt or .md file's headline). Raises :class:`BadDocument` before anything is written."""
+    try:
+        if formats.media_suffix(content_type) == ".json":
+            if doc_id.lower().endswith(formats.HTML_SUFFIXES):
+                raise DocumentError("send a web page as text/html")
+            _, text, meta = formats.parse_record(formats.decode_text(body))
+            if meta.url or meta.published:
+                raise DocumentError("a text file keeps only a title and the text: url and published are kept "
+                                    "by a .jsonl corpus file")
+            if meta.title and ("\n" in meta.title or "\r" in meta.title):
+                raise DocumentError("the title is one line of text")
+            body = ((meta.title.strip() + "\n\n") if meta.title and meta.title.strip() else "").encode() + text.encode()
+            content_type = "text/plain"
+        document_from_upload(doc_id, body, content_type, limits)
+    except DocumentTooLarge as exc:
+        raise UploadTooLarge(str(exc)) from None
+    except DocumentError as exc:
+        raise BadDocument(str(exc)) from None
+    return body
+
+
+def write_document(folder: Path, name: str, data: bytes) -> None:
+    """Write ``folder/name`` so that it is either the old file or the whole new one, also after a crash:
+    a temporary file (hidden, not a document suffix) written and fsynced, renamed over the name, and the
+    folder fsynced so the rename itself is on disk."""
+    path = folder / validate_doc_id(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def remove_document(folder: Path, name: str) -> None:
+    path = folder / validate_doc_id(name)
+    path.unlink()
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def corpus_signature(folder: Path) -> tuple:
+    """Path, size and modification time of every document file under ``folder`` (subfolders included, hidden
+    names skipped, as ``load_corpus`` reads it): what changes when a file is added, changed or removed. About
+    a stat per file, so polling it every second is cheap even at 100,000 files."""
+    out = []
+    pending = [(folder, "")]
+    while pending:
+        here, prefix = pending.pop()
+        try:
+            entries = list(os.scandir(here))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((Path(entry.path), f"{prefix}{entry.name}/"))
+                elif entry.name.lower().endswith(formats.SUFFIXES):
+                    st = entry.stat()
+                    out.append((prefix + entry.name, st.st_size, st.st_mtime_ns))
+            except OSError:
+                continue
+    return tuple(sorted(out))
+
+
+class Updater:
+    """Applies document updates to a service's engine holder (an object with ``settings`` and a
+    swappable ``engine``, e.g. ``qa.api.ServiceState``). ``busy`` while one runs."""
+
+    def __init__(self, state):
+        self.state = state
+        self._lock = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    @property
+    def folder(self) -> Path:
+        return self.state.settings.corpus_dir
+
+    def put(self, doc_id: str, body: bytes, content_type: str) -> UpdateResult:
+        """Store the upload as ``doc_id`` and answer from it: returns once the engine in service has it.
+        A bad upload raises :class:`BadDocument` before anything is written."""
+        name = validate_doc_id(doc_id)
+        data = upload_file_bytes(name, body, content_type, IngestLimits.from_settings(self.state.settings))
+        with self._lock:
+            path = self.folder / name
+            before = path.read_bytes() if path.is_file() else None
+            write_document(self.folder, name, data)
+            self._refresh_or_undo(lambda: write_document(self.folder, name, before) if before is not None
+                                  else remove_document(self.folder, name))
+            return self._result(name, created=before is None)
+
+    def delete(self, doc_id: str) -> UpdateResult:
+        name = validate_doc_id(doc_id)
+        with self._lock:
+            path = self.folder / name
+            if not path.is_file():
+                raise UnknownDocument(name)
+            before = path.read_bytes()
+            remove_document(self.folder, name)
+            self._refresh_or_undo(lambda: write_document(self.folder, name, before))
+            return self._result(name, created=False)
+
+    def refresh(self) -> bool:
+        """Bring the engine in service up to date with the folder; whether it changed."""
+        with self._lock:
+            engine = self.state.engine
+            if engine is None:
+                return False
+            fresh = engine.refreshed()
+            self.state.engine = fresh  # the swap: one reference assignment
+            return fresh is not engine
+
+    def _refresh_or_undo(self, undo: Callable[[], None]) -> None:
+        """Update the index; if that fails, put the folder back as it was so it agrees with the index."""
+        engine = self.state.engine
+        if engine is None:
+            raise RuntimeError("the engine is not loaded yet")
+        try:
+            self.state.engine = engine.refreshed()
+        except BaseException:
+            undo()
+            raise
+
+    def _result(self, name: str, *, created: bool) -> UpdateResult:
+        m = self.state.engine.index.manifest
+        return UpdateResult(name, created, self.state.engine.index.path.name, m["documents"], m["sentences"])
+
+
+def watch_folder(updater: Updater, every: float) -> threading.Event:
+    """Poll the corpus folder every ``every`` seconds and update the index when its files changed
+    (``qa serve --watch``). Set the returned event to stop."""
+    stop = threading.Event()
+    seen = corpus_signature(updater.folder)  # taken now: a change made once this returns is noticed
+
+    def loop() -> None:
+        nonlocal seen
+        while not stop.wait(every):
+            now = corpus_signature(updater.folder)
+            if now == seen or updater.state.engine is None:
+                continue
+            try:
+                if updater.refresh():
+                    log.info("the corpus folder changed: the index was updated")
+                seen = now
+            except Exception as exc:  # logged; tried again at the next change
+                log.error("could not update the index after the corpus folder changed: %s", exc)
+                seen = now
+
+    threading.Thread(target=loop, name="qa-corpus-watch", daemon=True).start()
+    return stop

@@ -1,0 +1,253 @@
+"""Incremental index updates and document updates while serving (qa/updates.py, qa/documents_api.py,
+``Engine.refreshed``), over a copy of the seed corpus with a few small documents made here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from qa import index as index_mod
+from qa.api import create_app
+from qa.engine import Engine, build_spec
+from qa.ingest import IngestLimits, load_corpus
+from qa.updates import (BadDocument, Updater, UploadTooLarge, corpus_signature, upload_file_bytes,
+                        validate_doc_id, watch_folder)
+from tests.conftest import SEEDS
+
+TOKEN = "s3cret-admin-token"
+EXTRA = {
+    "harbour.txt": "Harbour reopens\n\nThe Kestrel harbour reopened on Tuesday after a storm. "
+                   "Fishing boats returned within hours. The mayor thanked the crews.\n",
+    "library.txt": "Library expands\n\nThe city library added a west wing in 2024. It holds 40,000 books. "
+                   "Readers can borrow them for three weeks.\n",
+    "bridge.txt": "Bridge closed\n\nThe Aldgate bridge was closed for repairs in March. Engineers found cracks "
+                  "in two pillars. Traffic was sent through the tunnel.\n",
+}
+NEW = ("The Zorvane observatory was opened by astronomer Ilse Varga in Quenton. "
+       "Its telescope has a mirror of eight metres.")
+
+
+def make_corpus(folder):
+    folder.mkdir(parents=True)
+    for p in SEEDS.glob("*.txt"):
+        shutil.copy(p, folder / p.name)
+    for name, text in EXTRA.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def settings_for(seed_settings, corpus, **extra):
+    # The seed settings' index root: its exported ONNX model is reused, not made again.
+    return seed_settings.model_copy(update={"corpus_dir": corpus, "data_dir": corpus.parent / "var", **extra})
+
+
+def content(idx: index_mod.CorpusIndex):
+    return [(s.doc_id, s.index, s.start, s.end, s.text, s.kind) for s in idx.sentences]
+
+
+def test_incremental_add_change_remove_equal_a_full_rebuild(tmp_path, seed_engine, seed_settings, monkeypatch):
+    corpus = make_corpus(tmp_path / "corpus")
+    settings = settings_for(seed_settings, corpus)
+    first = Engine.open(settings)
+    (corpus / "observatory.txt").write_text("Observatory opens\n\n" + NEW + "\n", encoding="utf-8")
+    (corpus / "library.txt").write_text(EXTRA["library.txt"] + "A cafe opened beside the reading room.\n",
+                                        encoding="utf-8")
+    (corpus / "bridge.txt").unlink()
+
+    split: list[str] = []
+    original_split = index_mod.split_sentences
+    monkeypatch.setattr(index_mod, "split_sentences", lambda d, **kw: split.append(d.doc_id) or original_split(d, **kw))
+    updated = first.refreshed()
+    assert updated is not first and sorted(split) == ["library.txt", "observatory.txt"]  # the rest is reused
+    inc = updated.index
+    assert inc.manifest["split_documents"] == 2 and inc.manifest["encoded_texts"] == 4  # the new sentences only
+
+    docs = load_corpus(corpus)
+    full_dir = index_mod.build(docs, first.query_encoder, build_spec(settings), tmp_path / "full", reuse=False)
+    full = index_mod.load(tmp_path / "full")
+    assert full.path == full_dir and content(inc) == content(full)
+    assert inc.passages == full.passages
+    assert np.allclose(np.asarray(inc.sentence_vectors), np.asarray(full.sentence_vectors), atol=1e-5)
+    assert np.array_equal(inc.tokens.offsets, full.tokens.offsets)
+    everything = np.arange(len(inc.sentences))
+    a, b = inc.tokens.of(everything), full.tokens.of(everything)
+    assert np.abs(a[0].astype(int) - b[0].astype(int)).max() <= 1 and np.allclose(a[1], b[1], rtol=1e-3)
+    assert np.array_equal(np.load(inc.path / "token_ids.npy"), np.load(full.path / "token_ids.npy"))
+    assert np.allclose(inc.tokens.weights, full.tokens.weights)
+    for lex in ("lexical_passages", "lexical_sentences"):
+        x, y = getattr(inc, lex), getattr(full, lex)
+        assert x.vocab == y.vocab and np.array_equal(x.docs, y.docs) and np.array_equal(x.tfs, y.tfs)
+        assert np.allclose(x.idf, y.idf)
+    from_full = updated.with_index(full)
+    for question in ("Who opened the Zorvane observatory?", "What did the library add?",
+                     "Why was the Torkham crossing closed?", "When was the Aldgate bridge closed?"):
+        x, y = updated.ask(question), from_full.ask(question)
+        assert x.answered == y.answered
+        assert [(s.citation.doc_id, s.citation.sentence_index) for s in x.sentences] == \
+               [(s.citation.doc_id, s.citation.sentence_index) for s in y.sentences]
+    assert updated.ask("Who opened the Zorvane observatory?").sentences[0].citation.doc_id == "observatory.txt"
+    assert updated.refreshed() is updated  # nothing changed since
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, seed_settings):
+    """An app with document updates enabled over its own corpus folder (a copy of the seeds and EXTRA)."""
+    root = tmp_path_factory.mktemp("updates")
+    corpus = make_corpus(root / "corpus")
+    settings = settings_for(seed_settings, corpus, admin_token=SecretStr(TOKEN))
+    engine = Engine.open(settings)
+    app = create_app(engine, settings)
+    with TestClient(app) as client:
+        yield client, corpus, app
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_updates_are_refused_without_the_right_token(served):
+    client, corpus, _ = served
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        r = client.put("/documents/x.txt", content=NEW, headers={**headers, "Content-Type": "text/plain"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert client.delete("/documents/harbour.txt", headers=headers).status_code == 401
+    assert not (corpus / "x.txt").exists() and (corpus / "harbour.txt").exists()
+
+
+def test_updates_are_forbidden_when_no_admin_token_is_configured(seed_engine):
+    with TestClient(create_app(seed_engine)) as client:
+        r = client.put("/documents/x.txt", content=NEW, headers={**AUTH, "Content-Type": "text/plain"})
+        assert r.status_code == 403 and "disabled" in r.json()["detail"]
+        assert client.delete("/documents/x.txt", headers=AUTH).status_code == 403
+
+
+def test_put_writes_the_file_and_answers_from_it_then_delete_removes_it(served):
+    client, corpus, _ = served
+    before = client.get("/health").json()
+    r = client.put("/documents/observatory.txt", json={"title": "Observatory opens", "text": NEW}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["created"] and body["documents"] == before["documents"] + 1
+    assert (corpus / "observatory.txt").read_text(encoding="utf-8") == "Observatory opens\n\n" + NEW  # durable
+    assert not list(corpus.glob(".*.part"))
+    answer = client.post("/ask", json={"question": "Who opened the Zorvane observatory?"}).json()
+    assert answer["answered"] and answer["sentences"][0]["doc_id"] == "observatory.txt"
+    doc = client.get("/documents/observatory.txt").json()
+    assert doc["title"] == "Observatory opens" and doc["text"] == "Observatory opens\n\n" + NEW
+
+    replaced = "Observatory closes\n\nThe Zorvane observatory closed for good in 2031.\n"
+    r = client.put("/documents/observatory.txt", content=replaced.encode(), headers={**AUTH, "Content-Type": "text/plain; charset=utf-8"})
+    assert r.status_code == 200 and not r.json()["created"]
+    assert client.get("/documents/observatory.txt").json()["text"] == replaced
+
+    r = client.delete("/documents/observatory.txt", headers=AUTH)
+    assert r.status_code == 200 and r.json()["documents"] == before["documents"]
+    assert not (corpus / "observatory.txt").exists()
+    assert client.get("/documents/observatory.txt").status_code == 404
+    assert client.delete("/documents/observatory.txt", headers=AUTH).status_code == 404
+    assert client.get("/health").json()["updating"] is False
+
+
+def test_a_page_put_into_a_subfolder_is_read_as_html_and_cited_by_its_path(served):
+    client, corpus, _ = served
+    page = (b"<html><head><title>Observatory opens</title></head><body><nav>Home | World</nav>"
+            b"<article><h1>Observatory opens</h1><p>" + NEW.encode() + b"</p></article></body></html>")
+    r = client.put("/documents/science/2026/observatory.html", content=page,
+                   headers={**AUTH, "Content-Type": "text/html"})
+    assert r.status_code == 201, r.text
+    assert (corpus / "science" / "2026" / "observatory.html").read_bytes() == page
+    answer = client.post("/ask", json={"question": "Who opened the Zorvane observatory?"}).json()
+    assert answer["sentences"][0]["doc_id"] == "science/2026/observatory.html"
+    doc = client.get("/documents/science/2026/observatory.html").json()
+    assert "Home | World" not in doc["text"] and "Ilse Varga" in doc["text"]
+    assert client.delete("/documents/science/2026/observatory.html", headers=AUTH).status_code == 200
+    assert client.get("/documents/science/2026/observatory.html").status_code == 404
+
+
+@pytest.mark.parametrize("body,content_type", [
+    (b"", "text/plain"), (b"  \n\n ", "text/plain"), (b"abc\x00def", "text/plain"),
+    ("caf\u00e9 au lait".encode("latin-1"), "text/plain"), (b"<p>hi</p>", "application/pdf"),
+    (b'{"title": "x"}', "application/json"), (b'{"text": "x", "url": "http://e"}', "application/json"),
+    (b"{not json", "application/json"),
+])
+def test_a_bad_upload_is_refused_and_nothing_indexed_is_lost(served, body, content_type):
+    client, corpus, _ = served
+    before = client.get("/health").json()
+    r = client.put("/documents/harbour.txt", content=body, headers={**AUTH, "Content-Type": content_type})
+    assert r.status_code == 422 and r.json()["detail"]
+    assert (corpus / "harbour.txt").read_text(encoding="utf-8") == EXTRA["harbour.txt"]
+    after = client.get("/health").json()
+    assert after["corpus_fingerprint"] == before["corpus_fingerprint"]
+    answer = client.post("/ask", json={"question": "When did the Kestrel harbour reopen?"}).json()
+    assert answer["sentences"][0]["doc_id"] == "harbour.txt"
+
+
+@pytest.mark.parametrize("doc_id", ["..", "../x.txt", "a/../../x.txt", "/etc/x.txt", "..txt", ".hidden.txt",
+                                    "a/.git/x.txt", "a\\b.txt", "c.jsonl#1", "x.pdf", "x" * 256 + ".txt", "x.txt/"])
+def test_ids_that_could_leave_the_folder_are_refused(doc_id):
+    with pytest.raises(BadDocument):
+        validate_doc_id(doc_id)
+
+
+@pytest.mark.parametrize("doc_id", ["a/b.txt", "x.md", "page.html", "\u00e9t\u00e9.txt", "news/2026/x..txt"])
+def test_ids_of_files_inside_the_folder_are_taken_as_given(doc_id):
+    assert validate_doc_id(doc_id) == doc_id
+
+
+def test_a_json_upload_becomes_a_text_file_with_its_title_first(tmp_path):
+    limits = IngestLimits(max_sentence_chars=1500, max_document_bytes=10_000)
+    body = json.dumps({"title": "Harbour reopens", "text": "The harbour reopened on Monday."}).encode()
+    assert upload_file_bytes("a.txt", body, "application/json", limits) == \
+        b"Harbour reopens\n\nThe harbour reopened on Monday."
+    with pytest.raises(BadDocument, match="jsonl"):
+        upload_file_bytes("a.txt", json.dumps({"text": "x", "url": "https://example.org"}).encode(),
+                          "application/json", limits)
+    with pytest.raises(UploadTooLarge):
+        upload_file_bytes("a.txt", b"word " * 3000, "text/plain", limits)
+    with pytest.raises(BadDocument):
+        upload_file_bytes("a.txt", b"\xff\xfe binary", "text/plain", limits)
+
+
+@pytest.mark.parametrize("path", ["/documents/..%2Fescape.txt", "/documents/a%5Cb.txt", "/documents/..txt",
+                                  "/documents/%2E%2E%2Fescape.txt"])
+def test_path_ids_over_http_get_a_4xx_and_write_nothing(served, path):
+    client, corpus, _ = served
+    r = client.put(path, content=NEW, headers={**AUTH, "Content-Type": "text/plain"})
+    assert 400 <= r.status_code < 500
+    assert not (corpus.parent / "escape.txt").exists() and not list(corpus.glob("*escape*"))
+
+
+def test_deleting_the_last_document_is_refused_and_undone(tmp_path, seed_settings):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "only.txt").write_text(EXTRA["harbour.txt"], encoding="utf-8")
+    settings = settings_for(seed_settings, corpus, admin_token=SecretStr(TOKEN))
+    with TestClient(create_app(Engine.open(settings), settings)) as client:
+        r = client.delete("/documents/only.txt", headers=AUTH)
+        assert r.status_code == 409
+    assert (corpus / "only.txt").read_text(encoding="utf-8") == EXTRA["harbour.txt"]
+
+
+def test_the_watcher_updates_the_index_when_a_file_changes(served):
+    client, corpus, app = served
+    updater = Updater(app.state.qa)
+    before = corpus_signature(corpus)
+    stop = watch_folder(updater, 0.1)
+    try:
+        (corpus / "watched.txt").write_text("Ferry news\n\nThe Orlen ferry now sails twice a day to Vesk.\n",
+                                            encoding="utf-8")
+        assert corpus_signature(corpus) != before
+        deadline = time.monotonic() + 60
+        while "watched.txt" not in app.state.qa.engine.index.documents and time.monotonic() < deadline:
+            time.sleep(0.1)
+        answer = client.post("/ask", json={"question": "How often does the Orlen ferry sail to Vesk?"}).json()
+        assert answer["sentences"][0]["doc_id"] == "watched.txt"
+    finally:
+        stop.set()
+        (corpus / "watched.txt").unlink()
+        updater.refresh()
