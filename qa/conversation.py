@@ -346,6 +346,13 @@ class Reading:
       Tenth session: fitted on c01–c36 and played on the 16 conversations written blind after them, 0.60
       against the hand-set gains' 0.40; 6-fold by conversation over all 150 follow-ups, 0.65 against 0.64
       (docs/CONVERSATIONS.md). ``followup_model``: weights other than the settings' (benchmarks fit them).
+    - ``keep_topic``: a follow-up is answered from the documents the topic's answers came from (the
+      ``focus_documents`` most recent of them), not from the whole corpus (:func:`focus`). A question that
+      names its own entity starts a new topic only when those documents hold less than ``new_topic_share``
+      of the fused retrieval mass of the question read alone; a follow-up moves to another document when
+      that document's share of the mass of the question read with history exceeds the topic's by
+      ``switch_margin`` (the opener had chosen the wrong story). Chosen on CoQA's tune stories
+      (docs/COQA.md).
     """
 
     question_rep: int = 1
@@ -384,6 +391,10 @@ class Reading:
     bound_possessives: bool = True
     learned: bool = True
     followup_model: tuple[float, ...] | None = None
+    keep_topic: bool = True
+    new_topic_share: float = 0.05
+    switch_margin: float = 0.3
+    focus_documents: int = 1
 
 
 DEFAULT_READING = Reading()
@@ -458,6 +469,8 @@ class _Lexicon:
     proper: frozenset[str]  # casefolded words the corpus writes capitalised mid-sentence
     sid_of: dict[tuple[str, int], int]  # (doc_id, sentence index) → global sentence id
     max_idf: float
+    doc_sentences: dict[str, np.ndarray]  # doc_id → its global sentence ids, in order
+    passage_docs: np.ndarray  # passage id → its document's ordinal (index.sentence_documents)
 
 
 def _lexicon(index: "CorpusIndex") -> _Lexicon:
@@ -476,7 +489,13 @@ def _lexicon(index: "CorpusIndex") -> _Lexicon:
         proper = frozenset(k for k, n in upper.items() if n >= lower.get(k, 0))
         sid_of = {(s.doc_id, s.index): i for i, s in enumerate(index.sentences)}
         idf = index.sentence_idf
-        lex = _Lexicon(proper, sid_of, max(idf.values()) if idf else 1.0)
+        by_doc: dict[str, list[int]] = {}
+        for i, sentence in enumerate(index.sentences):
+            by_doc.setdefault(sentence.doc_id, []).append(i)
+        ordinal = index.sentence_documents
+        passage_docs = np.array([ordinal[p.sentence_ids[0]] for p in index.passages], dtype=np.int64)
+        lex = _Lexicon(proper, sid_of, max(idf.values()) if idf else 1.0,
+                       {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()}, passage_docs)
         index.__dict__["_conversation_lexicon"] = lex
     return lex
 
@@ -550,11 +569,19 @@ def self_contained(question: str, index: "CorpusIndex", reading: Reading = DEFAU
     return sum(1 for t in set(index.analyzer.terms(question)) if t in idf) >= 2
 
 
+NEW_TOPIC = "new topic: "  # how ``understood_as`` starts when a follow-up was read as a new topic
+
+
+def starts_topic(understood_as: str | None) -> bool:
+    """Whether a turn read this way was read on its own: a first question, or one that started a new topic."""
+    return understood_as is None or understood_as.startswith(NEW_TOPIC)
+
+
 def topic_turns(history: Sequence[Turn]) -> list[Turn]:
-    """The turns of the current topic: from the last one read on its own (``understood_as is None``)."""
+    """The turns of the current topic: from the last one read on its own (:func:`starts_topic`)."""
     start = 0
     for i, turn in enumerate(history):
-        if turn.understood_as is None:
+        if starts_topic(turn.understood_as):
             start = i
     return list(history[start:])
 
@@ -625,13 +652,15 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode: str = "hybrid",
-               reading: Reading = DEFAULT_READING, plain: "Query | None" = None) -> "Query":
+               reading: Reading = DEFAULT_READING, plain: "Query | None" = None, continues: bool = False) -> "Query":
     """The :class:`qa.engine.Query` for ``question`` read with ``history`` (oldest turn first).
 
     ``understood_as`` is None when history was not used (first turn, or a self-contained new topic);
     otherwise it is the question followed by the terms history added, e.g.
     "When did it reopen? [+ Torkham, crossing, closed]". ``plain`` is ``engine.query(question, mode)`` when
     the caller already has it (the learned follow-up ranker needs it too: one model run, not two).
+    ``continues``: the caller already knows the question continues the topic (:func:`focus` kept it there),
+    so it is read with history even when it names its own entity.
     """
     from qa.engine import Query
 
@@ -639,7 +668,8 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
     uses_dense = mode != "bm25"
     plain = plain or engine.query(question, mode)  # the question as it would be read on its own
     own_terms = plain.terms
-    if not history or (reading.detect_topic_change and self_contained(question, index, reading, history)):
+    if not history or (not continues and reading.detect_topic_change
+                       and self_contained(question, index, reading, history)):
         return plain
     added = history_terms(question, history, index, reading)
     turns = topic_turns(history)
@@ -673,25 +703,126 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
 # -- asking in a conversation -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Focus:
+    """Where a turn is answered from: ``documents`` (empty: the whole corpus), whether it starts a new
+    topic, and ``note``, what its ``understood_as`` adds about a change of document."""
+
+    documents: tuple[str, ...] = ()
+    new_topic: bool = False
+    note: str = ""
+
+
+def topic_documents(history: Sequence[Turn]) -> list[str]:
+    """The documents the current topic's answers came from (each answer's first sentence), most recent first."""
+    docs: list[str] = []
+    for turn in reversed(topic_turns(history)):
+        if turn.answered and turn.citations and turn.citations[0].doc_id not in docs:
+            docs.append(turn.citations[0].doc_id)
+    return docs
+
+
+def document_shares(engine: "Engine", query: "Query", mode: str) -> dict[str, float]:
+    """Each document's share of the fused retrieval mass of ``query`` (the passages both retrievers return,
+    as the engine retrieves them): where the corpus's evidence for the question lies, document by document."""
+    from qa import retrieve
+
+    s, index = engine.settings, engine.index
+    passages = retrieve.retrieve(index, query.terms, query.vector, mode=mode, depth=s.candidate_passages,
+                                 fusion=s.fusion, rrf_k=s.rrf_k)
+    if not len(passages):
+        return {}
+    lex = _lexicon(index)
+    ordinals = lex.passage_docs[passages.ids]
+    mass = np.bincount(ordinals, weights=passages.scores.astype(np.float64))
+    total = float(mass.sum())
+    if total <= 0:
+        return {}
+    return {index.passages[int(passages.ids[np.argmax(ordinals == o)])].doc_id: float(mass[o]) / total
+            for o in np.flatnonzero(mass).tolist()}
+
+
+def _label(engine: "Engine", doc_id: str, limit: int = 60) -> str:
+    doc = engine.document(doc_id)
+    title = doc.title if doc is not None else doc_id
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+
+
+def focus(engine: "Engine", question: str, plain: "Query", history: Sequence[Turn], *, mode: str,
+          reading: Reading = DEFAULT_READING) -> Focus:
+    """Whether a follow-up stays with the documents its topic is about (:func:`topic_documents`).
+
+    A question that names its own entity (:func:`self_contained`) starts a new topic only when the topic's
+    documents hold almost none of the retrieval mass of the question read alone ("What did Jessica do?" in
+    a story about Jessica stays; "Who won the 1998 World Cup?" after a story about mice does not). Without
+    ``reading.keep_topic`` every such question starts a new topic and follow-ups search the whole corpus.
+    """
+    if not history:
+        return Focus()
+    named = reading.detect_topic_change and self_contained(question, engine.index, reading, history)
+    docs = topic_documents(history)[: reading.focus_documents]
+    if not reading.keep_topic or not docs:
+        return Focus(new_topic=named)
+    if named:
+        shares = document_shares(engine, plain, mode)
+        if sum(shares.get(d, 0.0) for d in docs) < reading.new_topic_share:
+            return Focus(new_topic=True)
+    return Focus(tuple(docs))
+
+
+def refocus(engine: "Engine", query: "Query", chosen: Focus, *, mode: str,
+            reading: Reading = DEFAULT_READING) -> Focus:
+    """The follow-up's own evidence may show that the topic's document was the wrong one (the opener
+    answered from another story about a similar thing): when one other document's share of the retrieval
+    mass of the question read with history exceeds the topic documents' by ``reading.switch_margin``, the
+    turn moves there and says so."""
+    if not chosen.documents:
+        return chosen
+    shares = document_shares(engine, query, mode)
+    if not shares:
+        return chosen
+    best = max(shares, key=shares.get)
+    held = sum(shares.get(d, 0.0) for d in chosen.documents)
+    if best in chosen.documents or shares[best] - held < reading.switch_margin:
+        return chosen
+    return Focus((best,), note=f" [now in {_label(engine, best)!r}, not {_label(engine, chosen.documents[0])!r}]")
+
+
 def answer_turn(engine: "Engine", question: str, history: Sequence[Turn], *, top_k: int, mode: str,
-                reading: Reading = DEFAULT_READING, abstain: bool = True) -> Answer:
+                reading: Reading = DEFAULT_READING, abstain: bool = True,
+                documents: Sequence[str] | None = None) -> Answer:
     """Understand ``question`` with ``history`` and answer it (nothing is stored). ``abstain=False``
-    returns the ranking even below the engine's confidence threshold (for evaluation)."""
+    returns the ranking even below the engine's confidence threshold (for evaluation). ``documents``
+    fixes where the turn is answered from (an evaluation's ceiling: the gold story) instead of
+    :func:`focus` choosing."""
     plain = engine.query(question, mode)
-    query = understand(question, history, engine, mode=mode, reading=reading, plain=plain)
+    chosen = Focus(tuple(documents)) if documents is not None else focus(engine, question, plain, history,
+                                                                         mode=mode, reading=reading)
+    query = understand(question, history, engine, mode=mode, reading=reading, plain=plain,
+                       continues=bool(chosen.documents))
+    if chosen.new_topic and query.understood_as is None and history and reading.keep_topic:
+        query.understood_as = NEW_TOPIC + question
+    if documents is None and history and not chosen.new_topic:
+        chosen = refocus(engine, query, chosen, mode=mode, reading=reading)
+    lex = _lexicon(engine.index)
+    within = np.concatenate([lex.doc_sentences[d] for d in chosen.documents if d in lex.doc_sentences]) \
+        if chosen.documents else None
     extra = {} if abstain else {"abstain": False}
     learned = reading.learned and mode == "hybrid"  # the model was fitted on hybrid scores only
-    if query.understood_as is None or (reading.locality == 0 and not learned):
-        return engine.answer(query, top_k=top_k, mode=mode, **extra)
-    answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, **extra)
+    if not history or starts_topic(query.understood_as) or (reading.locality == 0 and not learned):
+        return engine.answer(query, top_k=top_k, mode=mode, within=within, **extra)
+    answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, within=within, **extra)
     if learned:
         weights = reading.followup_model or engine.settings.followup_model
-        rank_followup(answer, followup_features(engine, plain, history, answer), weights)
+        rank_followup(answer, followup_features(engine, plain, history, answer, within=within), weights)
     else:
         prefer_previous_answers(answer, history, reading, index=engine.index, question=question,
                                 duplicate_threshold=engine.settings.duplicate_threshold)
     answer.sentences = answer.sentences[:top_k]
+    if chosen.note and answer.understood_as is not None:
+        answer.understood_as += chosen.note
     return answer
+
 
 
 # What the learned follow-up ranker sees of each candidate sentence; settings.followup_model weighs them in
@@ -706,9 +837,11 @@ _PLACES = {0: "previous answer", 1: "1 after it", 2: "2 after it", -1: "1 before
 _OLDER_PLACES = {0: "older answer", 1: "1 after an older", -1: "1 before an older"}
 
 
-def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn], answer: Answer) -> np.ndarray:
+def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn], answer: Answer,
+                      within: np.ndarray | None = None) -> np.ndarray:
     """One row of :data:`FOLLOWUP_FEATURES` per sentence of ``answer`` (the candidates of the question read
-    with history, scores as the engine gave them); ``plain`` is the question read alone (hybrid).
+    with history, scores as the engine gave them); ``plain`` is the question read alone (hybrid), scored
+    over the same sentences ``within`` when the turn keeps to its documents.
 
     Two views of relevance, because history terms find the topic but pull back to the earlier answers,
     while the question's own words pick the new sentence: the score with history, and the score, cosine
@@ -725,7 +858,7 @@ def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn],
     sids = np.array([lex.sid_of[(s.citation.doc_id, s.citation.sentence_index)] for s in answer.sentences])
     own = np.array([s.score for s in answer.sentences], dtype=np.float64)
     x[:, _F["with history"]] = own - own.max()
-    scored = engine.score(plain, "hybrid")
+    scored = engine.score(plain, "hybrid", within)
     alone = np.full(len(index.sentences), float(scored.scores.min()) if len(scored.scores) else 0.0)
     alone[scored.ids] = scored.scores
     x[:, _F["alone"]] = alone[sids] - alone.max()
@@ -854,24 +987,28 @@ def _duplicates(index: "CorpusIndex", doc_id: str, sentence_index: int, threshol
 
 
 def ask(engine: "Engine", question: str, conversation_id: str | None, *, top_k: int, mode: str,
-        create_missing: bool = False, reading: Reading = DEFAULT_READING, abstain: bool = True) -> Answer:
+        create_missing: bool = False, reading: Reading = DEFAULT_READING, abstain: bool = True,
+        documents: Sequence[str] | None = None) -> Answer:
     """Answer ``question`` as the next turn of ``conversation_id`` and record the turn.
 
     ``conversation_id`` None starts a new conversation with this question (its id is the answer's
     ``conversation_id``). An id not in the store raises :class:`UnknownConversation`, unless
     ``create_missing`` (the CLI's ``--conversation NAME`` starts the conversation on first use).
+    ``documents``: answer from these documents only (see :func:`answer_turn`).
     """
     store = engine.conversations
     history = store.turns(conversation_id) if conversation_id is not None else []
     if history is None and not create_missing:
         raise UnknownConversation(conversation_id)
-    answer = answer_turn(engine, question, history or [], top_k=top_k, mode=mode, reading=reading, abstain=abstain)
+    answer = answer_turn(engine, question, history or [], top_k=top_k, mode=mode, reading=reading, abstain=abstain,
+                         documents=documents)
     answer.conversation_id = store.append(conversation_id, Turn.from_answer(question, answer),
                                           create=conversation_id is None or create_missing)
     return answer
 
 
-__all__ = ["FOLLOWUP_FEATURES", "ConversationStore", "DEFAULT_READING", "Reading", "Turn", "UnknownConversation", "anaphora",
+__all__ = ["FOLLOWUP_FEATURES", "NEW_TOPIC", "ConversationStore", "DEFAULT_READING", "Focus", "Reading", "Turn",
+           "UnknownConversation", "anaphora", "document_shares", "focus", "refocus", "starts_topic", "topic_documents",
            "answer_turn", "ask", "followup_features", "rank_followup",
            "asks_about_previous", "definite_references",
            "entities", "history_terms", "is_elliptical", "prefer_previous_answers", "self_contained", "store_of",
