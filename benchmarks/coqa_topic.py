@@ -1,11 +1,11 @@
 """Choose how conversations keep their topic, on CoQA's tune stories: follow-up Hit@1 and right story@1.
 
-    .venv/bin/python benchmarks/coqa_topic.py [--split tune] [--dialogues 120] [--grid]
+    .venv/bin/python benchmarks/coqa_topic.py [--split tune] [--dialogues 120] [--grid [--only PREFIX ...]]
 
 Each dialogue is played turn by turn with qa.conversation.answer_turn (the reading `Engine.ask` uses with
 a conversation id), the history being what a user would have seen (abstentions enter it without
 citations). Rows: the reading without topic keeping, the default reading, and with ``--grid`` the
-thresholds of topic keeping (``new_topic_share``, ``switch_margin``, ``focus_documents``). The CoQA
+thresholds of topic keeping (``new_topic_margin``, ``switch_margin``, ``focus_documents``). The CoQA
 index must exist: `qa eval --dataset coqa --limit 1` builds it. Prints figures, never asserts them.
 """
 
@@ -29,8 +29,8 @@ from qa.evaluate import RANK_DEPTH, judge  # noqa: E402
 D = conv.DEFAULT_READING
 GRID = {
     "no topic keeping": replace(D, keep_topic=False),
-    **{f"new_topic_share {v}": replace(D, new_topic_share=v) for v in (0.0, 0.02, 0.1, 0.2)},
-    **{f"switch_margin {v}": replace(D, switch_margin=v) for v in (0.1, 0.2, 0.4, 1.0)},
+    **{f"new_topic_margin {v}": replace(D, new_topic_margin=v) for v in (0.5, 2.0, 99.0)},
+    **{f"switch_margin {v}": replace(D, switch_margin=v) for v in (0.25, 0.5, 99.0)},
     "focus_documents 2": replace(D, focus_documents=2),
 }
 
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="tune")
     ap.add_argument("--dialogues", type=int, default=120)
     ap.add_argument("--grid", action="store_true")
+    ap.add_argument("--only", nargs="*", help="only the grid rows whose names start with these")
     args = ap.parse_args(argv)
     base = Settings()
     data = load_coqa(base.shared_data_dir / COQA_FILE, base.index_root / "_datasets" / "coqa")
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = base.model_copy(update={"index_name": "coqa", "data_dir": Path(store)})
         engine = Engine.open(settings, documents=data.documents)
         rows = {"default": D, **(GRID if args.grid else {"no topic keeping": GRID["no topic keeping"]})}
+        if args.only:
+            rows = {k: v for k, v in rows.items() if k == "default" or k.startswith(tuple(args.only))}
         print(f"| reading ({args.split}, {len(data.conversations)} dialogues) | follow-up Hit@1 | right story@1 | n |")
         print("|---|---|---|---|")
         for name, reading in rows.items():

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -348,11 +348,12 @@ class Reading:
       (docs/CONVERSATIONS.md). ``followup_model``: weights other than the settings' (benchmarks fit them).
     - ``keep_topic``: a follow-up is answered from the documents the topic's answers came from (the
       ``focus_documents`` most recent of them), not from the whole corpus (:func:`focus`). A question that
-      names its own entity starts a new topic only when those documents hold less than ``new_topic_share``
-      of the fused retrieval mass of the question read alone; a follow-up moves to another document when
-      that document's share of the mass of the question read with history exceeds the topic's by
-      ``switch_margin`` (the opener had chosen the wrong story). Chosen on CoQA's tune stories
-      (docs/COQA.md).
+      names its own entity starts a new topic only when the best sentence for it alone, over the whole
+      corpus, is in another document and outscores the topic's best by ``new_topic_margin``; a follow-up
+      moves to another document when that holds by ``switch_margin`` for the topic's questions asked
+      together (:func:`refocus`: the opener had chosen the wrong story). ``named_history``: read a named question
+      that stays with HQE's history terms too (off: its own words, within the topic's documents, ranked by
+      the follow-up model). Chosen on CoQA's tune stories (docs/COQA.md).
     """
 
     question_rep: int = 1
@@ -392,9 +393,10 @@ class Reading:
     learned: bool = True
     followup_model: tuple[float, ...] | None = None
     keep_topic: bool = True
-    new_topic_share: float = 0.05
-    switch_margin: float = 0.3
+    new_topic_margin: float = 1.0
+    switch_margin: float = 0.0
     focus_documents: int = 1
+    named_history: bool = False
 
 
 DEFAULT_READING = Reading()
@@ -570,6 +572,7 @@ def self_contained(question: str, index: "CorpusIndex", reading: Reading = DEFAU
 
 
 NEW_TOPIC = "new topic: "  # how ``understood_as`` starts when a follow-up was read as a new topic
+SAME_DOCUMENTS = "in the same documents"  # a follow-up that names its subject, answered where the topic is
 
 
 def starts_topic(understood_as: str | None) -> bool:
@@ -711,6 +714,7 @@ class Focus:
     documents: tuple[str, ...] = ()
     new_topic: bool = False
     note: str = ""
+    named: bool = False  # the question names its own entity (self_contained) yet stays with the documents
 
 
 def topic_documents(history: Sequence[Turn]) -> list[str]:
@@ -722,24 +726,21 @@ def topic_documents(history: Sequence[Turn]) -> list[str]:
     return docs
 
 
-def document_shares(engine: "Engine", query: "Query", mode: str) -> dict[str, float]:
-    """Each document's share of the fused retrieval mass of ``query`` (the passages both retrievers return,
-    as the engine retrieves them): where the corpus's evidence for the question lies, document by document."""
-    from qa import retrieve
-
-    s, index = engine.settings, engine.index
-    passages = retrieve.retrieve(index, query.terms, query.vector, mode=mode, depth=s.candidate_passages,
-                                 fusion=s.fusion, rrf_k=s.rrf_k)
-    if not len(passages):
-        return {}
-    lex = _lexicon(index)
-    ordinals = lex.passage_docs[passages.ids]
-    mass = np.bincount(ordinals, weights=passages.scores.astype(np.float64))
-    total = float(mass.sum())
-    if total <= 0:
-        return {}
-    return {index.passages[int(passages.ids[np.argmax(ordinals == o)])].doc_id: float(mass[o]) / total
-            for o in np.flatnonzero(mass).tolist()}
+def outside_evidence(engine: "Engine", query: "Query", mode: str, documents: Sequence[str]) -> tuple[str | None, float]:
+    """The document outside ``documents`` that holds the best sentence for ``query`` over the whole corpus,
+    and by how much that sentence outscores the best one inside ``documents`` (None, 0 when the best is
+    inside). Sentence scores, not passage counts: one sentence that answers outweighs many that touch it."""
+    lex = _lexicon(engine.index)
+    everywhere = engine.score(query, mode)
+    if not len(everywhere.ids):
+        return None, 0.0
+    best = engine.index.sentences[int(everywhere.ids[0])].doc_id
+    if best in documents:
+        return None, 0.0
+    within = np.concatenate([lex.doc_sentences[d] for d in documents if d in lex.doc_sentences])
+    inside = engine.score(query, mode, within)
+    held = float(inside.scores[0]) if len(inside.scores) else float("-inf")
+    return best, float(everywhere.scores[0]) - held
 
 
 def _label(engine: "Engine", doc_id: str, limit: int = 60) -> str:
@@ -752,9 +753,9 @@ def focus(engine: "Engine", question: str, plain: "Query", history: Sequence[Tur
           reading: Reading = DEFAULT_READING) -> Focus:
     """Whether a follow-up stays with the documents its topic is about (:func:`topic_documents`).
 
-    A question that names its own entity (:func:`self_contained`) starts a new topic only when the topic's
-    documents hold almost none of the retrieval mass of the question read alone ("What did Jessica do?" in
-    a story about Jessica stays; "Who won the 1998 World Cup?" after a story about mice does not). Without
+    A question that names its own entity (:func:`self_contained`) starts a new topic only when its best
+    evidence is clearly in another document (:func:`outside_evidence`): "What did Jessica do?" in a story
+    about Jessica stays; "Who won the 1998 World Cup?" after a story about mice does not. Without
     ``reading.keep_topic`` every such question starts a new topic and follow-ups search the whole corpus.
     """
     if not history:
@@ -764,28 +765,43 @@ def focus(engine: "Engine", question: str, plain: "Query", history: Sequence[Tur
     if not reading.keep_topic or not docs:
         return Focus(new_topic=named)
     if named:
-        shares = document_shares(engine, plain, mode)
-        if sum(shares.get(d, 0.0) for d in docs) < reading.new_topic_share:
+        elsewhere, margin = outside_evidence(engine, plain, mode, docs)
+        if elsewhere is not None and margin >= reading.new_topic_margin:
             return Focus(new_topic=True)
-    return Focus(tuple(docs))
+    return Focus(tuple(docs), named=named)
 
 
-def refocus(engine: "Engine", query: "Query", chosen: Focus, *, mode: str,
+def topic_question(question: str, history: Sequence[Turn], limit: int = 1000) -> str:
+    """The topic's questions and this one as one text, the opener first and then the most recent ones that
+    fit in ``limit`` characters: what the whole conversation asks about, for choosing its document."""
+    earlier = [t.question for t in topic_turns(history)]
+    if not earlier:
+        return question[:limit]
+    kept = [question]
+    room = limit - len(question) - len(earlier[0]) - 1
+    for q in reversed(earlier[1:]):
+        if len(q) + 1 > room:
+            break
+        kept.insert(0, q)
+        room -= len(q) + 1
+    return " ".join([earlier[0], *kept])[:limit]
+
+
+def refocus(engine: "Engine", question: str, history: Sequence[Turn], chosen: Focus, *, mode: str,
             reading: Reading = DEFAULT_READING) -> Focus:
-    """The follow-up's own evidence may show that the topic's document was the wrong one (the opener
-    answered from another story about a similar thing): when one other document's share of the retrieval
-    mass of the question read with history exceeds the topic documents' by ``reading.switch_margin``, the
-    turn moves there and says so."""
+    """The conversation's questions together may show that the topic's document was the wrong one (the
+    opener answered from another story about a similar thing): when the best sentence for the topic's
+    questions asked together (:func:`topic_question`) is in another document and outscores the topic's
+    best by ``reading.switch_margin``, the turn moves there and says so. One question is a weak pointer to
+    a document; the topic's questions together name it far more often (docs/COQA.md)."""
     if not chosen.documents:
         return chosen
-    shares = document_shares(engine, query, mode)
-    if not shares:
+    together = engine.query(topic_question(question, history), mode)
+    best, margin = outside_evidence(engine, together, mode, chosen.documents)
+    if best is None or margin < reading.switch_margin:
         return chosen
-    best = max(shares, key=shares.get)
-    held = sum(shares.get(d, 0.0) for d in chosen.documents)
-    if best in chosen.documents or shares[best] - held < reading.switch_margin:
-        return chosen
-    return Focus((best,), note=f" [now in {_label(engine, best)!r}, not {_label(engine, chosen.documents[0])!r}]")
+    return Focus((best,), note=f" [now in {_label(engine, best)!r}, not {_label(engine, chosen.documents[0])!r}]",
+                 named=chosen.named)
 
 
 def answer_turn(engine: "Engine", question: str, history: Sequence[Turn], *, top_k: int, mode: str,
@@ -798,12 +814,15 @@ def answer_turn(engine: "Engine", question: str, history: Sequence[Turn], *, top
     plain = engine.query(question, mode)
     chosen = Focus(tuple(documents)) if documents is not None else focus(engine, question, plain, history,
                                                                          mode=mode, reading=reading)
-    query = understand(question, history, engine, mode=mode, reading=reading, plain=plain,
-                       continues=bool(chosen.documents))
+    if documents is None and history and not chosen.new_topic:
+        chosen = refocus(engine, question, history, chosen, mode=mode, reading=reading)
+    if chosen.named and not reading.named_history:  # its own words say what it asks; the documents stay
+        query = replace(plain, understood_as=f"{question} [{SAME_DOCUMENTS}]")
+    else:
+        query = understand(question, history, engine, mode=mode, reading=reading, plain=plain,
+                           continues=bool(chosen.documents))
     if chosen.new_topic and query.understood_as is None and history and reading.keep_topic:
         query.understood_as = NEW_TOPIC + question
-    if documents is None and history and not chosen.new_topic:
-        chosen = refocus(engine, query, chosen, mode=mode, reading=reading)
     lex = _lexicon(engine.index)
     within = np.concatenate([lex.doc_sentences[d] for d in chosen.documents if d in lex.doc_sentences]) \
         if chosen.documents else None
@@ -1008,7 +1027,7 @@ def ask(engine: "Engine", question: str, conversation_id: str | None, *, top_k: 
 
 
 __all__ = ["FOLLOWUP_FEATURES", "NEW_TOPIC", "ConversationStore", "DEFAULT_READING", "Focus", "Reading", "Turn",
-           "UnknownConversation", "anaphora", "document_shares", "focus", "refocus", "starts_topic", "topic_documents",
+           "UnknownConversation", "anaphora", "focus", "outside_evidence", "topic_question", "refocus", "starts_topic", "topic_documents",
            "answer_turn", "ask", "followup_features", "rank_followup",
            "asks_about_previous", "definite_references",
            "entities", "history_terms", "is_elliptical", "prefer_previous_answers", "self_contained", "store_of",
