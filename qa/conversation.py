@@ -11,8 +11,14 @@ list of exact source sentences; ``understood_as`` shows the terms that were adde
 [+ Torkham, closed, crossing]") so a user can see why a sentence was returned.
 
 A question that stands on its own (it names its own entity and has no anaphora such as it/they/there or
-"what about") is a new topic and is read without history, so it is never dragged back to the old one.
-History is also cut at the last self-contained turn: an earlier topic does not leak into the next one.
+"what about") is read without history, so it is never dragged back to the old topic's words. History is
+also cut at the last self-contained turn: an earlier topic does not leak into the next one.
+
+A conversation also keeps to its documents: a follow-up is answered from the document its topic's
+answers came from, unless it names its own subject and its evidence is clearly in another document (then
+it starts a new topic and ``understood_as`` says "new topic: …"), or the topic's questions asked together
+point to another document (the opener had chosen the wrong one; ``understood_as`` says "[now in …]").
+Measured on CoQA's held-out stories (docs/COQA.md).
 
 The chosen combination and its measurement are in docs/CONVERSATIONS.md (benchmarks/conversation_bench.py).
 
@@ -472,7 +478,6 @@ class _Lexicon:
     sid_of: dict[tuple[str, int], int]  # (doc_id, sentence index) → global sentence id
     max_idf: float
     doc_sentences: dict[str, np.ndarray]  # doc_id → its global sentence ids, in order
-    passage_docs: np.ndarray  # passage id → its document's ordinal (index.sentence_documents)
 
 
 def _lexicon(index: "CorpusIndex") -> _Lexicon:
@@ -494,10 +499,8 @@ def _lexicon(index: "CorpusIndex") -> _Lexicon:
         by_doc: dict[str, list[int]] = {}
         for i, sentence in enumerate(index.sentences):
             by_doc.setdefault(sentence.doc_id, []).append(i)
-        ordinal = index.sentence_documents
-        passage_docs = np.array([ordinal[p.sentence_ids[0]] for p in index.passages], dtype=np.int64)
         lex = _Lexicon(proper, sid_of, max(idf.values()) if idf else 1.0,
-                       {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()}, passage_docs)
+                       {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()})
         index.__dict__["_conversation_lexicon"] = lex
     return lex
 
@@ -730,17 +733,22 @@ def outside_evidence(engine: "Engine", query: "Query", mode: str, documents: Seq
     """The document outside ``documents`` that holds the best sentence for ``query`` over the whole corpus,
     and by how much that sentence outscores the best one inside ``documents`` (None, 0 when the best is
     inside). Sentence scores, not passage counts: one sentence that answers outweighs many that touch it."""
-    lex = _lexicon(engine.index)
     everywhere = engine.score(query, mode)
     if not len(everywhere.ids):
         return None, 0.0
     best = engine.index.sentences[int(everywhere.ids[0])].doc_id
     if best in documents:
         return None, 0.0
-    within = np.concatenate([lex.doc_sentences[d] for d in documents if d in lex.doc_sentences])
-    inside = engine.score(query, mode, within)
+    inside = engine.score(query, mode, sentences_of(engine.index, documents))
     held = float(inside.scores[0]) if len(inside.scores) else float("-inf")
     return best, float(everywhere.scores[0]) - held
+
+
+def sentences_of(index: "CorpusIndex", documents: Sequence[str]) -> np.ndarray:
+    """The global sentence ids of ``documents`` (those the index holds), document by document."""
+    lex = _lexicon(index)
+    parts = [lex.doc_sentences[d] for d in documents if d in lex.doc_sentences]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _label(engine: "Engine", doc_id: str, limit: int = 60) -> str:
@@ -823,9 +831,7 @@ def answer_turn(engine: "Engine", question: str, history: Sequence[Turn], *, top
                            continues=bool(chosen.documents))
     if chosen.new_topic and query.understood_as is None and history and reading.keep_topic:
         query.understood_as = NEW_TOPIC + question
-    lex = _lexicon(engine.index)
-    within = np.concatenate([lex.doc_sentences[d] for d in chosen.documents if d in lex.doc_sentences]) \
-        if chosen.documents else None
+    within = sentences_of(engine.index, chosen.documents) if chosen.documents else None
     extra = {} if abstain else {"abstain": False}
     learned = reading.learned and mode == "hybrid"  # the model was fitted on hybrid scores only
     if not history or starts_topic(query.understood_as) or (reading.locality == 0 and not learned):
@@ -1027,7 +1033,8 @@ def ask(engine: "Engine", question: str, conversation_id: str | None, *, top_k: 
 
 
 __all__ = ["FOLLOWUP_FEATURES", "NEW_TOPIC", "ConversationStore", "DEFAULT_READING", "Focus", "Reading", "Turn",
-           "UnknownConversation", "anaphora", "focus", "outside_evidence", "topic_question", "refocus", "starts_topic", "topic_documents",
+           "UnknownConversation", "anaphora", "focus", "outside_evidence", "refocus", "sentences_of", "starts_topic",
+           "topic_documents", "topic_question",
            "answer_turn", "ask", "followup_features", "rank_followup",
            "asks_about_previous", "definite_references",
            "entities", "history_terms", "is_elliptical", "prefer_previous_answers", "self_contained", "store_of",

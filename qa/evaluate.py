@@ -136,7 +136,7 @@ def abstention_metrics(results: list[Result]) -> dict[str, float]:
             "unanswerable": unanswerable, "answerable": answerable}
 
 
-def latency(results: list[Result]) -> dict[str, float]:
+def latency(results: "list[Result] | list[TurnResult]") -> dict[str, float]:
     ms = sorted(r.latency_ms for r in results)
     if not ms:
         return {}
@@ -333,7 +333,7 @@ def summarize_dialogues(results: list[TurnResult]) -> dict:
             "by_domain": {d: {p: turn_metrics([r for r in part if r.domain == d and r.position == p])
                               for p in ("opener", "follow-up")} for d in domains},
         }
-    out["latency"] = latency(results)  # type: ignore[arg-type]  (TurnResult has latency_ms too)
+    out["latency"] = latency(results)
     return out
 
 

@@ -298,7 +298,7 @@ def test_four_turn_conversation(engine):
         assert doc.raw[c.start:c.end] == answer.sentences[0].text
     turns = engine.conversations.turns(cid)
     assert [t.question for t in turns] == [q for q, _, _ in CONVERSATION]
-    assert turns[3].understood_as and "Bhutto" in turns[3].understood_as
+    assert turns[3].understood_as and ("Bhutto" in turns[3].understood_as or "Bilawal" in turns[3].understood_as)
     assert turns[0].texts[0] == engine.document(turns[0].citations[0].doc_id).raw[
         turns[0].citations[0].start:turns[0].citations[0].end]
 
@@ -583,10 +583,12 @@ def test_a_named_question_whose_evidence_is_elsewhere_starts_a_new_topic_and_say
     answer = conv.answer_turn(engine, question, history, top_k=5, mode="hybrid", reading=reading)
     assert answer.understood_as == conv.NEW_TOPIC + question
     assert answer.sentences[0].citation.doc_id == TORKHAM
-    # a named question that its topic's document answers stays there, read with the history
+    # a named question that its topic's document answers stays there, read on its own words
     stay = "What did Pakistan's delegation discuss with Mullah Baradar's office?"
     kept = conv.focus(engine, stay, engine.query(stay, "hybrid"), history, mode="hybrid")
-    assert kept == conv.Focus((ISLAMABAD,))
+    assert kept.documents == (ISLAMABAD,) and kept.named and not kept.new_topic
+    answer = conv.answer_turn(engine, stay, history, top_k=5, mode="hybrid", abstain=False)
+    assert f"[{conv.SAME_DOCUMENTS}]" in answer.understood_as
 
 
 def test_a_follow_up_whose_evidence_is_in_another_document_moves_there(engine):
