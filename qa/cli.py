@@ -227,7 +227,7 @@ def _eval_coqa(settings, split: str, mode: str, limit: int | None, out_dir: Path
     report["meta"] = {"date": today, "split": split, "dialogues": len(data.conversations), "via": "in-process engine",
                       "command": "qa " + " ".join(sys.argv[1:])}
     stem = f"coqa-{today}" + ("" if split == "all" else f"-{split}") + (f"-limit{limit}" if limit else "")
-    paths = evaluate.write_dialogue_report(report, out_dir, stem)
+    paths = evaluate.write_report(report, out_dir, stem)
     out.print(evaluate.dialogue_markdown(report), markup=False, highlight=False)
     err.print(f"[dim]wrote {paths['json']}, {paths['md']}, {paths['png']}[/dim]")
 

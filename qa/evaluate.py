@@ -176,12 +176,15 @@ def evaluate_dataset(dataset: Dataset, runner, modes: list[str]) -> dict:
 
 
 def write_report(report: dict, folder: Path, stem: str) -> dict[str, Path]:
-    """``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (a bar chart comparing the retrievers)."""
+    """``<stem>.json``, ``<stem>.md`` and ``<stem>.png``: a bar chart comparing the retrievers, or for a
+    conversational report (:func:`evaluate_dialogues`) its conditions."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md", "png": folder / f"{stem}.png"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    _chart(report, paths["png"])
-    paths["md"].write_text(markdown(report, paths["png"].name), encoding="utf-8")
+    conversational = "conditions" in report
+    (_dialogue_chart if conversational else _chart)(report, paths["png"])
+    text = (dialogue_markdown if conversational else markdown)(report, paths["png"].name)
+    paths["md"].write_text(text, encoding="utf-8")
     return paths
 
 
@@ -217,23 +220,28 @@ def markdown(report: dict, chart: str | None = None) -> str:
 
 
 def _chart(report: dict, path: Path) -> None:
+    names = list(METRICS)
+    series = {mode: [s["overall"].get(n, 0.0) for n in names] for mode, s in report["retrievers"].items()}
+    bar_chart(path, series, names, f"{report['dataset']}: retrievers compared (answerable questions)")
+
+
+def bar_chart(path: Path, series: dict[str, list[float]], labels: list[str], title: str,
+              size: tuple[float, float] = (8, 4)) -> None:
+    """Grouped bars on a 0–1 scale: one bar per series at each label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    modes = list(report["retrievers"])
-    names = list(METRICS)
-    x = np.arange(len(names))
-    width = 0.8 / max(len(modes), 1)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for i, mode in enumerate(modes):
-        vals = [report["retrievers"][mode]["overall"].get(n, 0.0) for n in names]
-        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=mode)
-    ax.set_xticks(x, names)
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=size)
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+    ax.set_xticks(x, labels, fontsize=8 if len(labels) > 5 else None)
     ax.set_ylim(0, 1)
-    ax.set_title(f"{report['dataset']}: retrievers compared (answerable questions)")
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -353,16 +361,6 @@ def evaluate_dialogues(dataset: Dataset, engine, conditions: tuple[str, ...] = C
     return out
 
 
-def write_dialogue_report(report: dict, folder: Path, stem: str) -> dict[str, Path]:
-    """``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (Hit@1 and right story by condition)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md", "png": folder / f"{stem}.png"}
-    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    _dialogue_chart(report, paths["png"])
-    paths["md"].write_text(dialogue_markdown(report, paths["png"].name), encoding="utf-8")
-    return paths
-
-
 def dialogue_markdown(report: dict, chart: str | None = None) -> str:
     lines = [f"# Evaluation: {report['dataset']} (conversations)", "",
              f"{report['dialogues']} dialogues, {report['turns']} turns, {report['documents']} documents, "
@@ -397,25 +395,8 @@ def dialogue_markdown(report: dict, chart: str | None = None) -> str:
 
 
 def _dialogue_chart(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    conditions = list(report["conditions"])
     bars = [(p, m) for p in ("opener", "follow-up") for m in TURN_METRICS]
     split = next((s for s in ("test", "all") if all(s in v for v in report["conditions"].values())), "tune")
-    x = np.arange(len(bars))
-    width = 0.8 / max(len(conditions), 1)
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for i, c in enumerate(conditions):
-        s = report["conditions"][c].get(split, {})
-        ax.bar(x + i * width - 0.4 + width / 2, [s.get(p, {}).get(m, 0.0) for p, m in bars], width, label=c)
-    ax.set_xticks(x, [f"{p}\n{m}" for p, m in bars], fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{report['dataset']}: conversations, {split} split")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    series = {c: [v.get(split, {}).get(p, {}).get(m, 0.0) for p, m in bars] for c, v in report["conditions"].items()}
+    bar_chart(path, series, [f"{p}\n{m}" for p, m in bars], f"{report['dataset']}: conversations, {split} split",
+              size=(9, 4))

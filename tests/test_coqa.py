@@ -110,7 +110,7 @@ def test_dialogues_are_asked_as_conversations_with_floor_and_ceiling(coqa_engine
     # each dialogue is stored as one conversation, every turn (the unanswerable one too) in order
     stored = engine.conversations.turns("conversation-mouse01")
     assert [t.question for t in stored] == [q.question for q in data.conversations["mouse01"]]
-    paths = evaluate.write_dialogue_report(report, tmp_path, "coqa-small")
+    paths = evaluate.write_report(report, tmp_path, "coqa-small")
     assert json.loads(paths["json"].read_text())["turns"] == 5
     assert "| conversation | all |" in paths["md"].read_text() and paths["png"].stat().st_size > 0
 
