@@ -373,8 +373,8 @@ def dialogue_markdown(report: dict, chart: str | None = None) -> str:
     for condition, summary in report["conditions"].items():
         lat = summary.get("latency", {})
         for split in ("test", "tune", "all"):
-            if split not in summary:
-                continue
+            if split not in summary or (split == "all" and not {"test", "tune"} <= summary.keys()):
+                continue  # "all" only when it differs from the one split there is
             s = summary[split]
             cells = [f"{s[p].get(m, 0.0):.3f}" for p in ("opener", "follow-up") for m in TURN_METRICS]
             lines.append(f"| {condition} | {split} | " + " | ".join(cells) + f" | {s['follow-up']['n']} "
