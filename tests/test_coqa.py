@@ -112,7 +112,8 @@ def test_dialogues_are_asked_as_conversations_with_floor_and_ceiling(coqa_engine
     assert [t.question for t in stored] == [q.question for q in data.conversations["mouse01"]]
     paths = evaluate.write_report(report, tmp_path, "coqa-small")
     assert json.loads(paths["json"].read_text())["turns"] == 5
-    assert "| conversation | all |" in paths["md"].read_text() and paths["png"].stat().st_size > 0
+    split = data.conversations["mouse01"][0].split
+    assert f"| conversation | {split} |" in paths["md"].read_text() and paths["png"].stat().st_size > 0
 
 
 def test_cli_eval_coqa(seed_settings, tmp_path, monkeypatch):
