@@ -218,11 +218,12 @@ def print_answer(answer: Answer) -> None:
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[str, typer.Option(help="seeds (the gold set in eval/) | squad-v2-dev (shared data)")] = "seeds",
+    dataset: Annotated[str, typer.Option(help="seeds (the gold set in eval/) | squad-v2-dev | coqa (shared data: "
+                                               "conversations)")] = "seeds",
     split: Annotated[str, typer.Option(help="all | tune | test")] = "all",
     retriever: Annotated[Optional[list[str]], typer.Option(help="repeat to choose; default: all three")] = None,
     http: Annotated[Optional[str], typer.Option(help="evaluate a running server at this URL instead")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="only the first N questions (smoke runs)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N questions (coqa: dialogues; smoke runs)")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="report folder")] = Path("eval/reports"),
     gold: Annotated[Path, typer.Option(help="gold questions (seeds)")] = Path("eval/gold.jsonl"),
     corpus: CorpusOpt = None,
@@ -241,6 +242,8 @@ def eval_(
     if split not in ("all", "tune", "test"):
         fail(f"unknown split {split!r}: choose all, tune or test")
     settings = settings_from(corpus, index_root)
+    if dataset == "coqa":
+        return _eval_coqa(settings, split, modes[0], limit, out_dir)
     try:
         if dataset == "seeds":
             data = load_gold(gold, load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings)), gold.with_name("conversations.jsonl"))
@@ -248,7 +251,7 @@ def eval_(
             data = load_squad(settings.shared_data_dir)
             settings = settings.model_copy(update={"index_name": "squad-v2-dev"})
         else:
-            fail(f"unknown dataset {dataset!r}: choose seeds or squad-v2-dev")
+            fail(f"unknown dataset {dataset!r}: choose seeds, squad-v2-dev or coqa")
     except (GoldError, FileNotFoundError) as exc:
         fail(str(exc))
     data = data.select(split)
@@ -275,6 +278,37 @@ def eval_(
     paths = evaluate.write_report(report, out_dir, stem)
     out.print(visible(evaluate.markdown(report)))
     note(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+
+
+def _eval_coqa(settings, split: str, mode: str, limit: int | None, out_dir: Path) -> None:
+    """CoQA's dialogues as conversations: stories written under the index root, conversations in a temp store."""
+    import datetime
+    import tempfile
+
+    from qa import evaluate
+    from qa.datasets import COQA_FILE, GoldError, load_coqa
+    from qa.engine import Engine
+
+    try:
+        data = load_coqa(settings.shared_data_dir / COQA_FILE, settings.index_root / "_datasets" / "coqa").select(split)
+    except (GoldError, FileNotFoundError) as exc:
+        fail(str(exc))
+    if limit:
+        data = data.first_conversations(limit)
+    with tempfile.TemporaryDirectory(prefix="qa-coqa-") as store:
+        settings = settings.model_copy(update={"index_name": "coqa", "data_dir": Path(store)})
+        err.print("[dim]opening the coqa index…[/dim]")
+        engine = Engine.open(settings, documents=data.documents,
+                             on_rebuild=lambda why: err.print(f"[dim]building the coqa index ({why})…[/dim]"))
+        report = evaluate.evaluate_dialogues(data, engine, mode=mode)
+        engine.conversations.close()
+    today = datetime.date.today().isoformat()
+    report["meta"] = {"date": today, "split": split, "dialogues": len(data.conversations), "via": "in-process engine",
+                      "command": "qa " + " ".join(sys.argv[1:])}
+    stem = f"coqa-{today}" + ("" if split == "all" else f"-{split}") + (f"-limit{limit}" if limit else "")
+    paths = evaluate.write_report(report, out_dir, stem)
+    out.print(evaluate.dialogue_markdown(report), markup=False, highlight=False)
+    err.print(f"[dim]wrote {paths['json']}, {paths['md']}, {paths['png']}[/dim]")
 
 
 CHAT_HELP = """Ask a question; follow-ups ("When did it reopen?") are read with the conversation so far.

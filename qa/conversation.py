@@ -11,8 +11,14 @@ list of exact source sentences; ``understood_as`` shows the terms that were adde
 [+ Torkham, closed, crossing]") so a user can see why a sentence was returned.
 
 A question that stands on its own (it names its own entity and has no anaphora such as it/they/there or
-"what about") is a new topic and is read without history, so it is never dragged back to the old one.
-History is also cut at the last self-contained turn: an earlier topic does not leak into the next one.
+"what about") is read without history, so it is never dragged back to the old topic's words. History is
+also cut at the last self-contained turn: an earlier topic does not leak into the next one.
+
+A conversation also keeps to its documents: a follow-up is answered from the document its topic's
+answers came from, unless it names its own subject and its evidence is clearly in another document (then
+it starts a new topic and ``understood_as`` says "new topic: …"), or the topic's questions asked together
+point to another document (the opener had chosen the wrong one; ``understood_as`` says "[now in …]").
+Measured on CoQA's held-out stories (docs/COQA.md).
 
 The chosen combination and its measurement are in docs/CONVERSATIONS.md (benchmarks/conversation_bench.py).
 
@@ -30,7 +36,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -358,6 +364,14 @@ class Reading:
       Fitted on c01–c36 and played on the 16 conversations written blind after them (c37–c52), 0.60
       against the hand-set gains' 0.40; 6-fold by conversation over all 150 follow-ups, 0.65 against 0.64
       (docs/CONVERSATIONS.md). ``followup_model``: weights other than the settings' (benchmarks fit them).
+    - ``keep_topic``: a follow-up is answered from the documents the topic's answers came from (the
+      ``focus_documents`` most recent of them), not from the whole corpus (:func:`focus`). A question that
+      names its own entity starts a new topic only when the best sentence for it alone, over the whole
+      corpus, is in another document and outscores the topic's best by ``new_topic_margin``; a follow-up
+      moves to another document when that holds by ``switch_margin`` for the topic's questions asked
+      together (:func:`refocus`: the opener had chosen the wrong story). ``named_history``: read a named question
+      that stays with HQE's history terms too (off: its own words, within the topic's documents, ranked by
+      the follow-up model). Chosen on CoQA's tune stories (docs/COQA.md).
     """
 
     question_rep: int = 1
@@ -396,6 +410,11 @@ class Reading:
     bound_possessives: bool = True
     learned: bool = True
     followup_model: tuple[float, ...] | None = None
+    keep_topic: bool = True
+    new_topic_margin: float = 1.0
+    switch_margin: float = 0.0
+    focus_documents: int = 1
+    named_history: bool = False
 
 
 DEFAULT_READING = Reading()
@@ -470,6 +489,7 @@ class _Lexicon:
     proper: frozenset[str]  # casefolded words the corpus writes capitalised mid-sentence
     sid_of: dict[tuple[str, int], int]  # (doc_id, sentence index) → global sentence id
     max_idf: float
+    doc_sentences: dict[str, np.ndarray]  # doc_id → its global sentence ids, in order
 
 
 def _lexicon(index: "CorpusIndex") -> _Lexicon:
@@ -488,7 +508,11 @@ def _lexicon(index: "CorpusIndex") -> _Lexicon:
         proper = frozenset(k for k, n in upper.items() if n >= lower.get(k, 0))
         sid_of = {(s.doc_id, s.index): i for i, s in enumerate(index.sentences)}
         idf = index.sentence_idf
-        lex = _Lexicon(proper, sid_of, max(idf.values()) if idf else 1.0)
+        by_doc: dict[str, list[int]] = {}
+        for i, sentence in enumerate(index.sentences):
+            by_doc.setdefault(sentence.doc_id, []).append(i)
+        lex = _Lexicon(proper, sid_of, max(idf.values()) if idf else 1.0,
+                       {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()})
         index.__dict__["_conversation_lexicon"] = lex
     return lex
 
@@ -562,11 +586,20 @@ def self_contained(question: str, index: "CorpusIndex", reading: Reading = DEFAU
     return sum(1 for t in set(index.analyzer.terms(question)) if t in idf) >= 2
 
 
+NEW_TOPIC = "new topic: "  # how ``understood_as`` starts when a follow-up was read as a new topic
+SAME_DOCUMENTS = "in the same documents"  # a follow-up that names its subject, answered where the topic is
+
+
+def starts_topic(understood_as: str | None) -> bool:
+    """Whether a turn read this way was read on its own: a first question, or one that started a new topic."""
+    return understood_as is None or understood_as.startswith(NEW_TOPIC)
+
+
 def topic_turns(history: Sequence[Turn]) -> list[Turn]:
-    """The turns of the current topic: from the last one read on its own (``understood_as is None``)."""
+    """The turns of the current topic: from the last one read on its own (:func:`starts_topic`)."""
     start = 0
     for i, turn in enumerate(history):
-        if turn.understood_as is None:
+        if starts_topic(turn.understood_as):
             start = i
     return list(history[start:])
 
@@ -637,13 +670,15 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode: str = "hybrid",
-               reading: Reading = DEFAULT_READING, plain: "Query | None" = None) -> "Query":
+               reading: Reading = DEFAULT_READING, plain: "Query | None" = None, continues: bool = False) -> "Query":
     """The :class:`qa.engine.Query` for ``question`` read with ``history`` (oldest turn first).
 
     ``understood_as`` is None when history was not used (first turn, or a self-contained new topic);
     otherwise it is the question followed by the terms history added, e.g.
     "When did it reopen? [+ Torkham, crossing, closed]". ``plain`` is ``engine.query(question, mode)`` when
     the caller already has it (the learned follow-up ranker needs it too: one model run, not two).
+    ``continues``: the caller already knows the question continues the topic (:func:`focus` kept it there),
+    so it is read with history even when it names its own entity.
     """
     from qa.engine import Query
 
@@ -651,7 +686,8 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
     uses_dense = mode != "bm25"
     plain = plain or engine.query(question, mode)  # the question as it would be read on its own
     own_terms = plain.terms
-    if not history or (reading.detect_topic_change and self_contained(question, index, reading, history)):
+    if not history or (not continues and reading.detect_topic_change
+                       and self_contained(question, index, reading, history)):
         return plain
     added = history_terms(question, history, index, reading)
     turns = topic_turns(history)
@@ -685,25 +721,145 @@ def understand(question: str, history: Sequence[Turn], engine: "Engine", *, mode
 # -- asking in a conversation -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Focus:
+    """Where a turn is answered from: ``documents`` (empty: the whole corpus), whether it starts a new
+    topic, and ``note``, what its ``understood_as`` adds about a change of document."""
+
+    documents: tuple[str, ...] = ()
+    new_topic: bool = False
+    note: str = ""
+    named: bool = False  # the question names its own entity (self_contained) yet stays with the documents
+
+
+def topic_documents(history: Sequence[Turn]) -> list[str]:
+    """The documents the current topic's answers came from (each answer's first sentence), most recent first."""
+    docs: list[str] = []
+    for turn in reversed(topic_turns(history)):
+        if turn.answered and turn.citations and turn.citations[0].doc_id not in docs:
+            docs.append(turn.citations[0].doc_id)
+    return docs
+
+
+def outside_evidence(engine: "Engine", query: "Query", mode: str, documents: Sequence[str]) -> tuple[str | None, float]:
+    """The document outside ``documents`` that holds the best sentence for ``query`` over the whole corpus,
+    and by how much that sentence outscores the best one inside ``documents`` (None, 0 when the best is
+    inside). Sentence scores, not passage counts: one sentence that answers outweighs many that touch it."""
+    everywhere = engine.score(query, mode)
+    if not len(everywhere.ids):
+        return None, 0.0
+    best = engine.index.sentences[int(everywhere.ids[0])].doc_id
+    if best in documents:
+        return None, 0.0
+    inside = engine.score(query, mode, sentences_of(engine.index, documents))
+    held = float(inside.scores[0]) if len(inside.scores) else float("-inf")
+    return best, float(everywhere.scores[0]) - held
+
+
+def sentences_of(index: "CorpusIndex", documents: Sequence[str]) -> np.ndarray:
+    """The global sentence ids of ``documents`` (those the index holds), document by document."""
+    lex = _lexicon(index)
+    parts = [lex.doc_sentences[d] for d in documents if d in lex.doc_sentences]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _label(engine: "Engine", doc_id: str, limit: int = 60) -> str:
+    doc = engine.document(doc_id)
+    title = doc.title if doc is not None else doc_id
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+
+
+def focus(engine: "Engine", question: str, plain: "Query", history: Sequence[Turn], *, mode: str,
+          reading: Reading = DEFAULT_READING) -> Focus:
+    """Whether a follow-up stays with the documents its topic is about (:func:`topic_documents`).
+
+    A question that names its own entity (:func:`self_contained`) starts a new topic only when its best
+    evidence is clearly in another document (:func:`outside_evidence`): "What did Jessica do?" in a story
+    about Jessica stays; "Who won the 1998 World Cup?" after a story about mice does not. Without
+    ``reading.keep_topic`` every such question starts a new topic and follow-ups search the whole corpus.
+    """
+    if not history:
+        return Focus()
+    named = reading.detect_topic_change and self_contained(question, engine.index, reading, history)
+    docs = topic_documents(history)[: reading.focus_documents]
+    if not reading.keep_topic or not docs:
+        return Focus(new_topic=named)
+    if named:
+        elsewhere, margin = outside_evidence(engine, plain, mode, docs)
+        if elsewhere is not None and margin >= reading.new_topic_margin:
+            return Focus(new_topic=True)
+    return Focus(tuple(docs), named=named)
+
+
+def topic_question(question: str, history: Sequence[Turn], limit: int = 1000) -> str:
+    """The topic's questions and this one as one text, the opener first and then the most recent ones that
+    fit in ``limit`` characters: what the whole conversation asks about, for choosing its document."""
+    earlier = [t.question for t in topic_turns(history)]
+    if not earlier:
+        return question[:limit]
+    kept = [question]
+    room = limit - len(question) - len(earlier[0]) - 1
+    for q in reversed(earlier[1:]):
+        if len(q) + 1 > room:
+            break
+        kept.insert(0, q)
+        room -= len(q) + 1
+    return " ".join([earlier[0], *kept])[:limit]
+
+
+def refocus(engine: "Engine", question: str, history: Sequence[Turn], chosen: Focus, *, mode: str,
+            reading: Reading = DEFAULT_READING) -> Focus:
+    """The conversation's questions together may show that the topic's document was the wrong one (the
+    opener answered from another story about a similar thing): when the best sentence for the topic's
+    questions asked together (:func:`topic_question`) is in another document and outscores the topic's
+    best by ``reading.switch_margin``, the turn moves there and says so. One question is a weak pointer to
+    a document; the topic's questions together name it far more often (docs/COQA.md)."""
+    if not chosen.documents:
+        return chosen
+    together = engine.query(topic_question(question, history), mode)
+    best, margin = outside_evidence(engine, together, mode, chosen.documents)
+    if best is None or margin < reading.switch_margin:
+        return chosen
+    return Focus((best,), note=f" [now in {_label(engine, best)!r}, not {_label(engine, chosen.documents[0])!r}]",
+                 named=chosen.named)
+
+
 def answer_turn(engine: "Engine", question: str, history: Sequence[Turn], *, top_k: int, mode: str,
-                reading: Reading = DEFAULT_READING, abstain: bool = True) -> Answer:
+                reading: Reading = DEFAULT_READING, abstain: bool = True,
+                documents: Sequence[str] | None = None) -> Answer:
     """Understand ``question`` with ``history`` and answer it (nothing is stored). ``abstain=False``
-    returns the ranking even below the engine's confidence threshold (for evaluation)."""
+    returns the ranking even below the engine's confidence threshold (for evaluation). ``documents``
+    fixes where the turn is answered from (an evaluation's ceiling: the gold story) instead of
+    :func:`focus` choosing."""
     plain = engine.query(question, mode)
-    query = understand(question, history, engine, mode=mode, reading=reading, plain=plain)
+    chosen = Focus(tuple(documents)) if documents is not None else focus(engine, question, plain, history,
+                                                                         mode=mode, reading=reading)
+    if documents is None and history and not chosen.new_topic:
+        chosen = refocus(engine, question, history, chosen, mode=mode, reading=reading)
+    if chosen.named and not reading.named_history:  # its own words say what it asks; the documents stay
+        query = replace(plain, understood_as=f"{question} [{SAME_DOCUMENTS}]")
+    else:
+        query = understand(question, history, engine, mode=mode, reading=reading, plain=plain,
+                           continues=bool(chosen.documents))
+    if chosen.new_topic and query.understood_as is None and history and reading.keep_topic:
+        query.understood_as = NEW_TOPIC + question
+    within = sentences_of(engine.index, chosen.documents) if chosen.documents else None
     extra = {} if abstain else {"abstain": False}
     learned = reading.learned and mode == "hybrid"  # the model was fitted on hybrid scores only
-    if query.understood_as is None or (reading.locality == 0 and not learned):
-        return engine.answer(query, top_k=top_k, mode=mode, **extra)
-    answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, **extra)
+    if not history or starts_topic(query.understood_as) or (reading.locality == 0 and not learned):
+        return engine.answer(query, top_k=top_k, mode=mode, within=within, **extra)
+    answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, within=within, **extra)
     if learned:
         weights = reading.followup_model or engine.settings.followup_model
-        rank_followup(answer, followup_features(engine, plain, history, answer), weights)
+        rank_followup(answer, followup_features(engine, plain, history, answer, within=within), weights)
     else:
         prefer_previous_answers(answer, history, reading, index=engine.index, question=question,
                                 duplicate_threshold=engine.settings.duplicate_threshold)
     answer.sentences = answer.sentences[:top_k]
+    if chosen.note and answer.understood_as is not None:
+        answer.understood_as += chosen.note
     return answer
+
 
 
 # What the learned follow-up ranker sees of each candidate sentence; settings.followup_model weighs them in
@@ -718,9 +874,11 @@ _PLACES = {0: "previous answer", 1: "1 after it", 2: "2 after it", -1: "1 before
 _OLDER_PLACES = {0: "older answer", 1: "1 after an older", -1: "1 before an older"}
 
 
-def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn], answer: Answer) -> np.ndarray:
+def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn], answer: Answer,
+                      within: np.ndarray | None = None) -> np.ndarray:
     """One row of :data:`FOLLOWUP_FEATURES` per sentence of ``answer`` (the candidates of the question read
-    with history, scores as the engine gave them); ``plain`` is the question read alone (hybrid).
+    with history, scores as the engine gave them); ``plain`` is the question read alone (hybrid), scored
+    over the same sentences ``within`` when the turn keeps to its documents.
 
     Two views of relevance, because history terms find the topic but pull back to the earlier answers,
     while the question's own words pick the new sentence: the score with history, and the score, cosine
@@ -737,7 +895,7 @@ def followup_features(engine: "Engine", plain: "Query", history: Sequence[Turn],
     sids = np.array([lex.sid_of[(s.citation.doc_id, s.citation.sentence_index)] for s in answer.sentences])
     own = np.array([s.score for s in answer.sentences], dtype=np.float64)
     x[:, _F["with history"]] = own - own.max()
-    scored = engine.score(plain, "hybrid")
+    scored = engine.score(plain, "hybrid", within)
     alone = np.full(len(index.sentences), float(scored.scores.min()) if len(scored.scores) else 0.0)
     alone[scored.ids] = scored.scores
     x[:, _F["alone"]] = alone[sids] - alone.max()
@@ -866,24 +1024,29 @@ def _duplicates(index: "CorpusIndex", doc_id: str, sentence_index: int, threshol
 
 
 def ask(engine: "Engine", question: str, conversation_id: str | None, *, top_k: int, mode: str,
-        create_missing: bool = False, reading: Reading = DEFAULT_READING, abstain: bool = True) -> Answer:
+        create_missing: bool = False, reading: Reading = DEFAULT_READING, abstain: bool = True,
+        documents: Sequence[str] | None = None) -> Answer:
     """Answer ``question`` as the next turn of ``conversation_id`` and record the turn.
 
     ``conversation_id`` None starts a new conversation with this question (its id is the answer's
     ``conversation_id``). An id not in the store raises :class:`UnknownConversation`, unless
     ``create_missing`` (the CLI's ``--conversation NAME`` starts the conversation on first use).
+    ``documents``: answer from these documents only (see :func:`answer_turn`).
     """
     store = engine.conversations
     history = store.turns(conversation_id) if conversation_id is not None else []
     if history is None and not create_missing:
         raise UnknownConversation(conversation_id)
-    answer = answer_turn(engine, question, history or [], top_k=top_k, mode=mode, reading=reading, abstain=abstain)
+    answer = answer_turn(engine, question, history or [], top_k=top_k, mode=mode, reading=reading, abstain=abstain,
+                         documents=documents)
     answer.conversation_id = store.append(conversation_id, Turn.from_answer(question, answer),
                                           create=conversation_id is None or create_missing)
     return answer
 
 
-__all__ = ["FOLLOWUP_FEATURES", "ConversationStore", "DEFAULT_READING", "Reading", "Turn", "UnknownConversation", "anaphora",
+__all__ = ["FOLLOWUP_FEATURES", "NEW_TOPIC", "ConversationStore", "DEFAULT_READING", "Focus", "Reading", "Turn",
+           "UnknownConversation", "anaphora", "focus", "outside_evidence", "refocus", "sentences_of", "starts_topic",
+           "topic_documents", "topic_question",
            "answer_turn", "ask", "followup_features", "rank_followup",
            "asks_about_previous", "definite_references",
            "entities", "history_terms", "is_elliptical", "prefer_previous_answers", "self_contained", "store_of",

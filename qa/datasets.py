@@ -1,4 +1,4 @@
-"""Evaluation data: the seed gold set and SQuAD 2.0 as sentence retrieval (ReQA).
+"""Evaluation data: the seed gold set, SQuAD 2.0 as sentence retrieval (ReQA) and CoQA's conversations.
 
 Evidence is kept as character spans in the raw documents, never as sentence numbers, so a gold set
 survives any change to sentence splitting: a returned sentence is a hit when it overlaps a span.
@@ -19,6 +19,7 @@ from qa.ingest import load_corpus
 from qa.types import Document
 
 SQUAD_FILE = "squad-v2.0-dev-half.json.gz"
+COQA_FILE = "coqa/coqa-test-610.json.gz"
 
 
 class GoldError(ValueError):
@@ -54,13 +55,22 @@ class Dataset:
     questions: list[GoldQuestion]
     layout: bool = True  # documents are scraped pages (title, headings) rather than plain paragraphs
     conversations: dict[str, list[GoldQuestion]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # conversation id → the document it is about
 
     def select(self, split: str | None) -> "Dataset":
         if split in (None, "all"):
             return self
         keep = [q for q in self.questions if q.split == split]
         convs = {cid: turns for cid, turns in self.conversations.items() if turns and turns[0].split == split}
-        return Dataset(self.name, self.documents, keep, self.layout, convs)
+        return Dataset(self.name, self.documents, keep, self.layout, convs,
+                       {cid: doc for cid, doc in self.sources.items() if cid in convs})
+
+    def first_conversations(self, n: int) -> "Dataset":
+        """The first ``n`` conversations and their turns (quick runs); the documents stay all of them."""
+        convs = dict(list(self.conversations.items())[:n])
+        keep = [q for q in self.questions if q.conversation in convs]
+        return Dataset(self.name, self.documents, keep, self.layout, convs,
+                       {cid: doc for cid, doc in self.sources.items() if cid in convs})
 
 
 def quote_spans(evidence: list[dict], docs: dict[str, Document], where: str) -> tuple[Span, ...]:
@@ -135,7 +145,7 @@ def write_corpus(records: list[CorpusRecord], folder: Path, fmt: Literal["txt", 
     for r in records:
         name = check_file_id(f"{r.doc_id}.txt").as_posix()
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(r.text.encode("utf-8"))  # bytes: no newline translation
+        write_if_changed(folder / name, r.text)
         ids[r.doc_id] = name
     return ids
 
@@ -179,3 +189,64 @@ def load_squad(data_dir: Path, *, limit: int | None = None, fmt: Literal["txt", 
     if limit:
         gold = gold[:limit]
     return Dataset("squad-v2-dev", documents, gold)
+
+
+def load_coqa(path: Path, stories_dir: Path) -> Dataset:
+    """CoQA as conversational sentence retrieval: every story is written to ``stories_dir`` as its own plain
+    ``.txt`` file (exactly its text, so CoQA's offsets are offsets into the file) and read back by
+    :func:`qa.ingest.load_corpus`, as any user's folder is; each story's dialogue is one conversation.
+
+    A turn's evidence is every annotator's span (the main answer and ``additional_answers``), trimmed of the
+    whitespace the annotators' spans carry; a turn whose main span is unknown (``span_start == -1``) stays
+    in the conversation, as the user asked it, but is unanswerable and left out of the ranking figures.
+    ``kind`` is the story's domain; stories are split once into tune and test by a hash of their id.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: set QA_SHARED_DATA_DIR to the folder that holds {COQA_FILE}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        stories = json.load(fh)["data"]
+    doc_ids = write_corpus([CorpusRecord(story["id"], "", story["story"]) for story in stories], stories_dir)
+    docs = {d.doc_id: d for d in load_corpus(stories_dir)}
+    conversations: dict[str, list[GoldQuestion]] = {}
+    for story in stories:
+        doc_id = doc_ids[story["id"]]
+        if doc_id not in docs:
+            raise GoldError(f"story {story['id']} could not be read back from {stories_dir}")
+        split = "tune" if zlib.crc32(story["id"].encode()) % 2 == 0 else "test"
+        annotators = [story["answers"], *story.get("additional_answers", {}).values()]
+        turns = []
+        for t, question in enumerate(story["questions"]):
+            main = story["answers"][t]
+            spans = () if main["span_start"] < 0 else evidence_spans(
+                docs[doc_id], [answers[t] for answers in annotators if t < len(answers)])
+            turns.append(GoldQuestion(f"{story['id']}.{question['turn_id']}", question["input_text"],
+                                      story["source"], bool(spans), spans, split, story["id"], t))
+        conversations[story["id"]] = turns
+    questions = [q for turns in conversations.values() for q in turns]
+    sources = {cid: doc_ids[cid] for cid in conversations}
+    return Dataset("coqa", list(docs.values()), questions, True, conversations, sources)
+
+
+def evidence_spans(doc: Document, answers: list[dict]) -> tuple[Span, ...]:
+    """The distinct non-empty spans of ``answers`` in ``doc``, without their leading and trailing whitespace."""
+    spans = set()
+    for a in answers:
+        start, end = a.get("span_start", -1), a.get("span_end", -1)
+        if start < 0 or end <= start:
+            continue
+        text = doc.raw[start:end]
+        lead = len(text) - len(text.lstrip())
+        trail = len(text) - len(text.rstrip())
+        if end - trail > start + lead:
+            spans.add(Span(doc.doc_id, start + lead, end - trail))
+    return tuple(sorted(spans, key=lambda s: (s.start, s.end)))
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` as UTF-8 without newline translation, unless the file already holds exactly it (an
+    untouched file keeps its index fingerprint and modification time)."""
+    data = text.encode("utf-8")
+    if path.exists() and path.read_bytes() == data:
+        return
+    path.write_bytes(data)

@@ -264,12 +264,17 @@ class Engine:
                                     create_missing=create_missing, abstain=abstain)
         return self.answer(self.query(question, mode), top_k=top_k, mode=mode, abstain=abstain)
 
-    def score(self, query: Query, mode: str) -> rank.ScoredSentences:
-        """Every candidate sentence for ``query``, scored and ranked (before grouping and abstention)."""
+    def score(self, query: Query, mode: str, within: np.ndarray | None = None) -> rank.ScoredSentences:
+        """Every candidate sentence for ``query``, scored and ranked (before grouping and abstention).
+        ``within``: score exactly these sentence ids instead of retrieving candidates (a conversation that
+        keeps to its documents)."""
         s = self.settings
-        passages = retrieve.retrieve(self.index, query.terms, query.vector, mode=mode, depth=s.candidate_passages,
-                                     fusion=s.fusion, rrf_k=s.rrf_k)
-        ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
+        if within is None:
+            passages = retrieve.retrieve(self.index, query.terms, query.vector, mode=mode,
+                                         depth=s.candidate_passages, fusion=s.fusion, rrf_k=s.rrf_k)
+            ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
+        else:
+            ids, passage_rel = np.asarray(within, dtype=np.int64), np.zeros(len(within), dtype=np.float32)
         weights = rank.Weights(dense=s.w_dense if mode != "bm25" else 0.0,
                                lexical=s.w_lexical if mode != "dense" else 0.0,
                                passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type,
@@ -283,13 +288,15 @@ class Engine:
                                     query.tokens if hybrid else None,
                                     query.names if hybrid else None)
 
-    def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True) -> Answer:
-        """Retrieve, score and select sentences for an already analysed query.
+    def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True,
+               within: np.ndarray | None = None) -> Answer:
+        """Retrieve, score and select sentences for an already analysed query (only the sentence ids
+        ``within`` when given).
 
         With ``abstain=False`` the sentences are returned even when the confidence is below the threshold
         (``answered`` still says whether it reached it): evaluation needs the ranking of every question.
         """
-        scored = self.score(query, mode)
+        scored = self.score(query, mode, within)
         conf = rank.confidence(scored, self.settings.abstain_model[mode])
         answered = conf >= self.settings.abstain_threshold
         if not answered and abstain:

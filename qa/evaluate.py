@@ -136,7 +136,7 @@ def abstention_metrics(results: list[Result]) -> dict[str, float]:
             "unanswerable": unanswerable, "answerable": answerable}
 
 
-def latency(results: list[Result]) -> dict[str, float]:
+def latency(results: "list[Result] | list[TurnResult]") -> dict[str, float]:
     ms = sorted(r.latency_ms for r in results)
     if not ms:
         return {}
@@ -176,12 +176,15 @@ def evaluate_dataset(dataset: Dataset, runner, modes: list[str]) -> dict:
 
 
 def write_report(report: dict, folder: Path, stem: str) -> dict[str, Path]:
-    """``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (a bar chart comparing the retrievers)."""
+    """``<stem>.json``, ``<stem>.md`` and ``<stem>.png``: a bar chart comparing the retrievers, or for a
+    conversational report (:func:`evaluate_dialogues`) its conditions."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md", "png": folder / f"{stem}.png"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    _chart(report, paths["png"])
-    paths["md"].write_text(markdown(report, paths["png"].name), encoding="utf-8")
+    conversational = "conditions" in report
+    (_dialogue_chart if conversational else _chart)(report, paths["png"])
+    text = (dialogue_markdown if conversational else markdown)(report, paths["png"].name)
+    paths["md"].write_text(text, encoding="utf-8")
     return paths
 
 
@@ -217,24 +220,183 @@ def markdown(report: dict, chart: str | None = None) -> str:
 
 
 def _chart(report: dict, path: Path) -> None:
+    names = list(METRICS)
+    series = {mode: [s["overall"].get(n, 0.0) for n in names] for mode, s in report["retrievers"].items()}
+    bar_chart(path, series, names, f"{report['dataset']}: retrievers compared (answerable questions)")
+
+
+def bar_chart(path: Path, series: dict[str, list[float]], labels: list[str], title: str,
+              size: tuple[float, float] = (8, 4)) -> None:
+    """Grouped bars on a 0–1 scale: one bar per series at each label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    modes = list(report["retrievers"])
-    names = list(METRICS)
-    x = np.arange(len(names))
-    width = 0.8 / max(len(modes), 1)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for i, mode in enumerate(modes):
-        vals = [report["retrievers"][mode]["overall"].get(n, 0.0) for n in names]
-        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=mode)
-    ax.set_xticks(x, names)
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=size)
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+    ax.set_xticks(x, labels, fontsize=8 if len(labels) > 5 else None)
     ax.set_ylim(0, 1)
-    ax.set_title(f"{report['dataset']}: retrievers compared (answerable questions)")
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# -- conversations (CoQA) ------------------------------------------------------------------------------
+
+CONDITIONS = ("floor", "conversation", "ceiling")
+CONDITION_HELP = {
+    "floor": "each turn asked alone",
+    "conversation": "each dialogue asked turn by turn as one conversation (Engine.ask with a conversation id)",
+    "ceiling": "as a conversation, every turn answered from the dialogue's own story only",
+}
+TURN_METRICS = ("Hit@1", "Success@3", "right story@1")
+
+
+@dataclass
+class TurnResult:
+    """What one turn of a dialogue got back, under one condition."""
+
+    conversation: str
+    turn: int
+    split: str
+    domain: str
+    answerable: bool
+    hit1: bool
+    success3: bool
+    right_story: bool  # the first sentence is from the dialogue's own story
+    latency_ms: float
+    understood_as: str | None = None
+    top: str = ""
+
+    @property
+    def position(self) -> str:
+        return "opener" if self.turn == 0 else "follow-up"
+
+
+def ask_dialogues(dataset: Dataset, engine, condition: str, mode: str = "hybrid") -> list[TurnResult]:
+    """Every dialogue of ``dataset`` asked under ``condition`` (see :data:`CONDITION_HELP`).
+
+    Conversations are stored in the engine's conversation store, so give the engine a throw-away
+    ``data_dir``. Unanswerable turns are asked (the user asked them) and recorded, not scored.
+    """
+    from qa import conversation
+
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}: choose from {', '.join(CONDITIONS)}")
+    raw = {d.doc_id: d.raw for d in dataset.documents}
+    results = []
+    for cid, turns in dataset.conversations.items():
+        story = dataset.sources[cid]
+        conversation_id = f"{condition}-{cid}"
+        engine.conversations.delete(conversation_id)
+        for q in turns:
+            t0 = time.perf_counter()
+            if condition == "floor":
+                answer = engine.ask(q.question, top_k=RANK_DEPTH, retriever=mode, abstain=False)
+            elif condition == "conversation":
+                answer = engine.ask(q.question, top_k=RANK_DEPTH, retriever=mode, conversation_id=conversation_id,
+                                    create_missing=True, abstain=False)
+            else:
+                answer = conversation.ask(engine, q.question, conversation_id, top_k=RANK_DEPTH, mode=mode,
+                                          create_missing=True, abstain=False, documents=(story,))
+            ms = (time.perf_counter() - t0) * 1000
+            judged = judge(q, answer.to_dict(), ms, raw)
+            ranks = judged.covered.values()
+            first = answer.sentences[0].citation.doc_id if answer.sentences else None
+            results.append(TurnResult(cid, q.turn, q.split, q.kind, q.answerable, 1 in ranks,
+                                      any(r <= 3 for r in ranks), first == story, ms, answer.understood_as,
+                                      judged.top[:120]))
+    return results
+
+
+def turn_metrics(results: list[TurnResult]) -> dict[str, float]:
+    """Hit@1, Success@3 and right story@1 over the answerable turns of ``results``, with their count."""
+    scored = [r for r in results if r.answerable]
+    if not scored:
+        return {"n": 0}
+    n = len(scored)
+    return {"n": n, "Hit@1": round(sum(r.hit1 for r in scored) / n, 4),
+            "Success@3": round(sum(r.success3 for r in scored) / n, 4),
+            "right story@1": round(sum(r.right_story for r in scored) / n, 4)}
+
+
+def summarize_dialogues(results: list[TurnResult]) -> dict:
+    """Per split (and all): openers and follow-ups; per domain; latency of every turn asked."""
+    out: dict = {}
+    for split in ("tune", "test", "all"):
+        part = [r for r in results if split == "all" or r.split == split]
+        if not part:
+            continue
+        domains = sorted({r.domain for r in part})
+        out[split] = {
+            "opener": turn_metrics([r for r in part if r.position == "opener"]),
+            "follow-up": turn_metrics([r for r in part if r.position == "follow-up"]),
+            "by_domain": {d: {p: turn_metrics([r for r in part if r.domain == d and r.position == p])
+                              for p in ("opener", "follow-up")} for d in domains},
+        }
+    out["latency"] = latency(results)
+    return out
+
+
+def evaluate_dialogues(dataset: Dataset, engine, conditions: tuple[str, ...] = CONDITIONS,
+                       mode: str = "hybrid") -> dict:
+    """The report's content for a conversational dataset (no I/O besides the conversation store)."""
+    out = {"dataset": dataset.name, "documents": len(dataset.documents), "dialogues": len(dataset.conversations),
+           "turns": sum(len(t) for t in dataset.conversations.values()), "retriever": mode,
+           "conditions": {}, "failures": {}}
+    for condition in conditions:
+        results = ask_dialogues(dataset, engine, condition, mode)
+        out["conditions"][condition] = summarize_dialogues(results)
+        out["failures"][condition] = [
+            {"turn": f"{r.conversation}.{r.turn + 1}", "split": r.split, "domain": r.domain,
+             "right_story": r.right_story, "understood_as": r.understood_as, "top": r.top}
+            for r in results if r.answerable and not r.hit1][:200]
+    return out
+
+
+def dialogue_markdown(report: dict, chart: str | None = None) -> str:
+    lines = [f"# Evaluation: {report['dataset']} (conversations)", "",
+             f"{report['dialogues']} dialogues, {report['turns']} turns, {report['documents']} documents, "
+             f"{report['retriever']} retriever; unanswerable turns are asked but not scored.", ""]
+    lines += [f"- {k}: `{v}`" for k, v in report.get("meta", {}).items()]
+    lines += [f"- {c}: {CONDITION_HELP[c]}" for c in report["conditions"]] + [""]
+    head = "| condition | split | " + " | ".join(f"{p} {m}" for p in ("opener", "follow-up") for m in TURN_METRICS)
+    lines += ["## Openers and follow-ups", "", head + " | n follow-ups | p50 ms | p95 ms |",
+              "|---" * (2 + 2 * len(TURN_METRICS) + 3) + "|"]
+    for condition, summary in report["conditions"].items():
+        lat = summary.get("latency", {})
+        for split in ("test", "tune", "all"):
+            if split not in summary or (split == "all" and not {"test", "tune"} <= summary.keys()):
+                continue  # "all" only when it differs from the one split there is
+            s = summary[split]
+            cells = [f"{s[p].get(m, 0.0):.3f}" for p in ("opener", "follow-up") for m in TURN_METRICS]
+            lines.append(f"| {condition} | {split} | " + " | ".join(cells) + f" | {s['follow-up']['n']} "
+                         f"| {lat.get('p50_ms', 0):.1f} | {lat.get('p95_ms', 0):.1f} |")
+    split = next((s for s in ("test", "tune", "all") if all(s in v for v in report["conditions"].values())), None)
+    if split is not None:
+        lines += ["", f"## By domain (follow-ups, {split} split)", "",
+                  "| domain | " + " | ".join(f"{c} {m}" for c in report["conditions"] for m in ("Hit@1", "right story@1"))
+                  + " | n |", "|---" * (2 + 2 * len(report["conditions"])) + "|"]
+        first = next(iter(report["conditions"].values()))
+        for domain in first[split]["by_domain"]:
+            rows = [report["conditions"][c][split]["by_domain"][domain]["follow-up"] for c in report["conditions"]]
+            lines.append(f"| {domain} | " + " | ".join(f"{r.get(m, 0.0):.3f}" for r in rows
+                                                       for m in ("Hit@1", "right story@1")) + f" | {rows[0]['n']} |")
+    if chart:
+        lines += ["", f"![conditions compared]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def _dialogue_chart(report: dict, path: Path) -> None:
+    bars = [(p, m) for p in ("opener", "follow-up") for m in TURN_METRICS]
+    split = next((s for s in ("test", "all") if all(s in v for v in report["conditions"].values())), "tune")
+    series = {c: [v.get(split, {}).get(p, {}).get(m, 0.0) for p, m in bars] for c, v in report["conditions"].items()}
+    bar_chart(path, series, [f"{p}\n{m}" for p, m in bars], f"{report['dataset']}: conversations, {split} split",
+              size=(9, 4))
