@@ -148,8 +148,6 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     With ``reuse``, sentences whose text the build in service already embedded with the same model keep
     their vectors: adding an article to a corpus encodes that article, not the corpus again.
     """
-    import faiss
-
     if not docs:
         raise ValueError("the corpus has no readable documents")
     step = progress or (lambda *_: None)
@@ -176,6 +174,22 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     pass_vecs = vectors[len(sentences):] if spec.passage_vectors == "encode" else mean_vectors(sent_vecs, passages)
     findex = dense_index(pass_vecs, spec.ann_min_passages)
 
+    weights = token_weights(tokens[2], tokens[1], encoder.vocabulary, analyzer.stopwords) if tokens else None
+    build_dir = save_build(target, docs, sentences, passages, findex, sent_vecs, lexical_p, lexical_s, analyzer,
+                           tokens, weights, {**spec.to_dict(), "dim": encoder.dim,
+                                             "corpus_fingerprint": corpus_fingerprint(docs)}, t0)
+    publish(target, build_dir)
+    return build_dir
+
+
+def save_build(target: Path, docs: list[Document], sentences: list[Sentence], passages: list[Passage], findex,
+               sent_vecs: np.ndarray, lexical_p: LexicalIndex, lexical_s: LexicalIndex, analyzer: Analyzer,
+               tokens: tuple[np.ndarray, np.ndarray, np.ndarray] | None, weights: np.ndarray | None,
+               manifest: dict, started: float) -> Path:
+    """Write a complete build folder under ``target`` (not yet published); ``manifest`` holds the spec and
+    the corpus fingerprint, to which the counts are added. A sharded build (qa/cluster) writes each shard so."""
+    import faiss
+
     target.mkdir(parents=True, exist_ok=True)
     build_dir = target / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     tmp_dir = target / f".tmp-{build_dir.name}"
@@ -190,26 +204,22 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         lexical_s.save(tmp_dir, "bm25_sentences")
         _write_json(tmp_dir / "lemmas.json", analyzer.lemmas)
         if tokens is not None:
-            TokenRows.write(tmp_dir, *tokens, token_weights(tokens[2], tokens[1], encoder.vocabulary,
-                                                            analyzer.stopwords))
+            TokenRows.write(tmp_dir, *tokens, weights)
         manifest = {
             "format_version": FORMAT_VERSION,
-            **spec.to_dict(),
-            "dim": encoder.dim,
-            "corpus_fingerprint": corpus_fingerprint(docs),
+            **manifest,
             "documents": len(docs),
             "sentences": len(sentences),
             "passages": len(passages),
             "analyzer": analyzer.to_dict(),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(time.perf_counter() - t0, 3),
+            "build_seconds": round(time.perf_counter() - started, 3),
         }
         _write_json(tmp_dir / "manifest.json", manifest)  # written last: its presence marks a complete build
         tmp_dir.rename(build_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    publish(target, build_dir)
     return build_dir
 
 
@@ -438,10 +448,19 @@ class TokenRows:
 def token_weights(ids: np.ndarray, offsets: np.ndarray, vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
     """Per word piece of the vocabulary: its idf over the sentences (a piece no sentence has gets the
     highest), or 0 for a stop word, punctuation or a special token, which say nothing about the topic."""
-    n = len(offsets) - 1
-    sentence_of = np.repeat(np.arange(n), np.diff(offsets))
+    return weights_of_pieces(piece_frequencies(ids, offsets, len(vocabulary)), len(offsets) - 1, vocabulary,
+                             stopwords)
+
+
+def piece_frequencies(ids: np.ndarray, offsets: np.ndarray, vocabulary_size: int) -> np.ndarray:
+    """Per word piece of the vocabulary: the number of sentences holding it (sums across shards)."""
+    sentence_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     pairs = np.unique(np.stack([sentence_of, ids.astype(np.int64)]), axis=1)
-    df = np.bincount(pairs[1], minlength=len(vocabulary))
+    return np.bincount(pairs[1], minlength=vocabulary_size)
+
+
+def weights_of_pieces(df: np.ndarray, n: int, vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
+    """:func:`token_weights` from the pieces' sentence frequencies ``df`` over ``n`` sentences."""
     idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
     content = np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
                         and piece not in stopwords for piece in vocabulary], dtype=bool)
