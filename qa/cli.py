@@ -21,6 +21,9 @@ err = Console(stderr=True)
 
 CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="folder of .txt documents (default: seeds/)")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index-root", help="where indexes are built (default: index/)")]
+RayOpt = Annotated[Optional[str], typer.Option("--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+                                               help="on Ray: a local 2-CPU instance, or the cluster at ADDRESS "
+                                                    "(the sharded index, docs/SCALE.md)")]
 
 
 def settings_from(corpus: Path | None, index_root: Path | None, **overrides) -> Settings:
@@ -72,9 +75,24 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log what
 
 @app.command()
 def index(corpus: CorpusOpt = None, index_root: IndexOpt = None,
-          rebuild: Annotated[bool, typer.Option(help="rebuild even when the index is up to date")] = False) -> None:
-    """Build (or refresh) the index of the corpus."""
+          rebuild: Annotated[bool, typer.Option(help="rebuild even when the index is up to date")] = False,
+          ray: RayOpt = None,
+          shards: Annotated[int, typer.Option(min=1, help="with --ray: shards to build")] = 2,
+          workers: Annotated[int, typer.Option(min=1, help="with --ray: encoder actors")] = 2) -> None:
+    """Build (or refresh) the index of the corpus; with --ray, as shards on Ray."""
     settings = settings_from(corpus, index_root)
+    if ray is not None:
+        from qa.cluster.build import build_sharded, ensure_onnx_export, ray_session
+        from qa.ingest import load_corpus
+
+        docs = load_corpus(settings.corpus_dir)
+        ensure_onnx_export(settings, docs)
+        with ray_session(None if ray == "local" else ray):
+            built = build_sharded(docs, settings, shards=shards, workers=workers, report=err.print)
+        m = built.manifest
+        out.print(f"sharded index [bold]{built.path}[/bold]: {len(m['shards'])} shards, {m['sentences']} sentences, "
+                  f"{m['passages']} passages; built in {m['build_seconds']} s")
+        return
     engine = open_engine(settings, rebuild=rebuild)
     m = engine.index.manifest
     out.print(f"index [bold]{settings.index_dir()}[/bold]: {m['documents']} documents, {m['sentences']} sentences, "
@@ -286,9 +304,20 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
     corpus: CorpusOpt = None,
     index_root: IndexOpt = None,
+    ray: RayOpt = None,
 ) -> None:
-    """Serve the HTTP API and the chat page (http://HOST:PORT/; API docs at /docs)."""
+    """Serve the HTTP API and the chat page (http://HOST:PORT/; API docs at /docs); with --ray, the sharded
+    index that `qa index --ray` built, on Ray Serve."""
     settings = settings_from(corpus, index_root, serve_workers=workers, allow_reload=allow_reload or None)
+    if ray is not None:
+        from qa.cluster import serve as cluster_serve
+        from qa.cluster.build import ray_session
+        from qa.cluster.shards import sharded_root
+
+        with ray_session(None if ray == "local" else ray):
+            err.print(f"[dim]serving the sharded index of {settings.corpus_dir} on Ray Serve at http://{host}:{port}/[/dim]")
+            cluster_serve.run(settings, sharded_root(settings), host=host, port=port, blocking=True)
+        return
     banner = (f"[dim]serving {settings.corpus_dir} with {settings.serve_workers} worker process(es): the chat page "
               f"is at /, the API docs at /docs[/dim]")
     if settings.serve_workers == 1:

@@ -74,6 +74,15 @@ def _write(folder: Path, text: sh.ShardText, vectors: sh.ShardVectors, stats: sh
     return sh.write_shard(folder, text, vectors, stats, spec, dim, shard)
 
 
+def ensure_onnx_export(settings: Settings, docs: list[Document]) -> None:
+    """Make the model's ONNX export the encoder actors load, as a single build would (once per index root)."""
+    from qa.embed import onnx_ready
+    from qa.engine import Engine
+
+    if not onnx_ready(settings):
+        Engine._build_encoder(settings, docs)
+
+
 def build_sharded(docs: list[Document], settings: Settings, *, shards: int, workers: int,
                   layout: bool = True, report: Callable[[str], None] = lambda _: None) -> sh.ShardSet:
     """Build ``docs`` as ``shards`` shards under :func:`qa.cluster.shards.sharded_root` on the Ray instance
@@ -81,7 +90,7 @@ def build_sharded(docs: list[Document], settings: Settings, *, shards: int, work
     from qa.embed import onnx_ready
 
     if not onnx_ready(settings):
-        raise RuntimeError("the ONNX export of the model is missing: run `qa index` once first")
+        raise RuntimeError("the ONNX export of the model is missing (ensure_onnx_export makes it)")
     started = time.perf_counter()
     spec = build_spec(settings, layout=layout)
     parts = sh.partition(docs, shards)

@@ -8,6 +8,7 @@ and marks the answer ``degraded`` instead of failing the request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -68,10 +69,13 @@ class ServeShards:
 class Front:
     """The HTTP API (qa/api.py) over the sharded engine."""
 
-    def __init__(self, settings: dict, root: str, *shards):
+    async def __init__(self, settings: dict, root: str, *shards):
+        # Opening asks the shards for their catalogues and waits for the answers, which a handle refuses
+        # on the replica's event loop: it runs in a thread.
         self.settings = Settings(**settings)
-        self.engine = ShardedEngine(self.settings, load_set(Path(root)), ServeShards(list(shards)))
-        self.engine.query("warm up", "hybrid")
+        self.engine = await asyncio.to_thread(ShardedEngine, self.settings, load_set(Path(root)),
+                                              ServeShards(list(shards)))
+        await asyncio.to_thread(self.engine.query, "warm up", "hybrid")
 
     def __serve_build_asgi_app__(self):
         from qa.api import create_app
