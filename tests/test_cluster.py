@@ -156,7 +156,7 @@ def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, sing
                          timeout=60).json()
         assert [(s["doc_id"], s["sentence_index"]) for s in got["sentences"]] == \
             [(s.citation.doc_id, s.citation.sentence_index) for s in expected.sentences]
-        assert got["degraded"] is False
+        assert "degraded" not in got
         actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if "shard-1" in a["name"]]
         ray.kill(ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"]), no_restart=True)
         response = httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": question, "abstain": False},
@@ -164,7 +164,7 @@ def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, sing
         assert response.status_code == 200
         assert response.json()["degraded"] is True
         for _ in range(120):  # Serve replaces the dead replica: answers are whole again
-            if not httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": question}, timeout=60).json()["degraded"]:
+            if not httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": question}, timeout=60).json().get("degraded"):
                 break
             time.sleep(1)
         else:
