@@ -121,6 +121,23 @@ def test_statistics_from_counts_equal_rank_bm25():
     assert stats.idf == bm.idf and stats.avgdl == bm.avgdl
 
 
+def test_candidate_lexicon_scores_as_the_corpus_index():
+    from qa.cluster.front import CorpusLexicon
+    from qa.lexical import LexicalIndex
+
+    corpus = [["a", "b", "a"], ["b", "c"], ["c"], ["d", "a"], ["e"], ["e", "b"]]
+    full = LexicalIndex.build(corpus)
+    terms = ["b", "d", "unknown"]
+    rows = np.array([1, 3, 5])  # some sentences: the candidates
+    counts = np.array([[corpus[i].count(t) for t in terms] for i in rows], dtype=np.int32)
+    view = CorpusLexicon.of_corpus(full.vocab, full.idf, full.n_docs, full.avgdl).of_rows(
+        terms, np.array([len(corpus[i]) for i in rows]), counts)
+    local = np.arange(len(rows))
+    np.testing.assert_array_equal(view.scores_of(terms, local), full.scores_of(terms, rows))
+    np.testing.assert_array_equal(view.contains(local, terms), full.contains(rows, terms))
+    assert view.n_docs == len(corpus) and view.idf_of("c") == full.idf_of("c") and view.idf_of("unknown") is None
+
+
 def test_two_shards_on_ray_answer_as_one_index(single, shard_set, cluster_settings, questions):
     from qa.cluster.front import open_local
 

@@ -9,7 +9,6 @@ Where a shard does not answer, the question is answered from the others and the 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,9 +24,6 @@ from qa.engine import Engine, InvalidQuestion, Query, Ranked
 from qa.index import CorpusIndex
 from qa.lexical import LexicalIndex
 from qa.types import Answer, Document, Passage, Sentence
-
-log = logging.getLogger(__name__)
-
 
 class Shards(Protocol):
     """Calls a method on several shards at once; a shard that fails gives None (logged)."""
@@ -79,12 +75,12 @@ class CorpusLexicon(LexicalIndex):
         known = [j for j, t in enumerate(terms) if t in self.corpus_vocab]
         vocab = {terms[j]: k for k, j in enumerate(known)}
         idf = np.array([self.corpus_idf[self.corpus_vocab[terms[j]]] for j in known], dtype=np.float32)
-        docs, cols = np.nonzero(counts[:, known].T)  # term by term, sentences ascending
-        sizes = np.bincount(docs, minlength=len(known))
-        indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        tfs = counts[:, known].T[docs, cols].astype(np.int32)
-        return CorpusLexicon(vocab, idf, lengths.astype(np.int32), indptr, cols.astype(np.int32), tfs, self.avgdl,
-                             self.k1, self.b, corpus_vocab=self.corpus_vocab, corpus_idf=self.corpus_idf,
+        by_term = counts[:, known].T
+        term_of, sentence_of = np.nonzero(by_term)  # term by term, sentences ascending: postings order
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(term_of, minlength=len(known)))]).astype(np.int64)
+        tfs = by_term[term_of, sentence_of].astype(np.int32)
+        return CorpusLexicon(vocab, idf, lengths.astype(np.int32), indptr, sentence_of.astype(np.int32), tfs,
+                             self.avgdl, self.k1, self.b, corpus_vocab=self.corpus_vocab, corpus_idf=self.corpus_idf,
                              corpus_docs=self.corpus_docs)
 
 
