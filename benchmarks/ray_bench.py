@@ -3,10 +3,10 @@
     PYTHONPATH=$PWD .venv/bin/python benchmarks/ray_bench.py [--docs N] [--questions 200] [--out report.json]
 
 Corpus: the SQuAD 2.0 dev half's 646 paragraphs (shared data, evaluation only; the seeds when it is absent),
-built into a temporary index root. Phases, each on a local Ray instance of 2 CPUs:
+built into a temporary index root (the ONNX export is copied from index/: run `qa index` once first). Phases, each on a local Ray instance of 2 CPUs:
   1. build: the sharded build (2 shards) with 1 and then 2 encoder actors → sentences/s and their ratio;
      the one-process build (qa/index.py, the ONNX encoder on 2 threads) for reference;
-  2. serving: the SQuAD questions (first N) asked one at a time → p50/p95 of one process (the engine in
+  2. serving: the first N answerable SQuAD questions asked one at a time → p50/p95 of one process (the engine in
      process, and its HTTP app under uvicorn), of the sharded front in process (merging only) and of
      Ray Serve over HTTP (a deployment per shard and the front); then 4 concurrent clients for 20 s
      against each HTTP server → questions/s;
@@ -126,14 +126,14 @@ def main() -> None:
     base = Settings()
     try:
         data = load_squad(base.shared_data_dir)
-        docs, layout, questions, corpus = data.documents, False, [q.question for q in data.questions], "squad-v2-dev-half"
+        docs, layout, corpus = data.documents, False, "squad-v2-dev-half"
     except FileNotFoundError:
         docs, layout, corpus = load_corpus(base.corpus_dir), True, "seeds"
         questions = [json.loads(line)["question"] for line in (base.corpus_dir.parent / "eval" / "gold.jsonl").open()]
     docs = docs[: args.docs] if args.docs else docs
     asked = set(d.doc_id for d in docs)
-    if corpus != "seeds":
-        questions = [q.question for q in data.questions if any(s.doc_id in asked for s in q.evidence)] or questions
+    if corpus != "seeds":  # the questions about the documents kept
+        questions = [q.question for q in data.questions if any(s.doc_id in asked for s in q.evidence)]
     questions = questions[: args.questions]
     root = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     shutil.copytree(base.onnx_path().parent, root / "_models" / base.onnx_path().parent.name)  # the export

@@ -315,7 +315,8 @@ def serve(
         from qa.cluster.shards import sharded_root
 
         with ray_session(None if ray == "local" else ray):
-            err.print(f"[dim]serving the sharded index of {settings.corpus_dir} on Ray Serve at http://{host}:{port}/[/dim]")
+            err.print(f"[dim]serving the sharded index of {settings.corpus_dir} on Ray Serve at "
+                      f"http://{host}:{port}/[/dim]")
             cluster_serve.run(settings, sharded_root(settings), host=host, port=port, blocking=True)
         return
     banner = (f"[dim]serving {settings.corpus_dir} with {settings.serve_workers} worker process(es): the chat page "

@@ -181,7 +181,8 @@ def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, sing
         assert response.status_code == 200
         assert response.json()["degraded"] is True
         for _ in range(120):  # Serve replaces the dead replica: answers are whole again
-            if not httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": question}, timeout=60).json().get("degraded"):
+            again = httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": question}, timeout=60)
+            if not again.json().get("degraded"):
                 break
             time.sleep(1)
         else:
