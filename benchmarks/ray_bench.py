@@ -3,11 +3,12 @@
     PYTHONPATH=$PWD .venv/bin/python benchmarks/ray_bench.py [--docs N] [--questions 200] [--out report.json]
 
 Corpus: the SQuAD 2.0 dev half's 646 paragraphs (shared data, evaluation only; the seeds when it is absent),
-built into a temporary index root (the ONNX export is copied from index/: run `qa index` once first). Phases, each on a local Ray instance of 2 CPUs:
+built into a temporary index root (the ONNX export is copied from index/: run `qa index` once first).
+Phases, each on a local Ray instance of 2 CPUs:
   1. build: the sharded build (2 shards) with 1 and then 2 encoder actors → sentences/s and their ratio;
      the one-process build (qa/index.py, the ONNX encoder on 2 threads) for reference;
-  2. serving: the first N answerable SQuAD questions asked one at a time → p50/p95 of one process (the engine in
-     process, and its HTTP app under uvicorn), of the sharded front in process (merging only) and of
+  2. serving: the first N answerable SQuAD questions asked one at a time → p50/p95 of one process (the
+     engine in process, and its HTTP app under uvicorn), of the sharded front in process (merging only) and of
      Ray Serve over HTTP (a deployment per shard and the front); then 4 concurrent clients for 20 s
      against each HTTP server → questions/s;
   3. memory: RSS of each shard replica, of the front replica and of the one-process server (this script,
