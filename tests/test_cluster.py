@@ -157,6 +157,32 @@ def test_follow_ups_are_refused_clearly(shard_set, cluster_settings):
         sharded.ask("When did it reopen?", conversation_id="c1")
 
 
+class OneShardDown:
+    """The shards in process, one of which never answers (as a dead replica)."""
+
+    def __init__(self, shards, down: int):
+        self.shards, self.down = shards, down
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def fan_out(self, method: str, calls: dict[int, tuple]) -> dict:
+        up = self.shards.fan_out(method, {i: a for i, a in calls.items() if i != self.down})
+        return {**up, **({self.down: None} if self.down in calls else {})}
+
+
+def test_a_dead_shard_leaves_a_degraded_answer_from_the_others(shard_set, cluster_settings, questions):
+    from qa.cluster.front import open_local
+
+    engine = open_local(cluster_settings, shard_set.path.parent)  # opening reads every shard's catalogue
+    shard_docs = {s.doc_id for s in engine.shards.searchers[0].index.sentences}
+    engine.shards = OneShardDown(engine.shards, down=1)
+    for question in questions[:10]:
+        answer = engine.ask(question, abstain=False)
+        assert answer.degraded and answer.sentences
+        assert {s.citation.doc_id for s in answer.sentences} <= shard_docs
+
+
 def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, single, questions):
     import httpx
     import ray
@@ -164,25 +190,27 @@ def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, sing
 
     from qa.cluster import serve as cluster_serve
 
-    port = 18765
-    cluster_serve.run(cluster_settings, shard_set.path.parent, port=port, blocking=False)
+    url = "http://127.0.0.1:18765"
+    cluster_serve.run(cluster_settings, shard_set.path.parent, port=18765, blocking=False, shard_timeout_s=1.0)
     try:
         question = questions[0]
-        expected = single.ask(question, abstain=False)
-        got = httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": question, "abstain": False},
-                         timeout=60).json()
-        assert [(s["doc_id"], s["sentence_index"]) for s in got["sentences"]] == \
-            [(s.citation.doc_id, s.citation.sentence_index) for s in expected.sentences]
+        expected = [(s.citation.doc_id, s.citation.sentence_index)
+                    for s in single.ask(question, abstain=False).sentences]
+
+        def ask() -> dict:
+            response = httpx.post(f"{url}/ask", json={"question": question, "abstain": False}, timeout=60)
+            assert response.status_code == 200  # never a 5xx, whatever the shards do
+            return response.json()
+
+        got = ask()
+        assert [(s["doc_id"], s["sentence_index"]) for s in got["sentences"]] == expected
         assert "degraded" not in got
         actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if "shard-1" in a["name"]]
         ray.kill(ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"]), no_restart=True)
-        response = httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": question, "abstain": False},
-                              timeout=60)
-        assert response.status_code == 200
-        assert response.json()["degraded"] is True
+        after = ask()  # from shard 0 alone, unless Serve has already replaced the replica
+        assert after.get("degraded") or [(s["doc_id"], s["sentence_index"]) for s in after["sentences"]] == expected
         for _ in range(120):  # Serve replaces the dead replica: answers are whole again
-            again = httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": question}, timeout=60)
-            if not again.json().get("degraded"):
+            if not ask().get("degraded"):
                 break
             time.sleep(1)
         else:

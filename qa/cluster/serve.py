@@ -69,12 +69,12 @@ class ServeShards:
 class Front:
     """The HTTP API (qa/api.py) over the sharded engine."""
 
-    async def __init__(self, settings: dict, root: str, *shards):
+    async def __init__(self, settings: dict, root: str, shard_timeout_s: float, *shards):
         # Opening asks the shards for their catalogues and waits for the answers, which a handle refuses
         # on the replica's event loop: it runs in a thread.
         self.settings = Settings(**settings)
         self.engine = await asyncio.to_thread(ShardedEngine, self.settings, load_set(Path(root)),
-                                              ServeShards(list(shards)))
+                                              ServeShards(list(shards), shard_timeout_s))
         await asyncio.to_thread(self.engine.query, "warm up", "hybrid")
 
     def __serve_build_asgi_app__(self):
@@ -83,16 +83,18 @@ class Front:
         return create_app(self.engine, self.settings, load_on_startup=False)
 
 
-def application(settings: Settings, root: Path):
+def application(settings: Settings, root: Path, *, shard_timeout_s: float = SHARD_TIMEOUT_S):
     """The Serve application of the sharded index published under ``root``: a deployment per shard and
-    the front bound to their handles."""
+    the front bound to their handles, which counts a shard slower than ``shard_timeout_s`` as failed."""
     shard_set = load_set(root)
     shards = [Shard.options(name=f"shard-{i}").bind(str(folder), settings.ann_nprobe)
               for i, folder in enumerate(shard_set.shards)]
-    return Front.bind(settings.model_dump(mode="json", exclude={"admin_token"}), str(root), *shards)
+    return Front.bind(settings.model_dump(mode="json", exclude={"admin_token"}), str(root), shard_timeout_s, *shards)
 
 
-def run(settings: Settings, root: Path, *, host: str = "127.0.0.1", port: int = 8000, blocking: bool = True):
+def run(settings: Settings, root: Path, *, host: str = "127.0.0.1", port: int = 8000, blocking: bool = True,
+        shard_timeout_s: float = SHARD_TIMEOUT_S):
     """Deploy the application on the connected Ray instance with HTTP on ``host:port``."""
     serve.start(http_options={"host": host, "port": port})
-    return serve.run(application(settings, root), name=APP, route_prefix="/", blocking=blocking)
+    return serve.run(application(settings, root, shard_timeout_s=shard_timeout_s), name=APP, route_prefix="/",
+                     blocking=blocking)
