@@ -21,9 +21,9 @@ err = Console(stderr=True)
 
 CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="folder of .txt documents (default: seeds/)")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index-root", help="where indexes are built (default: index/)")]
-RayOpt = Annotated[Optional[str], typer.Option("--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
-                                               help="on Ray: a local 2-CPU instance, or the cluster at ADDRESS "
-                                                    "(the sharded index, docs/SCALE.md)")]
+RayOpt = Annotated[bool, typer.Option("--ray", help="the sharded index on Ray (docs/SCALE.md): on a local 2-CPU "
+                                                   "instance, or the cluster at --ray-address")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(help="with --ray: the Ray cluster to use (e.g. HOST:6379)")]
 
 
 def settings_from(corpus: Path | None, index_root: Path | None, **overrides) -> Settings:
@@ -76,18 +76,18 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log what
 @app.command()
 def index(corpus: CorpusOpt = None, index_root: IndexOpt = None,
           rebuild: Annotated[bool, typer.Option(help="rebuild even when the index is up to date")] = False,
-          ray: RayOpt = None,
+          ray: RayOpt = False, ray_address: RayAddressOpt = None,
           shards: Annotated[int, typer.Option(min=1, help="with --ray: shards to build")] = 2,
           workers: Annotated[int, typer.Option(min=1, help="with --ray: encoder actors")] = 2) -> None:
     """Build (or refresh) the index of the corpus; with --ray, as shards on Ray."""
     settings = settings_from(corpus, index_root)
-    if ray is not None:
+    if ray:
         from qa.cluster.build import build_sharded, ensure_onnx_export, ray_session
         from qa.ingest import load_corpus
 
         docs = load_corpus(settings.corpus_dir)
         ensure_onnx_export(settings, docs)
-        with ray_session(None if ray == "local" else ray):
+        with ray_session(ray_address):
             built = build_sharded(docs, settings, shards=shards, workers=workers, report=err.print)
         m = built.manifest
         out.print(f"sharded index [bold]{built.path}[/bold]: {len(m['shards'])} shards, {m['sentences']} sentences, "
@@ -304,17 +304,18 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
     corpus: CorpusOpt = None,
     index_root: IndexOpt = None,
-    ray: RayOpt = None,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Serve the HTTP API and the chat page (http://HOST:PORT/; API docs at /docs); with --ray, the sharded
     index that `qa index --ray` built, on Ray Serve."""
     settings = settings_from(corpus, index_root, serve_workers=workers, allow_reload=allow_reload or None)
-    if ray is not None:
+    if ray:
         from qa.cluster import serve as cluster_serve
         from qa.cluster.build import ray_session
         from qa.cluster.shards import sharded_root
 
-        with ray_session(None if ray == "local" else ray):
+        with ray_session(ray_address):
             err.print(f"[dim]serving the sharded index of {settings.corpus_dir} on Ray Serve at "
                       f"http://{host}:{port}/[/dim]")
             cluster_serve.run(settings, sharded_root(settings), host=host, port=port, blocking=True)
