@@ -120,6 +120,8 @@ class AskResponse(BaseModel):
     confidence: float
     understood_as: str | None = Field(None, description="how a follow-up was read, when history changed it")
     message: str | None = Field(None, description='e.g. "not found in the corpus"')
+    degraded: bool | None = Field(None, description="true: part of a sharded corpus could not be searched "
+                                                    "(qa serve --ray); absent otherwise")
     took_ms: float = Field(description="time spent answering inside the server")
 
 

@@ -75,6 +75,9 @@ IndexOpt = Annotated[Optional[Path], typer.Option("--index-root", help="where in
 TopKOpt = Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=20,
                                                 help="sentences to return (default: QA_TOP_K, 5)")]
 RetrieverOpt = Annotated[Optional[str], typer.Option(help=f"{' | '.join(RETRIEVERS)} (default: QA_RETRIEVER, hybrid)")]
+RayOpt = Annotated[bool, typer.Option("--ray", help="the sharded index on Ray (docs/SCALE.md): on a local 2-CPU "
+                                                   "instance, or the cluster at --ray-address")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(help="with --ray: the Ray cluster to use (e.g. HOST:6379)")]
 
 
 def settings_from(corpus: Path | None, index_root: Path | None, **overrides) -> Settings:
@@ -151,9 +154,25 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log what
 
 @app.command()
 def index(corpus: CorpusOpt = None, index_root: IndexOpt = None,
-          rebuild: Annotated[bool, typer.Option(help="rebuild even when the index is up to date")] = False) -> None:
-    """Build (or refresh) the index of the corpus."""
+          rebuild: Annotated[bool, typer.Option(help="rebuild even when the index is up to date")] = False,
+          ray: RayOpt = False, ray_address: RayAddressOpt = None,
+          shards: Annotated[int, typer.Option(min=1, help="with --ray: shards to build")] = 2,
+          workers: Annotated[int, typer.Option(min=1, help="with --ray: encoder actors")] = 2) -> None:
+    """Build (or refresh) the index of the corpus; with --ray, as shards on Ray."""
     settings = settings_from(corpus, index_root)
+    if ray:
+        from qa.cluster.build import build_sharded, ensure_onnx_export, ray_session
+        from qa.ingest import load_corpus
+
+        docs = load_corpus(settings.corpus_dir)
+        ensure_onnx_export(settings, docs)
+        with ray_session(ray_address):
+            built = build_sharded(docs, settings, shards=shards, workers=workers, report=note)
+        m = built.manifest
+        out.print(Text.assemble("sharded index ", (visible(str(built.path)), "bold"),
+                                f": {len(m['shards'])} shards, {m['sentences']} sentences, {m['passages']} passages; "
+                                f"built in {m['build_seconds']} s"))
+        return
     engine = open_engine(settings, rebuild=rebuild)
     m = engine.index.manifest
     out.print(Text.assemble("index ", (visible(str(settings.index_dir())), "bold"),
@@ -297,9 +316,9 @@ def _eval_coqa(settings, split: str, mode: str, limit: int | None, out_dir: Path
         data = data.first_conversations(limit)
     with tempfile.TemporaryDirectory(prefix="qa-coqa-") as store:
         settings = settings.model_copy(update={"index_name": "coqa", "data_dir": Path(store)})
-        err.print("[dim]opening the coqa index…[/dim]")
+        note("opening the coqa index…")
         engine = Engine.open(settings, documents=data.documents,
-                             on_rebuild=lambda why: err.print(f"[dim]building the coqa index ({why})…[/dim]"))
+                             on_rebuild=lambda why: note(f"building the coqa index ({why})…"))
         report = evaluate.evaluate_dialogues(data, engine, mode=mode)
         engine.conversations.close()
     today = datetime.date.today().isoformat()
@@ -307,8 +326,8 @@ def _eval_coqa(settings, split: str, mode: str, limit: int | None, out_dir: Path
                       "command": "qa " + " ".join(sys.argv[1:])}
     stem = f"coqa-{today}" + ("" if split == "all" else f"-{split}") + (f"-limit{limit}" if limit else "")
     paths = evaluate.write_report(report, out_dir, stem)
-    out.print(evaluate.dialogue_markdown(report), markup=False, highlight=False)
-    err.print(f"[dim]wrote {paths['json']}, {paths['md']}, {paths['png']}[/dim]")
+    out.print(visible(evaluate.dialogue_markdown(report)))
+    note(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
 
 
 CHAT_HELP = """Ask a question; follow-ups ("When did it reopen?") are read with the conversation so far.
@@ -402,12 +421,24 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
     corpus: CorpusOpt = None,
     index_root: IndexOpt = None,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Serve the HTTP API and the chat page (http://HOST:PORT/; API docs at /docs)."""
-    from qa.serve import reserve_port
-
+    """Serve the HTTP API and the chat page (http://HOST:PORT/; API docs at /docs); with --ray, the sharded
+    index that `qa index --ray` built, on Ray Serve."""
     settings = bound_to(host, settings_from(corpus, index_root, serve_workers=workers,
                                             allow_reload=allow_reload or None, watch=watch or None))
+    if ray:
+        from qa.cluster import serve as cluster_serve
+        from qa.cluster.build import ray_session
+        from qa.cluster.shards import sharded_root
+
+        with ray_session(ray_address):
+            note(f"serving the sharded index of {settings.corpus_dir} on Ray Serve at http://{host}:{port}/")
+            cluster_serve.run(settings, sharded_root(settings), host=host, port=port, blocking=True)
+        return
+    from qa.serve import reserve_port
+
     reserve_port(host, port).close()  # a busy port fails now, in one line, not after the index is built
     banner = (f"serving {settings.corpus_dir} with {settings.serve_workers} worker process(es): the chat page "
               f"is at /, the API docs at /docs")

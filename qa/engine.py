@@ -46,6 +46,16 @@ class Query:
     neighbour_cosine: bool = True  # score a sentence by its neighbours' cosine too (settings.w_context_dense)
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """Scored candidate sentences and the index their ids refer to; ``degraded`` when part of the corpus
+    (a shard) could not be searched."""
+
+    index: index_mod.CorpusIndex
+    scored: rank.ScoredSentences
+    degraded: bool = False
+
+
 def model_id(path: Path) -> str:
     """A name for the model that survives moving the virtual environment."""
     return f"{path.parent.name}/{path.name}"
@@ -268,6 +278,10 @@ class Engine:
         """Every candidate sentence for ``query``, scored and ranked (before grouping and abstention).
         ``within``: score exactly these sentence ids instead of retrieving candidates (a conversation that
         keeps to its documents)."""
+        return self.ranked(query, mode, within).scored
+
+    def ranked(self, query: Query, mode: str, within: np.ndarray | None = None) -> Ranked:
+        """The candidate sentences scored, with the index their ids refer to (a sharded front: a view)."""
         s = self.settings
         if within is None:
             passages = retrieve.retrieve(self.index, query.terms, query.vector, mode=mode,
@@ -275,6 +289,12 @@ class Engine:
             ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
         else:
             ids, passage_rel = np.asarray(within, dtype=np.int64), np.zeros(len(within), dtype=np.float32)
+        return Ranked(self.index, self.score_candidates(self.index, ids, passage_rel, query, mode))
+
+    def score_candidates(self, index: index_mod.CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray,
+                         query: Query, mode: str) -> rank.ScoredSentences:
+        """Score the candidate sentences ``ids`` of ``index`` with the weights ``mode`` uses."""
+        s = self.settings
         weights = rank.Weights(dense=s.w_dense if mode != "bm25" else 0.0,
                                lexical=s.w_lexical if mode != "dense" else 0.0,
                                passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type,
@@ -284,7 +304,7 @@ class Engine:
                                context_token=s.w_context_token if mode == "hybrid" else 0.0,
                                lexical_scale=s.lexical_scale, name_context=s.w_name_context)
         hybrid = mode == "hybrid"  # the word-piece features were measured for hybrid only
-        return rank.score_sentences(self.index, ids, passage_rel, query.terms, query.vector, weights, query.text,
+        return rank.score_sentences(index, ids, passage_rel, query.terms, query.vector, weights, query.text,
                                     query.tokens if hybrid else None,
                                     query.names if hybrid else None)
 
@@ -296,15 +316,17 @@ class Engine:
         With ``abstain=False`` the sentences are returned even when the confidence is below the threshold
         (``answered`` still says whether it reached it): evaluation needs the ranking of every question.
         """
-        scored = self.score(query, mode, within)
+        ranked = self.ranked(query, mode, within)
+        scored = ranked.scored
         conf = rank.confidence(scored, self.settings.abstain_model[mode])
         answered = conf >= self.settings.abstain_threshold
         if not answered and abstain:
             return Answer(query.question, False, [], mode, confidence=conf, understood_as=query.understood_as,
-                          message=NOT_FOUND)
-        groups = rank.group_duplicates(self.index, scored.ids, top_k, self.settings.duplicate_threshold)
-        return Answer(query.question, answered, rank.to_answer_sentences(self.index, scored, groups), mode,
-                      confidence=conf, understood_as=query.understood_as, message=None if answered else NOT_FOUND)
+                          message=NOT_FOUND, degraded=ranked.degraded)
+        groups = rank.group_duplicates(ranked.index, scored.ids, top_k, self.settings.duplicate_threshold)
+        return Answer(query.question, answered, rank.to_answer_sentences(ranked.index, scored, groups), mode,
+                      confidence=conf, understood_as=query.understood_as, message=None if answered else NOT_FOUND,
+                      degraded=ranked.degraded)
 
     @property
     def conversations(self):

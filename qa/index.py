@@ -153,8 +153,6 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     stored, not encoded again). The lexical and dense indexes are then made from those stored parts.
     Call with :func:`build_lock` held when other processes may build the same ``target``.
     """
-    import faiss
-
     if not docs:
         raise ValueError("the corpus has no readable documents")
     step = progress or (lambda *_: None)
@@ -187,6 +185,28 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     pass_vecs = vectors[len(sentences):] if spec.passage_vectors == "encode" else mean_vectors(sent_vecs, passages)
     findex = dense_index(pass_vecs, spec.ann_min_passages)
 
+    manifest = {**spec.to_dict(), "dim": encoder.dim, "splitter": splitter_version(),
+                "corpus_fingerprint": corpus_fingerprint(docs),
+                "split_documents": len(docs) - (sum(d.raw in previous.splits for d in docs) if previous else 0),
+                "encoded_texts": encoded[0]}
+    build_dir = save_build(target, docs, sentences, passages, findex, sent_vecs, lexical_p, lexical_s, analyzer,
+                           tokens, previous.tokens if previous else None,
+                           lambda ids, offsets: token_weights(ids, offsets, encoder.vocabulary, analyzer.stopwords),
+                           manifest, t0)
+    publish(target, build_dir)
+    return build_dir
+
+
+def save_build(target: Path, docs: list[Document], sentences: list[Sentence], passages: list[Passage], findex,
+               sent_vecs: np.ndarray, lexical_p: LexicalIndex, lexical_s: LexicalIndex, analyzer: Analyzer,
+               tokens: SentenceTokens | None, previous_tokens: TokenRows | None,
+               weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray], manifest: dict, started: float) -> Path:
+    """Write a complete build folder under ``target`` (not yet published); ``manifest`` holds the spec and
+    the corpus fingerprint, to which the counts are added. ``tokens`` are the sentences' word pieces (reused
+    ones are rows of ``previous_tokens``); ``weights_of(ids, offsets)`` gives the pieces' weights. A sharded
+    build (qa/cluster) writes each shard so, with corpus-wide weights."""
+    import faiss
+
     target.mkdir(parents=True, exist_ok=True)
     build_dir = target / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     tmp_dir = target / f"{TMP_PREFIX}{build_dir.name}"
@@ -201,29 +221,22 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         lexical_s.save(tmp_dir, "bm25_sentences")
         _write_json(tmp_dir / "lemmas.json", analyzer.lemmas)
         if tokens is not None:
-            TokenRows.write(tmp_dir, tokens, previous.tokens if previous else None, encoder.vocabulary,
-                            analyzer.stopwords)
+            TokenRows.write(tmp_dir, tokens, previous_tokens, weights_of)
         manifest = {
             "format_version": FORMAT_VERSION,
-            **spec.to_dict(),
-            "dim": encoder.dim,
-            "splitter": splitter_version(),
-            "corpus_fingerprint": corpus_fingerprint(docs),
+            **manifest,
             "documents": len(docs),
             "sentences": len(sentences),
             "passages": len(passages),
-            "split_documents": len(docs) - (sum(d.raw in previous.splits for d in docs) if previous else 0),
-            "encoded_texts": encoded[0],
             "analyzer": analyzer.to_dict(),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(time.perf_counter() - t0, 3),
+            "build_seconds": round(time.perf_counter() - started, 3),
         }
         _write_json(tmp_dir / "manifest.json", manifest)  # written last: its presence marks a complete build
         tmp_dir.rename(build_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    publish(target, build_dir)
     return build_dir
 
 
@@ -533,8 +546,8 @@ class TokenRows:
         return np.array(self._ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])
 
     @staticmethod
-    def write(folder: Path, tokens: SentenceTokens, previous: TokenRows | None, vocabulary: list[str],
-              stopwords: frozenset[str]) -> None:
+    def write(folder: Path, tokens: SentenceTokens, previous: TokenRows | None,
+              weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
         """Write every sentence's word pieces: those of newly encoded sentences quantised here, those of
         reused ones copied byte for byte from ``previous`` (no decoding, no second rounding), one copy per
         run of consecutive rows. At 100,000 sentences the vectors are over a gigabyte, so the copy stays
@@ -576,7 +589,7 @@ class TokenRows:
         np.save(folder / "token_scales.npy", scales)
         np.save(folder / "token_offsets.npy", offsets)
         np.save(folder / "token_ids.npy", ids)
-        np.save(folder / "token_weights.npy", token_weights(ids, offsets, vocabulary, stopwords))
+        np.save(folder / "token_weights.npy", weights_of(ids, offsets).astype(np.float32))
 
 
 @dataclass
@@ -614,9 +627,19 @@ def _copy_bytes(rows: VectorRows, first: int, last: int, out_fd: int, out_at: in
 def token_weights(ids: np.ndarray, offsets: np.ndarray, vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
     """Per word piece of the vocabulary: its idf over the sentences (a piece no sentence has gets the
     highest), or 0 for a stop word, punctuation or a special token, which say nothing about the topic."""
-    n = len(offsets) - 1
-    pair = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets)) * len(vocabulary) + ids.astype(np.int64)
-    df = np.bincount(np.unique(pair) % len(vocabulary), minlength=len(vocabulary))  # sentences holding each piece
+    return weights_of_pieces(piece_frequencies(ids, offsets, len(vocabulary)), len(offsets) - 1, vocabulary,
+                             stopwords)
+
+
+def piece_frequencies(ids: np.ndarray, offsets: np.ndarray, vocabulary_size: int) -> np.ndarray:
+    """Per word piece of the vocabulary: the number of sentences holding it (sums across shards)."""
+    sentence_of = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    pair = sentence_of * vocabulary_size + ids.astype(np.int64)  # one number per (sentence, piece): a 1-D unique
+    return np.bincount(np.unique(pair) % vocabulary_size, minlength=vocabulary_size)
+
+
+def weights_of_pieces(df: np.ndarray, n: int, vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
+    """:func:`token_weights` from the pieces' sentence frequencies ``df`` over ``n`` sentences."""
     idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
     content = np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
                         and piece not in stopwords for piece in vocabulary], dtype=bool)

@@ -15,6 +15,26 @@ from pathlib import Path
 import numpy as np
 
 
+@dataclass(frozen=True)
+class CorpusStatistics:
+    """The corpus-wide part of BM25: each term's idf and the average document length."""
+
+    idf: dict[str, float]
+    avgdl: float
+
+    @classmethod
+    def okapi(cls, document_frequencies: dict[str, int], n_docs: int, total_length: int,
+              epsilon: float = 0.25) -> "CorpusStatistics":
+        """rank-bm25's BM25Okapi statistics from counts: ``document_frequencies`` in the order the terms first
+        occur in the corpus (the order its idf floor sums them in), ``n_docs`` and their summed length."""
+        from rank_bm25 import BM25Okapi
+
+        bm = BM25Okapi.__new__(BM25Okapi)  # only its idf formula, applied to counts gathered elsewhere
+        bm.corpus_size, bm.epsilon, bm.idf = n_docs, epsilon, {}
+        bm._calc_idf(document_frequencies)
+        return cls(bm.idf, total_length / n_docs)
+
+
 @dataclass
 class LexicalIndex:
     vocab: dict[str, int]  # term → row of the postings
@@ -32,10 +52,16 @@ class LexicalIndex:
         return len(self.doc_len)
 
     @classmethod
-    def build(cls, corpus: list[list[str]], k1: float = 1.5, b: float = 0.75) -> "LexicalIndex":
+    def build(cls, corpus: list[list[str]], k1: float = 1.5, b: float = 0.75, *,
+              statistics: CorpusStatistics | None = None) -> LexicalIndex:
+        """Postings of ``corpus``, scored with its own idf and average length, or with ``statistics``
+        gathered over a larger corpus of which it is a part (one shard of a sharded index)."""
         from rank_bm25 import BM25Okapi
 
         bm = BM25Okapi(corpus, k1=k1, b=b)
+        if statistics is not None:
+            bm.idf = {t: statistics.idf[t] for t in bm.idf}
+            bm.avgdl = statistics.avgdl
         vocab = {t: i for i, t in enumerate(sorted(bm.idf))}
         rows: list[list[tuple[int, int]]] = [[] for _ in vocab]
         for doc, freqs in enumerate(bm.doc_freqs):

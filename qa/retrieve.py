@@ -32,10 +32,10 @@ def top_k(scores: np.ndarray, k: int, *, positive_only: bool = False) -> Ranking
     ids = np.flatnonzero(scores > 0) if positive_only else np.arange(len(scores))
     if len(ids) == 0:
         return Ranking.empty()
-    if len(ids) > k:
-        part = np.argpartition(-scores[ids], k - 1)[:k]
-        ids = ids[part]
-    order = np.lexsort((ids, -scores[ids]))
+    if len(ids) > k:  # the k best, and every entry tied with the k-th: which of those stay is decided by id
+        kth = scores[ids][np.argpartition(-scores[ids], k - 1)[k - 1]]
+        ids = ids[scores[ids] >= kth]
+    order = np.lexsort((ids, -scores[ids]))[:k]
     ids = ids[order]
     return Ranking(ids.astype(np.int64), scores[ids].astype(np.float32))
 
@@ -49,10 +49,22 @@ def bm25(index: CorpusIndex, terms: list[str], k: int) -> Ranking:
 
 
 def dense(index: CorpusIndex, query_vector: np.ndarray, k: int) -> Ranking:
-    k = min(k, index.faiss_index.ntotal)
-    scores, ids = index.faiss_index.search(query_vector.reshape(1, -1).astype(np.float32), k)
-    keep = ids[0] >= 0
-    return Ranking(ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32))
+    """The ``k`` passages nearest the query, ties broken by lower id as :func:`top_k` does: FAISS leaves the
+    choice and order among equal scores (duplicated articles) to its heap, so the search widens until
+    every passage tied with the k-th is in, which makes the ranking independent of how the corpus is split."""
+    n = index.faiss_index.ntotal
+    k = min(k, n)
+    query = query_vector.reshape(1, -1).astype(np.float32)
+    wanted = k
+    while True:
+        scores, ids = index.faiss_index.search(query, min(wanted + 1, n))
+        keep = ids[0] >= 0
+        scores, ids = scores[0][keep], ids[0][keep].astype(np.int64)
+        if len(ids) <= k or wanted + 1 >= n or scores[-1] < scores[k - 1]:
+            break
+        wanted *= 2
+    order = np.lexsort((ids, -scores))[:k]
+    return Ranking(ids[order], scores[order].astype(np.float32))
 
 
 def rrf(rankings: list[Ranking], k: int = 60) -> Ranking:
@@ -98,5 +110,11 @@ def retrieve(index: CorpusIndex, terms: list[str], query_vector: np.ndarray | No
         return dense(index, query_vector, depth)
     if mode != "hybrid":
         raise ValueError(f"unknown retriever {mode!r}")
-    parts = [bm25(index, terms, depth), dense(index, query_vector, depth)]
+    return fuse([bm25(index, terms, depth), dense(index, query_vector, depth)], fusion, rrf_k)
+
+
+def fuse(parts: list[Ranking], fusion: str = "rrf", rrf_k: int = 60) -> Ranking:
+    """One ranking from the retrievers' (a single one is returned as it is)."""
+    if len(parts) == 1:
+        return parts[0]
     return rrf(parts, rrf_k) if fusion == "rrf" else score_fusion(parts)

@@ -93,6 +93,7 @@ class Answer:
     understood_as: str | None = None  # how a follow-up was read, when history changed the query
     message: str | None = None  # e.g. "not found in the corpus"
     conversation_id: str | None = None  # set when the question was asked as a turn of a conversation
+    degraded: bool = False  # part of the corpus (a shard of a sharded index) could not be searched
 
     def to_dict(self) -> dict:
         out = {
@@ -108,4 +109,6 @@ class Answer:
             out["message"] = self.message
         if self.conversation_id is not None:
             out["conversation_id"] = self.conversation_id
+        if self.degraded:
+            out["degraded"] = True
         return out

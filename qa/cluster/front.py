@@ -1,0 +1,230 @@
+"""The engine of a sharded index: it fans a question out to the shards, merges their passages into the
+lists one index would have returned, gathers the rows of the candidate sentences (and their neighbours)
+from the shards that own them, and runs qa/rank.py unchanged over a small index made of those rows.
+
+Where a shard does not answer, the question is answered from the others and the answer says
+``degraded``. Follow-up questions in a conversation need the whole corpus's sentences at hand
+(qa/conversation.py) and are refused with a clear message; a conversation's first question is answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from qa import rank, retrieve
+from qa.cluster.search import Candidates, SentenceRows
+from qa.cluster.shards import ShardSet
+from qa.config import Settings
+from qa.embed import start_query_encoder
+from qa.engine import Engine, InvalidQuestion, Query, Ranked
+from qa.index import CorpusIndex
+from qa.lexical import LexicalIndex
+from qa.types import Answer, Document, Passage, Sentence
+
+class Shards(Protocol):
+    """Calls a method on several shards at once; a shard that fails gives None (logged)."""
+
+    def __len__(self) -> int: ...
+
+    def fan_out(self, method: str, calls: dict[int, tuple]) -> dict[int, object | None]: ...
+
+
+class LocalShards:
+    """Shards in this process (tests, benchmarks): called one after the other; errors propagate."""
+
+    def __init__(self, searchers: list):
+        self.searchers = searchers
+
+    def __len__(self) -> int:
+        return len(self.searchers)
+
+    def fan_out(self, method: str, calls: dict[int, tuple]) -> dict[int, object | None]:
+        return {i: getattr(self.searchers[i], method)(*args) for i, args in calls.items()}
+
+
+@dataclass
+class CorpusLexicon(LexicalIndex):
+    """A :class:`LexicalIndex` over a few sentences (the candidates) that reports the corpus's idf and
+    size, as the ranker's coverage and unseen-term features read them."""
+
+    corpus_vocab: dict[str, int] | None = None
+    corpus_idf: np.ndarray | None = None
+    corpus_docs: int = 0
+
+    @property
+    def n_docs(self) -> int:
+        return self.corpus_docs
+
+    def idf_of(self, term: str) -> float | None:
+        row = self.corpus_vocab.get(term)
+        return None if row is None else float(self.corpus_idf[row])
+
+    @classmethod
+    def of_corpus(cls, vocab: dict[str, int], idf: np.ndarray, n_docs: int, avgdl: float) -> CorpusLexicon:
+        """The corpus's terms and idf without postings (the front's view of the whole corpus)."""
+        empty = np.zeros(0, dtype=np.int32)
+        return cls(vocab, idf, empty, np.zeros(len(vocab) + 1, dtype=np.int64), empty, empty, avgdl,
+                   corpus_vocab=vocab, corpus_idf=idf, corpus_docs=n_docs)
+
+    def of_rows(self, terms: list[str], lengths: np.ndarray, counts: np.ndarray) -> CorpusLexicon:
+        """Postings of the query ``terms`` over some sentences: their lengths and (sentences, terms) counts."""
+        known = [j for j, t in enumerate(terms) if t in self.corpus_vocab]
+        vocab = {terms[j]: k for k, j in enumerate(known)}
+        idf = np.array([self.corpus_idf[self.corpus_vocab[terms[j]]] for j in known], dtype=np.float32)
+        by_term = counts[:, known].T
+        term_of, sentence_of = np.nonzero(by_term)  # term by term, sentences ascending: postings order
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(term_of, minlength=len(known)))]).astype(np.int64)
+        tfs = by_term[term_of, sentence_of].astype(np.int32)
+        return CorpusLexicon(vocab, idf, lengths.astype(np.int32), indptr, sentence_of.astype(np.int32), tfs,
+                             self.avgdl, self.k1, self.b, corpus_vocab=self.corpus_vocab, corpus_idf=self.corpus_idf,
+                             corpus_docs=self.corpus_docs)
+
+
+@dataclass
+class TokenView:
+    """The word pieces of some sentences in memory, read as :class:`qa.index.TokenRows` reads its file."""
+
+    rows: np.ndarray  # int8
+    scales: np.ndarray
+    offsets: np.ndarray
+    weights: np.ndarray  # per vocabulary piece: its corpus-wide weight
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def of(self, sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        starts, ends = self.offsets[sentence_ids], self.offsets[sentence_ids + 1]
+        lengths = ends - starts
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        take = np.arange(bounds[-1]) - np.repeat(bounds[:-1] - starts, lengths)
+        return self.rows[take], self.scales[take], bounds[:-1]
+
+
+@dataclass
+class _PassageMap:
+    """Just what ``rank.candidate_sentences`` reads: passage id → its sentences (corpus-wide ids)."""
+
+    passages: dict[int, Passage]
+
+
+def merge_rankings(parts: list[retrieve.Ranking], depth: int) -> retrieve.Ranking:
+    """The ``depth`` best of the shards' rankings, best first, equal scores by lower id: as one index over
+    their passages ranks them (``retrieve.top_k`` and ``retrieve.dense`` break ties so)."""
+    if not parts:
+        return retrieve.Ranking.empty()
+    ids = np.concatenate([p.ids for p in parts])
+    scores = np.concatenate([p.scores for p in parts])
+    keep = np.lexsort((ids, -scores))[:depth]
+    return retrieve.Ranking(ids[keep], scores[keep])
+
+
+class ShardedEngine(Engine):
+    """An :class:`Engine` whose index is spread over shards (see the module's docstring)."""
+
+    def __init__(self, settings: Settings, shard_set: ShardSet, shards: Shards):
+        self.shard_set = shard_set
+        self.shards = shards
+        vocab, idf = shard_set.sentence_lexicon()
+        manifest = shard_set.manifest
+        self.lexicon = CorpusLexicon.of_corpus(vocab, idf, manifest["sentences"], manifest["sentence_avgdl"])
+        self.offsets = np.array([s["sentence_offset"] for s in manifest["shards"]], dtype=np.int64)
+        weights = shard_set.path / "token_weights.npy"
+        self.token_weights = np.load(weights) if weights.exists() else None
+        documents, sentences = self._catalog()
+        front = CorpusIndex(path=shard_set.path, manifest=manifest, documents=documents, sentences=sentences,
+                            passages=[], faiss_index=None, sentence_vectors=None, lexical_passages=None,
+                            lexical_sentences=self.lexicon, analyzer=shard_set.analyzer(),
+                            sentence_passages=[[]])
+        super().__init__(settings, front, None, start_query_encoder(settings))
+
+    def _catalog(self) -> tuple[dict[str, Document], list[Sentence]]:
+        replies = self.shards.fan_out("catalog", {i: () for i in range(len(self.shards))})
+        missing = [i for i, r in replies.items() if r is None]
+        if missing:
+            raise RuntimeError(f"shards {missing} did not answer: the sharded index cannot be opened")
+        documents = {d.doc_id: d for i in range(len(self.shards)) for d in replies[i][0]}
+        return documents, [s for i in range(len(self.shards)) for s in replies[i][1]]
+
+    def ask(self, question: str, *, conversation_id: str | None = None, **kwargs) -> Answer:
+        if conversation_id is not None:
+            raise InvalidQuestion("follow-up questions are not answered by the sharded service: ask without "
+                                  "conversation_id")
+        return super().ask(question, conversation_id=None, **kwargs)
+
+    def ranked(self, query: Query, mode: str, within: np.ndarray | None = None) -> Ranked:
+        if within is not None:  # only conversations pass it, and they are refused above
+            raise InvalidQuestion("the sharded service scores retrieved candidates only")
+        s = self.settings
+        depth = s.candidate_passages
+        asked = self.shards.fan_out("candidates", {i: (query.terms, query.vector, mode, depth)
+                                                    for i in range(len(self.shards))})
+        found: list[Candidates] = [c for c in asked.values() if c is not None]
+        degraded = len(found) < len(self.shards)
+        retrievers = len(found[0].rankings) if found else 0
+        parts = [merge_rankings([c.rankings[j] for c in found], depth) for j in range(retrievers)]
+        passages = retrieve.fuse(parts, s.fusion, s.rrf_k) if parts else retrieve.Ranking.empty()
+        listed = _PassageMap({pid: Passage(pid, "", sids) for c in found for pid, sids in c.passage_sentences.items()})
+        ids, passage_rel = rank.candidate_sentences(listed, passages, depth=depth)
+        view, ids, passage_rel, lost = self._view(ids, passage_rel, list(dict.fromkeys(query.terms)))
+        return Ranked(view, self.score_candidates(view, ids, passage_rel, query, mode), degraded or lost)
+
+    def _view(self, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str],
+              ) -> tuple[CorpusIndex, np.ndarray, np.ndarray, bool]:
+        """An index of the candidate sentences and their neighbours (in corpus order, so that ids compare as
+        the corpus's do), the candidates' ids in it, their passage scores, and whether a shard failed."""
+        total = self.lexicon.corpus_docs
+        wanted = np.unique(np.clip(np.concatenate([ids, ids - 1, ids + 1]), 0, max(total - 1, 0))) \
+            if len(ids) else ids
+        owner = np.searchsorted(self.offsets, wanted, side="right") - 1
+        calls = {int(i): (wanted[owner == i], terms) for i in np.unique(owner).tolist()}
+        replies = self.shards.fan_out("rows", calls)
+        got: list[SentenceRows] = [replies[i] for i in sorted(replies) if replies[i] is not None]
+        lost = len(got) < len(calls)
+        if lost:  # only the candidates whose rows arrived
+            present = np.concatenate([r.ids for r in got]) if got else np.zeros(0, dtype=np.int64)
+            keep = np.isin(ids, present)
+            ids, passage_rel = ids[keep], passage_rel[keep]
+        return self._index_of(got, terms), np.searchsorted(_ids_of(got), ids), passage_rel, lost
+
+    def _index_of(self, rows: list[SentenceRows], terms: list[str]) -> CorpusIndex:
+        dim = self.shard_set.manifest["dim"]
+        sentences = [s for r in rows for s in r.sentences]
+        tokens = None
+        if self.token_weights is not None and rows and rows[0].piece_rows is not None:
+            counts = np.concatenate([r.piece_counts for r in rows])
+            tokens = TokenView(np.concatenate([r.piece_rows for r in rows]),
+                               np.concatenate([r.piece_scales for r in rows]),
+                               np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), self.token_weights)
+        lexicon = self.lexicon.of_rows(terms, _stack([r.term_lengths for r in rows], np.int32),
+                                       np.concatenate([r.term_counts for r in rows]) if rows
+                                       else np.zeros((0, len(terms)), dtype=np.int32))
+        titles = {doc_id: title for r in rows for doc_id, title in r.titles.items()}
+        return CorpusIndex(path=self.index.path, manifest=self.index.manifest,
+                           documents={d: Document(d, t, "") for d, t in titles.items()}, sentences=sentences,
+                           passages=[], faiss_index=None,
+                           sentence_vectors=np.concatenate([r.vectors for r in rows]) if rows
+                           else np.zeros((0, dim), dtype=np.float32),
+                           lexical_passages=None, lexical_sentences=lexicon, analyzer=self.index.analyzer,
+                           sentence_passages=[[]], tokens=tokens)
+
+
+def _ids_of(rows: list[SentenceRows]) -> np.ndarray:
+    return np.concatenate([r.ids for r in rows]) if rows else np.zeros(0, dtype=np.int64)
+
+
+def _stack(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+
+def open_local(settings: Settings, root, searcher_of: Callable | None = None) -> ShardedEngine:
+    """A sharded engine over the shards under ``root``, all loaded in this process."""
+    from qa.cluster.search import ShardSearcher
+    from qa.cluster.shards import load_set
+
+    shard_set = load_set(root)
+    make = searcher_of or (lambda folder: ShardSearcher(folder, nprobe=settings.ann_nprobe))
+    return ShardedEngine(settings, shard_set, LocalShards([make(f) for f in shard_set.shards]))

@@ -1,0 +1,224 @@
+"""The sharded index (qa/cluster): the same answers as one index, built on a local 2-CPU Ray instance
+and served through Ray Serve, and no Ray import without it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.types import Document
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLD = ROOT / "eval" / "gold.jsonl"
+
+
+def generated_documents(seed_docs: list[Document], n: int = 24) -> list[Document]:
+    """News-like articles made of the seeds' sentences with their words reordered (a vocabulary shared with
+    the seeds, so that statistics across shards matter), led by a verbatim copy of a seed article (the
+    same statements in two documents of one shard, whose passages tie)."""
+    from qa.ingest import split_sentences
+
+    rng = np.random.default_rng(7)
+    sentences = [s.text for d in seed_docs for s in split_sentences(d) if s.kind == "body"]
+    docs = []
+    for i in range(n):
+        paragraphs = []
+        for j in rng.choice(len(sentences), size=6, replace=False).tolist():
+            words = sentences[j].rstrip(".").split()
+            rng.shuffle(words)
+            paragraphs.append(" ".join(words).capitalize() + ".")
+        title = f"Regional report {i}: " + " ".join(sentences[i % len(sentences)].split()[:5])
+        docs.append(Document(f"gen_{i:03d}.txt", title, title + "\n\n" + "\n\n".join(paragraphs) + "\n"))
+    copy = seed_docs[0]
+    docs.insert(0, Document("gen_copy.txt", copy.title, copy.raw))
+    return docs
+
+
+def ask_all(engine, questions: list[str]) -> list:
+    return [engine.ask(q, abstain=False) for q in questions]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[Document]:
+    from qa.ingest import load_corpus
+
+    seeds = load_corpus(ROOT / "seeds")
+    return seeds + generated_documents(seeds)
+
+
+@pytest.fixture(scope="module")
+def cluster_settings(seed_settings, seed_engine):
+    """Settings of an index beside the seeds' (sharing its ONNX export, which ``seed_engine`` made)."""
+    return seed_settings.model_copy(update={"index_name": "cluster"})
+
+
+@pytest.fixture(scope="module")
+def single(cluster_settings, corpus):
+    from qa.engine import Engine
+
+    return Engine.open(cluster_settings, documents=corpus)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    pytest.importorskip("ray")
+    from qa.cluster.build import ray_session
+
+    with ray_session(num_cpus=2):
+        yield
+
+
+@pytest.fixture(scope="module")
+def shard_set(local_ray, cluster_settings, corpus):
+    from qa.cluster.build import build_sharded
+
+    return build_sharded(corpus, cluster_settings, shards=2, workers=2)
+
+
+@pytest.fixture(scope="module")
+def questions() -> list[str]:
+    return [json.loads(line)["question"] for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def assert_same(expected, got) -> None:
+    for a, b in zip(expected, got, strict=True):
+        assert [(s.citation, s.text) for s in b.sentences] == [(s.citation, s.text) for s in a.sentences], a.question
+        assert [s.also_in for s in b.sentences] == [s.also_in for s in a.sentences], a.question
+        np.testing.assert_allclose([s.score for s in b.sentences], [s.score for s in a.sentences], atol=1e-5)
+        assert b.answered == a.answered and abs(b.confidence - a.confidence) <= 1e-5, a.question
+        assert not b.degraded
+
+
+def test_partition_keeps_corpus_order_and_balances_length():
+    from qa.cluster.shards import partition
+
+    docs = [Document(str(i), "", "x" * n) for i, n in enumerate([10, 10, 10, 10, 40])]
+    parts = partition(docs, 2)
+    assert [d for p in parts for d in p] == docs
+    assert [len(p) for p in parts] == [4, 1]
+    assert len(partition(docs[:1], 3)) == 1
+
+
+def test_statistics_from_counts_equal_rank_bm25():
+    from rank_bm25 import BM25Okapi
+
+    from qa.cluster.shards import _document_frequencies
+    from qa.lexical import CorpusStatistics
+
+    corpus = [["a", "b", "a"], ["b", "c"], ["b"], ["d", "b", "e"]]
+    first, second = _document_frequencies(corpus[:2]), _document_frequencies(corpus[2:])
+    merged = dict(first)
+    for term, n in second.items():
+        merged[term] = merged.get(term, 0) + n
+    stats = CorpusStatistics.okapi(merged, len(corpus), sum(map(len, corpus)))
+    bm = BM25Okapi(corpus)
+    assert stats.idf == bm.idf and stats.avgdl == bm.avgdl
+
+
+def test_candidate_lexicon_scores_as_the_corpus_index():
+    from qa.cluster.front import CorpusLexicon
+    from qa.lexical import LexicalIndex
+
+    corpus = [["a", "b", "a"], ["b", "c"], ["c"], ["d", "a"], ["e"], ["e", "b"]]
+    full = LexicalIndex.build(corpus)
+    terms = ["b", "d", "unknown"]
+    rows = np.array([1, 3, 5])  # some sentences: the candidates
+    counts = np.array([[corpus[i].count(t) for t in terms] for i in rows], dtype=np.int32)
+    view = CorpusLexicon.of_corpus(full.vocab, full.idf, full.n_docs, full.avgdl).of_rows(
+        terms, np.array([len(corpus[i]) for i in rows]), counts)
+    local = np.arange(len(rows))
+    np.testing.assert_array_equal(view.scores_of(terms, local), full.scores_of(terms, rows))
+    np.testing.assert_array_equal(view.contains(local, terms), full.contains(rows, terms))
+    assert view.n_docs == len(corpus) and view.idf_of("c") == full.idf_of("c") and view.idf_of("unknown") is None
+
+
+def test_two_shards_on_ray_answer_as_one_index(single, shard_set, cluster_settings, questions):
+    from qa.cluster.front import open_local
+
+    assert len(shard_set.shards) == 2 and shard_set.manifest["sentences"] == len(single.index.sentences)
+    sharded = open_local(cluster_settings, shard_set.path.parent)
+    for mode in ("hybrid", "bm25", "dense"):
+        expected = [single.ask(q, abstain=False, retriever=mode) for q in questions]
+        assert_same(expected, [sharded.ask(q, abstain=False, retriever=mode) for q in questions])
+
+
+def test_follow_ups_are_refused_clearly(shard_set, cluster_settings):
+    from qa.cluster.front import open_local
+    from qa.engine import InvalidQuestion
+
+    sharded = open_local(cluster_settings, shard_set.path.parent)
+    with pytest.raises(InvalidQuestion, match="follow-up"):
+        sharded.ask("When did it reopen?", conversation_id="c1")
+
+
+class OneShardDown:
+    """The shards in process, one of which never answers (as a dead replica)."""
+
+    def __init__(self, shards, down: int):
+        self.shards, self.down = shards, down
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def fan_out(self, method: str, calls: dict[int, tuple]) -> dict:
+        up = self.shards.fan_out(method, {i: a for i, a in calls.items() if i != self.down})
+        return {**up, **({self.down: None} if self.down in calls else {})}
+
+
+def test_a_dead_shard_leaves_a_degraded_answer_from_the_others(shard_set, cluster_settings, questions):
+    from qa.cluster.front import open_local
+
+    engine = open_local(cluster_settings, shard_set.path.parent)  # opening reads every shard's catalogue
+    shard_docs = {s.doc_id for s in engine.shards.searchers[0].index.sentences}
+    engine.shards = OneShardDown(engine.shards, down=1)
+    for question in questions[:10]:
+        answer = engine.ask(question, abstain=False)
+        assert answer.degraded and answer.sentences
+        assert {s.citation.doc_id for s in answer.sentences} <= shard_docs
+
+
+def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, single, questions):
+    import httpx
+    import ray
+    from ray import serve
+
+    from qa.cluster import serve as cluster_serve
+
+    url = "http://127.0.0.1:18765"
+    cluster_serve.run(cluster_settings, shard_set.path.parent, port=18765, blocking=False, shard_timeout_s=1.0)
+    try:
+        question = questions[0]
+        expected = [(s.citation.doc_id, s.citation.sentence_index)
+                    for s in single.ask(question, abstain=False).sentences]
+
+        def ask() -> dict:
+            response = httpx.post(f"{url}/ask", json={"question": question, "abstain": False}, timeout=60)
+            assert response.status_code == 200  # never a 5xx, whatever the shards do
+            return response.json()
+
+        got = ask()
+        assert [(s["doc_id"], s["sentence_index"]) for s in got["sentences"]] == expected
+        assert "degraded" not in got
+        actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if "shard-1" in a["name"]]
+        ray.kill(ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"]), no_restart=True)
+        after = ask()  # from shard 0 alone, unless Serve has already replaced the replica
+        assert after.get("degraded") or [(s["doc_id"], s["sentence_index"]) for s in after["sentences"]] == expected
+        for _ in range(120):  # Serve replaces the dead replica: answers are whole again
+            if not ask().get("degraded"):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the dead shard replica was not replaced within two minutes")
+    finally:
+        serve.shutdown()
+
+
+def test_without_ray_nothing_imports_it():
+    code = "import sys, qa.cli, qa.engine, qa.api; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
