@@ -54,11 +54,11 @@ class Group:
 
 @dataclass(frozen=True)
 class HyperParameters:
-    layers: int = 4
-    max_length: int = 80
-    negatives: int = 4
+    layers: int = 3
+    max_length: int = 64
+    negatives: int = 3
     groups_per_step: int = 8
-    learning_rate: float = 5e-5
+    learning_rate: float = 8e-5
     warmup_share: float = 0.1
     warmup_steps: int = 30
     weight_decay: float = 0.01
@@ -151,7 +151,10 @@ class CrossEncoder:
         """Train in place. With ``max_seconds`` the learning rate decays over that time and training stops
         when it is spent (on a shared machine the steps a budget buys vary). Returns the steps taken."""
         torch = self.torch
-        params = list(self.module.parameters())
+        # The word-piece embeddings stay as MiniLM learnt them: most of the model's weights, and the
+        # optimiser's cost, with little to gain from a few thousand questions.
+        self.module.transformer.embeddings.word_embeddings.weight.requires_grad_(False)
+        params = [p for p in self.module.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
         steps = hp.epochs * ((len(groups) + hp.groups_per_step - 1) // hp.groups_per_step)
         warm = max(1, min(int(steps * hp.warmup_share), hp.warmup_steps))

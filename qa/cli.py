@@ -138,7 +138,8 @@ def print_answer(answer: Answer) -> None:
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[str, typer.Option(help="seeds (the gold set in eval/) | squad-v2-dev (shared data)")] = "seeds",
+    dataset: Annotated[str, typer.Option(help="seeds (the gold set in eval/) | squad-v2-dev | wikiqa (shared "
+                                               "data; wikiqa ranks each question's own candidates)")] = "seeds",
     split: Annotated[str, typer.Option(help="all | tune | test")] = "all",
     retriever: Annotated[Optional[list[str]], typer.Option(help="repeat to choose; default: all three")] = None,
     http: Annotated[Optional[str], typer.Option(help="evaluate a running server at this URL instead")] = None,
@@ -162,6 +163,9 @@ def eval_(
     if split not in ("all", "tune", "test"):
         fail(f"unknown split {split!r}: choose all, tune or test")
     settings = settings_from(corpus, index_root)
+    if dataset == "wikiqa":
+        _eval_selection(settings, split, out_dir)
+        return
     try:
         if dataset == "seeds":
             data = load_gold(gold, load_corpus(settings.corpus_dir), gold.with_name("conversations.jsonl"))
@@ -169,7 +173,7 @@ def eval_(
             data = load_squad(settings.shared_data_dir)
             settings = settings.model_copy(update={"index_name": "squad-v2-dev"})
         else:
-            fail(f"unknown dataset {dataset!r}: choose seeds or squad-v2-dev")
+            fail(f"unknown dataset {dataset!r}: choose seeds, squad-v2-dev or wikiqa")
     except (GoldError, FileNotFoundError) as exc:
         fail(str(exc))
     data = data.select(split)
@@ -196,6 +200,25 @@ def eval_(
     paths = evaluate.write_report(report, out_dir, stem)
     out.print(evaluate.markdown(report), markup=False, highlight=False)
     err.print(f"[dim]wrote {paths['json']}, {paths['md']}, {paths['png']}[/dim]")
+
+
+def _eval_selection(settings: Settings, split: str, out_dir: Path) -> None:
+    """WikiQA answer sentence selection (``--split`` test or tune, the latter WikiQA's dev file): MAP and MRR."""
+    import datetime
+
+    from qa import evaluate
+    from qa.datasets import load_wikiqa
+
+    try:
+        questions = load_wikiqa(settings.shared_data_dir, "dev" if split == "tune" else "test")
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    results = evaluate.evaluate_selection(questions, evaluate.selection_scorers(settings))
+    stem = f"wikiqa-{datetime.date.today().isoformat()}-" + ("dev" if split == "tune" else "test")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    out.print(evaluate.selection_markdown("wikiqa " + ("dev" if split == "tune" else "test"), results), markup=False,
+              highlight=False)
 
 
 CHAT_HELP = """Ask a question; follow-ups ("When did it reopen?") are read with the conversation so far.
