@@ -204,7 +204,8 @@ def evaluate_selection(questions: list[CandidateQuestion], scorers: dict[str, Ca
 
 def selection_scorers(settings) -> dict[str, Callable]:
     """What answer sentence selection is measured with: MiniLM's cosine (the ranker's dense feature), the
-    reader alone, and the two as the ranker adds them (``w_dense`` · cosine + ``w_reader`` · logit)."""
+    reader alone, and, where ``w_reader`` > 0, the two as the ranker adds them (``w_dense`` · cosine +
+    ``w_reader`` · logit)."""
     from qa.embed import Encoder, onnx_encoder, onnx_ready
     from qa.reader import load_reader
 
@@ -218,7 +219,9 @@ def selection_scorers(settings) -> dict[str, Callable]:
     if settings.reader_dir is not None:
         reader = load_reader(settings.reader_dir, settings.reader_threads)
         scorers["reader"] = reader.score
-        scorers["dense + reader"] = lambda q, s: settings.w_dense * cosine(q, s) + settings.w_reader * reader.score(q, s)
+        if settings.w_reader > 0:
+            scorers[f"dense + {settings.w_reader:g} × reader"] = (
+                lambda q, s: settings.w_dense * cosine(q, s) + settings.w_reader * reader.score(q, s))
     return scorers
 
 
