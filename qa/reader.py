@@ -55,7 +55,8 @@ class Reader:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        self.tokenizer.enable_truncation(max_length, strategy="only_second")
+        # Longest first: a question alone may be longer than max_length (up to 1,000 characters are asked).
+        self.tokenizer.enable_truncation(max_length, strategy="longest_first")
         self.tokenizer.enable_padding()
         self._inputs = {i.name for i in self.session.get_inputs()}
         self._lock = threading.Lock()

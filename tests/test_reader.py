@@ -40,6 +40,7 @@ def test_scores_barely_depend_on_the_other_sentences_of_the_batch():
     # Padding is masked out; what remains is int8 dynamic quantization's one activation scale per batch.
     assert together[1] == pytest.approx(alone[0], abs=0.15)
     assert reader.score(question, []).shape == (0,)
+    assert np.isfinite(reader.score("why " * 400, ["A sentence longer than the budget. " * 20])).all()
 
 
 def test_the_manifest_says_how_the_shipped_model_was_made():
