@@ -237,8 +237,9 @@ def print_answer(answer: Answer) -> None:
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[str, typer.Option(help="seeds (the gold set in eval/) | squad-v2-dev | coqa (shared data: "
-                                               "conversations)")] = "seeds",
+    dataset: Annotated[str, typer.Option(help="seeds (the gold set in eval/) | squad-v2-dev | coqa | wikiqa (shared "
+                                               "data: coqa asks conversations, wikiqa ranks each question's own "
+                                               "candidates)")] = "seeds",
     split: Annotated[str, typer.Option(help="all | tune | test")] = "all",
     retriever: Annotated[Optional[list[str]], typer.Option(help="repeat to choose; default: all three")] = None,
     http: Annotated[Optional[str], typer.Option(help="evaluate a running server at this URL instead")] = None,
@@ -263,6 +264,8 @@ def eval_(
     settings = settings_from(corpus, index_root)
     if dataset == "coqa":
         return _eval_coqa(settings, split, modes[0], limit, out_dir)
+    if dataset == "wikiqa":
+        return _eval_selection(settings, split, out_dir)
     try:
         if dataset == "seeds":
             data = load_gold(gold, load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings)), gold.with_name("conversations.jsonl"))
@@ -270,7 +273,7 @@ def eval_(
             data = load_squad(settings.shared_data_dir)
             settings = settings.model_copy(update={"index_name": "squad-v2-dev"})
         else:
-            fail(f"unknown dataset {dataset!r}: choose seeds, squad-v2-dev or coqa")
+            fail(f"unknown dataset {dataset!r}: choose seeds, squad-v2-dev, coqa or wikiqa")
     except (GoldError, FileNotFoundError) as exc:
         fail(str(exc))
     data = data.select(split)
@@ -328,6 +331,24 @@ def _eval_coqa(settings, split: str, mode: str, limit: int | None, out_dir: Path
     paths = evaluate.write_report(report, out_dir, stem)
     out.print(visible(evaluate.dialogue_markdown(report)))
     note(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+
+
+def _eval_selection(settings: Settings, split: str, out_dir: Path) -> None:
+    """WikiQA answer sentence selection (``--split`` test or tune, the latter WikiQA's dev file): MAP and MRR."""
+    import datetime
+
+    from qa import evaluate
+    from qa.datasets import load_wikiqa
+
+    try:
+        questions = load_wikiqa(settings.shared_data_dir, "dev" if split == "tune" else "test")
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    results = evaluate.evaluate_selection(questions, evaluate.selection_scorers(settings))
+    stem = f"wikiqa-{datetime.date.today().isoformat()}-" + ("dev" if split == "tune" else "test")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    out.print(visible(evaluate.selection_markdown("wikiqa " + ("dev" if split == "tune" else "test"), results)))
 
 
 CHAT_HELP = """Ask a question; follow-ups ("When did it reopen?") are read with the conversation so far.

@@ -124,6 +124,23 @@ class Settings(BaseSettings):
     followup_model: list[float] = [8.634, 1.09, -0.009, 1.541, 1.756, 2.002, 2.161, 1.471, -0.236, 0.194, -0.673,
                                    0.475, -1.496, -2.889, -0.099, -3.354]
 
+    # Reader.
+    # A cross-encoder trained here (benchmarks/train_reader.py, qa/reader.py) reads the question with the
+    # ranker's first `reader_depth` sentences (hybrid only); `w_reader` times its logit is added to their
+    # scores, and `abstain_reader` [weight, centre] adds weight · (best sentence's logit − centre) to the
+    # abstention model's log-odds. It does not change the index. On the tune splits every `w_reader` > 0
+    # lowered Hit@1 (seeds and SQuAD-half), and [0.5, −4] answered one more answerable seed question at no
+    # cost on SQuAD-half: so the reader reads only the best sentence, for abstention (docs/READER.md).
+    reader_dir: Path | None = Field(PROJECT_ROOT / "models" / "reader", description="folder of the shipped "
+                                    "reader (model.onnx, tokenizer.json, manifest.json); None: no reader")
+    reader_depth: int = Field(1, ge=0, description="sentences, best by the ranker, that the reader re-scores "
+                                                    "(0: reader off)")
+    w_reader: float = Field(0.0, ge=0, description="weight of the reader's logit in a re-scored sentence's score")
+    abstain_reader: list[float] = Field([0.5, -4.0], min_length=2, max_length=2,
+                                        description="[weight, centre] of the best sentence's reader logit in the "
+                                                    "abstention model's log-odds")
+    reader_threads: int = Field(1, ge=1, description="onnxruntime threads of the reader per question")
+
     # The HTTP service (`qa serve`).
     serve_workers: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1,
                                description="worker processes (qa/serve.py): one process is capped by the GIL at "

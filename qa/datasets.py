@@ -250,3 +250,34 @@ def write_if_changed(path: Path, text: str) -> None:
     if path.exists() and path.read_bytes() == data:
         return
     path.write_bytes(data)
+
+
+WIKIQA_DIR = "wikiqa"
+
+
+@dataclass(frozen=True)
+class CandidateQuestion:
+    """A question with its own candidate sentences and their 0/1 labels (answer sentence selection)."""
+
+    qid: str
+    question: str
+    sentences: tuple[str, ...]
+    labels: tuple[int, ...]
+
+
+def load_wikiqa(data_dir: Path, split: str = "test") -> list[CandidateQuestion]:
+    """WikiQA's ``split`` (test: 633 questions) kept to the questions with at least one correct sentence,
+    the standard answer-sentence-selection protocol (243 on test, as listed by WikiQA-test-filtered.ref).
+    Evaluation only: WikiQA's licence is for research, and nothing shipped is trained on it."""
+    import csv
+
+    path = data_dir / WIKIQA_DIR / f"WikiQA-{split}.tsv.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: set QA_SHARED_DATA_DIR to the folder that holds {WIKIQA_DIR}/")
+    grouped: dict[str, list[dict]] = {}
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            grouped.setdefault(row["QuestionID"], []).append(row)
+    return [CandidateQuestion(qid, rows[0]["Question"], tuple(r["Sentence"] for r in rows),
+                              tuple(int(r["Label"]) for r in rows))
+            for qid, rows in grouped.items() if any(r["Label"] == "1" for r in rows)]

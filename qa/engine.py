@@ -304,9 +304,30 @@ class Engine:
                                context_token=s.w_context_token if mode == "hybrid" else 0.0,
                                lexical_scale=s.lexical_scale, name_context=s.w_name_context)
         hybrid = mode == "hybrid"  # the word-piece features were measured for hybrid only
-        return rank.score_sentences(index, ids, passage_rel, query.terms, query.vector, weights, query.text,
-                                    query.tokens if hybrid else None,
-                                    query.names if hybrid else None)
+        scored = rank.score_sentences(index, ids, passage_rel, query.terms, query.vector, weights, query.text,
+                                      query.tokens if hybrid else None,
+                                      query.names if hybrid else None)
+        return self.read(index, query.text, scored) if hybrid else scored  # the reader's weights were chosen for hybrid
+
+    @cached_property
+    def reader(self):
+        """The shipped reader (qa/reader.py), or None when it is switched off or its files are missing."""
+        from qa.reader import ReaderFiles, load_reader
+
+        s = self.settings
+        if s.reader_dir is None or s.reader_depth == 0:
+            return None
+        if not ReaderFiles(s.reader_dir).exists():
+            log.warning("no reader in %s: answering with the ranker alone", s.reader_dir)
+            return None
+        return load_reader(s.reader_dir, s.reader_threads)
+
+    def read(self, index: index_mod.CorpusIndex, question: str, scored: rank.ScoredSentences) -> rank.ScoredSentences:
+        """The ranking after the reader re-read the ranker's first ``reader_depth`` sentences of ``index``."""
+        if self.reader is None or not len(scored.ids):
+            return scored
+        texts = [index.sentences[i].text for i in scored.ids[: self.settings.reader_depth].tolist()]
+        return rank.with_reader(scored, self.reader.score(question, texts), self.settings.w_reader)
 
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True,
                within: np.ndarray | None = None) -> Answer:
@@ -318,7 +339,7 @@ class Engine:
         """
         ranked = self.ranked(query, mode, within)
         scored = ranked.scored
-        conf = rank.confidence(scored, self.settings.abstain_model[mode])
+        conf = rank.confidence(scored, self.settings.abstain_model[mode], tuple(self.settings.abstain_reader))
         answered = conf >= self.settings.abstain_threshold
         if not answered and abstain:
             return Answer(query.question, False, [], mode, confidence=conf, understood_as=query.understood_as,

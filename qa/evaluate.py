@@ -12,10 +12,13 @@ import json
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qa.datasets import Dataset, GoldQuestion
+import numpy as np
+
+from qa.datasets import CandidateQuestion, Dataset, GoldQuestion
 
 METRICS = {"Hit@1": "hit_rate@1", "Success@3": "hit_rate@3", "Recall@3": "recall@3", "MRR@10": "mrr@10",
            "nDCG@10": "ndcg@10"}
@@ -170,6 +173,64 @@ def evaluate_dataset(dataset: Dataset, runner, modes: list[str]) -> dict:
             for r in results if (r.answerable and 1 not in r.covered.values()) or (not r.answerable and r.answered)
         ]
     return out
+
+
+# -- answer sentence selection (each question ranks its own candidates) -------------------------------
+
+
+def selection_metrics(questions: list[CandidateQuestion], scores: list[np.ndarray]) -> dict[str, float]:
+    """MAP and MRR of ranking each question's candidate sentences by ``scores`` (one array per question,
+    higher first), over questions with at least one correct candidate: WikiQA's standard protocol."""
+    from ranx import Qrels, Run, evaluate
+
+    qrels = Qrels({q.qid: {str(j): 1 for j, y in enumerate(q.labels) if y} for q in questions})
+    run_ = Run({q.qid: {str(j): float(v) for j, v in enumerate(s)} for q, s in zip(questions, scores)})
+    values = evaluate(qrels, run_, ["map", "mrr"], make_comparable=True)
+    return {"MAP": round(float(values["map"]), 4), "MRR": round(float(values["mrr"]), 4),
+            "questions": len(questions)}
+
+
+def evaluate_selection(questions: list[CandidateQuestion], scorers: dict[str, Callable]) -> dict:
+    """Each scorer (question, sentences) → one score per sentence, measured on every question, with its
+    time per question."""
+    out = {}
+    for name, scorer in scorers.items():
+        t0 = time.perf_counter()
+        scores = [np.asarray(scorer(q.question, list(q.sentences)), dtype=np.float64) for q in questions]
+        ms = (time.perf_counter() - t0) * 1000 / max(len(questions), 1)
+        out[name] = {**selection_metrics(questions, scores), "ms_per_question": round(ms, 2)}
+    return out
+
+
+def selection_scorers(settings) -> dict[str, Callable]:
+    """What answer sentence selection is measured with: MiniLM's cosine (the ranker's dense feature), the
+    reader alone, and, where ``w_reader`` > 0, the two as the ranker adds them (``w_dense`` · cosine +
+    ``w_reader`` · logit)."""
+    from qa.embed import Encoder, onnx_encoder, onnx_ready
+    from qa.reader import load_reader
+
+    encoder = onnx_encoder(settings) if onnx_ready(settings) else Encoder(settings.resolved_model_path())
+
+    def cosine(question: str, sentences: list[str]) -> np.ndarray:
+        vectors = encoder.encode([question, *sentences])
+        return vectors[1:] @ vectors[0]
+
+    scorers: dict[str, Callable] = {"dense (MiniLM cosine)": cosine}
+    if settings.reader_dir is not None:
+        reader = load_reader(settings.reader_dir, settings.reader_threads)
+        scorers["reader"] = reader.score
+        if settings.w_reader > 0:
+            scorers[f"dense + {settings.w_reader:g} × reader"] = (
+                lambda q, s: settings.w_dense * cosine(q, s) + settings.w_reader * reader.score(q, s))
+    return scorers
+
+
+def selection_markdown(dataset: str, results: dict) -> str:
+    lines = [f"# Answer sentence selection: {dataset}", "", "| scorer | MAP | MRR | questions | ms / question |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['MAP']:.3f} | {r['MRR']:.3f} | {r['questions']} | {r['ms_per_question']:.1f} |"
+              for name, r in results.items()]
+    return "\n".join(lines) + "\n"
 
 
 # -- reports ----------------------------------------------------------------------------------------

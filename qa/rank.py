@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -144,6 +144,7 @@ class ScoredSentences:
     unseen: float = 0.0  # share of the question's idf mass in terms the corpus never uses
     token: np.ndarray | None = None  # word-piece match (token_match) of the best sentences (0 for the rest)
     unseen_name: bool = False  # the question names something (a capitalised word) the corpus never uses
+    reader: np.ndarray | None = None  # the reader's logit of the sentences it read (NaN for the rest)
 
 
 def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -432,16 +433,36 @@ def abstention_features(scored: ScoredSentences) -> np.ndarray:
                      margin, token, float(missing and asked.strict), float(scored.unseen_name)], dtype=np.float32)
 
 
-def confidence(scored: ScoredSentences, coefficients: list[float]) -> float:
+def confidence(scored: ScoredSentences, coefficients: list[float], reader: tuple[float, float] = (0.0, 0.0)) -> float:
     """Probability that the best sentence answers: a logistic model over :data:`FEATURES`.
 
     ``coefficients`` is ``[bias, *weights]`` (``Settings.abstain_model``, chosen with benchmarks/abstention_rule.py).
+    ``reader`` is ``(weight, centre)``: where the reader re-scored the sentences (:func:`with_reader`),
+    weight · (the best sentence's logit − centre) joins the log-odds.
     """
     if not len(scored.ids):
         return 0.0
     b, *w = coefficients
     z = b + float(np.dot(w, abstention_features(scored)))
+    if scored.reader is not None and reader[0]:
+        z += reader[0] * (float(scored.reader[0]) - reader[1])
     return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def with_reader(scored: ScoredSentences, logits: np.ndarray, weight: float) -> ScoredSentences:
+    """The ranking after the reader re-read its first ``len(logits)`` sentences: those get ``weight`` ·
+    logit added and are re-ordered among themselves; the rest, unread, stay after them in their order."""
+    depth = len(logits)
+    if not depth:
+        return scored
+    scores = scored.scores.copy()
+    scores[:depth] += weight * logits
+    order = np.concatenate([np.argsort(-scores[:depth], kind="stable"), np.arange(depth, len(scores))])
+    reader = np.full(len(scores), np.nan, dtype=np.float32)
+    reader[:depth] = logits
+    token = None if scored.token is None else scored.token[order]
+    return replace(scored, ids=scored.ids[order], scores=scores[order], dense=scored.dense[order],
+                   coverage=scored.coverage[order], typed=scored.typed[order], token=token, reader=reader[order])
 
 
 def group_duplicates(index: CorpusIndex, ids: np.ndarray, top_k: int, threshold: float) -> list[list[int]]:

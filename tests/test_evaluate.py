@@ -1,11 +1,14 @@
+import gzip
 import json
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from typer.testing import CliRunner
 
-from qa.datasets import GoldError, GoldQuestion, Span, load_gold
-from qa.evaluate import abstention_metrics, judge, ranking_metrics
+from qa.datasets import CandidateQuestion, GoldError, GoldQuestion, Span, load_gold, load_wikiqa
+from qa.evaluate import abstention_metrics, evaluate_selection, judge, ranking_metrics, selection_metrics
 from qa.ingest import load_corpus
 from qa.types import Document
 
@@ -90,3 +93,31 @@ def test_qa_eval_end_to_end_on_seeds(tmp_path, seed_settings, seed_engine):
         assert 0.0 <= summary["overall"]["Hit@1"] <= 1.0
     assert (tmp_path / next(tmp_path.glob("seeds-*.md")).name).read_text().startswith("# Evaluation: seeds")
     assert next(tmp_path.glob("seeds-*.png")).stat().st_size > 1000
+
+
+def test_selection_metrics_by_hand():
+    questions = [CandidateQuestion("a", "q1", ("s0", "s1", "s2"), (0, 1, 0)),
+                 CandidateQuestion("b", "q2", ("s0", "s1", "s2"), (1, 0, 1))]
+    scores = [np.array([0.9, 0.5, 0.1]), np.array([0.8, 0.9, 0.1])]
+    m = selection_metrics(questions, scores)
+    # a: the answer at rank 2 → AP 1/2, RR 1/2; b: answers at ranks 2 and 3 → AP (1/2 + 2/3) / 2, RR 1/2
+    assert m["MRR"] == pytest.approx(0.5)
+    assert m["MAP"] == pytest.approx((0.5 + (0.5 + 2 / 3) / 2) / 2, abs=1e-4)
+    perfect = evaluate_selection(questions, {"labels": lambda q, s: [y for c in questions if c.question == q
+                                                                      for y in c.labels]})
+    assert perfect["labels"]["MAP"] == 1.0 and perfect["labels"]["questions"] == 2
+
+
+def test_wikiqa_keeps_the_questions_with_a_correct_sentence(tmp_path):
+    rows = ["QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel",
+            "Q1\thow tall is it\tD1\tTower\tD1-0\tThe tower is old.\t0",
+            "Q1\thow tall is it\tD1\tTower\tD1-1\tIt is \"300 m\" tall.\t1",
+            "Q2\twho built it\tD1\tTower\tD1-0\tThe tower is old.\t0"]
+    (tmp_path / "wikiqa").mkdir()
+    with gzip.open(tmp_path / "wikiqa" / "WikiQA-test.tsv.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(rows) + "\n")
+    (q,) = load_wikiqa(tmp_path)
+    assert (q.qid, q.question, q.labels) == ("Q1", "how tall is it", (0, 1))
+    assert q.sentences[1] == 'It is "300 m" tall.'
+    with pytest.raises(FileNotFoundError):
+        load_wikiqa(tmp_path, "dev")

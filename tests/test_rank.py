@@ -222,3 +222,29 @@ def test_a_name_the_corpus_never_uses(seed_engine):
     feature = rank.FEATURES.index("unseen_name")
     scored = seed_engine.score(seed_engine.query("Who won the Wimbledon final last year?", "hybrid"), "hybrid")
     assert rank.abstention_features(scored)[feature] == 1.0
+
+
+def _scored(n: int) -> rank.ScoredSentences:
+    ids = np.arange(100, 100 + n)
+    scores = np.linspace(1.0, 0.0, n).astype(np.float32)
+    return rank.ScoredSentences(ids, scores, scores.copy(), scores.copy(), np.zeros(n, dtype=np.float32),
+                                token=scores.copy())
+
+
+def test_the_reader_reorders_only_the_sentences_it_read():
+    scored = _scored(5)
+    logits = np.array([-2.0, 0.0, 3.0], dtype=np.float32)  # lifts the third sentence over the first two
+    read = rank.with_reader(scored, logits, weight=0.5)
+    assert read.ids.tolist() == [102, 101, 100, 103, 104]
+    assert read.scores[0] == pytest.approx(0.5 + 1.5)
+    assert read.dense.tolist() == pytest.approx(read.token.tolist())  # every column follows the new order
+    assert read.reader[:3].tolist() == [3.0, 0.0, -2.0] and np.isnan(read.reader[3:]).all()
+    assert rank.with_reader(scored, np.zeros(0, dtype=np.float32), 0.5) is scored
+
+
+def test_the_reader_term_moves_the_confidence_by_the_best_logit():
+    scored = rank.with_reader(_scored(3), np.array([2.0, 0.0, 0.0], dtype=np.float32), 0.1)
+    coefficients = [0.0] * (len(rank.FEATURES) + 1)
+    assert rank.confidence(scored, coefficients) == pytest.approx(0.5)
+    assert rank.confidence(scored, coefficients, (1.0, 2.0)) == pytest.approx(0.5)
+    assert rank.confidence(scored, coefficients, (1.0, 0.0)) == pytest.approx(1 / (1 + np.exp(-2.0)))
