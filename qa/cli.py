@@ -69,7 +69,7 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 out = Console(markup=False, emoji=False, highlight=False)
 err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)  # a line stays one line
 
-CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="folder of .txt documents (default: seeds/)")]
+CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="folder of .txt, .md, .html and .jsonl documents, subfolders included (default: seeds/)")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index-root", help="where indexes are built (default: index/)")]
 # Unset options fall back to Settings (QA_TOP_K, QA_RETRIEVER), as the HTTP API's do.
 TopKOpt = Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=20,
