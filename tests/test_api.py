@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings as hypothesis_settings
 from pydantic import SecretStr
 
-from qa.api import MAX_BODY_BYTES, create_app, get_engine
+from qa.api import create_app
+from qa.api.app import MAX_BODY_BYTES, get_engine
 from qa.config import PROJECT_ROOT, RETRIEVERS, Settings
 from qa.engine import Engine
 

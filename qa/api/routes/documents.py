@@ -1,7 +1,7 @@
 """HTTP routes that change the corpus: ``PUT /documents/{id}`` and ``DELETE /documents/{id}``.
 
 Enabled only when ``Settings.admin_token`` is set; a request must then carry ``Authorization: Bearer
-<token>`` (``qa.http_guard.require_admin``). Without a configured token they answer 403, so a client can
+<token>`` (``qa.api.security.require_admin``). Without a configured token they answer 403, so a client can
 tell "updates are off here" (403) from "wrong or missing token" (401). A document id is its path in the
 corpus folder (``news/2026/storm.txt``); records of a ``.jsonl`` file are changed by changing that file. Each route returns once the change is
 on disk and the engine in service answers from it; the work is :class:`qa.updates.Updater`'s.
@@ -15,7 +15,7 @@ import anyio
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Request, Response, status
 from pydantic import BaseModel, Field
 
-from qa.http_guard import require_admin
+from qa.api.security import require_admin
 from qa.updates import BadDocument, UnknownDocument, UploadTooLarge, Updater, UpdateResult
 
 

@@ -41,15 +41,15 @@ from threadpoolctl import threadpool_limits
 from qa import index as index_mod
 from qa.config import Retriever, Settings
 from qa.conversation import HTTP_NAMESPACE, MAX_ID_CHARS, ConversationStore, UnknownConversation, attach_store
-from qa.documents_api import add_document_routes, updater_of_app
+from qa.api.routes.documents import add_document_routes, updater_of_app
 from qa.updates import watch_folder
 from qa.engine import MAX_QUESTION_CHARS, Engine, InvalidQuestion
-from qa.http_guard import AdminDep, BodyReadTimeout, JsonBodyDep, host_patterns, public_error
+from qa.api.security import AdminDep, BodyReadTimeout, JsonBodyDep, host_patterns, public_error
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 PAGE_HEADERS = {
     # The chat page loads only its own files and renders document text as text, never as HTML.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -647,7 +647,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
         redoc_url=None,
     )
     app.state.qa = state
-    app.state.settings = settings  # qa.http_guard reads the admin token here
+    app.state.settings = settings  # qa.api.security reads the admin token here
     app.state.ask_limiter = anyio.CapacityLimiter(ask_workers or settings.ask_workers)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -671,7 +671,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
                  responses={409: _err("a reload is already running"), 401: _err("no or a wrong admin token"),
                             403: _err("the server has no admin token"), 415: _err("the body is not JSON"),
                             **BAD_INPUT})(reload)
-    add_document_routes(app)  # PUT and DELETE /documents/{doc_id} (qa/documents_api.py)
+    add_document_routes(app)  # PUT and DELETE /documents/{doc_id} (qa/api/routes/documents.py)
     app.get("/", include_in_schema=False)(page)
     app.get("/docs", include_in_schema=False)(api_docs)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
