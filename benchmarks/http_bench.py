@@ -301,7 +301,8 @@ def profile(n: int) -> None:
             for k, v in stages.items():
                 print(f"  {k:40s} {statistics.median(v) * 1000:8.2f}")
             # The server side of a request, profiled in this thread: the route function and the response model.
-            from qa.api import AskRequest, AskResponse, answer_question
+            from qa.api.routes.ask import answer_question
+            from qa.api.schemas import AskRequest, AskResponse
 
             prof = cProfile.Profile()
             prof.enable()

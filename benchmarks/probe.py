@@ -119,7 +119,7 @@ BODIES: list[bytes | str] = [
     b'{"question": {"$gt": ""}}', b'{"question": "who", "abstain": "no"}', b"{" + b'"a":1,' * 3000 + b'"a":1}',
 ]
 PATHS = ["/documents/..%2F..%2Fpyproject.toml", "/documents/%00", "/documents/" + "d" * 300, "/conversations/%ff",
-         "/conversations/" + "x" * 200, "/static/../qa/api.py", "/static/%2e%2e/pyproject.toml", "/docs-assets/../x",
+         "/conversations/" + "x" * 200, "/static/../api/app.py", "/static/%2e%2e/pyproject.toml", "/docs-assets/../x",
          "/nope", "//health", "/health?x=" + "y" * 5000, "/documents/%2e%2e"]
 
 

@@ -467,7 +467,7 @@ def serve(
         import uvicorn
 
         from qa.api import serving_app
-        from qa.http_guard import uvicorn_options
+        from qa.api.middleware import uvicorn_options
 
         engine = open_engine(settings)  # builds the index first if needed; fails here, not in the first request
         app = serving_app(engine, settings)

@@ -174,7 +174,7 @@ def _worker(host: str, port: int, core: int | None, access_log: bool, slot: int,
     import uvicorn
 
     from qa.api import worker_app
-    from qa.http_guard import uvicorn_options
+    from qa.api.middleware import uvicorn_options
 
     app = worker_app()  # the engine is open before the socket listens
     share = ConnectionShare(counts, slot, ())

@@ -139,7 +139,7 @@ def corpus_signature(folder: Path) -> tuple:
 
 class Updater:
     """Applies document updates to a service's engine holder (an object with ``settings`` and a
-    swappable ``engine``, e.g. ``qa.api.ServiceState``). ``busy`` while one runs."""
+    swappable ``engine``, e.g. ``qa.api.state.ServiceState``). ``busy`` while one runs."""
 
     def __init__(self, state):
         self.state = state

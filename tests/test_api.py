@@ -20,7 +20,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings as hypothesis_settings
 from pydantic import SecretStr
 
-from qa.api import MAX_BODY_BYTES, create_app, get_engine
+from qa.api import create_app
+from qa.api.middleware import MAX_BODY_BYTES
+from qa.api.state import get_engine
 from qa.config import PROJECT_ROOT, RETRIEVERS, Settings
 from qa.engine import Engine
 

@@ -26,7 +26,7 @@ from qa import cli
 from qa.api import create_app
 from qa.config import PROJECT_ROOT, Settings
 from qa.conversation import ConversationStore, Turn
-from qa.http_guard import uvicorn_options
+from qa.api.middleware import uvicorn_options
 from qa.types import Answer, AnswerSentence, Citation
 
 from tests.test_server import running_server

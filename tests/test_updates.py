@@ -1,4 +1,4 @@
-"""Incremental index updates and document updates while serving (qa/updates.py, qa/documents_api.py,
+"""Incremental index updates and document updates while serving (qa/updates.py, qa/api/routes/documents.py,
 ``Engine.refreshed``), over a copy of the seed corpus with a few small documents made here."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``qa serve --ray``: a sharded index on Ray Serve, behind the same HTTP API as ``qa serve``.
 
 One deployment per shard (a :class:`~qa.cluster.search.ShardSearcher`) and a front deployment that runs
-qa/api.py's app over a :class:`~qa.cluster.front.ShardedEngine` whose shards are the shard deployments'
+the app of qa/api/ over a :class:`~qa.cluster.front.ShardedEngine` whose shards are the shard deployments'
 handles. Ray Serve replaces a replica that dies; until then, the front answers from the other shards
 and marks the answer ``degraded`` instead of failing the request.
 """
@@ -67,7 +67,7 @@ class ServeShards:
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class Front:
-    """The HTTP API (qa/api.py) over the sharded engine."""
+    """The HTTP API (qa/api/) over the sharded engine."""
 
     async def __init__(self, settings: dict, root: str, shard_timeout_s: float, *shards):
         # Opening asks the shards for their catalogues and waits for the answers, which a handle refuses

@@ -1,0 +1,1 @@
+"""One APIRouter per resource; ``qa.api.app.create_app`` includes them."""

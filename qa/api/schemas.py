@@ -1,0 +1,192 @@
+"""The request and response models of the HTTP API.
+
+They are the contract a client sees: FastAPI validates requests against them and documents every field in
+``/openapi.json``, so a model's name and field descriptions are part of the API.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from qa.config import Retriever
+from qa.conversation import MAX_ID_CHARS
+from qa.engine import MAX_QUESTION_CHARS
+
+# -- answers -------------------------------------------------------------------------------------------
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"question": "What happened at the Torkham border crossing?"}]})
+
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=r"\S",
+                          description=f"the question: not blank, at most {MAX_QUESTION_CHARS} characters")
+    conversation_id: str | None = Field(
+        None, min_length=1, max_length=MAX_ID_CHARS,
+        description="continue this conversation (the question may then be a follow-up); "
+                    "null starts a new conversation and returns its id")
+    top_k: int | None = Field(None, ge=1, le=20, description="at most this many answer sentences; null means "
+                                                           "the server's configured default (QA_TOP_K, 5)")
+    retriever: Retriever | None = Field(
+        None, description="retrieval mode; null means the server's configured default (QA_RETRIEVER, hybrid)")
+    abstain: bool = Field(True, description="false returns the best sentences even below the confidence "
+                                            "threshold (`answered` still tells); meant for evaluation")
+
+    @field_validator("question", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        # str.strip() and the schema's regex disagree on a few control characters; the engine strips.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the question is empty")
+        return value
+
+
+class CitationOut(BaseModel):
+    doc_id: str
+    title: str
+    sentence_index: int = Field(description="position of the sentence among its document's sentences")
+    start: int = Field(description="offset of the sentence in the document's raw text (Unicode code points)")
+    end: int
+
+
+class AnswerSentenceOut(BaseModel):
+    text: str = Field(description="the sentence exactly as in the source: raw[start:end]")
+    doc_id: str
+    title: str
+    sentence_index: int
+    start: int
+    end: int
+    score: float
+    also_in: list[CitationOut] = Field(description="the same statement elsewhere in the corpus")
+    context: str | None = Field(None, description="the previous sentence, when this one leans on it")
+
+
+class AskResponse(BaseModel):
+    """The answer object of ``qa ask --json`` plus the conversation it belongs to and the server time."""
+
+    conversation_id: str = Field(description="the conversation this question is a turn of")
+    question: str
+    answered: bool = Field(description="false: nothing in the corpus answers it (see `message`)")
+    sentences: list[AnswerSentenceOut]
+    retriever: str
+    confidence: float
+    understood_as: str | None = Field(None, description="how a follow-up was read, when history changed it")
+    message: str | None = Field(None, description='e.g. "not found in the corpus"')
+    degraded: bool | None = Field(None, description="true: part of a sharded corpus could not be searched "
+                                                    "(qa serve --ray); absent otherwise")
+    took_ms: float = Field(description="time spent answering inside the server")
+
+
+# -- conversations -------------------------------------------------------------------------------------
+
+
+class ConversationCreated(BaseModel):
+    conversation_id: str
+
+
+class TurnOut(BaseModel):
+    question: str
+    understood_as: str | None
+    answered: bool
+    citations: list[CitationOut]
+    asked_at: str
+
+
+class ConversationOut(BaseModel):
+    conversation_id: str
+    turns: list[TurnOut]
+
+
+# -- documents -----------------------------------------------------------------------------------------
+
+
+class DocumentSummary(BaseModel):
+    doc_id: str
+    title: str
+    sentences: int = Field(description="number of sentences")
+
+
+class DocumentList(BaseModel):
+    count: int
+    documents: list[DocumentSummary]
+
+
+class SentenceOut(BaseModel):
+    index: int
+    start: int = Field(description="offset into `text` (Unicode code points)")
+    end: int
+    kind: Literal["title", "heading", "body"]
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    title: str
+    text: str = Field(description="the document's raw text, exactly as read")
+    sentences: list[SentenceOut]
+
+
+class DocumentUpdated(BaseModel):
+    doc_id: str
+    created: bool = Field(description="true: a new document; false: an existing one was replaced or deleted")
+    build: str = Field(description="the index build now answering questions (in this worker process; the "
+                                   "others load it within `follow_seconds`)")
+    documents: int
+    sentences: int
+
+
+class DocumentUpload(BaseModel):
+    """The JSON form of an upload (``text/plain`` sends the document's text as the body instead)."""
+
+    text: str
+    title: str | None = Field(None, description="one line; becomes the document's headline")
+
+
+# -- the service ---------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ready", "loading", "error"]
+    ready: bool
+    reloading: bool = False
+    updating: bool = Field(False, description="an index build or document update of this index is running "
+                                              "(in this process or another)")
+    model: str | None = None
+    corpus_fingerprint: str | None = None
+    documents: int | None = None
+    sentences: int | None = None
+    passages: int | None = None
+    index_built_at: str | None = None
+    index_build_seconds: float | None = None
+    engine_loaded_at: str | None = None
+    error: str | None = Field(None, description="why the engine could not be loaded (or reloaded)")
+    worker_pid: int = Field(default_factory=os.getpid, description="the process that answered: with "
+                            "`qa serve --workers N`, each worker loads a reload's new build within about "
+                            "a second of the others, and reports on itself")
+
+
+class ReloadStarted(BaseModel):
+    detail: str
+
+
+class ReloadRequest(BaseModel):
+    """An empty JSON object: the route takes no options, but a JSON body (which a browser cannot send
+    cross-origin unasked) is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors --------------------------------------------------------------------------------------------
+
+
+class ErrorItem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    errors: list[ErrorItem] | None = None
+    error_id: str | None = None

@@ -1,0 +1,184 @@
+"""The engine in service, and the route dependencies that hand it to the routes.
+
+The engine lives in :class:`ServiceState` and is replaced by one attribute assignment, so a request uses
+either the old engine or the new one, never a mixture; requests keep being answered from the old index while
+a new one is built (``POST /admin/reload``, another process's build, a document update) and swapped in.
+Routes take it as ``EngineDep`` (``Depends(get_engine)``), so tests can swap in their own engine with
+``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from qa import index as index_mod
+from qa.api.errors import public_error
+from qa.api.schemas import DocumentList, DocumentSummary
+from qa.config import Settings
+from qa.conversation import HTTP_NAMESPACE, ConversationStore, attach_store
+from qa.engine import Engine
+from qa.updates import Updater
+
+log = logging.getLogger(__name__)
+
+
+class ServiceState:
+    """Holds the engine in service and (re)loads it in a background thread.
+
+    ``engine`` is replaced by a single assignment once a new engine is fully loaded and warmed up, so
+    readers see the old engine or the new one; requests already running finish on the engine they began with.
+    """
+
+    def __init__(self, settings: Settings, engine: Engine | None = None):
+        self.settings = settings
+        self._conversations: ConversationStore | None = None
+        self._engine: Engine | None = None
+        self.engine = engine
+        self.error: str | None = None  # what a client is told; the log has the exception itself
+        self.loaded_at: str | None = _now() if engine is not None else None
+        self._loading = threading.Lock()  # held while a load or reload runs
+
+    @property
+    def busy(self) -> bool:
+        return self._loading.locked()
+
+    @property
+    def engine(self) -> Engine | None:
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine | None) -> None:
+        """Put ``engine`` in service, answering conversations from the HTTP namespace's store (opened once,
+        so it outlives a reload): a conversation named in the CLI is never reachable over HTTP."""
+        if engine is not None:
+            if self._conversations is None:
+                self._conversations = ConversationStore.from_settings(self.settings, HTTP_NAMESPACE)
+            attach_store(engine, self._conversations)
+        self._engine = engine
+
+    def start_loading(self, *, check_corpus: bool = True) -> bool:
+        """Load (or reload) the engine in a daemon thread; False when a load is already running.
+        ``check_corpus=False`` loads the published build as it is (it was just built by another process)."""
+        if not self._loading.acquire(blocking=False):
+            return False
+        threading.Thread(target=self._load, args=(check_corpus,), name="qa-engine-load", daemon=True).start()
+        return True
+
+    def follow(self, every: float) -> threading.Event:
+        """Every ``every`` seconds, load the index's published build if another process has published a new
+        one since (a sibling worker's reload, `qa index`): the workers of one server then serve the same
+        index shortly after any of them reloads. Set the returned event to stop."""
+        stop = threading.Event()
+        target = self.settings.index_dir()
+
+        def watch() -> None:
+            tried = None  # a build that failed to load is not retried until another one is published
+            while not stop.wait(every):
+                engine, published = self.engine, index_mod.published_build(target)
+                if engine is None or published in (None, tried, engine.index.path.name) or self.busy:
+                    continue
+                log.info("a new build of the index was published (%s): loading it", published)
+                tried = published if self.start_loading(check_corpus=False) else tried
+
+        threading.Thread(target=watch, name="qa-index-follow", daemon=True).start()
+        return stop
+
+    def _load(self, check_corpus: bool = True) -> None:
+        try:
+            t0 = time.perf_counter()
+            log.info("loading the engine for %s", self.settings.corpus_dir)
+            engine = Engine.open(self.settings, check_corpus=check_corpus,
+                                 on_rebuild=lambda why: log.info("building the index (%s)", why))
+            engine.encode_query("warm up")  # load the model now, not in the first request
+            # Conversations live in SQLite under settings.data_dir, so they outlive the swap.
+            self.engine = engine  # the swap: one reference assignment
+            self.error = None
+            self.loaded_at = _now()
+            log.info("engine ready in %.1f s: %s", time.perf_counter() - t0, engine.index.path)
+        except Exception as exc:  # reported by /health; the old engine (if any) stays in service
+            self.error = public_error(exc)
+            log.error("could not load the engine: %s: %s", type(exc).__name__, exc, exc_info=not _is_expected(exc))
+        finally:
+            self._loading.release()
+
+
+def _is_expected(exc: Exception) -> bool:
+    from qa.index import IndexUnavailable
+
+    return isinstance(exc, (IndexUnavailable, FileNotFoundError, ValueError))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# -- route dependencies --------------------------------------------------------------------------------
+
+
+async def get_state(request: Request) -> ServiceState:  # async: no thread-pool hop for a lookup
+    return request.app.state.qa
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+async def get_engine(state: StateDep) -> Engine:
+    engine = state.engine
+    if engine is None:
+        why = f"the engine could not be loaded: {state.error}" if state.error else "the engine is still loading"
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, why, headers={"Retry-After": "5"})
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def updater_of_app(app) -> Updater:
+    """The app's updater (document updates, ``qa serve --watch``), made on first use over its engine holder
+    (``app.state.qa``)."""
+    updater = getattr(app.state, "updater", None)
+    if updater is None:
+        updater = app.state.updater = Updater(app.state.qa)
+    return updater
+
+
+# -- per-index lookups ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Per-index lookups for the document routes, computed once per index."""
+
+    index: object
+    ranges: dict[str, tuple[int, int]]  # doc_id → [first, last) global sentence ids
+    listing: DocumentList
+
+
+_catalog: Catalog | None = None
+_catalog_lock = threading.Lock()
+
+
+def catalog(engine: Engine) -> Catalog:
+    global _catalog
+    current = _catalog
+    if current is not None and current.index is engine.index:
+        return current
+    with _catalog_lock:
+        if _catalog is not None and _catalog.index is engine.index:
+            return _catalog
+        ranges: dict[str, tuple[int, int]] = {}
+        for sid, s in enumerate(engine.index.sentences):
+            first, _ = ranges.get(s.doc_id, (sid, sid))
+            ranges[s.doc_id] = (first, sid + 1)
+        docs = sorted(engine.index.documents.values(), key=lambda d: d.doc_id)
+        counts = {doc_id: last - first for doc_id, (first, last) in ranges.items()}
+        listing = DocumentList(count=len(docs), documents=[
+            DocumentSummary(doc_id=d.doc_id, title=d.title, sentences=counts.get(d.doc_id, 0)) for d in docs])
+        _catalog = Catalog(engine.index, ranges, listing)
+        return _catalog
