@@ -19,19 +19,7 @@ from qa.conversation import Turn, UnknownConversation
 from qa.cues import anaphora
 from qa.engine import Engine
 from qa.types import Answer, Citation
-
-TORKHAM = "004_efe84b1d27e376f8.txt"
-
-
-def cite(doc_id: str = TORKHAM, index: int = 0) -> Citation:
-    return Citation(doc_id, "a title", index, 10 * index, 10 * index + 9)
-
-
-def turn(question: str, understood_as: str | None = None, texts: list[str] | None = None) -> Turn:
-    texts = texts or []
-    return Turn(question, understood_as, bool(texts), [cite(index=i) for i in range(len(texts))],
-                conv.utc_now(), texts)
-
+from tests.fakes import TORKHAM, cite, turn
 
 # -- reading a question with its history -------------------------------------------------------------------
 

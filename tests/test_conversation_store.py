@@ -8,21 +8,8 @@ import threading
 
 import pytest
 
-from qa.conversation.store import ConversationStore, Turn, UnknownConversation, utc_now
-from qa.types import Citation
-
-TORKHAM = "004_efe84b1d27e376f8.txt"
-
-
-def cite(doc_id: str = TORKHAM, index: int = 0) -> Citation:
-    return Citation(doc_id, "a title", index, 10 * index, 10 * index + 9)
-
-
-def turn(question: str, understood_as: str | None = None, texts: list[str] | None = None) -> Turn:
-    texts = texts or []
-    return Turn(question, understood_as, bool(texts), [cite(index=i) for i in range(len(texts))],
-                utc_now(), texts)
-
+from qa.conversation.store import ConversationStore, UnknownConversation
+from tests.fakes import cite, turn
 
 class Clock:
     def __init__(self, now: float = 1_000_000.0):
@@ -30,9 +17,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-# -- the store --------------------------------------------------------------------------------------------
 
 
 def test_store_is_sqlite_in_wal_mode(tmp_path):
