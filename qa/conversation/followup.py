@@ -248,18 +248,13 @@ def rank_followup(answer: Answer, features: np.ndarray, weights: Sequence[float]
 
 
 def _covers(index: "CorpusIndex", question: str, doc_id: str, sentence_index: int) -> float:
-    """Share of the idf mass of the question's content words (not "did", "say", …) in one sentence; a word
-    the corpus never uses weighs like the rarest one."""
+    """Share of the idf mass of the question's content words (not "did", "say", …) in one sentence, as
+    rank.query_coverage weighs a query (a word the corpus never uses weighs like the rarest possible one)."""
     sid = index.sentence_ids.get((doc_id, sentence_index))
     terms = content_terms(question, index.analyzer)
     if sid is None or not terms:
         return 0.0
-    idf = index.sentence_idf
-    rare = index.max_sentence_idf
-    weight = {t: max(idf.get(t, rare), 0.0) for t in terms}
-    total = sum(weight.values())
-    present = set(index.analyzer.terms(index.sentences[sid].text))
-    return sum(w for t, w in weight.items() if t in present) / total if total > 0 else 0.0
+    return float(rank.query_coverage(index, sorted(terms), np.array([sid], dtype=np.int64)).own[0])
 
 
 def asks_about_previous(index: "CorpusIndex", question: str, doc_id: str, sentence_index: int,
