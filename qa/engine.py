@@ -253,10 +253,10 @@ class Engine:
             conversation_id: str | None = None, start_conversation: bool = False, create_missing: bool = False,
             abstain: bool = True) -> Answer:
         """Answer ``question``; with ``conversation_id`` as the next turn of that conversation, read with its
-        history (``self.conversations``, qa/conversation/). Unknown ids raise ``UnknownConversation`` unless ``create_missing``.
-        ``start_conversation`` (without an id) stores the question as the first turn of a new conversation,
-        whose id the answer carries. ``abstain=False`` returns the best sentences even under the confidence
-        threshold (evaluation)."""
+        history (``self.conversations``, qa/conversation/). Unknown ids raise ``UnknownConversation`` unless
+        ``create_missing``. ``start_conversation`` (without an id) stores the question as the first turn of a new
+        conversation, whose id the answer carries. ``abstain=False`` returns the best sentences even under the
+        confidence threshold (evaluation)."""
         mode = retriever or self.settings.retriever
         top_k = top_k or self.settings.top_k
         if conversation_id is not None or start_conversation:
