@@ -351,7 +351,7 @@ def test_rank_followup_orders_by_the_models_log_odds(seed_settings):
     assert len(seed_settings.followup_model) == len(conv.FOLLOWUP_FEATURES)
 
 
-def test_the_learned_ranker_answers_a_follow_up_and_the_hand_set_gains_stay_available(engine):
+def test_the_learned_ranker_and_the_hand_set_gains_answer_a_follow_up(engine):
     history = []
     for question in ("Why was the Torkham crossing closed?", "When did it reopen?"):
         answer = conv.answer_turn(engine, question, history, top_k=3, mode="hybrid")
