@@ -19,7 +19,8 @@ from qa import rank, retrieve
 from qa.config import RETRIEVERS, Settings
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import IngestLimits, load_corpus
-from qa.types import Answer, Document
+from qa.conversation import Conversations, ConversationStore
+from qa.types import Answer, Document, Query
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,6 @@ MAX_QUESTION_CHARS = 1000
 
 class InvalidQuestion(ValueError):
     pass
-
-
-@dataclass
-class Query:
-    """A question as the retrievers see it. ``text``/``terms``/``vector`` may differ from the question itself
-    when a conversation's history was used to understand it; ``understood_as`` then says how."""
-
-    question: str
-    text: str
-    terms: list[str]
-    vector: np.ndarray | None
-    understood_as: str | None = None
-    tokens: tuple[np.ndarray, np.ndarray] | None = None  # the question's token vectors and word-piece ids
-    names: np.ndarray | None = None  # which of those pieces spell a name (rank.name_pieces)
-    neighbour_cosine: bool = True  # score a sentence by its neighbours' cosine too (settings.w_context_dense)
 
 
 @dataclass(frozen=True)
@@ -96,6 +82,8 @@ class Engine:
         self._query_encoder = None
         self._pending_query_encoder = query_encoder
         self._encoder_lock = threading.RLock()
+        self._conversations: Conversations | None = None
+        self._conversations_lock = threading.Lock()
         import faiss  # already loaded with the index
 
         faiss.omp_set_num_threads(settings.search_threads)
@@ -160,8 +148,9 @@ class Engine:
         engine = Engine(self.settings, corpus_index, self._encoder)
         with self._encoder_lock:
             engine._query_encoder, engine._pending_query_encoder = self._query_encoder, self._pending_query_encoder
-        if "_conversation_store" in self.__dict__:
-            engine.__dict__["_conversation_store"] = self.__dict__["_conversation_store"]
+        with self._conversations_lock:
+            if self._conversations is not None:
+                engine.conversations = self._conversations.for_engine(engine)
         return engine
 
     @classmethod
@@ -243,10 +232,15 @@ class Engine:
         if mode not in RETRIEVERS:
             raise InvalidQuestion(f"unknown retriever {mode!r}: choose one of {', '.join(RETRIEVERS)}")
 
-    def query(self, question: str, mode: str) -> Query:
-        """A standalone question analysed for retriever ``mode`` (no conversation history)."""
+    def validated(self, question: str, mode: str) -> str:
+        """``question`` stripped; InvalidQuestion when it is empty or too long or ``mode`` is no retriever."""
         question = validate_question(question)
         self._check_mode(mode)
+        return question
+
+    def query(self, question: str, mode: str) -> Query:
+        """A standalone question analysed for retriever ``mode`` (no conversation history)."""
+        question = self.validated(question, mode)
         terms = self.index.analyzer.terms(question)
         if mode == "bm25":
             return Query(question=question, text=question, terms=terms, vector=None)
@@ -259,19 +253,15 @@ class Engine:
             conversation_id: str | None = None, start_conversation: bool = False, create_missing: bool = False,
             abstain: bool = True) -> Answer:
         """Answer ``question``; with ``conversation_id`` as the next turn of that conversation, read with its
-        history (qa/conversation.py). Unknown ids raise ``UnknownConversation`` unless ``create_missing``.
-        ``start_conversation`` (without an id) stores the question as the first turn of a new conversation,
-        whose id the answer carries. ``abstain=False`` returns the best sentences even under the confidence
-        threshold (evaluation)."""
+        history (``self.conversations``, qa/conversation/). Unknown ids raise ``UnknownConversation`` unless
+        ``create_missing``. ``start_conversation`` (without an id) stores the question as the first turn of a new
+        conversation, whose id the answer carries. ``abstain=False`` returns the best sentences even under the
+        confidence threshold (evaluation)."""
         mode = retriever or self.settings.retriever
         top_k = top_k or self.settings.top_k
         if conversation_id is not None or start_conversation:
-            from qa import conversation
-
-            validate_question(question)
-            self._check_mode(mode)
-            return conversation.ask(self, question.strip(), conversation_id, top_k=top_k, mode=mode,
-                                    create_missing=create_missing, abstain=abstain)
+            return self.conversations.ask(question, conversation_id, top_k=top_k, mode=mode,
+                                          create_missing=create_missing, abstain=abstain)
         return self.answer(self.query(question, mode), top_k=top_k, mode=mode, abstain=abstain)
 
     def score(self, query: Query, mode: str, within: np.ndarray | None = None) -> rank.ScoredSentences:
@@ -350,11 +340,18 @@ class Engine:
                       degraded=ranked.degraded)
 
     @property
-    def conversations(self):
-        """The conversation store under ``settings.data_dir``, opened on first use."""
-        from qa.conversation import store_of
+    def conversations(self) -> Conversations:
+        """The conversations this engine answers, kept in the store under ``settings.data_dir`` (opened on
+        first use: asking without a conversation never touches the disk) unless another was attached."""
+        with self._conversations_lock:
+            if self._conversations is None:
+                self._conversations = Conversations(self, ConversationStore.from_settings(self.settings))
+            return self._conversations
 
-        return store_of(self)
+    @conversations.setter
+    def conversations(self, conversations: Conversations) -> None:
+        with self._conversations_lock:
+            self._conversations = conversations
 
     # -- the corpus -------------------------------------------------------------------------------
 

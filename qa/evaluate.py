@@ -347,8 +347,6 @@ def ask_dialogues(dataset: Dataset, engine, condition: str, mode: str = "hybrid"
     Conversations are stored in the engine's conversation store, so give the engine a throw-away
     ``data_dir``. Unanswerable turns are asked (the user asked them) and recorded, not scored.
     """
-    from qa import conversation
-
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}: choose from {', '.join(CONDITIONS)}")
     raw = {d.doc_id: d.raw for d in dataset.documents}
@@ -365,8 +363,8 @@ def ask_dialogues(dataset: Dataset, engine, condition: str, mode: str = "hybrid"
                 answer = engine.ask(q.question, top_k=RANK_DEPTH, retriever=mode, conversation_id=conversation_id,
                                     create_missing=True, abstain=False)
             else:
-                answer = conversation.ask(engine, q.question, conversation_id, top_k=RANK_DEPTH, mode=mode,
-                                          create_missing=True, abstain=False, documents=(story,))
+                answer = engine.conversations.ask(q.question, conversation_id, top_k=RANK_DEPTH, mode=mode,
+                                                  create_missing=True, abstain=False, documents=(story,))
             ms = (time.perf_counter() - t0) * 1000
             judged = judge(q, answer.to_dict(), ms, raw)
             ranks = judged.covered.values()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa import cues
 from qa.ingest import split_sentences
 from qa.lexical import LexicalIndex
 from qa.text import ANALYZER_VERSION, Analyzer, default_stopwords
@@ -137,6 +138,30 @@ class CorpusIndex:
         """Sentence id → its document's ordinal: whether two sentences share a document, for many at once."""
         ordinal: dict[str, int] = {}
         return np.array([ordinal.setdefault(s.doc_id, len(ordinal)) for s in self.sentences], dtype=np.int64)
+
+    @cached_property
+    def max_sentence_idf(self) -> float:
+        """The highest idf over sentences (1.0 for an empty vocabulary): a term's salience is its share of it."""
+        idf = self.sentence_idf
+        return max(idf.values()) if idf else 1.0
+
+    @cached_property
+    def sentence_ids(self) -> dict[tuple[str, int], int]:
+        """(doc_id, sentence index in the document) → global sentence id."""
+        return {(s.doc_id, s.index): i for i, s in enumerate(self.sentences)}
+
+    @cached_property
+    def document_sentences(self) -> dict[str, np.ndarray]:
+        """doc_id → its global sentence ids, in order."""
+        by_doc: dict[str, list[int]] = {}
+        for i, sentence in enumerate(self.sentences):
+            by_doc.setdefault(sentence.doc_id, []).append(i)
+        return {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()}
+
+    @cached_property
+    def proper_words(self) -> frozenset[str]:
+        """Casefolded words the corpus writes capitalised mid-sentence (qa.cues.proper_words)."""
+        return cues.proper_words(s.text for s in self.sentences)
 
     @property
     def fingerprint(self) -> str:

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from qa.cues import NAME
 from qa.index import CorpusIndex
 from qa.retrieve import Ranking
 from qa.text import POSSESSIVE
@@ -271,7 +272,7 @@ def token_match_with_neighbours(index: CorpusIndex, question_tokens: np.ndarray,
 def name_pieces(question: str, piece_ids: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
     """Which of the question's word pieces spell a name: a word written capitalised after the question's
     first word (as :func:`names_unseen` reads names), its pieces rejoined from the uncased vocabulary."""
-    named = {part.casefold() for m in _NAME.finditer(question.strip())
+    named = {part.casefold() for m in NAME.finditer(question.strip())
              for part in re.findall(r"[^\W_]+", POSSESSIVE.sub("", m.group()))}
     mask = np.zeros(len(piece_ids), dtype=bool)
     if not named:
@@ -310,14 +311,11 @@ def _query_idf(index: CorpusIndex, terms: list[str]) -> tuple[list[str], np.ndar
     return uniq, idf, unseen
 
 
-_NAME = re.compile(r"(?<!^)\b[A-Z][\w’'-]*")  # a capitalised word that does not open the question
-
-
 def names_unseen(index: CorpusIndex, question: str) -> bool:
     """Whether the question names something the corpus never mentions ("the 2022 FIFA World Cup" of two
     articles about Pakistan): a capitalised word, not the question's first, none of whose terms occur."""
     lex = index.lexical_sentences
-    for m in _NAME.finditer(question.strip()):
+    for m in NAME.finditer(question.strip()):
         terms = index.analyzer.terms(m.group())
         if terms and all(lex.idf_of(t) is None for t in terms):
             return True

@@ -11,8 +11,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-_TOKEN = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
-POSSESSIVE = re.compile(r"['’]s$")  # "Pakistan’s" → "Pakistan"
+TOKEN = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)  # a number or a word
+POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)  # "Pakistan’s" → "Pakistan"
+
+
+def words(text: str) -> list[str]:
+    """Word tokens as written (case kept), possessive 's dropped ("Pakistan's" → "Pakistan") and curly
+    apostrophes made straight."""
+    return [POSSESSIVE.sub("", m.group()).replace("’", "'") for m in TOKEN.finditer(text)]
 
 
 # Bump when what ``default_stopwords`` or ``Analyzer.terms`` return changes: indexes record it and are
@@ -92,10 +98,7 @@ class Analyzer:
 
     def words(self, text: str) -> list[str]:
         """Lower-cased word tokens with possessives and curly apostrophes normalised, stop words kept."""
-        out = []
-        for m in _TOKEN.finditer(text.casefold()):
-            out.append(POSSESSIVE.sub("", m.group()).replace("’", "'"))
-        return out
+        return words(text.casefold())
 
     def terms(self, text: str) -> list[str]:
         """Index terms: the stems (of the lemmas) of the words that are not stop words."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 SentenceKind = Literal["title", "heading", "body"]
 
 
@@ -112,3 +114,18 @@ class Answer:
         if self.degraded:
             out["degraded"] = True
         return out
+
+
+@dataclass
+class Query:
+    """A question as the retrievers see it. ``text``/``terms``/``vector`` may differ from the question itself
+    when a conversation's history was used to understand it; ``understood_as`` then says how."""
+
+    question: str
+    text: str
+    terms: list[str]
+    vector: np.ndarray | None
+    understood_as: str | None = None
+    tokens: tuple[np.ndarray, np.ndarray] | None = None  # the question's token vectors and word-piece ids
+    names: np.ndarray | None = None  # which of those pieces spell a name (rank.name_pieces)
+    neighbour_cosine: bool = True  # score a sentence by its neighbours' cosine too (settings.w_context_dense)

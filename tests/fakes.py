@@ -1,4 +1,5 @@
-"""A stand-in for the sentence encoder, so that ranking, abstention and conversation logic can be tested
+"""Stand-ins for tests: conversation turns citing made-up sentences (:func:`turn`, :func:`cite`), and the
+sentence encoder, so that ranking, abstention and conversation logic can be tested
 without loading all-MiniLM-L6-v2 (the fast tier: ``pytest -m "not model"``).
 
 :class:`HashedEncoder` has the interface of :class:`qa.embed.OnnxEncoder` (``dim``, ``vocabulary``,
@@ -18,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import bundled_model_path
+from qa.conversation.store import Turn, utc_now
 from qa.embed import Embedded
+from qa.types import Citation
 
 
 @lru_cache(maxsize=1)
@@ -63,3 +66,16 @@ class HashedEncoder:
 
     def encode(self, texts: list[str], **_) -> np.ndarray:
         return self.encode_tokens(texts).vectors
+
+
+TORKHAM = "004_efe84b1d27e376f8.txt"
+
+
+def cite(doc_id: str = TORKHAM, index: int = 0) -> Citation:
+    return Citation(doc_id, "a title", index, 10 * index, 10 * index + 9)
+
+
+def turn(question: str, understood_as: str | None = None, texts: list[str] | None = None) -> Turn:
+    texts = texts or []
+    return Turn(question, understood_as, bool(texts), [cite(index=i) for i in range(len(texts))],
+                utc_now(), texts)

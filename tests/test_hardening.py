@@ -243,7 +243,7 @@ def test_cli_conversations_are_out_of_reach_over_http(tmp_path, seed_engine, see
     settings = _settings(tmp_path, corpus_dir=seed_settings.corpus_dir, index_root=seed_settings.index_root)
     cli_store = ConversationStore.from_settings(settings)
     cli_store.append("work", Turn.from_answer("Who?", Answer("Who?", False, [], "hybrid")), create=True)
-    kept = seed_engine.__dict__.get("_conversation_store")
+    kept = seed_engine._conversations
     try:
         with TestClient(create_app(seed_engine, settings)) as c:
             assert c.get("/conversations/work").status_code == 404
@@ -253,7 +253,7 @@ def test_cli_conversations_are_out_of_reach_over_http(tmp_path, seed_engine, see
             cid = c.post("/ask", json={"question": "Why was the Torkham crossing closed?"}).json()["conversation_id"]
             assert c.get(f"/conversations/{cid}").status_code == 200
     finally:
-        seed_engine.__dict__["_conversation_store"] = kept
+        seed_engine._conversations = kept
     assert len(cli_store.turns("work")) == 1  # untouched
     assert cli_store.turns(cid) is None  # and an HTTP conversation is not in the CLI's store
 

@@ -4,7 +4,7 @@ from the shards that own them, and runs qa/rank.py unchanged over a small index 
 
 Where a shard does not answer, the question is answered from the others and the answer says
 ``degraded``. Follow-up questions in a conversation need the whole corpus's sentences at hand
-(qa/conversation.py) and are refused with a clear message; a conversation's first question is answered.
+(qa/conversation/) and are refused with a clear message; a conversation's first question is answered.
 """
 
 from __future__ import annotations
