@@ -210,7 +210,7 @@ def main() -> None:
         "train_steps": steps,
         "figures": figures,
     }
-    # The evaluation sets' figures (docs/READER.md) are added under "evaluation" once measured.
+    # The evaluation sets' figures (docs/MODELS.md) are added under "evaluation" once measured.
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(figures, indent=2))
 
