@@ -22,35 +22,16 @@ Writes into ``--out``: ``model.onnx`` (int8, onnxruntime dynamic quantization), 
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
 import random
 import shutil
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
+from benchmarks.training_data import (HELD_OUT_RULE, Group, data_files, excluded_articles, group_accuracy,
+                                      training_groups)
 from qa.config import Settings, bundled_model_path
-from qa.datasets import SQUAD_FILE
-from qa.ingest import split_sentences
-from qa.types import Document
-
-SQUAD11 = "squad/dev-v1.1.reconstructed.json.gz"
-SELQA = ("selqa/selqa-ass-dev.json.gz", "selqa/selqa-ass-test.json.gz")
-
-
-@dataclass(frozen=True)
-class Group:
-    """One question with its answer sentence first, then its negatives."""
-
-    question: str
-    sentences: tuple[str, ...]
-    source: str
-
 
 @dataclass(frozen=True)
 class HyperParameters:
@@ -65,62 +46,6 @@ class HyperParameters:
     bce_weight: float = 1.0
     epochs: int = 1
     seed: int = 13
-
-
-def held_out(key: str, share: int = 12) -> bool:
-    """A fixed, content-derived hold-out: about one in ``share``."""
-    return zlib.crc32(key.encode()) % share == 0
-
-
-def squad_groups(data_dir: Path, negatives: int, rng: random.Random) -> tuple[list[Group], list[Group]]:
-    """(train, held-out) groups from the SQuAD 1.1 dev articles that SQuAD-half does not hold."""
-    with gzip.open(data_dir / SQUAD_FILE, "rt", encoding="utf-8") as fh:
-        evaluation_titles = {a["title"] for a in json.load(fh)["data"]}
-    with gzip.open(data_dir / SQUAD11, "rt", encoding="utf-8") as fh:
-        articles = [a for a in json.load(fh)["data"] if a["title"] not in evaluation_titles]
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    train, dev = [], []
-    for article in articles:
-        paragraphs = [split_sentences(Document(f"p{p}", "", para["context"]), layout=False)
-                      for p, para in enumerate(article["paragraphs"])]
-        texts = [s.text for sents in paragraphs for s in sents]
-        owner = np.array([p for p, sents in enumerate(paragraphs) for _ in sents])
-        questions = [(p, qa) for p, para in enumerate(article["paragraphs"]) for qa in para["qas"]]
-        tfidf = TfidfVectorizer(stop_words="english", sublinear_tf=True).fit(texts)
-        vectors = tfidf.transform(texts)
-        similarity = (tfidf.transform([qa["question"] for _, qa in questions]) @ vectors.T).toarray()
-        offset = np.cumsum([0] + [len(s) for s in paragraphs])
-        target = dev if held_out(article["title"]) else train
-        for (p, qa), sims in zip(questions, similarity):
-            at = qa["answers"][0]["answer_start"]
-            gold = [k for k, s in enumerate(paragraphs[p]) if s.start <= at < s.end]
-            if not gold:
-                continue
-            positive = offset[p] + gold[0]
-            same = [int(offset[p] + k) for k in range(len(paragraphs[p])) if k != gold[0]]
-            near = [int(i) for i in np.argsort(-sims) if owner[i] != p][:negatives]
-            picked = rng.sample(same, min(len(same), (negatives + 1) // 2))
-            picked += [i for i in near if i not in picked][: negatives - len(picked)]
-            target.append(Group(qa["question"], (texts[positive], *(texts[i] for i in picked)), "squad11"))
-    return train, dev
-
-
-def selqa_groups(data_dir: Path, negatives: int, rng: random.Random) -> tuple[list[Group], list[Group]]:
-    """(train, held-out) groups from SelQA: each answer sentence against the question's wrong candidates."""
-    train, dev = [], []
-    for name in SELQA:
-        with gzip.open(data_dir / name, "rt", encoding="utf-8") as fh:
-            items = json.load(fh)
-        for item in items:
-            wrong = [c for k, c in enumerate(item["candidates"]) if k not in item["answers"]]
-            if not item["answers"] or not wrong:
-                continue
-            target = dev if held_out(item["question"]) else train
-            for k in item["answers"][:1]:
-                picked = rng.sample(wrong, min(len(wrong), negatives))
-                target.append(Group(item["question"], (item["candidates"][k], *picked), "selqa"))
-    return train, dev
 
 
 class CrossEncoder:
@@ -231,21 +156,6 @@ def _Scorer(transformer, head):
     return Scorer()
 
 
-def group_accuracy(score, groups: list[Group]) -> dict[str, float]:
-    """Share of held-out groups whose answer sentence scores highest, and its mean reciprocal rank."""
-    hits, rr = [], []
-    for g in groups:
-        s = np.asarray(score(g.question, list(g.sentences)))
-        rank = 1 + int((s[1:] > s[0]).sum())
-        hits.append(rank == 1)
-        rr.append(1.0 / rank)
-    return {"groups": len(groups), "hit@1": round(float(np.mean(hits)), 4), "mrr": round(float(np.mean(rr)), 4)}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("models/reader"))
@@ -263,17 +173,13 @@ def main() -> None:
     hp = HyperParameters(layers=args.layers, epochs=args.epochs)
     torch.manual_seed(hp.seed)
     torch.set_num_threads(args.threads)
-    rng = random.Random(hp.seed)
     data_dir = Settings().shared_data_dir
     t0 = time.perf_counter()
-    squad_train, squad_dev = squad_groups(data_dir, hp.negatives, rng)
-    selqa_train, selqa_dev = selqa_groups(data_dir, hp.negatives, rng)
-    train = squad_train + selqa_train
-    rng.shuffle(train)
+    train, squad_dev, selqa_dev, counts = training_groups(data_dir, hp.negatives, hp.seed)
     if args.max_groups:
         train = train[: args.max_groups]
         squad_dev, selqa_dev = squad_dev[: args.max_groups // 2], selqa_dev[: args.max_groups // 2]
-    print(f"{len(train)} training groups ({len(squad_train)} SQuAD 1.1, {len(selqa_train)} SelQA); held out "
+    print(f"{len(train)} training groups ({counts['squad11']} SQuAD 1.1, {counts['selqa']} SelQA); held out "
           f"{len(squad_dev)} + {len(selqa_dev)} ({time.perf_counter() - t0:.0f} s)", flush=True)
     model = CrossEncoder(bundled_model_path(), hp.layers, hp.max_length)
     t1 = time.perf_counter()
@@ -291,21 +197,20 @@ def main() -> None:
         figures[name] = {"squad11_held_out": group_accuracy(reader.score, squad_dev),
                          "selqa_held_out": group_accuracy(reader.score, selqa_dev)}
     fp32.unlink()
-    files = [data_dir / SQUAD11, *(data_dir / n for n in SELQA)]
     manifest = {
         "model": "cross-encoder: all-MiniLM-L6-v2's first layers, mean pooling, linear head; int8 ONNX",
         "base_model": bundled_model_path().name,
-        "training_data": {str(p.relative_to(data_dir)): sha256(p) for p in files},
-        "articles_excluded_by_title": {SQUAD_FILE: sha256(data_dir / SQUAD_FILE)},
-        "training_groups": {"squad11": len(squad_train), "selqa": len(selqa_train), "used": len(train)},
-        "held_out": "SQuAD 1.1 articles and SelQA questions with crc32(title or question) % 12 == 0",
+        "training_data": data_files(data_dir),
+        "articles_excluded_by_title": excluded_articles(data_dir),
+        "training_groups": {**counts, "used": len(train)},
+        "held_out": HELD_OUT_RULE,
         "hyper_parameters": asdict(hp),
         "seed": hp.seed,
         "train_seconds": round(train_seconds),
         "train_steps": steps,
         "figures": figures,
     }
-    # The evaluation sets' figures (docs/READER.md) are added under "evaluation" once measured.
+    # The evaluation sets' figures (docs/MODELS.md) are added under "evaluation" once measured.
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(figures, indent=2))
 

@@ -37,6 +37,40 @@ def bundled_model_path() -> Path:
     raise RuntimeError(f"no sentence-transformers model found inside {root}")
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@lru_cache(maxsize=8)
+def model_fingerprint(path: Path) -> str:
+    """A short hash that tells model folders apart by their weights: sha256 over the weight file's size and 17
+    blocks of 64 KiB spread over it, its first and last included (the header with the tensors' layout, and
+    data of every part of the file).
+    Fine-tuning changes every tensor, so a sample suffices, and a cold start does not read the whole file."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in WEIGHT_FILES:
+        weights = Path(path) / name
+        if weights.exists():
+            size = weights.stat().st_size
+            digest.update(f"{name}:{size}".encode())
+            with weights.open("rb") as fh:
+                for offset in [size * k // 16 for k in range(16)] + [max(0, size - 65536)]:
+                    fh.seek(offset)
+                    digest.update(fh.read(65536))
+            break
+    else:
+        raise RuntimeError(f"no model weights ({', '.join(WEIGHT_FILES)}) in {path}")
+    return digest.hexdigest()[:12]
+
+
+def model_key(path: Path) -> str:
+    """A name for a model folder that survives moving it (a virtual environment, a clone) and differs between
+    models: its parent's and its own name, then the fingerprint of its weights, e.g. ``models-encoder-1a2b3c4d5e6f``."""
+    path = Path(path)
+    return f"{path.parent.name}-{path.name}-{model_fingerprint(path.resolve())}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
 
@@ -130,7 +164,7 @@ class Settings(BaseSettings):
     # scores, and `abstain_reader` [weight, centre] adds weight · (best sentence's logit − centre) to the
     # abstention model's log-odds. It does not change the index. On the tune splits every `w_reader` > 0
     # lowered Hit@1 (seeds and SQuAD-half), and [0.5, −4] answered one more answerable seed question at no
-    # cost on SQuAD-half: so the reader reads only the best sentence, for abstention (docs/READER.md).
+    # cost on SQuAD-half: so the reader reads only the best sentence, for abstention (docs/MODELS.md).
     reader_dir: Path | None = Field(PROJECT_ROOT / "models" / "reader", description="folder of the shipped "
                                     "reader (model.onnx, tokenizer.json, manifest.json); None: no reader")
     reader_depth: int = Field(1, ge=0, description="sentences, best by the ranker, that the reader re-scores "
@@ -177,9 +211,10 @@ class Settings(BaseSettings):
     max_age_days: float = Field(30.0, gt=0, description="conversations idle longer than this are dropped")
 
     def onnx_path(self) -> Path:
-        """Where the query-time ONNX export of the model lives (shared by every index under index_root).
-        Version 2 of the export also outputs the token vectors; a new name leaves older exports unused."""
-        return self.index_root / "_models" / self.resolved_model_path().parent.name / "model.v2.onnx"
+        """Where the query-time ONNX export of the model lives (shared by every index under index_root), one
+        folder per model (:func:`model_key`: names and a hash of the weights). Version 2 of the export also
+        outputs the token vectors; a new name leaves older exports unused."""
+        return self.index_root / "_models" / model_key(self.resolved_model_path()) / "model.v2.onnx"
 
     def resolved_model_path(self) -> Path:
         return self.model_path or bundled_model_path()
