@@ -298,7 +298,9 @@ class Engine:
         scored = rank.score_sentences(index, ids, passage_rel, query.terms, query.vector, weights, query.text,
                                       query.tokens if hybrid else None,
                                       query.names if hybrid else None)
-        return self.read(index, query.text, scored) if hybrid else scored  # the reader's weights were chosen for hybrid
+        if hybrid and self.settings.w_reader > 0:  # the reader's weights were chosen for hybrid
+            return self.read(index, query.text, scored)
+        return scored
 
     @cached_property
     def reader(self):
@@ -330,7 +332,7 @@ class Engine:
         """
         ranked = self.ranked(query, mode, within)
         scored = ranked.scored
-        conf = rank.confidence(scored, self.settings.abstain_model[mode], tuple(self.settings.abstain_reader))
+        conf = self.confidence(ranked, query.text, mode)
         answered = conf >= self.settings.abstain_threshold
         if not answered and abstain:
             return Answer(query.question, False, [], mode, confidence=conf, understood_as=query.understood_as,
@@ -339,6 +341,17 @@ class Engine:
         return Answer(query.question, answered, rank.to_answer_sentences(ranked.index, scored, groups), mode,
                       confidence=conf, understood_as=query.understood_as, message=None if answered else NOT_FOUND,
                       degraded=ranked.degraded)
+
+    def confidence(self, ranked: Ranked, question: str, mode: str) -> float:
+        """The probability that the best sentence of ``ranked`` answers. In hybrid mode the reader's logit
+        joins it (``abstain_reader``); when the ranking was not read already, the reader reads the best
+        sentence only if its bounded term could change the decision (``rank.reader_could_decide``)."""
+        s = self.settings
+        scored, term = ranked.scored, tuple(s.abstain_reader)
+        if mode == "hybrid" and scored.reader is None and \
+                rank.reader_could_decide(scored, s.abstain_model[mode], term, s.abstain_threshold):
+            scored = self.read(ranked.index, question, scored)  # with w_reader 0 the order stays as it is
+        return rank.confidence(scored, s.abstain_model[mode], term)
 
     @property
     def conversations(self) -> Conversations:

@@ -440,11 +440,30 @@ def confidence(scored: ScoredSentences, coefficients: list[float], reader: tuple
     """
     if not len(scored.ids):
         return 0.0
-    b, *w = coefficients
-    z = b + float(np.dot(w, abstention_features(scored)))
+    z = _log_odds(scored, coefficients)
     if scored.reader is not None and reader[0]:
-        z += reader[0] * (float(scored.reader[0]) - reader[1])
+        z += reader[0] * (float(np.clip(scored.reader[0], -READER_LOGIT_BOUND, READER_LOGIT_BOUND)) - reader[1])
     return float(1.0 / (1.0 + np.exp(-z)))
+
+
+READER_LOGIT_BOUND = 8.0  # the reader's logit is clipped to ±this in the abstention term, so its effect is bounded
+
+
+def _log_odds(scored: ScoredSentences, coefficients: list[float]) -> float:
+    b, *w = coefficients
+    return b + float(np.dot(w, abstention_features(scored)))
+
+
+def reader_could_decide(scored: ScoredSentences, coefficients: list[float], reader: tuple[float, float],
+                        threshold: float) -> bool:
+    """Whether the reader's abstention term, whatever its (bounded) logit, could move the confidence of the
+    ranking ``scored`` across ``threshold``. When it cannot, reading is skipped: the decision is the same
+    and the question costs a model run less (the reader is about a third of a question's CPU)."""
+    if not len(scored.ids) or not reader[0] or not 0.0 < threshold < 1.0:
+        return False
+    z = _log_odds(scored, coefficients) - float(np.log(threshold / (1.0 - threshold)))
+    low, high = sorted((reader[0] * (-READER_LOGIT_BOUND - reader[1]), reader[0] * (READER_LOGIT_BOUND - reader[1])))
+    return z + low < 0.0 <= z + high
 
 
 def with_reader(scored: ScoredSentences, logits: np.ndarray, weight: float) -> ScoredSentences:

@@ -248,3 +248,17 @@ def test_the_reader_term_moves_the_confidence_by_the_best_logit():
     assert rank.confidence(scored, coefficients) == pytest.approx(0.5)
     assert rank.confidence(scored, coefficients, (1.0, 2.0)) == pytest.approx(0.5)
     assert rank.confidence(scored, coefficients, (1.0, 0.0)) == pytest.approx(1 / (1 + np.exp(-2.0)))
+
+
+def test_the_reader_term_is_bounded_and_read_only_where_it_could_decide():
+    coefficients = [0.0] * (len(rank.FEATURES) + 1)
+    far = rank.with_reader(_scored(3), np.array([40.0, 0.0, 0.0], dtype=np.float32), 0.0)
+    bound = rank.READER_LOGIT_BOUND
+    assert rank.confidence(far, coefficients, (1.0, 0.0)) == pytest.approx(1 / (1 + np.exp(-bound)))
+    # log-odds 0 against threshold 0.5: any logit of the reader's sign decides
+    assert rank.reader_could_decide(_scored(3), coefficients, (0.5, -4.0), 0.5)
+    # a bias far beyond what the bounded term can undo: the decision is taken without reading
+    sure, doubtful = [30.0, *coefficients[1:]], [-30.0, *coefficients[1:]]
+    assert not rank.reader_could_decide(_scored(3), sure, (0.5, -4.0), 0.5)
+    assert not rank.reader_could_decide(_scored(3), doubtful, (0.5, -4.0), 0.5)
+    assert not rank.reader_could_decide(_scored(3), coefficients, (0.0, -4.0), 0.5)  # no reader term

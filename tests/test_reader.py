@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa import rank
 from qa.reader import ReaderFiles, load_reader
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "reader"
@@ -56,8 +57,24 @@ def test_the_manifest_says_how_the_shipped_model_was_made():
 
 def test_the_engine_rescored_its_first_sentences_with_the_reader(seed_engine):
     assert seed_engine.reader is not None
-    query = seed_engine.query("When did the Torkham border crossing reopen?", "hybrid")
-    scored = seed_engine.score(query, "hybrid")
-    depth = min(seed_engine.settings.reader_depth, len(scored.ids))
-    assert np.isfinite(scored.reader[:depth]).all() and np.isnan(scored.reader[depth:]).all()
-    assert (np.diff(scored.scores[:depth]) <= 1e-6).all()  # re-ordered by the new score
+    question = "When did the Torkham border crossing reopen?"
+    ranked = seed_engine.ranked(seed_engine.query(question, "hybrid"), "hybrid")
+    read = seed_engine.read(ranked.index, question, ranked.scored)
+    depth = min(seed_engine.settings.reader_depth, len(read.ids))
+    assert np.isfinite(read.reader[:depth]).all() and np.isnan(read.reader[depth:]).all()
+    assert (np.diff(read.scores[:depth]) <= 1e-6).all()  # ordered by the new score (rank.with_reader)
+
+
+def test_with_the_shipped_weights_the_reader_reads_only_where_it_could_change_the_decision(seed_engine):
+    s = seed_engine.settings
+    assert s.w_reader == 0  # the shipped default: the reader only joins the decision to answer
+    for question in ("When did the Torkham border crossing reopen?", "What is the capital of Afghanistan?"):
+        ranked = seed_engine.ranked(seed_engine.query(question, "hybrid"), "hybrid")
+        assert ranked.scored.reader is None  # scoring alone does not run the reader
+        read = seed_engine.read(ranked.index, question, ranked.scored)
+        full = rank.confidence(read, s.abstain_model["hybrid"], tuple(s.abstain_reader))
+        lazy = seed_engine.confidence(ranked, question, "hybrid")
+        assert (full >= s.abstain_threshold) == (lazy >= s.abstain_threshold)
+        if rank.reader_could_decide(ranked.scored, s.abstain_model["hybrid"], tuple(s.abstain_reader),
+                                    s.abstain_threshold):
+            assert lazy == full
