@@ -286,19 +286,11 @@ class Engine:
                          query: Query, mode: str) -> rank.ScoredSentences:
         """Score the candidate sentences ``ids`` of ``index`` with the weights ``mode`` uses."""
         s = self.settings
-        weights = rank.Weights(dense=s.w_dense if mode != "bm25" else 0.0,
-                               lexical=s.w_lexical if mode != "dense" else 0.0,
-                               passage=s.w_passage, heading_penalty=s.heading_penalty, answer_type=s.w_answer_type,
-                               context=s.w_context if mode == "hybrid" else 0.0,  # tuned for hybrid only
-                               context_dense=s.w_context_dense if mode == "hybrid" and query.neighbour_cosine else 0.0,
-                               token=s.w_token if mode == "hybrid" else 0.0, token_depth=s.token_depth,
-                               context_token=s.w_context_token if mode == "hybrid" else 0.0,
-                               lexical_scale=s.lexical_scale, name_context=s.w_name_context)
-        hybrid = mode == "hybrid"  # the word-piece features were measured for hybrid only
+        weights = rank.Weights.for_mode(mode, s, neighbour_cosine=query.neighbour_cosine)
+        pieces = "token" in rank.MODE_FEATURES[mode]  # the word pieces and names are read where they weigh
         scored = rank.score_sentences(index, ids, passage_rel, query.terms, query.vector, weights, query.text,
-                                      query.tokens if hybrid else None,
-                                      query.names if hybrid else None)
-        if hybrid and self.settings.w_reader > 0:  # the reader's weights were chosen for hybrid
+                                      query.tokens if pieces else None, query.names if pieces else None)
+        if mode == "hybrid" and s.w_reader > 0:  # the reader's weights were chosen for hybrid
             return self.read(index, query.text, scored)
         return scored
 

@@ -100,6 +100,31 @@ class Weights:
     token_depth: int = 15  # sentences, best by the other features, that the word-piece match re-scores
     lexical_scale: str = "bm25"  # "bm25": BM25 / best candidate's BM25; "coverage": idf share matched
 
+    @classmethod
+    def for_mode(cls, mode: str, settings, *, neighbour_cosine: bool = True) -> "Weights":
+        """The weights retriever ``mode`` scores with: each feature of :data:`MODE_FEATURES` ``[mode]`` takes
+        its ``Settings`` weight (:data:`WEIGHT_SETTINGS`), every other one 0. ``neighbour_cosine``: the
+        question's neighbour cosines were computed (``Query.neighbour_cosine``)."""
+        used = MODE_FEATURES[mode] - (set() if neighbour_cosine else {"context_dense"})
+        return cls(**{name: float(getattr(settings, key)) if name in used else 0.0
+                      for name, key in WEIGHT_SETTINGS.items()},
+                   token_depth=settings.token_depth, lexical_scale=settings.lexical_scale)
+
+
+# Each weighted feature of a sentence's score and the Settings field that holds its weight.
+WEIGHT_SETTINGS = {"dense": "w_dense", "lexical": "w_lexical", "passage": "w_passage",
+                   "heading_penalty": "heading_penalty", "answer_type": "w_answer_type", "context": "w_context",
+                   "context_dense": "w_context_dense", "token": "w_token", "context_token": "w_context_token",
+                   "name_context": "w_name_context"}
+_SHARED = frozenset({"passage", "heading_penalty", "answer_type", "name_context"})
+# The features each retriever scores sentences with: a mode is data. The neighbour and word-piece features
+# were measured (and their weights chosen) for hybrid only.
+MODE_FEATURES: dict[str, frozenset[str]] = {
+    "bm25": _SHARED | {"lexical"},
+    "dense": _SHARED | {"dense"},
+    "hybrid": _SHARED | {"dense", "lexical", "context", "context_dense", "token", "context_token"},
+}
+
 
 def answer_type_match(question: str, texts: list[str]) -> tuple[AskedType, np.ndarray]:
     """The type the question asks for, and 1 for each text carrying a cue of that type.

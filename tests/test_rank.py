@@ -262,3 +262,15 @@ def test_the_reader_term_is_bounded_and_read_only_where_it_could_decide():
     assert not rank.reader_could_decide(_scored(3), sure, (0.5, -4.0), 0.5)
     assert not rank.reader_could_decide(_scored(3), doubtful, (0.5, -4.0), 0.5)
     assert not rank.reader_could_decide(_scored(3), coefficients, (0.0, -4.0), 0.5)  # no reader term
+
+
+def test_a_mode_is_the_set_of_features_it_weighs():
+    from qa.config import Settings
+
+    s = Settings()
+    hybrid, bm25 = rank.Weights.for_mode("hybrid", s), rank.Weights.for_mode("bm25", s)
+    assert hybrid.token == s.w_token and hybrid.dense == s.w_dense and hybrid.lexical == s.w_lexical
+    assert bm25.dense == 0.0 and bm25.token == 0.0 and bm25.context == 0.0 and bm25.lexical == s.w_lexical
+    assert rank.Weights.for_mode("dense", s).lexical == 0.0
+    assert rank.Weights.for_mode("hybrid", s, neighbour_cosine=False).context_dense == 0.0
+    assert set(rank.MODE_FEATURES) == set(s.abstain_model)  # every retriever has its features and its refusal
