@@ -32,6 +32,7 @@ GRID = {
     **{f"new_topic_margin {v}": replace(D, new_topic_margin=v) for v in (0.5, 2.0, 99.0)},
     **{f"switch_margin {v}": replace(D, switch_margin=v) for v in (0.25, 0.5, 99.0)},
     "focus_documents 2": replace(D, focus_documents=2),
+    **{f"story_cosine {v}": replace(D, story_cosine=v) for v in (0.8, 0.85, 0.9)},
 }
 
 

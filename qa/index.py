@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
@@ -157,6 +157,30 @@ class CorpusIndex:
         for i, sentence in enumerate(self.sentences):
             by_doc.setdefault(sentence.doc_id, []).append(i)
         return {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()}
+
+    @cached_property
+    def document_vectors(self) -> tuple[dict[str, int], np.ndarray]:
+        """doc_id → row, and each document's unit mean sentence vector (what the document is about)."""
+        by_doc = self.document_sentences
+        rows = {d: r for r, d in enumerate(by_doc)}
+        if not rows:
+            return rows, np.zeros((0, self.sentence_vectors.shape[1]), dtype=np.float32)
+        order = np.concatenate(list(by_doc.values()))
+        starts = np.cumsum([0] + [len(ids) for ids in by_doc.values()])[:-1]
+        sums = np.add.reduceat(np.asarray(self.sentence_vectors[order], dtype=np.float32), starts, axis=0)
+        return rows, sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+
+    def same_story(self, documents: Sequence[str], min_cosine: float) -> list[str]:
+        """``documents`` and, after them, every other document whose mean vector is within ``min_cosine``
+        of one of theirs: the articles that tell the same story (best first)."""
+        rows, vectors = self.document_vectors
+        known = [rows[d] for d in documents if d in rows]
+        if not known:
+            return list(documents)
+        best = (vectors @ vectors[known].T).max(axis=1)
+        best[known] = -np.inf
+        names = list(rows)
+        return [*documents, *(names[r] for r in np.argsort(-best, kind="stable") if best[r] >= min_cosine)]
 
     @cached_property
     def proper_words(self) -> frozenset[str]:

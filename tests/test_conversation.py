@@ -395,19 +395,25 @@ def test_topic_documents_are_where_the_topics_answers_came_from(engine):
 
 def test_a_follow_up_is_answered_from_the_topics_document(engine):
     history = [answered_in(ISLAMABAD, "What did Pakistan present to the Afghan Taliban?", engine)]
-    answer = conv.answer_turn(engine, "Who reported that?", history, top_k=5, mode="hybrid", abstain=False)
+    single = replace(conv.DEFAULT_READING, story_cosine=None)  # the topic's own document only
+    answer = conv.answer_turn(engine, "Who reported that?", history, top_k=5, mode="hybrid", abstain=False,
+                              reading=single)
     assert answer.sentences and {s.citation.doc_id for s in answer.sentences} == {ISLAMABAD}
     assert answer.understood_as is not None and not conv.starts_topic(answer.understood_as)
     # without topic keeping the same follow-up searches the whole corpus
     free = conv.answer_turn(engine, "Who reported that?", history, top_k=5, mode="hybrid", abstain=False,
                             reading=replace(conv.DEFAULT_READING, keep_topic=False))
     assert len({s.citation.doc_id for s in free.sentences}) == 2
+    # the two seed articles tell one story (mean-vector cosine 0.875 ≥ story_cosine): the topic holds both
+    kept = conv.focus(engine, "Who reported that?", engine.query("Who reported that?", "hybrid"), history,
+                      mode="hybrid")
+    assert kept.documents == (ISLAMABAD, TORKHAM)
 
 
 def test_a_named_question_whose_evidence_is_elsewhere_starts_a_new_topic_and_says_so(engine):
     history = [answered_in(ISLAMABAD, "What did Pakistan present to the Afghan Taliban?", engine)]
     question = "Why was the Torkham border crossing closed?"  # Torkham is named only in the other article
-    reading = replace(conv.DEFAULT_READING, new_topic_margin=0.0)
+    reading = replace(conv.DEFAULT_READING, new_topic_margin=0.0, story_cosine=None)  # one document a topic
     assert conv.focus(engine, question, engine.query(question, "hybrid"), history, mode="hybrid",
                       reading=reading).new_topic
     answer = conv.answer_turn(engine, question, history, top_k=5, mode="hybrid", reading=reading)
@@ -415,22 +421,23 @@ def test_a_named_question_whose_evidence_is_elsewhere_starts_a_new_topic_and_say
     assert answer.sentences[0].citation.doc_id == TORKHAM
     # a named question that its topic's document answers stays there, read on its own words
     stay = "What did Pakistan's delegation discuss with Mullah Baradar's office?"
-    kept = conv.focus(engine, stay, engine.query(stay, "hybrid"), history, mode="hybrid")
+    single = replace(conv.DEFAULT_READING, story_cosine=None)
+    kept = conv.focus(engine, stay, engine.query(stay, "hybrid"), history, mode="hybrid", reading=single)
     assert kept.documents == (ISLAMABAD,) and kept.named and not kept.new_topic
-    answer = conv.answer_turn(engine, stay, history, top_k=5, mode="hybrid", abstain=False)
+    answer = conv.answer_turn(engine, stay, history, top_k=5, mode="hybrid", abstain=False, reading=single)
     assert f"[{conv.SAME_DOCUMENTS}]" in answer.understood_as
 
 
 def test_a_follow_up_whose_evidence_is_in_another_document_moves_there(engine):
     # The opener was answered from the wrong article: the follow-up's best sentence is in the other one.
     history = [answered_in(ISLAMABAD, "Why was the Torkham border crossing closed?", engine)]
-    reading = replace(conv.DEFAULT_READING, switch_margin=0.0)
+    reading = replace(conv.DEFAULT_READING, switch_margin=0.0, story_cosine=None)  # one document a topic
     answer = conv.answer_turn(engine, "When did it reopen?", history, top_k=5, mode="hybrid", reading=reading,
                               abstain=False)
     assert answer.sentences[0].citation.doc_id == TORKHAM
     assert "[now in" in answer.understood_as and engine.document(TORKHAM).title[:20] in answer.understood_as
     stay = conv.answer_turn(engine, "When did it reopen?", history, top_k=5, mode="hybrid", abstain=False,
-                            reading=replace(conv.DEFAULT_READING, switch_margin=99.0))
+                            reading=replace(reading, switch_margin=99.0))
     assert {s.citation.doc_id for s in stay.sentences} == {ISLAMABAD} and "[now in" not in stay.understood_as
 
 

@@ -378,3 +378,14 @@ def test_a_killed_build_leaves_no_split_worker_or_resource_tracker(tmp_path):
     while any(_alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [c for c in children if _alive(c)]
+
+
+def test_documents_that_tell_the_same_story_are_found_by_their_mean_vectors(seed_engine):
+    idx = seed_engine.index
+    rows, vectors = idx.document_vectors
+    assert sorted(rows) == sorted(idx.document_sentences) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    first, second = sorted(rows)
+    cosine = float(vectors[rows[first]] @ vectors[rows[second]])
+    assert idx.same_story([first], cosine - 1e-4) == [first, second]  # both seeds tell one story
+    assert idx.same_story([first], cosine + 1e-4) == [first]
+    assert idx.same_story(["not-a-document.txt"], 0.0) == ["not-a-document.txt"]

@@ -101,6 +101,8 @@ def focus(engine: Answerer, question: str, plain: Query, history: Sequence[Turn]
     docs = topic_documents(history)[: reading.focus_documents]
     if not reading.keep_topic or not docs:
         return Focus(new_topic=named)
+    if reading.story_cosine is not None:
+        docs = engine.index.same_story(docs, reading.story_cosine)
     if named:
         elsewhere, margin = outside_evidence(engine, plain, mode, docs)
         if elsewhere is not None and margin >= reading.new_topic_margin:

@@ -68,6 +68,9 @@ class Reading:
       moves to another document when that holds by ``switch_margin`` for the topic's questions asked
       together (``refocus``: the opener had chosen the wrong story). Chosen on CoQA's tune stories
       (docs/COQA.md).
+    - ``story_cosine``: the topic's documents also take every document whose mean sentence vector is within
+      this cosine of theirs (``CorpusIndex.same_story``: news articles that tell the same story); None: the
+      topic's own documents only.
     """
 
     decay: float = 1.0
@@ -97,6 +100,7 @@ class Reading:
     new_topic_margin: float = 1.0
     switch_margin: float = 0.0
     focus_documents: int = 1
+    story_cosine: float | None = 0.85
 
 
 DEFAULT_READING = Reading()
