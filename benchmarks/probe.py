@@ -41,9 +41,10 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.http_bench import process_tree, wait_ready
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.http_bench import process_tree, wait_ready  # noqa: E402
 TOKEN = "probe-admin-token"
 QUESTIONS = ["Why was the Torkham crossing closed?", "When did the Taliban return to power in Afghanistan?",
              "Who is Shinkai Karokhail?", "How many Taliban members were killed in the clash?"]

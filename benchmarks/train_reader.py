@@ -1,10 +1,10 @@
 """Train the reader: a small cross-encoder that scores (question, sentence) pairs, shipped as int8 ONNX.
 
-    PYTHONPATH=$PWD nice -n 5 /work/main/.venv/bin/python benchmarks/train_reader.py --out models/reader \
+    PYTHONPATH=$PWD nice -n 5 .venv/bin/python benchmarks/train_reader.py --out models/reader \
         > /tmp/train_reader.log 2>&1
     # a one-minute smoke run: --max-groups 64 --out /tmp/reader-smoke
 
-Training data (the only data allowed for it, /work/shared/data/README.md): SQuAD 1.1 dev's articles that are
+Training data (the only data allowed for it, ../shared/data/README.md): SQuAD 1.1 dev's articles that are
 not in squad-v2.0-dev-half.json.gz (matched by title) and SelQA dev + test. A few of those articles and
 SelQA questions (chosen by a hash of their title / question) are held out to measure the trained model.
 

@@ -1,6 +1,6 @@
 """The training data of the models trained here (benchmarks/train_reader.py, benchmarks/train_encoder.py).
 
-Only the data that /work/shared/data/README.md allows for training: SQuAD 1.1 dev's articles that are not in
+Only the data that ../shared/data/README.md allows for training: SQuAD 1.1 dev's articles that are not in
 squad-v2.0-dev-half.json.gz (matched by title; those 16 articles are the held-out SQuAD evaluation set) and
 SelQA dev + test. Never WikiQA, CoQA or the seed gold set. A few of the allowed articles and SelQA questions
 (crc32 of title / question, about one in 12) are held out to measure a trained model.

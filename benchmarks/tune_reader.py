@@ -1,6 +1,6 @@
 """Choose the reader's depth, weight and abstention term on the tune splits (seeds, SQuAD-half).
 
-    PYTHONPATH=$PWD /work/main/.venv/bin/python benchmarks/tune_reader.py [--reader models/reader] \
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/tune_reader.py [--reader models/reader] \
         [--split tune] [--squad 1500]
 
 For every question the hybrid ranker's candidates are scored once (reader off) and the reader reads the

@@ -445,3 +445,10 @@ def test_documents_fix_where_a_turn_is_answered(engine):
     answer = conv.answer_turn(engine, "Why was the Torkham border crossing closed?", [], top_k=3, mode="hybrid",
                               abstain=False, documents=(ISLAMABAD,))
     assert answer.sentences and {s.citation.doc_id for s in answer.sentences} == {ISLAMABAD}
+
+
+def test_a_topic_that_holds_every_document_is_not_searched_for_another(engine):
+    everything = tuple(engine.index.document_sentences)
+    assert conv.covers_corpus(engine.index, everything) and not conv.covers_corpus(engine.index, everything[:1])
+    question = "When did it reopen?"
+    assert conv.outside_evidence(engine, engine.query(question, "hybrid"), "hybrid", everything) == (None, 0.0)

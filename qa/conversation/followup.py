@@ -62,6 +62,8 @@ def outside_evidence(engine: Answerer, query: Query, mode: str, documents: Seque
     """The document outside ``documents`` that holds the best sentence for ``query`` over the whole corpus,
     and by how much that sentence outscores the best one inside ``documents`` (None, 0 when the best is
     inside). Sentence scores, not passage counts: one sentence that answers outweighs many that touch it."""
+    if covers_corpus(engine.index, documents):
+        return None, 0.0
     everywhere = engine.score(query, mode)
     if not len(everywhere.ids):
         return None, 0.0
@@ -71,6 +73,11 @@ def outside_evidence(engine: Answerer, query: Query, mode: str, documents: Seque
     inside = engine.score(query, mode, sentences_of(engine.index, documents))
     held = float(inside.scores[0]) if len(inside.scores) else float("-inf")
     return best, float(everywhere.scores[0]) - held
+
+
+def covers_corpus(index: "CorpusIndex", documents: Sequence[str]) -> bool:
+    """Whether ``documents`` are all the documents of ``index``: there is nowhere else for a turn to go."""
+    return len(documents) >= len(index.document_sentences) and set(index.document_sentences) <= set(documents)
 
 
 def sentences_of(index: "CorpusIndex", documents: Sequence[str]) -> np.ndarray:
@@ -133,7 +140,7 @@ def refocus(engine: Answerer, question: str, history: Sequence[Turn], chosen: Fo
     questions asked together (:func:`topic_question`) is in another document and outscores the topic's
     best by ``reading.switch_margin``, the turn moves there and says so. One question is a weak pointer to
     a document; the topic's questions together name it far more often (docs/COQA.md)."""
-    if not chosen.documents:
+    if not chosen.documents or covers_corpus(engine.index, chosen.documents):
         return chosen
     together = engine.query(topic_question(question, history), mode)
     best, margin = outside_evidence(engine, together, mode, chosen.documents)
