@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.training_data import HELD_OUT_RULE, data_files, excluded_articles, group_accuracy, training_groups
+from benchmarks.training_data import HELD_OUT_RULE, data_files, excluded_articles, group_accuracy, seeded_groups
 from qa.config import Settings, bundled_model_path
 
 
@@ -84,7 +84,6 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
     import pyarrow as pa
     from datasets import Dataset
     from datasets.table import InMemoryTable
@@ -94,14 +93,9 @@ def main() -> None:
     from transformers import TrainerCallback
 
     hp = HyperParameters(epochs=args.epochs)
-    torch.manual_seed(hp.seed)
-    torch.set_num_threads(args.threads)
     data_dir = Settings().shared_data_dir
     t0 = time.perf_counter()
-    train, squad_dev, selqa_dev, counts = training_groups(data_dir, hp.negatives, hp.seed)
-    if args.max_groups:
-        train = train[: args.max_groups]
-        squad_dev, selqa_dev = squad_dev[: args.max_groups // 2], selqa_dev[: args.max_groups // 2]
+    train, squad_dev, selqa_dev, counts = seeded_groups(hp, args.threads, args.max_groups)
     columns = {"anchor": [g.question for g in train], "positive": [g.sentences[0] for g in train],
                "negative": [g.sentences[1] for g in train]}
     # Built from an Arrow table with a fingerprint of its own: datasets' default fingerprint pickles the

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.training_data import (HELD_OUT_RULE, Group, data_files, excluded_articles, group_accuracy,
-                                      training_groups)
+                                      seeded_groups)
 from qa.config import Settings, bundled_model_path
 
 @dataclass(frozen=True)
@@ -165,20 +165,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     args = ap.parse_args()
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from qa.reader import Reader
 
     hp = HyperParameters(layers=args.layers, epochs=args.epochs)
-    torch.manual_seed(hp.seed)
-    torch.set_num_threads(args.threads)
     data_dir = Settings().shared_data_dir
     t0 = time.perf_counter()
-    train, squad_dev, selqa_dev, counts = training_groups(data_dir, hp.negatives, hp.seed)
-    if args.max_groups:
-        train = train[: args.max_groups]
-        squad_dev, selqa_dev = squad_dev[: args.max_groups // 2], selqa_dev[: args.max_groups // 2]
+    train, squad_dev, selqa_dev, counts = seeded_groups(hp, args.threads, args.max_groups)
     print(f"{len(train)} training groups ({counts['squad11']} SQuAD 1.1, {counts['selqa']} SelQA); held out "
           f"{len(squad_dev)} + {len(selqa_dev)} ({time.perf_counter() - t0:.0f} s)", flush=True)
     model = CrossEncoder(bundled_model_path(), hp.layers, hp.max_length)

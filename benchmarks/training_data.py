@@ -109,6 +109,23 @@ def training_groups(data_dir: Path, negatives: int, seed: int) -> tuple[list[Gro
     return train, squad_dev, selqa_dev, {"squad11": len(squad_train), "selqa": len(selqa_train)}
 
 
+def seeded_groups(hp, threads: int, max_groups: int | None) -> tuple[list[Group], list[Group], list[Group], dict]:
+    """:func:`training_groups` for a training script: torch seeded with ``hp.seed`` and on ``threads``, the
+    shared data read from ``Settings().shared_data_dir``, and with ``max_groups`` (a smoke run) that many
+    training groups and half as many held-out ones of each source."""
+    import torch
+
+    from qa.config import Settings
+
+    torch.manual_seed(hp.seed)
+    torch.set_num_threads(threads)
+    train, squad_dev, selqa_dev, counts = training_groups(Settings().shared_data_dir, hp.negatives, hp.seed)
+    if max_groups:
+        train = train[:max_groups]
+        squad_dev, selqa_dev = squad_dev[: max_groups // 2], selqa_dev[: max_groups // 2]
+    return train, squad_dev, selqa_dev, counts
+
+
 def group_accuracy(score, groups: list[Group]) -> dict[str, float]:
     """Share of held-out groups whose answer sentence scores highest, and its mean reciprocal rank;
     ``score(question, sentences)`` gives one score per sentence."""

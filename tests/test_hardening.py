@@ -29,6 +29,7 @@ from qa.conversation import ConversationStore, Turn
 from qa.api.middleware import uvicorn_options
 from qa.types import Answer, AnswerSentence, Citation
 
+from tests.processes import alive, children
 from tests.test_server import running_server
 
 runner = CliRunner()
@@ -139,26 +140,6 @@ def test_a_wildcard_bind_tells_how_to_allow_hosts_and_an_address_is_allowed(caps
 # -- the server's processes ----------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_a_child_whose_parent_is_already_gone_exits_at_once():
     code = "import os, sys; from qa.serve import end_with_parent; end_with_parent(int(sys.argv[1])); print('alive')"
@@ -171,14 +152,14 @@ def test_a_child_whose_parent_is_already_gone_exits_at_once():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_workers_die_with_a_killed_supervisor(tmp_path, seed_settings, seed_engine):
     with running_server(tmp_path, "--workers", "2", env={"QA_INDEX_ROOT": str(seed_settings.index_root)}) as server:
-        workers = [pid for pid in _children(server.process.pid) if _alive(pid)]
+        workers = [pid for pid in children(server.process.pid) if alive(pid)]
         assert len(workers) >= 2, server.output()
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(timeout=10)
         deadline = time.monotonic() + 5
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(pid) for pid in workers)
+        assert not any(alive(pid) for pid in workers)
 
 
 # -- HTTP ----------------------------------------------------------------------------------------------

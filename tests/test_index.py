@@ -11,6 +11,7 @@ from qa.engine import Engine, build_spec, index_is_current
 from qa.ingest import load_corpus
 from qa.types import Sentence
 from tests.conftest import SEEDS
+from tests.processes import alive, descendants
 
 
 def _sents(doc_lengths):
@@ -326,30 +327,6 @@ def test_a_held_build_lock_keeps_another_builders_temporary_folder(tmp_path):
     lock.__exit__(None, None, None)
 
 
-def _children(pid: int) -> set[int]:
-    """Every descendant of ``pid`` now (from /proc)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    out, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - out
-        out |= frontier
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_a_killed_build_leaves_no_split_worker_or_resource_tracker(tmp_path):
     import signal
     import subprocess
@@ -368,16 +345,16 @@ def test_a_killed_build_leaves_no_split_worker_or_resource_tracker(tmp_path):
         deadline = time.monotonic() + 60
         children: set[int] = set()
         while len(children) < 3 and time.monotonic() < deadline:  # two workers and the resource tracker
-            children = _children(build.pid)
+            children = descendants(build.pid)
             time.sleep(0.1)
         assert len(children) >= 3, "the split pool did not start"
     finally:
         build.send_signal(signal.SIGKILL)
         build.wait()
     deadline = time.monotonic() + 5
-    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+    while any(alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [c for c in children if _alive(c)]
+    assert not [c for c in children if alive(c)]
 
 
 def test_documents_that_tell_the_same_story_are_found_by_their_mean_vectors(seed_engine):
