@@ -162,9 +162,9 @@ def index(corpus: CorpusOpt = None, index_root: IndexOpt = None,
     settings = settings_from(corpus, index_root)
     if ray:
         from qa.cluster.build import build_sharded, ensure_onnx_export, ray_session
-        from qa.ingest import load_corpus
+        from qa.ingest import IngestLimits, load_corpus
 
-        docs = load_corpus(settings.corpus_dir)
+        docs = load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
         ensure_onnx_export(settings, docs)
         with ray_session(ray_address):
             built = build_sharded(docs, settings, shards=shards, workers=workers, report=note)

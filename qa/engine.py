@@ -133,7 +133,7 @@ class Engine:
         published a newer build, that one is loaded. Returns ``self`` when nothing changed. The new engine
         shares this one's models and conversation store, so swapping it in costs no model load."""
         target = self.settings.index_dir()
-        docs = load_corpus(self.settings.corpus_dir)
+        docs = load_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
         spec = build_spec(self.settings)
         with index_mod.build_lock(target):
             current, why = index_is_current(target, docs, spec)
