@@ -16,7 +16,7 @@ import numpy as np
 
 from qa import index as index_mod
 from qa import rank, retrieve
-from qa.config import RETRIEVERS, Settings, model_fingerprint
+from qa.config import RETRIEVERS, Settings, model_key
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import IngestLimits, load_corpus
 from qa.conversation import Conversations, ConversationStore
@@ -43,9 +43,9 @@ class Ranked:
 
 
 def model_id(path: Path) -> str:
-    """A name for the model that survives moving the virtual environment or the repository, and that changes
-    with its weights (so an index built with another model is rebuilt): ``parent/name@fingerprint``."""
-    return f"{path.parent.name}/{path.name}@{model_fingerprint(path.resolve())}"
+    """The model an index records (``config.model_key``: its folder's names and a hash of its weights), so an
+    index built with another model is rebuilt."""
+    return model_key(path)
 
 
 def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpec:

@@ -34,7 +34,7 @@ def test_the_onnx_export_and_the_index_spec_name_the_model(tmp_path):
     assert other.onnx_path().parent.name.startswith("models-encoder-")
     assert base.onnx_path() != other.onnx_path()
     assert build_spec(base).model == model_id(bundled_model_path())
-    assert build_spec(other).model == f"models/encoder@{model_fingerprint(custom)}" != build_spec(base).model
+    assert build_spec(other).model == f"models-encoder-{model_fingerprint(custom)}" != build_spec(base).model
 
 
 def test_an_index_built_with_another_model_is_rebuilt(seed_engine, tmp_path):

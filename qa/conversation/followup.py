@@ -75,6 +75,13 @@ def outside_evidence(engine: Answerer, query: Query, mode: str, documents: Seque
     return best, float(everywhere.scores[0]) - held
 
 
+def story_of(engine: Answerer, documents: Sequence[str], reading: Reading) -> list[str]:
+    """``documents`` and the articles that tell the same story (``reading.story_cosine``; none when None)."""
+    if reading.story_cosine is None:
+        return list(documents)
+    return engine.index.same_story(documents, reading.story_cosine)
+
+
 def covers_corpus(index: "CorpusIndex", documents: Sequence[str]) -> bool:
     """Whether ``documents`` are all the documents of ``index``: there is nowhere else for a turn to go."""
     return len(documents) >= len(index.document_sentences) and set(index.document_sentences) <= set(documents)
@@ -108,8 +115,7 @@ def focus(engine: Answerer, question: str, plain: Query, history: Sequence[Turn]
     docs = topic_documents(history)[: reading.focus_documents]
     if not reading.keep_topic or not docs:
         return Focus(new_topic=named)
-    if reading.story_cosine is not None:
-        docs = engine.index.same_story(docs, reading.story_cosine)
+    docs = story_of(engine, docs, reading)
     if named:
         elsewhere, margin = outside_evidence(engine, plain, mode, docs)
         if elsewhere is not None and margin >= reading.new_topic_margin:
@@ -146,7 +152,8 @@ def refocus(engine: Answerer, question: str, history: Sequence[Turn], chosen: Fo
     best, margin = outside_evidence(engine, together, mode, chosen.documents)
     if best is None or margin < reading.switch_margin:
         return chosen
-    return Focus((best,), note=f" [now in {_label(engine, best)!r}, not {_label(engine, chosen.documents[0])!r}]",
+    return Focus(tuple(story_of(engine, [best], reading)),
+                 note=f" [now in {_label(engine, best)!r}, not {_label(engine, chosen.documents[0])!r}]",
                  named=chosen.named)
 
 
