@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -40,6 +40,13 @@ class Ranked:
     index: index_mod.CorpusIndex
     scored: rank.ScoredSentences
     degraded: bool = False
+    corpus_ids: np.ndarray | None = None  # the corpus-wide id of each sentence of a view; None: index is the corpus
+
+    def in_corpus(self) -> rank.ScoredSentences:
+        """The scored sentences with corpus-wide ids (``engine.index``'s), whatever index they were scored in."""
+        if self.corpus_ids is None:
+            return self.scored
+        return replace(self.scored, ids=self.corpus_ids[self.scored.ids])
 
 
 def model_id(path: Path) -> str:
@@ -268,8 +275,15 @@ class Engine:
     def score(self, query: Query, mode: str, within: np.ndarray | None = None) -> rank.ScoredSentences:
         """Every candidate sentence for ``query``, scored and ranked (before grouping and abstention).
         ``within``: score exactly these sentence ids instead of retrieving candidates (a conversation that
-        keeps to its documents)."""
-        return self.ranked(query, mode, within).scored
+        keeps to its documents). Ids are ``self.index``'s."""
+        return self.ranked(query, mode, within).in_corpus()
+
+    def view_of(self, ids: np.ndarray, terms: list[str]) -> tuple[index_mod.CorpusIndex, np.ndarray] | None:
+        """An index holding the sentences ``ids`` (``self.index``'s ids) and the ones beside them, with the
+        postings of ``terms``, and the ids of ``ids`` in it: what reading a few known sentences needs (their
+        vectors, which terms they hold). Here the corpus index itself; a sharded front gathers a view, and
+        gives None when a shard holding some of them did not answer."""
+        return self.index, np.asarray(ids, dtype=np.int64)
 
     def ranked(self, query: Query, mode: str, within: np.ndarray | None = None) -> Ranked:
         """The candidate sentences scored, with the index their ids refer to (a sharded front: a view)."""

@@ -16,6 +16,7 @@ from qa.types import Document
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "eval" / "gold.jsonl"
+CONVERSATIONS = ROOT / "eval" / "conversations.jsonl"
 
 
 def generated_documents(seed_docs: list[Document], n: int = 24) -> list[Document]:
@@ -82,8 +83,28 @@ def shard_set(local_ray, cluster_settings, corpus):
 
 
 @pytest.fixture(scope="module")
+def conversations() -> list[list[str]]:
+    """The questions of each gold conversation (eval/conversations.jsonl), turn by turn."""
+    lines = CONVERSATIONS.read_text(encoding="utf-8").splitlines()
+    return [[t["question"] for t in json.loads(line)["turns"]] for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="module")
 def questions() -> list[str]:
     return [json.loads(line)["question"] for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def play(engine, conversations: list[list[str]], store: Path, mode: str = "hybrid") -> list:
+    """Every conversation asked turn by turn through ``engine.ask`` (kept in a store of its own at ``store``):
+    the answers of all the turns, in order."""
+    from qa.conversation import ConversationStore, attach_store
+
+    attach_store(engine, ConversationStore(store))
+    try:
+        return [engine.ask(q, conversation_id=f"c{n}", create_missing=True, abstain=False, retriever=mode)
+                for n, questions in enumerate(conversations) for q in questions]
+    finally:
+        engine.conversations.close()
 
 
 def assert_same(expected, got) -> None:
@@ -148,13 +169,27 @@ def test_two_shards_on_ray_answer_as_one_index(single, shard_set, cluster_settin
         assert_same(expected, [sharded.ask(q, abstain=False, retriever=mode) for q in questions])
 
 
-def test_follow_ups_are_refused_clearly(shard_set, cluster_settings):
+def test_front_holds_the_document_vectors_of_one_index(single, shard_set, cluster_settings):
     from qa.cluster.front import open_local
-    from qa.engine import InvalidQuestion
 
     sharded = open_local(cluster_settings, shard_set.path.parent)
-    with pytest.raises(InvalidQuestion, match="follow-up"):
-        sharded.ask("When did it reopen?", conversation_id="c1")
+    rows, vectors = sharded.index.document_vectors
+    expected_rows, expected = single.index.document_vectors
+    assert rows == expected_rows
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    assert sharded.index.same_story(["gen_copy.txt"], 0.85) == single.index.same_story(["gen_copy.txt"], 0.85)
+
+
+def test_conversations_on_two_shards_answer_as_one_index(single, shard_set, cluster_settings, conversations,
+                                                          tmp_path):
+    from qa.cluster.front import open_local
+
+    sharded = open_local(cluster_settings, shard_set.path.parent)
+    for mode in ("hybrid", "bm25"):
+        expected = play(single, conversations, tmp_path / f"single-{mode}.sqlite3", mode)
+        got = play(sharded, conversations, tmp_path / f"sharded-{mode}.sqlite3", mode)
+        assert_same(expected, got)
+        assert [a.understood_as for a in got] == [a.understood_as for a in expected]
 
 
 class OneShardDown:
@@ -171,7 +206,8 @@ class OneShardDown:
         return {**up, **({self.down: None} if self.down in calls else {})}
 
 
-def test_a_dead_shard_leaves_a_degraded_answer_from_the_others(shard_set, cluster_settings, questions):
+def test_a_dead_shard_leaves_a_degraded_answer_from_the_others(shard_set, cluster_settings, questions,
+                                                                conversations, tmp_path):
     from qa.cluster.front import open_local
 
     engine = open_local(cluster_settings, shard_set.path.parent)  # opening reads every shard's catalogue
@@ -181,9 +217,12 @@ def test_a_dead_shard_leaves_a_degraded_answer_from_the_others(shard_set, cluste
         answer = engine.ask(question, abstain=False)
         assert answer.degraded and answer.sentences
         assert {s.citation.doc_id for s in answer.sentences} <= shard_docs
+    for answer in play(engine, conversations[:2], tmp_path / "down.sqlite3"):  # follow-ups too
+        assert answer.degraded and {s.citation.doc_id for s in answer.sentences} <= shard_docs
 
 
-def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, single, questions):
+def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, single, questions, conversations,
+                                                tmp_path):
     import httpx
     import ray
     from ray import serve
@@ -205,6 +244,15 @@ def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, sing
         got = ask()
         assert [(s["doc_id"], s["sentence_index"]) for s in got["sentences"]] == expected
         assert "degraded" not in got
+        opener, follow_up = conversations[0][:2]  # a conversation: its id comes back with the first answer
+        started = httpx.post(f"{url}/ask", json={"question": opener, "abstain": False}, timeout=60).json()
+        turn = httpx.post(f"{url}/ask", json={"question": follow_up, "abstain": False,
+                                              "conversation_id": started["conversation_id"]}, timeout=60)
+        assert turn.status_code == 200
+        alone = play(single, [[opener, follow_up]], tmp_path / "single.sqlite3")[1]
+        assert [(s["doc_id"], s["sentence_index"]) for s in turn.json()["sentences"]] == \
+            [(s.citation.doc_id, s.citation.sentence_index) for s in alone.sentences]
+        assert turn.json().get("understood_as") == alone.understood_as
         actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if "shard-1" in a["name"]]
         ray.kill(ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"]), no_restart=True)
         after = ask()  # from shard 0 alone, unless Serve has already replaced the replica

@@ -2,9 +2,12 @@
 lists one index would have returned, gathers the rows of the candidate sentences (and their neighbours)
 from the shards that own them, and runs qa/rank.py unchanged over a small index made of those rows.
 
-Where a shard does not answer, the question is answered from the others and the answer says
-``degraded``. Follow-up questions in a conversation need the whole corpus's sentences at hand
-(qa/conversation/) and are refused with a clear message; a conversation's first question is answered.
+The front holds the corpus's catalogue (documents, sentences, each document's mean vector, the lexicon's
+terms and idf) but no sentence vectors or postings, so conversations (qa/conversation/) run on it
+unchanged: a follow-up that keeps to its documents is scored on their rows gathered from the shards, and
+the sentences its re-ranking reads come through :meth:`ShardedEngine.view_of`.
+
+Where a shard does not answer, the question is answered from the others and the answer says ``degraded``.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from typing import Protocol
 import numpy as np
 
 from qa import rank, retrieve
-from qa.cluster.search import Candidates, SentenceRows
+from qa.cluster.search import Candidates, Catalog, SentenceRows
 from qa.cluster.shards import ShardSet
 from qa.config import Settings
 from qa.embed import start_query_encoder
-from qa.engine import Engine, InvalidQuestion, Query, Ranked
+from qa.engine import Engine, Query, Ranked
 from qa.index import CorpusIndex
 from qa.lexical import LexicalIndex
-from qa.types import Answer, Document, Passage, Sentence
+from qa.types import Document, Passage, Sentence
 
 class Shards(Protocol):
     """Calls a method on several shards at once; a shard that fails gives None (logged)."""
@@ -111,6 +114,19 @@ class _PassageMap:
     passages: dict[int, Passage]
 
 
+@dataclass
+class _View:
+    """Some sentences gathered from the shards as a small index: the corpus-wide id of each of its rows,
+    the asked sentences' ids in it with their passage scores (those whose rows arrived), and whether a
+    shard failed."""
+
+    index: CorpusIndex
+    corpus_ids: np.ndarray
+    ids: np.ndarray
+    passage_rel: np.ndarray
+    lost: bool
+
+
 def merge_rankings(parts: list[retrieve.Ranking], depth: int) -> retrieve.Ranking:
     """The ``depth`` best of the shards' rankings, best first, equal scores by lower id: as one index over
     their passages ranks them (``retrieve.top_k`` and ``retrieve.dense`` break ties so)."""
@@ -134,48 +150,58 @@ class ShardedEngine(Engine):
         self.offsets = np.array([s["sentence_offset"] for s in manifest["shards"]], dtype=np.int64)
         weights = shard_set.path / "token_weights.npy"
         self.token_weights = np.load(weights) if weights.exists() else None
-        documents, sentences = self._catalog()
+        documents, sentences, document_vectors = self._catalog()
         front = CorpusIndex(path=shard_set.path, manifest=manifest, documents=documents, sentences=sentences,
                             passages=[], faiss_index=None, sentence_vectors=None, lexical_passages=None,
                             lexical_sentences=self.lexicon, analyzer=shard_set.analyzer(),
                             sentence_passages=[[]])
+        front.document_vectors = document_vectors  # the cached property, from the shards' sentence vectors
         super().__init__(settings, front, None, start_query_encoder(settings))
 
-    def _catalog(self) -> tuple[dict[str, Document], list[Sentence]]:
+    def _catalog(self) -> tuple[dict[str, Document], list[Sentence], tuple[dict[str, int], np.ndarray]]:
         replies = self.shards.fan_out("catalog", {i: () for i in range(len(self.shards))})
         missing = [i for i, r in replies.items() if r is None]
         if missing:
             raise RuntimeError(f"shards {missing} did not answer: the sharded index cannot be opened")
-        documents = {d.doc_id: d for i in range(len(self.shards)) for d in replies[i][0]}
-        return documents, [s for i in range(len(self.shards)) for s in replies[i][1]]
-
-    def ask(self, question: str, *, conversation_id: str | None = None, **kwargs) -> Answer:
-        if conversation_id is not None:
-            raise InvalidQuestion("follow-up questions are not answered by the sharded service: ask without "
-                                  "conversation_id")
-        return super().ask(question, conversation_id=None, **kwargs)
+        parts: list[Catalog] = [replies[i] for i in range(len(self.shards))]
+        documents = {d.doc_id: d for c in parts for d in c.documents}
+        named = [d for c in parts for d in c.vector_documents]
+        vectors = np.concatenate([c.document_vectors for c in parts]) if parts \
+            else np.zeros((0, self.shard_set.manifest["dim"]), dtype=np.float32)
+        return documents, [s for c in parts for s in c.sentences], ({d: r for r, d in enumerate(named)}, vectors)
 
     def ranked(self, query: Query, mode: str, within: np.ndarray | None = None) -> Ranked:
-        if within is not None:  # only conversations pass it, and they are refused above
-            raise InvalidQuestion("the sharded service scores retrieved candidates only")
-        s = self.settings
-        depth = s.candidate_passages
+        if within is None:
+            ids, passage_rel, degraded = self._candidates(query, mode)
+        else:
+            ids, passage_rel, degraded = np.asarray(within, dtype=np.int64), np.zeros(len(within), np.float32), False
+        view = self._view(ids, passage_rel, list(dict.fromkeys(query.terms)))
+        return Ranked(view.index, self.score_candidates(view.index, view.ids, view.passage_rel, query, mode),
+                      degraded or view.lost, corpus_ids=view.corpus_ids)
+
+    def view_of(self, ids: np.ndarray, terms: list[str]) -> tuple[CorpusIndex, np.ndarray] | None:
+        ids = np.asarray(ids, dtype=np.int64)
+        view = self._view(ids, np.zeros(len(ids), dtype=np.float32), list(dict.fromkeys(terms)))
+        return None if view.lost else (view.index, view.ids)
+
+    def _candidates(self, query: Query, mode: str) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The candidate sentences (corpus-wide ids) with their passages' scores, as one index lists them,
+        and whether a shard failed."""
+        depth = self.settings.candidate_passages
         asked = self.shards.fan_out("candidates", {i: (query.terms, query.vector, mode, depth)
                                                     for i in range(len(self.shards))})
         found: list[Candidates] = [c for c in asked.values() if c is not None]
-        degraded = len(found) < len(self.shards)
         retrievers = len(found[0].rankings) if found else 0
         parts = [merge_rankings([c.rankings[j] for c in found], depth) for j in range(retrievers)]
-        passages = retrieve.fuse(parts, s.fusion, s.rrf_k) if parts else retrieve.Ranking.empty()
+        passages = retrieve.fuse(parts, self.settings.fusion, self.settings.rrf_k) if parts \
+            else retrieve.Ranking.empty()
         listed = _PassageMap({pid: Passage(pid, "", sids) for c in found for pid, sids in c.passage_sentences.items()})
         ids, passage_rel = rank.candidate_sentences(listed, passages, depth=depth)
-        view, ids, passage_rel, lost = self._view(ids, passage_rel, list(dict.fromkeys(query.terms)))
-        return Ranked(view, self.score_candidates(view, ids, passage_rel, query, mode), degraded or lost)
+        return ids, passage_rel, len(found) < len(self.shards)
 
-    def _view(self, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str],
-              ) -> tuple[CorpusIndex, np.ndarray, np.ndarray, bool]:
-        """An index of the candidate sentences and their neighbours (in corpus order, so that ids compare as
-        the corpus's do), the candidates' ids in it, their passage scores, and whether a shard failed."""
+    def _view(self, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str]) -> _View:
+        """An index of sentences ``ids`` and their neighbours (in corpus order, so that ids compare as the
+        corpus's do), gathered from the shards that own them (see :class:`_View`)."""
         total = self.lexicon.corpus_docs
         wanted = np.unique(np.clip(np.concatenate([ids, ids - 1, ids + 1]), 0, max(total - 1, 0))) \
             if len(ids) else ids
@@ -183,12 +209,12 @@ class ShardedEngine(Engine):
         calls = {int(i): (wanted[owner == i], terms) for i in np.unique(owner).tolist()}
         replies = self.shards.fan_out("rows", calls)
         got: list[SentenceRows] = [replies[i] for i in sorted(replies) if replies[i] is not None]
+        corpus_ids = _ids_of(got)
         lost = len(got) < len(calls)
-        if lost:  # only the candidates whose rows arrived
-            present = np.concatenate([r.ids for r in got]) if got else np.zeros(0, dtype=np.int64)
-            keep = np.isin(ids, present)
+        if lost:  # only the sentences whose rows arrived
+            keep = np.isin(ids, corpus_ids)
             ids, passage_rel = ids[keep], passage_rel[keep]
-        return self._index_of(got, terms), np.searchsorted(_ids_of(got), ids), passage_rel, lost
+        return _View(self._index_of(got, terms), corpus_ids, np.searchsorted(corpus_ids, ids), passage_rel, lost)
 
     def _index_of(self, rows: list[SentenceRows], terms: list[str]) -> CorpusIndex:
         dim = self.shard_set.manifest["dim"]

@@ -38,6 +38,17 @@ class SentenceRows:
     term_counts: np.ndarray  # (sentences, query terms) int32
 
 
+@dataclass
+class Catalog:
+    """What the front holds of a shard: its documents and sentences, and the unit mean sentence vector of
+    each document with sentences (``CorpusIndex.document_vectors``: which articles tell the same story)."""
+
+    documents: list[Document]
+    sentences: list[Sentence]
+    vector_documents: list[str]
+    document_vectors: np.ndarray
+
+
 class ShardSearcher:
     """One shard's index, loaded read-only, answering in corpus-wide ids."""
 
@@ -81,6 +92,7 @@ class ShardSearcher:
         return SentenceRows(np.asarray(ids, dtype=np.int64), sentences, titles, index.sentence_vectors[local],
                             rows, scales, counts, lex.doc_len[local], term_counts)
 
-    def catalog(self) -> tuple[list[Document], list[Sentence]]:
-        """The shard's documents and sentences, in corpus order."""
-        return list(self.index.documents.values()), self.index.sentences
+    def catalog(self) -> Catalog:
+        """The shard's documents, sentences and document vectors, in corpus order."""
+        rows, vectors = self.index.document_vectors
+        return Catalog(list(self.index.documents.values()), self.index.sentences, list(rows), vectors)

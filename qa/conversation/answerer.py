@@ -29,4 +29,8 @@ class Answerer(Protocol):
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True,
                within: np.ndarray | None = None) -> Answer: ...
 
+    def view_of(self, ids: np.ndarray, terms: list[str]) -> "tuple[CorpusIndex, np.ndarray] | None":
+        """An index holding sentences ``ids`` with the postings of ``terms``, and their ids in it (None:
+        part of the corpus did not answer)."""
+
     def document(self, doc_id: str) -> Document | None: ...

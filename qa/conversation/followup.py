@@ -51,11 +51,13 @@ class Focus:
 
 def topic_documents(history: Sequence[Turn]) -> list[str]:
     """The documents the current topic's answers came from (each answer's first sentence), most recent first."""
-    docs: list[str] = []
-    for turn in reversed(topic_turns(history)):
-        if turn.answered and turn.citations and turn.citations[0].doc_id not in docs:
-            docs.append(turn.citations[0].doc_id)
-    return docs
+    return list(dict.fromkeys(doc for doc, _ in topic_answers(history)))
+
+
+def topic_answers(history: Sequence[Turn]) -> list[tuple[str, int]]:
+    """The current topic's answers, most recent first: (doc_id, sentence index) of each one's first sentence."""
+    return [(t.citations[0].doc_id, t.citations[0].sentence_index)
+            for t in reversed(topic_turns(history)) if t.answered and t.citations]
 
 
 def outside_evidence(engine: Answerer, query: Query, mode: str, documents: Sequence[str]) -> tuple[str | None, float]:
@@ -183,11 +185,16 @@ def answer_turn(engine: Answerer, question: str, history: Sequence[Turn], *, top
         return engine.answer(query, top_k=top_k, mode=mode, within=within, **extra)
     answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, within=within, **extra)
     if learned:
-        weights = reading.followup_model or engine.settings.followup_model
-        rank_followup(answer, followup_features(engine, plain, history, answer, within=within, reading=reading),
-                      weights)
+        features = followup_features(engine, plain, history, answer, within=within, reading=reading)
+        read = features is not None
+        if read:
+            rank_followup(answer, features, reading.followup_model or engine.settings.followup_model)
     else:
-        prefer_previous_answers(answer, history, reading, index=engine.index, question=question)
+        seen = _view(engine, np.zeros(0, dtype=np.int64), topic_answers(history),
+                     content_terms(question, engine.index.analyzer))
+        read = seen is not None
+        prefer_previous_answers(answer, history, reading, index=seen[0] if read else None, question=question)
+    answer.degraded = answer.degraded or not read  # a shard was missing: answered without the dialogue's flow
     answer.sentences = answer.sentences[:top_k]
     if chosen.note and answer.understood_as is not None:
         answer.understood_as += chosen.note
@@ -205,7 +212,7 @@ _OLDER_PLACES = {0: "older answer", 1: "1 after an older", -1: "1 before an olde
 
 
 def followup_features(engine: Answerer, plain: Query, history: Sequence[Turn], answer: Answer,
-                      within: np.ndarray | None = None, *, reading: Reading = DEFAULT_READING) -> np.ndarray:
+                      within: np.ndarray | None = None, *, reading: Reading = DEFAULT_READING) -> np.ndarray | None:
     """One row of :data:`FOLLOWUP_FEATURES` per sentence of ``answer`` (the candidates of the question read
     with history, scores as the engine gave them); ``plain`` is the question read alone (hybrid), scored
     over the same sentences ``within`` when the turn keeps to its documents.
@@ -215,23 +222,27 @@ def followup_features(engine: Answerer, plain: Query, history: Sequence[Turn], a
     and idf coverage of the question alone (scores relative to the best, so that they compare across
     questions). Then where the sentence lies against the topic's answers (the previous one, older ones),
     whether it answered twice already, and two crossings with the question's form (it asks about the
-    previous answer itself; it is elliptical), read as ``reading`` reads them.
+    previous answer itself; it is elliptical), read as ``reading`` reads them. None when the sentences
+    cannot be read (a sharded front missing a shard: ``Answerer.view_of``).
     """
-    index = engine.index
     x = np.zeros((len(answer.sentences), len(FOLLOWUP_FEATURES)), dtype=np.float64)
     if not answer.sentences:
         return x
-    sids = np.array([index.sentence_ids[(s.citation.doc_id, s.citation.sentence_index)] for s in answer.sentences])
+    corpus = engine.index
+    sids = np.array([corpus.sentence_ids[(s.citation.doc_id, s.citation.sentence_index)] for s in answer.sentences])
+    anchors = topic_answers(history)
+    seen = _view(engine, sids, anchors, [*plain.terms, *content_terms(plain.question, corpus.analyzer)])
+    if seen is None:
+        return None
+    index, rows = seen[0], seen[1][: len(sids)]
     own = np.array([s.score for s in answer.sentences], dtype=np.float64)
     x[:, _F["with history"]] = own - own.max()
     scored = engine.score(plain, "hybrid", within)
-    alone = np.full(len(index.sentences), float(scored.scores.min()) if len(scored.scores) else 0.0)
-    alone[scored.ids] = scored.scores
-    x[:, _F["alone"]] = alone[sids] - alone.max()
-    x[:, _F["alone cosine"]] = index.sentence_vectors[sids] @ plain.vector
-    x[:, _F["alone coverage"]] = rank.query_coverage(index, plain.terms, sids).own
-    anchors = [(t.citations[0].doc_id, t.citations[0].sentence_index)
-               for t in reversed(topic_turns(history)) if t.answered and t.citations]
+    floor, best = (float(scored.scores.min()), float(scored.scores.max())) if len(scored.scores) else (0.0, 0.0)
+    alone = dict(zip(scored.ids.tolist(), scored.scores.tolist()))
+    x[:, _F["alone"]] = np.array([alone.get(i, floor) for i in sids.tolist()]) - best
+    x[:, _F["alone cosine"]] = index.sentence_vectors[rows] @ plain.vector
+    x[:, _F["alone coverage"]] = rank.query_coverage(index, plain.terms, rows).own
     docs = np.array([s.citation.doc_id for s in answer.sentences])
     pos = np.array([s.citation.sentence_index for s in answer.sentences])
     for j, (doc, at) in enumerate(anchors):
@@ -247,6 +258,15 @@ def followup_features(engine: Answerer, plain: Query, history: Sequence[Turn], a
         x[:, _F["elliptical × previous"]] = x[:, _F["previous answer"]]
         x[:, _F["elliptical × 1 after"]] = x[:, _F["1 after it"]]
     return x
+
+
+def _view(engine: Answerer, ids: np.ndarray, anchors: Sequence[tuple[str, int]], terms: Sequence[str],
+          ) -> tuple["CorpusIndex", np.ndarray] | None:
+    """``engine.view_of`` the sentences ``ids`` and the topic's answers ``anchors`` (doc_id, index), for the
+    query ``terms``: the sentences a follow-up's re-ranking reads (the anchors' next sentences come with them)."""
+    known = engine.index.sentence_ids
+    anchor_ids = [known[a] for a in anchors if a in known]
+    return engine.view_of(np.array([*np.asarray(ids).tolist(), *anchor_ids], dtype=np.int64), list(dict.fromkeys(terms)))
 
 
 def rank_followup(answer: Answer, features: np.ndarray, weights: Sequence[float]) -> None:
