@@ -34,12 +34,11 @@ class InvalidQuestion(ValueError):
 
 @dataclass(frozen=True)
 class Ranked:
-    """Scored candidate sentences and the index their ids refer to; ``degraded`` when part of the corpus
-    (a shard) could not be searched."""
+    """Scored candidate sentences and the index their ids refer to (``scored.degraded`` when part of the
+    corpus, a shard, could not be searched)."""
 
     index: index_mod.CorpusIndex
     scored: rank.ScoredSentences
-    degraded: bool = False
     corpus_ids: np.ndarray | None = None  # the corpus-wide id of each sentence of a view; None: index is the corpus
 
     def in_corpus(self) -> rank.ScoredSentences:
@@ -117,7 +116,8 @@ class Engine:
         pending = query_encoder or start_query_encoder(settings)
         encoder = None
         if check_corpus or rebuild or documents is not None:
-            docs = documents if documents is not None else load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
+            docs = documents if documents is not None \
+                else load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
             spec = build_spec(settings, layout=layout)
             current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec)
             if not current:
@@ -342,11 +342,11 @@ class Engine:
         answered = conf >= self.settings.abstain_threshold
         if not answered and abstain:
             return Answer(query.question, False, [], mode, confidence=conf, understood_as=query.understood_as,
-                          message=NOT_FOUND, degraded=ranked.degraded)
+                          message=NOT_FOUND, degraded=scored.degraded)
         groups = rank.group_duplicates(ranked.index, scored.ids, top_k, self.settings.duplicate_threshold)
         return Answer(query.question, answered, rank.to_answer_sentences(ranked.index, scored, groups), mode,
                       confidence=conf, understood_as=query.understood_as, message=None if answered else NOT_FOUND,
-                      degraded=ranked.degraded)
+                      degraded=scored.degraded)
 
     def confidence(self, ranked: Ranked, question: str, mode: str) -> float:
         """The probability that the best sentence of ``ranked`` answers. In hybrid mode the reader's logit

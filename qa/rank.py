@@ -171,6 +171,7 @@ class ScoredSentences:
     token: np.ndarray | None = None  # word-piece match (token_match) of the best sentences (0 for the rest)
     unseen_name: bool = False  # the question names something (a capitalised word) the corpus never uses
     reader: np.ndarray | None = None  # the reader's logit of the sentences it read (NaN for the rest)
+    degraded: bool = False  # scored without part of the corpus (a shard that did not answer)
 
 
 def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tuple[np.ndarray, np.ndarray]:

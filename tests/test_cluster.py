@@ -46,11 +46,24 @@ def ask_all(engine, questions: list[str]) -> list:
 
 
 @pytest.fixture(scope="module")
-def corpus() -> list[Document]:
+def squad():
+    """The SQuAD 2.0 dev half (its paragraphs and questions) when the shared data is here, else None."""
+    from qa.config import Settings
+    from qa.datasets import load_squad
+
+    try:
+        return load_squad(Settings().shared_data_dir)
+    except FileNotFoundError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def corpus(squad) -> list[Document]:
+    """The seeds and generated articles, and the SQuAD-half paragraphs when the shared data is here."""
     from qa.ingest import load_corpus
 
     seeds = load_corpus(ROOT / "seeds")
-    return seeds + generated_documents(seeds)
+    return seeds + generated_documents(seeds) + (squad.documents if squad is not None else [])
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +103,10 @@ def conversations() -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def questions() -> list[str]:
-    return [json.loads(line)["question"] for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
+def questions(squad) -> list[str]:
+    """Every question of the seed gold set, then SQuAD's first 100 when the shared data is here."""
+    gold = [json.loads(line)["question"] for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return gold + ([q.question for q in squad.questions[:100]] if squad is not None else [])
 
 
 def play(engine, conversations: list[list[str]], store: Path, mode: str = "hybrid") -> list:

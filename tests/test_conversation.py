@@ -451,4 +451,4 @@ def test_a_topic_that_holds_every_document_is_not_searched_for_another(engine):
     everything = tuple(engine.index.document_sentences)
     assert conv.covers_corpus(engine.index, everything) and not conv.covers_corpus(engine.index, everything[:1])
     question = "When did it reopen?"
-    assert conv.outside_evidence(engine, engine.query(question, "hybrid"), "hybrid", everything) == (None, 0.0)
+    assert conv.outside_evidence(engine, engine.query(question, "hybrid"), "hybrid", everything) == conv.Evidence()

@@ -13,7 +13,7 @@ Where a shard does not answer, the question is answered from the others and the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -176,8 +176,8 @@ class ShardedEngine(Engine):
         else:
             ids, passage_rel, degraded = np.asarray(within, dtype=np.int64), np.zeros(len(within), np.float32), False
         view = self._view(ids, passage_rel, list(dict.fromkeys(query.terms)))
-        return Ranked(view.index, self.score_candidates(view.index, view.ids, view.passage_rel, query, mode),
-                      degraded or view.lost, corpus_ids=view.corpus_ids)
+        scored = self.score_candidates(view.index, view.ids, view.passage_rel, query, mode)
+        return Ranked(view.index, replace(scored, degraded=degraded or view.lost), corpus_ids=view.corpus_ids)
 
     def view_of(self, ids: np.ndarray, terms: list[str]) -> tuple[CorpusIndex, np.ndarray] | None:
         ids = np.asarray(ids, dtype=np.int64)

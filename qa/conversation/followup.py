@@ -47,6 +47,18 @@ class Focus:
     new_topic: bool = False
     note: str = ""
     named: bool = False  # the question names its own entity (self_contained) yet stays with the documents
+    degraded: bool = False  # a search of the whole corpus behind the choice missed part of it (a shard)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where the best sentence for a question lies against a topic's documents: the document outside them
+    that holds it (None: it is inside), by how much it outscores the best inside, and whether the search of
+    the whole corpus missed part of it."""
+
+    elsewhere: str | None = None
+    margin: float = 0.0
+    degraded: bool = False
 
 
 def topic_documents(history: Sequence[Turn]) -> list[str]:
@@ -60,21 +72,21 @@ def topic_answers(history: Sequence[Turn]) -> list[tuple[str, int]]:
             for t in reversed(topic_turns(history)) if t.answered and t.citations]
 
 
-def outside_evidence(engine: Answerer, query: Query, mode: str, documents: Sequence[str]) -> tuple[str | None, float]:
+def outside_evidence(engine: Answerer, query: Query, mode: str, documents: Sequence[str]) -> Evidence:
     """The document outside ``documents`` that holds the best sentence for ``query`` over the whole corpus,
-    and by how much that sentence outscores the best one inside ``documents`` (None, 0 when the best is
-    inside). Sentence scores, not passage counts: one sentence that answers outweighs many that touch it."""
+    and by how much that sentence outscores the best one inside ``documents``. Sentence scores, not passage
+    counts: one sentence that answers outweighs many that touch it."""
     if covers_corpus(engine.index, documents):
-        return None, 0.0
+        return Evidence()
     everywhere = engine.score(query, mode)
     if not len(everywhere.ids):
-        return None, 0.0
+        return Evidence(degraded=everywhere.degraded)
     best = engine.index.sentences[int(everywhere.ids[0])].doc_id
     if best in documents:
-        return None, 0.0
+        return Evidence(degraded=everywhere.degraded)
     inside = engine.score(query, mode, sentences_of(engine.index, documents))
     held = float(inside.scores[0]) if len(inside.scores) else float("-inf")
-    return best, float(everywhere.scores[0]) - held
+    return Evidence(best, float(everywhere.scores[0]) - held, everywhere.degraded or inside.degraded)
 
 
 def story_of(engine: Answerer, documents: Sequence[str], reading: Reading) -> list[str]:
@@ -118,11 +130,12 @@ def focus(engine: Answerer, question: str, plain: Query, history: Sequence[Turn]
     if not reading.keep_topic or not docs:
         return Focus(new_topic=named)
     docs = story_of(engine, docs, reading)
-    if named:
-        elsewhere, margin = outside_evidence(engine, plain, mode, docs)
-        if elsewhere is not None and margin >= reading.new_topic_margin:
-            return Focus(new_topic=True)
-    return Focus(tuple(docs), named=named)
+    if not named:
+        return Focus(tuple(docs))
+    evidence = outside_evidence(engine, plain, mode, docs)
+    if evidence.elsewhere is not None and evidence.margin >= reading.new_topic_margin:
+        return Focus(new_topic=True, degraded=evidence.degraded)
+    return Focus(tuple(docs), named=True, degraded=evidence.degraded)
 
 
 def topic_question(question: str, history: Sequence[Turn], limit: int = 1000) -> str:
@@ -151,12 +164,14 @@ def refocus(engine: Answerer, question: str, history: Sequence[Turn], chosen: Fo
     if not chosen.documents or covers_corpus(engine.index, chosen.documents):
         return chosen
     together = engine.query(topic_question(question, history), mode)
-    best, margin = outside_evidence(engine, together, mode, chosen.documents)
-    if best is None or margin < reading.switch_margin:
-        return chosen
+    evidence = outside_evidence(engine, together, mode, chosen.documents)
+    degraded = chosen.degraded or evidence.degraded
+    if evidence.elsewhere is None or evidence.margin < reading.switch_margin:
+        return replace(chosen, degraded=degraded)
+    best = evidence.elsewhere
     return Focus(tuple(story_of(engine, [best], reading)),
                  note=f" [now in {_label(engine, best)!r}, not {_label(engine, chosen.documents[0])!r}]",
-                 named=chosen.named)
+                 named=chosen.named, degraded=degraded)
 
 
 def answer_turn(engine: Answerer, question: str, history: Sequence[Turn], *, top_k: int, mode: str,
@@ -182,7 +197,9 @@ def answer_turn(engine: Answerer, question: str, history: Sequence[Turn], *, top
     extra = {} if abstain else {"abstain": False}
     learned = reading.learned and mode == "hybrid"  # the model was fitted on hybrid scores only
     if not history or starts_topic(query.understood_as) or (reading.locality == 0 and not learned):
-        return engine.answer(query, top_k=top_k, mode=mode, within=within, **extra)
+        answer = engine.answer(query, top_k=top_k, mode=mode, within=within, **extra)
+        answer.degraded = answer.degraded or chosen.degraded
+        return answer
     answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, within=within, **extra)
     if learned:
         features = followup_features(engine, plain, history, answer, within=within, reading=reading)
@@ -194,7 +211,8 @@ def answer_turn(engine: Answerer, question: str, history: Sequence[Turn], *, top
                      content_terms(question, engine.index.analyzer))
         read = seen is not None
         prefer_previous_answers(answer, history, reading, index=seen[0] if read else None, question=question)
-    answer.degraded = answer.degraded or not read  # a shard was missing: answered without the dialogue's flow
+    # a shard was missing: the topic's documents chosen without it, or answered without the dialogue's flow
+    answer.degraded = answer.degraded or chosen.degraded or not read
     answer.sentences = answer.sentences[:top_k]
     if chosen.note and answer.understood_as is not None:
         answer.understood_as += chosen.note
@@ -266,7 +284,8 @@ def _view(engine: Answerer, ids: np.ndarray, anchors: Sequence[tuple[str, int]],
     query ``terms``: the sentences a follow-up's re-ranking reads (the anchors' next sentences come with them)."""
     known = engine.index.sentence_ids
     anchor_ids = [known[a] for a in anchors if a in known]
-    return engine.view_of(np.array([*np.asarray(ids).tolist(), *anchor_ids], dtype=np.int64), list(dict.fromkeys(terms)))
+    wanted = np.array([*np.asarray(ids).tolist(), *anchor_ids], dtype=np.int64)
+    return engine.view_of(wanted, list(dict.fromkeys(terms)))
 
 
 def rank_followup(answer: Answer, features: np.ndarray, weights: Sequence[float]) -> None:
