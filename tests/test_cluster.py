@@ -179,6 +179,7 @@ def test_two_shards_on_ray_answer_as_one_index(single, shard_set, cluster_settin
 
     assert len(shard_set.shards) == 2 and shard_set.manifest["sentences"] == len(single.index.sentences)
     sharded = open_local(cluster_settings, shard_set.path.parent)
+    assert sharded.index.manifest["documents"] == single.index.manifest["documents"]
     for mode in ("hybrid", "bm25", "dense"):
         expected = [single.ask(q, abstain=False, retriever=mode) for q in questions]
         assert_same(expected, [sharded.ask(q, abstain=False, retriever=mode) for q in questions])

@@ -151,6 +151,7 @@ class ShardedEngine(Engine):
         weights = shard_set.path / "token_weights.npy"
         self.token_weights = np.load(weights) if weights.exists() else None
         documents, sentences, document_vectors = self._catalog()
+        manifest = {**manifest, "documents": len(documents)}  # as one index's manifest counts them (/health)
         front = CorpusIndex(path=shard_set.path, manifest=manifest, documents=documents, sentences=sentences,
                             passages=[], faiss_index=None, sentence_vectors=None, lexical_passages=None,
                             lexical_sentences=self.lexicon, analyzer=shard_set.analyzer(),
