@@ -5,15 +5,17 @@
 Each dialogue is played turn by turn with qa.conversation.answer_turn (the reading `Engine.ask` uses with
 a conversation id), the history being what a user would have seen (abstentions enter it without
 citations). Rows: the reading without topic keeping, the default reading, and with ``--grid`` the
-thresholds of topic keeping (``new_topic_margin``, ``switch_margin``, ``focus_documents``). The CoQA
+thresholds of topic keeping (``new_topic_margin``, ``switch_margin``, ``focus_documents``, ...). The CoQA
 index must exist: `qa eval --dataset coqa --limit 1` builds it. Prints figures, never asserts them.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,17 +35,23 @@ GRID = {
     **{f"switch_margin {v}": replace(D, switch_margin=v) for v in (0.25, 0.5, 99.0)},
     "focus_documents 2": replace(D, focus_documents=2),
     **{f"story_cosine {v}": replace(D, story_cosine=v) for v in (0.8, 0.85, 0.9)},
+    **{f"refocus_retriever {v}": replace(D, refocus_retriever=v) for v in ("bm25", "dense")},
+    **{f"topic_chars {v}": replace(D, topic_chars=v) for v in (200, 400, 600)},
+    **{f"refocus_turns {v}": replace(D, refocus_turns=v) for v in (4, 8, None)},
 }
 
 
 def play(engine: Engine, data: Dataset, reading: conv.Reading) -> dict[str, float]:
     raw = {d.doc_id: d.raw for d in data.documents}
-    counts = {"n": 0, "hit1": 0, "story": 0, "on": 0, "on_hit": 0}
+    counts = {"n": 0, "hit1": 0, "story": 0}
+    ms: list[float] = []
     for cid, turns in data.conversations.items():
         history: list[conv.Turn] = []
         for q in turns:
+            t0 = time.perf_counter()
             answer = conv.answer_turn(engine, q.question, history, top_k=RANK_DEPTH, mode="hybrid", reading=reading,
                                       abstain=False)
+            ms.append((time.perf_counter() - t0) * 1000)
             shown = answer if answer.answered else replace(answer, sentences=[])
             history.append(conv.Turn.from_answer(q.question, shown))
             if q.turn == 0 or not q.answerable:
@@ -54,7 +62,8 @@ def play(engine: Engine, data: Dataset, reading: conv.Reading) -> dict[str, floa
             counts["hit1"] += hit
             counts["story"] += story
     n = max(counts["n"], 1)
-    return {"n": counts["n"], "Hit@1": counts["hit1"] / n, "right story@1": counts["story"] / n}
+    return {"n": counts["n"], "Hit@1": counts["hit1"] / n, "right story@1": counts["story"] / n,
+            "p50_ms": statistics.median(ms) if ms else 0.0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = {"default": D, **(GRID if args.grid else {"no topic keeping": GRID["no topic keeping"]})}
         if args.only:
             rows = {k: v for k, v in rows.items() if k == "default" or k.startswith(tuple(args.only))}
-        print(f"| reading ({args.split}, {len(data.conversations)} dialogues) | follow-up Hit@1 | right story@1 | n |")
-        print("|---|---|---|---|")
+        print(f"| reading ({args.split}, {len(data.conversations)} dialogues) | follow-up Hit@1 | right story@1 | n "
+              "| turn p50 ms |")
+        print("|---|---|---|---|---|")
         for name, reading in rows.items():
             m = play(engine, data, reading)
-            print(f"| {name} | {m['Hit@1']:.3f} | {m['right story@1']:.3f} | {m['n']} |", flush=True)
+            print(f"| {name} | {m['Hit@1']:.3f} | {m['right story@1']:.3f} | {m['n']} | {m['p50_ms']:.1f} |",
+                  flush=True)
     return 0
 
 

@@ -10,7 +10,7 @@ import gzip
 import json
 import tempfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -56,21 +56,22 @@ class Dataset:
     layout: bool = True  # documents are scraped pages (title, headings) rather than plain paragraphs
     conversations: dict[str, list[GoldQuestion]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # conversation id → the document it is about
+    quotable: bool = True  # reports may quote its text; not a shared benchmark's, which never enters the repository
 
     def select(self, split: str | None) -> "Dataset":
         if split in (None, "all"):
             return self
         keep = [q for q in self.questions if q.split == split]
         convs = {cid: turns for cid, turns in self.conversations.items() if turns and turns[0].split == split}
-        return Dataset(self.name, self.documents, keep, self.layout, convs,
-                       {cid: doc for cid, doc in self.sources.items() if cid in convs})
+        return replace(self, questions=keep, conversations=convs,
+                       sources={cid: doc for cid, doc in self.sources.items() if cid in convs})
 
     def first_conversations(self, n: int) -> "Dataset":
         """The first ``n`` conversations and their turns (quick runs); the documents stay all of them."""
         convs = dict(list(self.conversations.items())[:n])
         keep = [q for q in self.questions if q.conversation in convs]
-        return Dataset(self.name, self.documents, keep, self.layout, convs,
-                       {cid: doc for cid, doc in self.sources.items() if cid in convs})
+        return replace(self, questions=keep, conversations=convs,
+                       sources={cid: doc for cid, doc in self.sources.items() if cid in convs})
 
 
 def quote_spans(evidence: list[dict], docs: dict[str, Document], where: str) -> tuple[Span, ...]:
@@ -188,7 +189,7 @@ def load_squad(data_dir: Path, *, limit: int | None = None, fmt: Literal["txt", 
         gold.append(GoldQuestion(qa["id"], qa["question"], kind, bool(evidence), evidence, split))
     if limit:
         gold = gold[:limit]
-    return Dataset("squad-v2-dev", documents, gold)
+    return Dataset("squad-v2-dev", documents, gold, quotable=False)
 
 
 def load_coqa(path: Path, stories_dir: Path) -> Dataset:
@@ -225,7 +226,7 @@ def load_coqa(path: Path, stories_dir: Path) -> Dataset:
         conversations[story["id"]] = turns
     questions = [q for turns in conversations.values() for q in turns]
     sources = {cid: doc_ids[cid] for cid in conversations}
-    return Dataset("coqa", list(docs.values()), questions, True, conversations, sources)
+    return Dataset("coqa", list(docs.values()), questions, True, conversations, sources, quotable=False)
 
 
 def evidence_spans(doc: Document, answers: list[dict]) -> tuple[Span, ...]:

@@ -169,7 +169,8 @@ def evaluate_dataset(dataset: Dataset, runner, modes: list[str]) -> dict:
         results = run(dataset, runner, mode)
         out["retrievers"][mode] = summarize(results)
         out["failures"][mode] = [
-            {"qid": r.qid, "kind": r.kind, "answered": r.answered, "confidence": round(r.confidence, 4), "top": r.top}
+            {"qid": r.qid, "kind": r.kind, "answered": r.answered, "confidence": round(r.confidence, 4),
+             **({"top": r.top} if dataset.quotable else {})}
             for r in results if (r.answerable and 1 not in r.covered.values()) or (not r.answerable and r.answered)
         ]
     return out
@@ -415,7 +416,8 @@ def evaluate_dialogues(dataset: Dataset, engine, conditions: tuple[str, ...] = C
         out["conditions"][condition] = summarize_dialogues(results)
         out["failures"][condition] = [
             {"turn": f"{r.conversation}.{r.turn + 1}", "split": r.split, "domain": r.domain,
-             "right_story": r.right_story, "understood_as": r.understood_as, "top": r.top}
+             "right_story": r.right_story,
+             **({"understood_as": r.understood_as, "top": r.top} if dataset.quotable else {})}
             for r in results if r.answerable and not r.hit1][:200]
     return out
 

@@ -439,6 +439,11 @@ def test_a_follow_up_whose_evidence_is_in_another_document_moves_there(engine):
     stay = conv.answer_turn(engine, "When did it reopen?", history, top_k=5, mode="hybrid", abstain=False,
                             reading=replace(reading, switch_margin=99.0))
     assert {s.citation.doc_id for s in stay.sentences} == {ISLAMABAD} and "[now in" not in stay.understood_as
+    # past its first refocus_turns turns a topic's story is settled: the same follow-up stays
+    settled = conv.answer_turn(engine, "When did it reopen?", history, top_k=5, mode="hybrid", abstain=False,
+                               reading=replace(reading, refocus_turns=0))
+    assert {s.citation.doc_id for s in settled.sentences} == {ISLAMABAD}
+    assert "[now in" not in (settled.understood_as or "")
 
 
 def test_documents_fix_where_a_turn_is_answered(engine):

@@ -113,6 +113,11 @@ def test_dialogues_are_asked_as_conversations_with_floor_and_ceiling(coqa_engine
     assert [t.question for t in stored] == [q.question for q in data.conversations["mouse01"]]
     paths = evaluate.write_report(report, tmp_path, "coqa-small")
     assert json.loads(paths["json"].read_text())["turns"] == 5
+    # a failed turn is named by its id: CoQA's questions and stories never enter a report
+    written = paths["json"].read_text() + paths["md"].read_text()
+    assert not data.quotable and not any(q.question in written for q in data.questions)
+    assert all(set(row) == {"turn", "split", "domain", "right_story"}
+               for rows in report["failures"].values() for row in rows)
     split = data.conversations["mouse01"][0].split
     assert f"| conversation | {split} |" in paths["md"].read_text() and paths["png"].stat().st_size > 0
 

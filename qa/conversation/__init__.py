@@ -25,8 +25,9 @@ from qa.conversation.store import (CLI_NAMESPACE, HTTP_NAMESPACE, MAX_ID_CHARS, 
                                    UnknownConversation, utc_now, validate_id)
 
 __all__ = ["CLI_NAMESPACE", "DEFAULT_READING", "FOLLOWUP_FEATURES", "HTTP_NAMESPACE", "MAX_ID_CHARS", "NEW_TOPIC",
-           "SAME_DOCUMENTS", "STORE_FILE", "ConversationStore", "Conversations", "Evidence", "Focus", "Reading", "Turn",
-           "UnknownConversation", "answer_turn", "asks_about_previous", "attach_store", "covers_corpus",
+           "SAME_DOCUMENTS", "STORE_FILE", "ConversationStore", "Conversations", "Evidence", "Focus", "Reading",
+           "Turn", "UnknownConversation", "answer_turn", "asks_about_previous", "attach_store", "covers_corpus",
            "definite_references", "focus", "followup_features", "history_terms", "is_elliptical", "outside_evidence",
            "prefer_previous_answers", "rank_followup", "refocus", "self_contained", "sentences_of", "starts_topic",
-           "store_of", "topic_answers", "topic_documents", "topic_question", "topic_turns", "understand", "utc_now", "validate_id"]
+           "store_of", "topic_answers", "topic_documents", "topic_question", "topic_turns", "understand", "utc_now",
+           "validate_id"]

@@ -163,8 +163,9 @@ def refocus(engine: Answerer, question: str, history: Sequence[Turn], chosen: Fo
     a document; the topic's questions together name it far more often (docs/COQA.md)."""
     if not chosen.documents or covers_corpus(engine.index, chosen.documents):
         return chosen
-    together = engine.query(topic_question(question, history), mode)
-    evidence = outside_evidence(engine, together, mode, chosen.documents)
+    searched = reading.refocus_retriever or mode
+    together = engine.query(topic_question(question, history, reading.topic_chars), searched)
+    evidence = outside_evidence(engine, together, searched, chosen.documents)
     degraded = chosen.degraded or evidence.degraded
     if evidence.elsewhere is None or evidence.margin < reading.switch_margin:
         return replace(chosen, degraded=degraded)
@@ -184,7 +185,8 @@ def answer_turn(engine: Answerer, question: str, history: Sequence[Turn], *, top
     plain = engine.query(question, mode)
     chosen = Focus(tuple(documents)) if documents is not None else focus(engine, question, plain, history,
                                                                          mode=mode, reading=reading)
-    if documents is None and history and not chosen.new_topic:
+    if documents is None and history and not chosen.new_topic \
+            and (reading.refocus_turns is None or len(topic_turns(history)) <= reading.refocus_turns):
         chosen = refocus(engine, question, history, chosen, mode=mode, reading=reading)
     if chosen.named:  # its own words say what it asks; the documents stay
         query = replace(plain, understood_as=f"{question} [{SAME_DOCUMENTS}]")
