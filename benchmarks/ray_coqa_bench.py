@@ -27,8 +27,8 @@ from qa.config import Settings
 
 
 class Recorded:
-    """An engine whose answers to ``ask`` are kept (the turn, its citations and scores), for comparing two
-    engines turn by turn."""
+    """An engine whose answers to ``ask`` are kept (conversation, turn, citations and scores: no CoQA text),
+    for comparing two engines turn by turn."""
 
     def __init__(self, engine):
         self.engine = engine
@@ -39,8 +39,9 @@ class Recorded:
 
     def ask(self, question: str, **kwargs):
         answer = self.engine.ask(question, **kwargs)
-        self.answers.append({"conversation": kwargs.get("conversation_id"), "question": question,
-                             "understood_as": answer.understood_as,
+        conversation = kwargs.get("conversation_id")
+        turn = sum(a["conversation"] == conversation for a in self.answers[-100:]) + 1
+        self.answers.append({"conversation": conversation, "turn": turn,
                              "sentences": [(s.citation.doc_id, s.citation.sentence_index, s.score)
                                            for s in answer.sentences]})
         return answer
@@ -54,8 +55,7 @@ def differences(expected: list[dict], got: list[dict], atol: float = 1e-5) -> li
         same = [c[:2] for c in a["sentences"]] == [c[:2] for c in b["sentences"]] and np.allclose(
             [c[2] for c in a["sentences"]], [c[2] for c in b["sentences"]], atol=atol, rtol=0)
         if not same:
-            out.append({"conversation": a["conversation"], "question": a["question"],
-                        "understood_as": [a["understood_as"], b["understood_as"]],
+            out.append({"conversation": a["conversation"], "turn": a["turn"],
                         "one index": a["sentences"][:3], "2 shards": b["sentences"][:3]})
     return out
 
