@@ -35,8 +35,6 @@ GRID = {
     **{f"switch_margin {v}": replace(D, switch_margin=v) for v in (0.25, 0.5, 99.0)},
     "focus_documents 2": replace(D, focus_documents=2),
     **{f"story_cosine {v}": replace(D, story_cosine=v) for v in (0.8, 0.85, 0.9)},
-    **{f"refocus_retriever {v}": replace(D, refocus_retriever=v) for v in ("bm25", "dense")},
-    **{f"topic_chars {v}": replace(D, topic_chars=v) for v in (200, 400, 600)},
     **{f"refocus_turns {v}": replace(D, refocus_turns=v) for v in (4, 8, None)},
 }
 

@@ -19,6 +19,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ class Recorded:
     def __init__(self, engine):
         self.engine = engine
         self.answers: list[dict] = []
+        self.turns: Counter[str] = Counter()
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
@@ -40,8 +42,8 @@ class Recorded:
     def ask(self, question: str, **kwargs):
         answer = self.engine.ask(question, **kwargs)
         conversation = kwargs.get("conversation_id")
-        turn = sum(a["conversation"] == conversation for a in self.answers[-100:]) + 1
-        self.answers.append({"conversation": conversation, "turn": turn,
+        self.turns[conversation] += 1
+        self.answers.append({"conversation": conversation, "turn": self.turns[conversation],
                              "sentences": [(s.citation.doc_id, s.citation.sentence_index, s.score)
                                            for s in answer.sentences]})
         return answer

@@ -163,9 +163,8 @@ def refocus(engine: Answerer, question: str, history: Sequence[Turn], chosen: Fo
     a document; the topic's questions together name it far more often (docs/COQA.md)."""
     if not chosen.documents or covers_corpus(engine.index, chosen.documents):
         return chosen
-    searched = reading.refocus_retriever or mode
-    together = engine.query(topic_question(question, history, reading.topic_chars), searched)
-    evidence = outside_evidence(engine, together, searched, chosen.documents)
+    together = engine.query(topic_question(question, history), mode)
+    evidence = outside_evidence(engine, together, mode, chosen.documents)
     degraded = chosen.degraded or evidence.degraded
     if evidence.elsewhere is None or evidence.margin < reading.switch_margin:
         return replace(chosen, degraded=degraded)
@@ -198,27 +197,33 @@ def answer_turn(engine: Answerer, question: str, history: Sequence[Turn], *, top
     within = sentences_of(engine.index, chosen.documents) if chosen.documents else None
     extra = {} if abstain else {"abstain": False}
     learned = reading.learned and mode == "hybrid"  # the model was fitted on hybrid scores only
-    if not history or starts_topic(query.understood_as) or (reading.locality == 0 and not learned):
-        answer = engine.answer(query, top_k=top_k, mode=mode, within=within, **extra)
-        answer.degraded = answer.degraded or chosen.degraded
-        return answer
-    answer = engine.answer(query, top_k=top_k + reading.extra_candidates, mode=mode, within=within, **extra)
-    if learned:
-        features = followup_features(engine, plain, history, answer, within=within, reading=reading)
-        read = features is not None
-        if read:
-            rank_followup(answer, features, reading.followup_model or engine.settings.followup_model)
-    else:
-        seen = _view(engine, np.zeros(0, dtype=np.int64), topic_answers(history),
-                     content_terms(question, engine.index.analyzer))
-        read = seen is not None
-        prefer_previous_answers(answer, history, reading, index=seen[0] if read else None, question=question)
+    flows = bool(history) and not starts_topic(query.understood_as) and (reading.locality != 0 or learned)
+    answer = engine.answer(query, top_k=top_k + (reading.extra_candidates if flows else 0), mode=mode,
+                           within=within, **extra)
+    read = not flows or follow_the_dialogue(engine, answer, plain, history, within, reading, learned)
     # a shard was missing: the topic's documents chosen without it, or answered without the dialogue's flow
     answer.degraded = answer.degraded or chosen.degraded or not read
-    answer.sentences = answer.sentences[:top_k]
-    if chosen.note and answer.understood_as is not None:
-        answer.understood_as += chosen.note
+    if flows:
+        answer.sentences = answer.sentences[:top_k]
+        if chosen.note and answer.understood_as is not None:
+            answer.understood_as += chosen.note
     return answer
+
+
+def follow_the_dialogue(engine: Answerer, answer: Answer, plain: Query, history: Sequence[Turn],
+                        within: np.ndarray | None, reading: Reading, learned: bool) -> bool:
+    """Re-rank a follow-up's candidates in place by the dialogue's flow: the learned model (hybrid) or the
+    hand-set gains. False when the sentences it reads could not be gathered (a sharded front missing a
+    shard); the candidates then keep the engine's order."""
+    if learned:
+        features = followup_features(engine, plain, history, answer, within=within, reading=reading)
+        if features is not None:
+            rank_followup(answer, features, reading.followup_model or engine.settings.followup_model)
+        return features is not None
+    seen = _view(engine, np.zeros(0, dtype=np.int64), topic_answers(history),
+                 content_terms(plain.question, engine.index.analyzer))
+    prefer_previous_answers(answer, history, reading, index=seen[0] if seen else None, question=plain.question)
+    return seen is not None
 
 
 FOLLOWUP_FEATURES = ("with history", "alone", "alone cosine", "alone coverage", "previous answer", "1 after it",

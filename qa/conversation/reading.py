@@ -71,12 +71,10 @@ class Reading:
     - ``story_cosine``: the topic's documents also take every document whose mean sentence vector is within
       this cosine of theirs (``CorpusIndex.same_story``: news articles that tell the same story); None: the
       topic's own documents only.
-    - ``refocus_retriever``: the retriever the topic's questions asked together are searched with
-      (``refocus``); None: the turn's own. ``topic_chars``: how long that text may be (the opener and the
-      most recent questions that fit). ``refocus_turns``: a topic is checked so only in its first turns
-      (None: every turn): its story is settled by then, and each check encodes that long text and searches
-      the whole corpus (CoQA tune: 12 keeps Hit@1 and right story and saves about 30 % of a turn's time;
-      docs/COQA.md).
+    - ``refocus_turns``: a topic's story is checked against its questions asked together (``refocus``) only
+      in its first turns (None: every turn): it is settled by then, and each check encodes that long text
+      and searches the whole corpus (CoQA tune: 12 keeps Hit@1 and right story and saves about 30 % of a
+      turn's time; docs/COQA.md).
     """
 
     decay: float = 1.0
@@ -107,8 +105,6 @@ class Reading:
     switch_margin: float = 0.0
     focus_documents: int = 1
     story_cosine: float | None = 0.85
-    refocus_retriever: str | None = None
-    topic_chars: int = 1000
     refocus_turns: int | None = 12
 
 
