@@ -3,6 +3,7 @@
     PYTHONPATH=$PWD .venv/bin/python benchmarks/ingest_bench.py coqa [--build]
     PYTHONPATH=$PWD .venv/bin/python benchmarks/ingest_bench.py squad [--format txt --format jsonl] [--split all]
     PYTHONPATH=$PWD .venv/bin/python benchmarks/ingest_bench.py long [--mb 2]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/ingest_bench.py wrapped [--width 72]
 
 ``coqa``: the 610 CoQA test stories (shared data, coqa/coqa-test-610.json.gz) written as one ``.txt`` file
 each, in a folder per domain, then read and split: documents, sentences, title lines, headings, the longest
@@ -12,6 +13,11 @@ sentence, and the share of the annotators' evidence spans that fall inside at mo
 and evaluated with the hybrid retriever, as ``qa eval --dataset squad-v2-dev --retriever hybrid`` does; the
 two formats share the index name bench-ingest-squad, so the second build re-encodes nothing.
 ``long``: one paragraph of N MB without a line break, split into sentences (the linear path).
+``wrapped``: the 610 CoQA stories written twice, as they are and hard-wrapped (``textwrap.fill`` of every line
+at ``--width`` columns, blank lines kept), both read as a folder; reports the sentences of each, the share of
+the wrapped files' sentences that end at a wrap in mid-sentence (where the unwrapped split has no boundary),
+and the share that are the same sentences as the unwrapped files' (compared as word ranges, whitespace
+collapsed). Runs on any checkout (it only needs ``load_corpus`` and ``split_sentences``).
 """
 
 from __future__ import annotations
@@ -145,6 +151,73 @@ def cmd_long(args) -> None:
           f"{len(text) / 1e6 / seconds:.1f} |")
 
 
+def _word_ranges(doc, sentences) -> list[tuple[int, int]]:
+    """Each sentence as the range of word numbers (whitespace-separated words of the document) it covers."""
+    import re
+
+    starts = [m.start() for m in re.finditer(r"\S+", doc.raw)]
+    out = []
+    for s in sentences:
+        first = int(np.searchsorted(starts, s.start))
+        out.append((first, first + len(s.text.split())))
+    return out
+
+
+def wrap_story(text: str, width: int) -> tuple[str, set[int]]:
+    """``text`` with every line wrapped at ``width`` columns, and the word numbers after which a wrap put a
+    line break."""
+    import textwrap
+
+    lines, breaks, words = [], set(), 0
+    for line in text.split("\n"):
+        wrapped = textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False) if line.strip() else [""]
+        for piece in wrapped:
+            words += len(piece.split())
+            breaks.add(words)
+        breaks.discard(words)  # the line's own end is not a wrap
+        lines.append("\n".join(wrapped))
+    return "\n".join(lines), breaks
+
+
+def cmd_wrapped(args) -> None:
+    settings = Settings()
+    with gzip.open(settings.shared_data_dir / COQA_FILE, "rt", encoding="utf-8") as fh:
+        stories = json.load(fh)["data"]
+    with tempfile.TemporaryDirectory(prefix="qa-wrapped-") as tmp:
+        plain, wrapped = Path(tmp) / "plain", Path(tmp) / "wrapped"
+        breaks = {}
+        records, wrapped_records = [], []
+        for st in stories:
+            text = st["story"].replace("\r\n", "\n")
+            records.append(CorpusRecord(f"{st['source']}/{st['id']}", "", text))
+            folded, breaks[f"{st['source']}/{st['id']}"] = wrap_story(text, args.width)
+            wrapped_records.append(CorpusRecord(f"{st['source']}/{st['id']}", "", folded))
+        ids = write_corpus(records, plain)
+        write_corpus(wrapped_records, wrapped)
+        t0 = time.perf_counter()
+        plain_docs = {d.doc_id: d for d in load_corpus(plain)}
+        wrapped_docs = {d.doc_id: d for d in load_corpus(wrapped)}
+        split = {name: {i: split_sentences(d) for i, d in docs.items()}
+                 for name, docs in (("plain", plain_docs), ("wrapped", wrapped_docs))}
+        seconds = time.perf_counter() - t0
+    counts = Counter()
+    for key, doc_id in ids.items():
+        p = _word_ranges(plain_docs[doc_id], split["plain"][doc_id])
+        w = _word_ranges(wrapped_docs[doc_id], split["wrapped"][doc_id])
+        p_ends = {e for _, e in p}
+        counts["plain"] += len(p)
+        counts["wrapped"] += len(w)
+        counts["same"] += len(set(p) & set(w))
+        counts["mid_wrap"] += sum(1 for _, e in w if e in breaks[key] and e not in p_ends)
+        counts["wraps"] += len(breaks[key])
+    print(f"| width | stories | line breaks added | sentences (as written) | sentences (wrapped) | end at a wrap "
+          f"mid-sentence | same sentences | split s |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {args.width} | {len(ids)} | {counts['wraps']:,} | {counts['plain']:,} | {counts['wrapped']:,} | "
+          f"{counts['mid_wrap']:,} ({counts['mid_wrap'] / counts['wrapped']:.4f}) | "
+          f"{counts['same']:,} ({counts['same'] / counts['plain']:.4f}) | {seconds:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -155,10 +228,12 @@ def main() -> None:
     p.add_argument("--split", default="all", choices=["all", "tune", "test"])
     p = sub.add_parser("long")
     p.add_argument("--mb", type=float, default=2.0)
+    p = sub.add_parser("wrapped")
+    p.add_argument("--width", type=int, default=72)
     args = parser.parse_args()
     if args.cmd == "squad" and not args.format:
         args.format = ["txt", "jsonl"]
-    {"coqa": cmd_coqa, "squad": cmd_squad, "long": cmd_long}[args.cmd](args)
+    {"coqa": cmd_coqa, "squad": cmd_squad, "long": cmd_long, "wrapped": cmd_wrapped}[args.cmd](args)
 
 
 if __name__ == "__main__":

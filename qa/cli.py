@@ -69,7 +69,7 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 out = Console(markup=False, emoji=False, highlight=False)
 err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)  # a line stays one line
 
-CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="folder of .txt, .md, .html and .jsonl documents, subfolders included (default: seeds/)")]
+CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="folder of documents (.txt .md .html .pdf .docx .odt .epub .rtf .eml .jsonl), subfolders included (default: seeds/)")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index-root", help="where indexes are built (default: index/)")]
 # Unset options fall back to Settings (QA_TOP_K, QA_RETRIEVER), as the HTTP API's do.
 TopKOpt = Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=20,
@@ -157,8 +157,10 @@ def index(corpus: CorpusOpt = None, index_root: IndexOpt = None,
           rebuild: Annotated[bool, typer.Option(help="rebuild even when the index is up to date")] = False,
           ray: RayOpt = False, ray_address: RayAddressOpt = None,
           shards: Annotated[int, typer.Option(min=1, help="with --ray: shards to build")] = 2,
-          workers: Annotated[int, typer.Option(min=1, help="with --ray: encoder actors")] = 2) -> None:
-    """Build (or refresh) the index of the corpus; with --ray, as shards on Ray."""
+          workers: Annotated[int, typer.Option(min=1, help="with --ray: encoder actors")] = 2,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list every file not indexed")] = False) -> None:
+    """Build (or refresh) the index of the corpus and say what it holds and which files it skipped (and why);
+    with --ray, as shards on Ray."""
     settings = settings_from(corpus, index_root)
     if ray:
         from qa.cluster.build import build_sharded, ensure_onnx_export, ray_session
@@ -178,6 +180,25 @@ def index(corpus: CorpusOpt = None, index_root: IndexOpt = None,
     out.print(Text.assemble("index ", (visible(str(settings.index_dir())), "bold"),
                             visible(f": {m['documents']} documents, {m['sentences']} sentences, {m['passages']} "
                                     f"passages; model {m['model']} ({m['dim']} d); built {m['built_at']}")))
+    print_corpus_summary(engine.index.documents.values(), engine.index.skipped, verbose)
+
+
+def print_corpus_summary(documents, skipped, verbose: bool) -> None:
+    """Documents by format, files not indexed by reason, and (``verbose``) each of those files."""
+    from collections import Counter
+
+    from qa.formats import format_of
+
+    by_format = Counter(format_of(d.source or d.doc_id) for d in documents)
+    out.print(visible("documents by format: " + ", ".join(f"{f} {n:,}" for f, n in sorted(by_format.items()))))
+    if not skipped:
+        out.print("skipped: none", style="dim")
+        return
+    by_reason = Counter(s.reason for s in skipped)
+    out.print(Text.assemble(("skipped: ", "yellow"), visible(", ".join(f"{r} {n:,}" for r, n in by_reason.most_common())),
+                            ("" if verbose else " (--verbose lists them)", "dim")))
+    for s in skipped if verbose else ():
+        out.print(visible(f"  {s.path}: {s.reason}" + (f" ({s.detail})" if s.detail and s.detail != s.reason else "")))
 
 
 @app.command()
@@ -213,6 +234,17 @@ def ask(
         print_answer(answer)
 
 
+def shown(text: str) -> str:
+    """A sentence as displayed: a line break inside it (a wrapped line of the source) is a space."""
+    return " ".join(text.split())
+
+
+def where(cite) -> str:
+    """Where a citation points: the page (for a PDF), the sentence and its characters."""
+    page = f"page {cite.page} · " if cite.page is not None else ""
+    return f"{page}sentence {cite.sentence_index} · chars {cite.start}–{cite.end}"
+
+
 def print_answer(answer: Answer) -> None:
     from rich.panel import Panel
 
@@ -226,11 +258,11 @@ def print_answer(answer: Answer) -> None:
         c = s.citation
         body = Text()
         if s.context:
-            body.append(visible(s.context) + " ", style="dim")
-        body.append(visible(s.text))
+            body.append(visible(shown(s.context)) + " ", style="dim")
+        body.append(visible(s.text if s.kind == "code" else shown(s.text)))
         for cite in [c, *s.also_in]:
             body.append(f"\n{'— ' if cite is c else '— also in '}{visible(cite.title)} · {visible(cite.doc_id)} · "
-                        f"sentence {cite.sentence_index} · chars {cite.start}–{cite.end}", style="cyan")
+                        f"{where(cite)}", style="cyan")
         out.print(Panel(body, title=f"{rank}  score {s.score:.3f}", title_align="left",
                         border_style="green" if rank == 1 else "blue"))
 
@@ -423,10 +455,9 @@ def print_sources(answer: Answer | None, turn=None) -> None:
         out.print("no sources yet", style="dim")
         return
     for rank, (c, text) in enumerate(cites, start=1):
-        out.print(visible(f"{rank}. {c.doc_id} · sentence {c.sentence_index} · chars {c.start}–{c.end} · {c.title}"),
-                  style="cyan")
+        out.print(visible(f"{rank}. {c.doc_id} · {where(c)} · {c.title}"), style="cyan")
         if text:
-            out.print(f"   {visible(text)}")
+            out.print(f"   {visible(shown(text))}")
 
 
 @app.command()

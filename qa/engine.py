@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -18,7 +18,7 @@ from qa import index as index_mod
 from qa import rank, retrieve
 from qa.config import RETRIEVERS, Settings, model_key
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
-from qa.ingest import IngestLimits, load_corpus
+from qa.ingest import Corpus, IngestLimits, Skipped, read_corpus
 from qa.conversation import Conversations, ConversationStore
 from qa.types import Answer, Document, Query
 
@@ -61,8 +61,10 @@ def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpe
                                ann_min_passages=settings.ann_min_passages, token_vectors=settings.token_vectors)
 
 
-def index_is_current(target: Path, docs: list[Document], spec: index_mod.BuildSpec) -> tuple[bool, str]:
-    """Whether the published index was built from exactly these documents with this spec, and why not."""
+def index_is_current(target: Path, docs: list[Document], spec: index_mod.BuildSpec,
+                     skipped: Sequence[Skipped] = ()) -> tuple[bool, str]:
+    """Whether the published index was built from exactly these documents (and skipped files) with this
+    spec, and why not."""
     try:
         manifest = index_mod.read_manifest(target)
     except index_mod.IndexMissing:
@@ -71,7 +73,7 @@ def index_is_current(target: Path, docs: list[Document], spec: index_mod.BuildSp
         return False, str(exc)
     if manifest.get("format_version") != index_mod.FORMAT_VERSION:
         return False, "index format changed"
-    if manifest.get("corpus_fingerprint") != index_mod.corpus_fingerprint(docs):
+    if manifest.get("corpus_fingerprint") != index_mod.corpus_fingerprint(docs, skipped):
         return False, "the corpus changed"
     if any(manifest.get(k) != v for k, v in spec.to_dict().items()):
         return False, "index settings changed"
@@ -116,19 +118,20 @@ class Engine:
         pending = query_encoder or start_query_encoder(settings)
         encoder = None
         if check_corpus or rebuild or documents is not None:
-            docs = documents if documents is not None \
-                else load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
+            corpus = Corpus(documents) if documents is not None \
+                else read_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
+            docs, skipped = corpus.documents, corpus.skipped
             spec = build_spec(settings, layout=layout)
-            current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec)
+            current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec, skipped)
             if not current:
                 with index_mod.build_lock(target):
                     if not rebuild:  # another process may have built it while this one waited for the lock
-                        current, why = index_is_current(target, docs, spec)
+                        current, why = index_is_current(target, docs, spec, skipped)
                     if not current:
                         if on_rebuild:
                             on_rebuild(why)
                         bulk, encoder = cls._build_encoder(settings, docs)
-                        index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild)
+                        index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild, skipped=skipped)
         engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
         if settings.onnx_queries and not onnx_ready(settings):
             engine.export_query_model([s.text for s in engine.index.sentences])
@@ -140,13 +143,14 @@ class Engine:
         published a newer build, that one is loaded. Returns ``self`` when nothing changed. The new engine
         shares this one's models and conversation store, so swapping it in costs no model load."""
         target = self.settings.index_dir()
-        docs = load_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
+        corpus = read_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
         spec = build_spec(self.settings)
         with index_mod.build_lock(target):
-            current, why = index_is_current(target, docs, spec)
+            current, why = index_is_current(target, corpus.documents, spec, corpus.skipped)
             if not current:
                 log.info("updating the index (%s)", why)
-                index_mod.build(docs, self.query_encoder, spec, target, progress, reuse=True)
+                index_mod.build(corpus.documents, self.query_encoder, spec, target, progress, reuse=True,
+                                skipped=corpus.skipped)
             if index_mod.published_build(target) == self.index.path.name:
                 return self
             return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe))

@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from qa import cues
-from qa.ingest import split_sentences
+from qa.ingest import Skipped, split_sentences
+from qa.layout import layout_key
 from qa.lexical import LexicalIndex
 from qa.text import ANALYZER_VERSION, Analyzer, default_stopwords
 from qa.types import Document, Passage, Sentence
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: documents keep their metadata, page starts and layout key; skipped files; code sentences
 CURRENT = "current"
 TMP_PREFIX = ".tmp-"  # a build is written into TMP_PREFIX + its name, then renamed
 
@@ -46,13 +47,32 @@ class IndexCorrupt(IndexUnavailable):
     pass
 
 
-def corpus_fingerprint(docs: list[Document]) -> str:
+def corpus_fingerprint(docs: list[Document], skipped: Sequence[Skipped] = ()) -> str:
+    """What a build was made from: every document's id, text, layout and metadata, and every file skipped
+    (so a newly unreadable file is reported, not left out of the report)."""
     h = hashlib.sha256()
     for d in sorted(docs, key=lambda d: d.doc_id):
         h.update(d.doc_id.encode())
         h.update(b"\0")
         h.update(hashlib.sha256(d.raw.encode("utf-8")).digest())
+        h.update(json.dumps(_document_fields(d), sort_keys=True, ensure_ascii=False).encode())
+    for entry in skipped:
+        h.update(json.dumps(entry.to_dict(), ensure_ascii=False).encode())
     return h.hexdigest()
+
+
+def _document_fields(doc: Document) -> dict:
+    """What documents.json keeps of a document besides its id, title and text (None fields left out)."""
+    fields = {"url": doc.url, "published": doc.published, "source": doc.source, "author": doc.author,
+              "pages": list(doc.pages) if doc.pages is not None else None, "layout": layout_key(doc) or None,
+              "title": doc.title}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def split_key(raw: str, layout: str | None) -> str:
+    """The key under which a build keeps a document's sentences: its text, and its layout when that is not
+    plain text (the same text as Markdown or from an HTML page's blocks splits differently)."""
+    return f"{raw}\0{layout}" if layout else raw
 
 
 def make_passages(sentences: list[Sentence], size: int, overlap: int) -> list[Passage]:
@@ -119,6 +139,7 @@ class CorpusIndex:
     analyzer: Analyzer
     sentence_passages: list[list[int]] = field(default_factory=list)  # sentence id → passage ids
     tokens: TokenRows | None = None  # word-piece vectors per sentence, when the build kept them
+    skipped: list[Skipped] = field(default_factory=list)  # the corpus folder's files this build did not read
 
     def __post_init__(self):
         if not self.sentence_passages:
@@ -193,13 +214,15 @@ class CorpusIndex:
 
 
 def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
-          progress: Callable[[str, int, int], None] | None = None, *, reuse: bool = True) -> Path:
+          progress: Callable[[str, int, int], None] | None = None, *, reuse: bool = True,
+          skipped: Sequence[Skipped] = ()) -> Path:
     """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder.
 
     With ``reuse`` the build in service is the starting point, so that the work is in proportion to the
     change: a document whose text it already holds keeps its sentences (not split again), and sentences
     whose text it already embedded with the same model keep their vectors and word pieces (copied as
     stored, not encoded again). The lexical and dense indexes are then made from those stored parts.
+    ``skipped``: the corpus folder's files not read, kept with the build (``CorpusIndex.skipped``).
     Call with :func:`build_lock` held when other processes may build the same ``target``.
     """
     if not docs:
@@ -235,13 +258,14 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     findex = dense_index(pass_vecs, spec.ann_min_passages)
 
     manifest = {**spec.to_dict(), "dim": encoder.dim, "splitter": splitter_version(),
-                "corpus_fingerprint": corpus_fingerprint(docs),
-                "split_documents": len(docs) - (sum(d.raw in previous.splits for d in docs) if previous else 0),
+                "corpus_fingerprint": corpus_fingerprint(docs, skipped),
+                "split_documents": len(docs) - (sum(split_key(d.raw, layout_key(d)) in previous.splits for d in docs)
+                                                if previous else 0),
                 "encoded_texts": encoded[0]}
     build_dir = save_build(target, docs, sentences, passages, findex, sent_vecs, lexical_p, lexical_s, analyzer,
                            tokens, previous.tokens if previous else None,
                            lambda ids, offsets: token_weights(ids, offsets, encoder.vocabulary, analyzer.stopwords),
-                           manifest, t0)
+                           manifest, t0, skipped=skipped)
     publish(target, build_dir)
     return build_dir
 
@@ -249,7 +273,8 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
 def save_build(target: Path, docs: list[Document], sentences: list[Sentence], passages: list[Passage], findex,
                sent_vecs: np.ndarray, lexical_p: LexicalIndex, lexical_s: LexicalIndex, analyzer: Analyzer,
                tokens: SentenceTokens | None, previous_tokens: TokenRows | None,
-               weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray], manifest: dict, started: float) -> Path:
+               weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray], manifest: dict, started: float, *,
+               skipped: Sequence[Skipped] = ()) -> Path:
     """Write a complete build folder under ``target`` (not yet published); ``manifest`` holds the spec and
     the corpus fingerprint, to which the counts are added. ``tokens`` are the sentences' word pieces (reused
     ones are rows of ``previous_tokens``); ``weights_of(ids, offsets)`` gives the pieces' weights. A sharded
@@ -261,7 +286,8 @@ def save_build(target: Path, docs: list[Document], sentences: list[Sentence], pa
     tmp_dir = target / f"{TMP_PREFIX}{build_dir.name}"
     tmp_dir.mkdir()
     try:
-        _write_json(tmp_dir / "documents.json", [{"doc_id": d.doc_id, "title": d.title, "raw": d.raw} for d in docs])
+        _write_json(tmp_dir / "documents.json", [{"doc_id": d.doc_id, "raw": d.raw, **_document_fields(d)} for d in docs])
+        _write_json(tmp_dir / "skipped.json", [entry.to_dict() for entry in skipped])
         np.save(tmp_dir / "sentences.npy", _sentence_table(sentences, docs))
         _write_json(tmp_dir / "passages.json", [[p.doc_id, list(p.sentence_ids)] for p in passages])
         faiss.write_index(findex, str(tmp_dir / "passages.faiss"))
@@ -277,6 +303,7 @@ def save_build(target: Path, docs: list[Document], sentences: list[Sentence], pa
             "documents": len(docs),
             "sentences": len(sentences),
             "passages": len(passages),
+            "skipped": len(skipped),
             "analyzer": analyzer.to_dict(),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "build_seconds": round(time.perf_counter() - started, 3),
@@ -425,13 +452,14 @@ def build_running(target: Path) -> bool:
 
 @lru_cache(maxsize=1)
 def splitter_version() -> str:
-    """A digest of the sentence splitter's source (qa/ingest.py): sentences cached in a build are reused
-    only by a build that would split the same way."""
+    """A digest of the sentence splitter's source (qa/layout.py, qa/segment.py): sentences cached in a build
+    are reused only by a build that would split the same way."""
     import inspect
 
-    from qa import ingest
+    from qa import layout, segment
 
-    return hashlib.sha256(inspect.getsource(ingest).encode("utf-8")).hexdigest()[:16]
+    source = "".join(inspect.getsource(module) for module in (layout, segment))
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
 
 def read_manifest(target: Path) -> dict:
@@ -458,13 +486,15 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
     build_dir = (target / CURRENT).resolve()
     try:
         raw_docs, table = _read_documents(build_dir)
-        documents = {d["doc_id"]: Document(d["doc_id"], d["title"], d["raw"]) for d in raw_docs}
+        documents = {d["doc_id"]: _document_of(d) for d in raw_docs}
         doc_ids = [d["doc_id"] for d in raw_docs]
-        kinds = ("title", "heading", "body")
         sentences = []
         for doc_no, idx, start, end, kind in table.tolist():
             doc = documents[doc_ids[doc_no]]
-            sentences.append(Sentence(doc.doc_id, idx, start, end, doc.raw[start:end], kinds[kind]))
+            sentences.append(Sentence(doc.doc_id, idx, start, end, doc.raw[start:end], KINDS[kind]))
+        skipped_file = build_dir / "skipped.json"
+        skipped = [Skipped(**entry) for entry in json.loads(skipped_file.read_text(encoding="utf-8"))] \
+            if skipped_file.exists() else []
         passages = [
             Passage(i, doc_id, tuple(ids))
             for i, (doc_id, ids) in enumerate(json.loads((build_dir / "passages.json").read_text(encoding="utf-8")))
@@ -492,6 +522,7 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
         path=build_dir, manifest=manifest, documents=documents, sentences=sentences, passages=passages,
         faiss_index=findex, sentence_vectors=sentence_vectors, lexical_passages=lexical_p,
         lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"], lemmas), tokens=tokens,
+        skipped=skipped,
     )
 
 
@@ -696,9 +727,17 @@ def weights_of_pieces(df: np.ndarray, n: int, vocabulary: list[str], stopwords: 
 
 
 def _read_documents(build_dir: Path) -> tuple[list[dict], np.ndarray]:
-    """A build's documents (doc_id, title, raw) and its sentence table (doc, index, start, end, kind)."""
+    """A build's documents (doc_id, title, raw and the other fields of :func:`_document_fields`) and its
+    sentence table (doc, index, start, end, kind)."""
     raw_docs = json.loads((build_dir / "documents.json").read_text(encoding="utf-8"))
     return raw_docs, np.load(build_dir / "sentences.npy")
+
+
+def _document_of(entry: dict) -> Document:
+    pages = entry.get("pages")
+    return Document(entry["doc_id"], entry["title"], entry["raw"], url=entry.get("url"),
+                    published=entry.get("published"), source=entry.get("source"), author=entry.get("author"),
+                    pages=tuple(pages) if pages is not None else None)
 
 
 def mean_vectors(sentence_vectors: np.ndarray, passages: list[Passage]) -> np.ndarray:
@@ -713,12 +752,12 @@ def mean_vectors(sentence_vectors: np.ndarray, passages: list[Passage]) -> np.nd
 
 def _sentence_table(sentences: list[Sentence], docs: list[Document]) -> np.ndarray:
     doc_no = {d.doc_id: i for i, d in enumerate(docs)}
-    kinds = {"title": 0, "heading": 1, "body": 2}
+    kinds = {kind: i for i, kind in enumerate(KINDS)}
     return np.array([(doc_no[s.doc_id], s.index, s.start, s.end, kinds[s.kind]) for s in sentences], dtype=np.int64)
 
 
 PARALLEL_SPLIT_CHARS = 2_000_000  # below this, worker start-up costs more than it saves
-KINDS = ("title", "heading", "body")
+KINDS = ("title", "heading", "body", "code")  # a sentence's kind, by its number in the sentence table
 
 
 def _split_all(docs: list[Document], layout: bool, report: Callable[[int], None],
@@ -726,12 +765,13 @@ def _split_all(docs: list[Document], layout: bool, report: Callable[[int], None]
     """Every document's sentences, in corpus order, and for each its row in ``previous`` (-1 when split
     here). A document whose exact text ``previous`` holds takes its sentences from there."""
     cached = previous.splits if previous is not None else {}
-    todo = [d for d in docs if d.raw not in cached]
+    keys = [split_key(d.raw, layout_key(d)) for d in docs]
+    todo = [d for d, key in zip(docs, keys) if key not in cached]
     fresh = iter(split_documents(todo, layout, lambda done: report(done + len(docs) - len(todo))))
     sentences: list[Sentence] = []
     rows: list[np.ndarray] = []
-    for doc in docs:
-        span = cached.get(doc.raw)
+    for doc, key in zip(docs, keys):
+        span = cached.get(key)
         if span is None:
             part = next(fresh)
             rows.append(np.full(len(part), -1, dtype=np.int64))
@@ -795,7 +835,7 @@ class _Previous:
     text (when it was split the way this build splits), its rows by sentence text, vectors and word pieces."""
 
     table: np.ndarray  # (doc, index, start, end, kind) per sentence row
-    splits: dict[str, tuple[int, int]]  # document text → [first, last) rows
+    splits: dict[str, tuple[int, int]]  # split_key (document text and layout) → [first, last) rows
     rows: dict[str, int]  # sentence text → a row
     vectors: VectorRows
     tokens: TokenRows | None
@@ -821,13 +861,14 @@ def _previous_build(target: Path, spec: BuildSpec) -> _Previous | None:
     if len(vectors) != len(table) or (tokens is not None and len(tokens) != len(table)):
         return None
     raws = [d["raw"] for d in raw_docs]
+    keys = [split_key(d["raw"], d.get("layout")) for d in raw_docs]
     rows = {raws[doc_no][start:end]: row for row, (doc_no, _, start, end, _) in enumerate(table.tolist())}
     splits: dict[str, tuple[int, int]] = {}
     lexical = analyzer = None
     if manifest.get("layout") == spec.layout and manifest.get("splitter") == splitter_version():
         bounds = np.flatnonzero(np.diff(table[:, 0], prepend=-1, append=-1))  # where each document's rows begin
         for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            splits.setdefault(raws[table[first, 0]], (first, last))
+            splits.setdefault(keys[table[first, 0]], (first, last))
         if manifest.get("analyzer_version") == spec.analyzer_version:
             try:
                 lexical = LexicalIndex.load(build_dir, "bm25_sentences")

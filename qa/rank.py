@@ -532,7 +532,8 @@ def group_duplicates(index: CorpusIndex, ids: np.ndarray, top_k: int, threshold:
 
 def citation(index: CorpusIndex, sid: int) -> Citation:
     s = index.sentences[sid]
-    return Citation(s.doc_id, index.documents[s.doc_id].title, s.index, s.start, s.end)
+    doc = index.documents[s.doc_id]
+    return Citation(s.doc_id, doc.title, s.index, s.start, s.end, page=doc.page_of(s.start), published=doc.published)
 
 
 def leaning_context(index: CorpusIndex, sid: int) -> str | None:
@@ -554,5 +555,6 @@ def to_answer_sentences(index: CorpusIndex, scored: ScoredSentences, groups: lis
             score=score_of[head],
             also_in=[citation(index, sid) for sid in rest],
             context=leaning_context(index, head),
+            kind=index.sentences[head].kind,
         ))
     return out

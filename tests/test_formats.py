@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from qa.formats import DocumentError, DocumentTooLarge, check_file_id, parse_record, title_from_name
-from qa.ingest import IngestLimits, content_blocks, document_from_upload, is_heading, load_corpus, split_sentences
+from qa.ingest import IngestLimits, document_from_upload, load_corpus, split_sentences
+from qa.layout import content_units, is_heading
+from qa.types import Document
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 SEED = "000_f45c79c16f6a0511.txt"
@@ -15,7 +17,7 @@ LIMITS = IngestLimits(max_sentence_chars=1500, max_document_bytes=1_000_000)
 def seed_page(raw: str) -> str:
     """A news page around a seed's text: header, navigation, breadcrumb, byline, share buttons, a
     "MOST READ" box and a footer, with the seed's headline as <h1> and its headings as <h2>."""
-    blocks = content_blocks(raw)
+    blocks = content_units(Document("seed.txt", "", raw))
     body = "\n".join(f"<h2>{html.escape(b.text)}</h2>" if is_heading(b.text) else f"<p>{html.escape(b.text)}</p>"
                      for b in blocks[1:])
     title = html.escape(blocks[0].text)
@@ -77,7 +79,7 @@ def test_jsonl_records_are_documents_with_metadata(tmp_path, caplog):
         ("title", "Storm hits coast"), ("body", "Winds reached 120 km/h."), ("body", "Power failed.")]
     assert by_id["news.jsonl#7"].title == "7"
     for line, why in [(5, "malformed JSON"), (6, "'id' is missing"), (7, "duplicate id"), (8, "a JSON object is expected")]:
-        assert f"news.jsonl line {line}: {why}" in caplog.text
+        assert f"news.jsonl: line {line}: {why}" in caplog.text
 
 
 def test_a_jsonl_line_over_the_size_limit_is_skipped(tmp_path, caplog):
@@ -86,7 +88,7 @@ def test_a_jsonl_line_over_the_size_limit_is_skipped(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         docs = load_corpus(tmp_path, IngestLimits(max_sentence_chars=1500, max_document_bytes=100))
     assert [d.doc_id for d in docs] == ["n.jsonl#ok"]
-    assert "n.jsonl line 1" in caplog.text and "over the limit" in caplog.text
+    assert "n.jsonl: line 1" in caplog.text and "over the limit" in caplog.text
 
 
 def test_an_html_file_without_article_text_is_skipped(tmp_path, caplog):

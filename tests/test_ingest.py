@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qa.formats import Metadata
-from qa.ingest import IngestLimits, content_blocks, load_corpus, make_document, split_block, split_sentences
+from qa.layout import content_units
+from qa.ingest import IngestLimits, load_corpus, make_document, split_block, split_sentences
 from qa.types import Document
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
@@ -82,7 +83,7 @@ def test_offsets_property(lines, sep, layout):
 
 def test_content_blocks_skip_furniture_before_and_after():
     raw = "WORLD\n\nA headline here\n\nPublished\n\non\n\nBody text.\n\nMOST READ\n\nExit mobile version"
-    assert [b.text for b in content_blocks(raw)] == ["A headline here", "Body text."]
+    assert [u.text for u in content_units(Document("x.txt", "", raw))] == ["A headline here", "Body text."]
 
 
 def test_seed_sentences_are_unchanged():
@@ -240,7 +241,7 @@ def test_links_out_of_the_folder_are_skipped(tmp_path, caplog):
         docs = load_corpus(corpus)
     assert [d.doc_id for d in docs] == ["in.txt", "real.txt"]
     assert "out.txt: it resolves outside the corpus folder" in caplog.text
-    assert "dir: a link to a folder is not followed" in caplog.text
+    assert "dir/: it resolves outside the corpus folder" in caplog.text
     assert "dangling.txt" in caplog.text
 
 

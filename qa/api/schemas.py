@@ -50,6 +50,9 @@ class CitationOut(BaseModel):
     sentence_index: int = Field(description="position of the sentence among its document's sentences")
     start: int = Field(description="offset of the sentence in the document's raw text (Unicode code points)")
     end: int
+    page: int | None = Field(None, description="1-based page where the sentence starts (PDF); null for formats "
+                                               "without pages")
+    published: str | None = Field(None, description="the document's date, when its format gives one")
 
 
 class AnswerSentenceOut(BaseModel):
@@ -59,6 +62,11 @@ class AnswerSentenceOut(BaseModel):
     sentence_index: int
     start: int
     end: int
+    page: int | None = Field(None, description="1-based page where the sentence starts (PDF); null for formats "
+                                               "without pages")
+    published: str | None = Field(None, description="the document's date, when its format gives one")
+    kind: Literal["title", "heading", "body", "code"] = Field(
+        "body", description='"code": a code block, to be shown as written (line breaks kept)')
     score: float
     also_in: list[CitationOut] = Field(description="the same statement elsewhere in the corpus")
     context: str | None = Field(None, description="the previous sentence, when this one leans on it")
@@ -107,6 +115,13 @@ class DocumentSummary(BaseModel):
     doc_id: str
     title: str
     sentences: int = Field(description="number of sentences")
+    format: str = Field("txt", description='the file format: "txt", "md", "html", "pdf", "docx", "odt", "epub", '
+                                          '"rtf", "eml" or "jsonl"')
+    published: str | None = Field(None, description="its date (HTML date markup, PDF or DOCX properties, the "
+                                                    "e-mail's Date, a JSONL `published` field)")
+    author: str | None = Field(None, description="its author or sender, when its format gives one")
+    url: str | None = None
+    pages: int | None = Field(None, description="number of pages (PDF); null for formats without pages")
 
 
 class DocumentList(BaseModel):
@@ -118,14 +133,30 @@ class SentenceOut(BaseModel):
     index: int
     start: int = Field(description="offset into `text` (Unicode code points)")
     end: int
-    kind: Literal["title", "heading", "body"]
+    kind: Literal["title", "heading", "body", "code"]
 
 
 class DocumentOut(BaseModel):
     doc_id: str
     title: str
-    text: str = Field(description="the document's raw text, exactly as read")
+    text: str = Field(description="the document's canonical text: a .txt/.md file exactly as read, an HTML "
+                                  "page's extracted article, a PDF's text layer, a JSONL record's `text`")
     sentences: list[SentenceOut]
+    published: str | None = None
+    author: str | None = None
+    url: str | None = None
+    pages: list[int] | None = Field(None, description="offset in `text` where each page starts (PDF): page n "
+                                                      "starts at pages[n - 1]; null for formats without pages")
+
+
+class SkippedFile(BaseModel):
+    """A file of the corpus folder that is not indexed."""
+
+    path: str = Field(description="its path in the corpus folder (a folder's ends with /)")
+    reason: str = Field(description='one of "unsupported type", "no text layer", "encrypted", "damaged", '
+                                    '"empty", "too big", "not UTF-8", "binary", "link out of the folder", '
+                                    '"link to a folder", "hidden", "unreadable", "reserved name", "bad record"')
+    detail: str = Field("", description="the reason in words (for a .jsonl file, which line)")
 
 
 class DocumentUpdated(BaseModel):
@@ -158,6 +189,7 @@ class Health(BaseModel):
     documents: int | None = None
     sentences: int | None = None
     passages: int | None = None
+    skipped: int | None = Field(None, description="files of the corpus folder not indexed (GET /documents/skipped)")
     index_built_at: str | None = None
     index_build_seconds: float | None = None
     engine_loaded_at: str | None = None

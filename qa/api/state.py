@@ -19,10 +19,11 @@ from fastapi import Depends, HTTPException, Request, status
 
 from qa import index as index_mod
 from qa.api.errors import public_error
-from qa.api.schemas import DocumentList, DocumentSummary
+from qa.api.schemas import DocumentList, DocumentSummary, SkippedFile
 from qa.config import Settings
 from qa.conversation import HTTP_NAMESPACE, ConversationStore, attach_store
 from qa.engine import Engine
+from qa.formats import format_of
 from qa.updates import Updater
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class Catalog:
     index: object
     ranges: dict[str, tuple[int, int]]  # doc_id → [first, last) global sentence ids
     listing: DocumentList
+    skipped: list[SkippedFile]
 
 
 _catalog: Catalog | None = None
@@ -179,6 +181,10 @@ def catalog(engine: Engine) -> Catalog:
         docs = sorted(engine.index.documents.values(), key=lambda d: d.doc_id)
         counts = {doc_id: last - first for doc_id, (first, last) in ranges.items()}
         listing = DocumentList(count=len(docs), documents=[
-            DocumentSummary(doc_id=d.doc_id, title=d.title, sentences=counts.get(d.doc_id, 0)) for d in docs])
-        _catalog = Catalog(engine.index, ranges, listing)
+            DocumentSummary(doc_id=d.doc_id, title=d.title, sentences=counts.get(d.doc_id, 0),
+                            format=format_of(d.source or d.doc_id), published=d.published, author=d.author,
+                            url=d.url, pages=len(d.pages) if d.pages else None) for d in docs])
+        skipped = [SkippedFile(path=s.path, reason=s.reason, detail=s.detail)
+                   for s in engine.index.skipped]
+        _catalog = Catalog(engine.index, ranges, listing, skipped)
         return _catalog

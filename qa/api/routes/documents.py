@@ -17,7 +17,7 @@ import anyio
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Request, Response, status
 
 from qa.api.errors import NOT_READY, error_response, not_found
-from qa.api.schemas import DocumentList, DocumentOut, DocumentUpdated, DocumentUpload, SentenceOut
+from qa.api.schemas import DocumentList, DocumentOut, DocumentUpdated, DocumentUpload, SentenceOut, SkippedFile
 from qa.api.security import require_admin
 from qa.api.state import EngineDep, catalog, updater_of_app
 from qa.conversation import MAX_ID_CHARS
@@ -41,6 +41,14 @@ def list_documents(engine: EngineDep) -> DocumentList:
     return catalog(engine).listing
 
 
+@router.get("/documents/skipped", response_model=list[SkippedFile], responses=NOT_READY)
+def list_skipped(engine: EngineDep) -> list[SkippedFile]:
+    """The files of the corpus folder that are not indexed, each with its reason (unsupported type, no text
+    layer, encrypted, damaged, empty, too big, not UTF-8, link out of the folder, …), as of the index in
+    service. Declared before ``/documents/{doc_id}``; no document id is "skipped" (ids end with a suffix)."""
+    return catalog(engine).skipped
+
+
 @router.get("/documents/{doc_id:path}", response_model=DocumentOut,
             responses={404: error_response("unknown document"), 422: error_response("invalid id"), **NOT_READY})
 def get_document(doc_id: DocId, engine: EngineDep) -> DocumentOut:
@@ -51,7 +59,8 @@ def get_document(doc_id: DocId, engine: EngineDep) -> DocumentOut:
     first, last = catalog(engine).ranges.get(doc_id, (0, 0))
     return DocumentOut(doc_id=doc.doc_id, title=doc.title, text=doc.raw, sentences=[
         SentenceOut(index=s.index, start=s.start, end=s.end, kind=s.kind)
-        for s in engine.index.sentences[first:last]])
+        for s in engine.index.sentences[first:last]],
+        published=doc.published, author=doc.author, url=doc.url, pages=list(doc.pages) if doc.pages else None)
 
 
 async def _apply(request: Request, work) -> UpdateResult:

@@ -45,7 +45,8 @@ def health(state: StateDep, response: Response) -> Health:
     return Health(status="ready", ready=True, reloading=state.busy,
                   updating=index_mod.build_running(state.settings.index_dir()), model=m.get("model"),
                   corpus_fingerprint=m.get("corpus_fingerprint"), documents=m.get("documents"),
-                  sentences=m.get("sentences"), passages=m.get("passages"), index_built_at=m.get("built_at"),
+                  sentences=m.get("sentences"), passages=m.get("passages"), skipped=m.get("skipped"),
+                  index_built_at=m.get("built_at"),
                   index_build_seconds=m.get("build_seconds"), engine_loaded_at=state.loaded_at, error=state.error)
 
 
