@@ -14,9 +14,10 @@ else from its lines by the paragraph rule:
 * otherwise, in Markdown (``.md``) every break is a wrap (CommonMark's soft line break) unless the line
   ends with two spaces or a backslash; in plain text a break is a wrap when the next line's first word
   would not have fitted on the line (the line's length + 1 + that word's length exceeds the document's wrap
-  width, the 99th percentile of the lengths of its lines that have another line after them in their
-  paragraph, when that is at most :data:`MAX_WRAP_WIDTH`), or when the next line starts in lower case after
-  a line without a final stop (a sentence that goes on). Anything else keeps its line structure.
+  width, the 99th percentile of the lengths of its lines, when that is at most :data:`MAX_WRAP_WIDTH` and
+  at least :data:`MIN_FULL_LINES` lines come within a tenth of it: a short poem or an address alone is not
+  evidence of wrapping), or when the next line starts in lower case after a line without a final stop (a
+  sentence that goes on). Anything else keeps its line structure.
 * fenced code (```` ``` ```` or ``~~~``) and, in Markdown, indented paragraphs are code units.
 
 Each unit then gets a kind: page furniture ("Published", "MOST READ", separators, a section label before
@@ -72,6 +73,8 @@ HEADING_MAX_WORDS = 14
 HEADLINE_MAX_WORDS = 20
 MAX_WRAP_WIDTH = 160  # lines longer than this are not hard-wrapped text (PDF lines run to about 130)
 PREFORMATTED_INDENT = 4
+MIN_FULL_LINES = 3  # lines within a tenth of the wrap width that show a text was wrapped at all
+FULL_LINE = 0.9
 _LINE = re.compile(r"([^\r\n]*)(\r\n|\r|\n|$)")
 _MARKER = re.compile(r"^(?:[-*+•‣◦▪–]|\d{1,3}[.)]|[a-z][.)]|\(\w{1,3}\))\s+(?=\S)")  # a list item's
 _WORD = re.compile(r"[^ \t\r\n]*")
@@ -128,13 +131,14 @@ def _paragraphs(raw: str) -> list[list[_Line]]:
 
 
 def wrap_width(paragraphs: list[list[_Line]]) -> int | None:
-    """The width a plain text is wrapped at: the 99th percentile of the widths of lines followed by another
-    line of their paragraph; None when no paragraph has two lines or the lines are too long to be wrapped."""
-    widths = sorted(line.width for p in paragraphs for line in p[:-1])
-    if not widths:
+    """The width a plain text is wrapped at: the 99th percentile of the widths of its lines; None when no
+    paragraph has two lines or the lines are too long to have been wrapped."""
+    if all(len(p) < 2 for p in paragraphs):
         return None
+    widths = sorted(line.width for p in paragraphs for line in p)
     width = widths[min(len(widths) - 1, int(0.99 * len(widths)))]
-    return width if width <= MAX_WRAP_WIDTH else None
+    full = sum(w >= FULL_LINE * width for w in widths)
+    return width if width <= MAX_WRAP_WIDTH and full >= MIN_FULL_LINES else None
 
 
 def is_structure(a: str, b: str, a_line: _Line, b_line: _Line, base_indent: int) -> bool:
@@ -294,7 +298,7 @@ def content_units(doc: Document) -> list[Unit]:
     """The units that are content (page furniture left out; code and headings the format marks are kept)."""
     units: list[Unit] = []
     for unit in units_of(doc):
-        if unit.hint in ("code", "heading", "title") or not is_furniture(unit.text, before_title=not units):
+        if unit.hint in ("code", "title") or not is_furniture(unit.text, before_title=not units and unit.hint != "heading"):
             units.append(unit)
     return units
 
@@ -405,6 +409,8 @@ def split_sentences(doc: Document, max_chars: int, *, layout: bool = True) -> li
         else:
             spans = list(cap_span(unit.text, 0, len(unit.text), max_chars))
         for s, e in spans:
+            if kind == "body" and not any(c.isalnum() for c in unit.text[s:e]):
+                continue  # "." or ". . ." alone is no sentence
             start, end = unit.start + s, unit.start + e
             sentences.append(Sentence(doc.doc_id, len(sentences), start, end, doc.raw[start:end], kind))
     return sentences

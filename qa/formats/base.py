@@ -95,7 +95,7 @@ def clean_field(value: object) -> str | None:
     return text or None
 
 
-_ENDS = re.compile(r"[.!?…;]")
+_CODE_MARK = re.compile(r"[^\w\s]")
 _SPACE = re.compile(r"[ \t\r\n\f\v\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 
 
@@ -139,7 +139,7 @@ class TextBuilder:
         self.blocks.append(Block(start, self._length, kind))
         for s, e in nobreak:
             s, e = max(s - lead, 0), min(e - lead, len(body))
-            if e > s and _ENDS.search(body, s, e):  # only where a sentence could otherwise end
+            if e > s and _CODE_MARK.search(body, s, e):  # an identifier alone ("csv") cannot hold a boundary
                 self.blocks.append(Block(start + s, start + e, "nobreak"))
         self._separator = "\n" if line else "\n\n"
 

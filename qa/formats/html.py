@@ -34,10 +34,10 @@ CONTAINERS = frozenset({"div", "section", "article", "main", "body", "ul", "ol",
 BLOCK_TAGS = CONTAINERS | frozenset({"p", "pre", "dt", "hr", "h1", "h2", "h3", "h4", "h5", "h6"})
 LINE_TAGS = frozenset({"li", "dt", "tr"})  # separated from the next block by a line break, not a blank line
 INLINE_CODE = frozenset({"code", "tt", "kbd", "samp"})
-FURNITURE_TAGS = frozenset({"nav", "aside", "footer", "header", "form"})
+FURNITURE_TAGS = frozenset({"nav", "footer", "header", "form"})  # not aside: documentation puts footnotes there
 _FURNITURE_NAME = re.compile(
     r"(?:share|sharing|social|byline|author|dateline|breadcrumbs?|related|newsletter|subscribe|promo|ads?|advert"
-    r"|advertisement|sponsor|cookies?|consent|comments?|footer|header|masthead|nav|navbar|navigation|menu|sidebar"
+    r"|advertisement|sponsor|cookies?|consent|comments?|footer|header|masthead|nav|navbar|navigation|menu"
     r"|toolbar|banner|popup|modal|skip|tags|pagination|pager)(?:[-_].*)?")
 _ANCHOR_TEXT = frozenset({"¶", "#", "§", "🔗", "⚓", "link", "permalink", "¶ link"})
 _ANCHOR_TITLE = re.compile(r"permalink|link to this|permanent link|anchor", re.I)
@@ -168,7 +168,7 @@ def article_root(body, kept: str):
 
 
 def _furniture(el) -> bool:
-    if el.tag in FURNITURE_TAGS or el.get("role") in ("navigation", "banner", "contentinfo", "complementary"):
+    if el.tag in FURNITURE_TAGS or el.get("role") in ("navigation", "banner", "contentinfo"):
         return True
     names = (el.get("class") or "").split() + (el.get("id") or "").split()
     return any(_FURNITURE_NAME.fullmatch(n.lower()) for n in names)
@@ -218,9 +218,9 @@ class _Walker:
             self.out.end_lines()
             for row in el.iter("tr"):
                 cells = [_inline_text([c]) for c in row if isinstance(c.tag, str) and c.tag in ("td", "th")]
-                text = " | ".join(t.strip() for t, _, _ in cells if t.strip())
+                text, spans = _row(cells)
                 if text and self._keeps(text, sum(n for _, _, n in cells), strict):
-                    self.out.add(text, "body", line=True)
+                    self.out.add(text, "body", nobreak=spans, line=True)
             self.out.end_lines()
         elif tag == "hr":
             self.out.end_lines()
@@ -253,6 +253,25 @@ def _is_data_table(table) -> bool:
         if len(blocks) > MAX_CELL_BLOCKS or any(el.tag == "table" or el.tag in HEADINGS for el in blocks):
             return False
     return True
+
+
+def _row(cells: list[tuple[str, tuple[tuple[int, int], ...], int]]) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """A table row's text (its cells joined by `` | ``) and the inline code spans of its cells."""
+    parts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    at = 0
+    for text, cell_spans, _ in cells:
+        lead = len(text) - len(text.lstrip())
+        text = text.strip()
+        if not text:
+            continue
+        if parts:
+            parts.append(" | ")
+            at += 3
+        spans.extend((at + s - lead, at + e - lead) for s, e in cell_spans)
+        parts.append(text)
+        at += len(text)
+    return "".join(parts), tuple(spans)
 
 
 def _run_of(el) -> list:

@@ -7,11 +7,13 @@ measured, two-column papers included (a column is drawn before the next). Here:
 
 * a word hyphenated at a line end (PDFium marks the hyphen as U+0002 or U+FFFE) is joined, and the line break
   moved after it: ``inde-`` / ``pendent, you`` → ``independent,`` / ``you``;
-* ligatures (ﬁ, ﬂ, ﬀ, …) become their letters; control and private-use characters are dropped;
+* ligatures (ﬁ, ﬂ, ﬀ, …) become their letters; control and private-use characters and dot leaders (the
+  ". . . ." of a table of contents) are dropped;
 * running headers and footers (a line among the first or last two of a page that recurs, digits aside, on
   a fifth of the pages and at least :data:`RUNNING_MIN_PAGES` of them, or every page of a shorter
   document; on 3 pages suffice when it holds a page number) and page numbers ("12", "xii", "Page 3",
   "3 / 92") are removed;
+* without a Title in the PDF's info dictionary, the title is the first page's line in the largest type;
 * pages follow each other after a blank line, or after a line break when the sentence goes on (the page's
   last line has no final stop and the next page starts in lower case); ``Extracted.pages`` holds where each
   page starts, so every sentence knows its page.
@@ -34,12 +36,14 @@ RUNNING_MIN_PAGES = 3
 RUNNING_SHARE = 0.2
 MIN_PAGE_CHARS = 20  # a page with fewer non-space characters has no text
 MAX_EMPTY_SHARE = 0.5  # more pages without text than this: the PDF has no text layer
+MAX_TITLE_WORDS = 20
 _LIGATURES = {c: unicodedata.normalize("NFKC", c) for c in "\ufb00\ufb01\ufb02\ufb03\ufb04\ufb05\ufb06"}
 _DROP = re.compile(r"[\x00-\x01\x03-\x08\x0b\x0c\x0e-\x1f\x7f\ue000-\uf8ff\ufffe\uffff]")
 _HYPHENATED = re.compile(r"[\x02\ufffe]\n?(\S*)[ \t]?")  # PDFium's mark of a hyphen at a line end
 _PAGE_NUMBER = re.compile(r"^(?:(?:page|p\.)\s*)?(?:\d{1,5}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,5})?$|^[-–—]\s*\d{1,5}\s*[-–—]$",
                           re.I)
 _DIGITS = re.compile(r"\d+")
+_LEADER = re.compile(r"(?:[ \t]*\.){4,}[ \t]*")  # the dots that lead a table of contents' entry to its page
 _DATE = re.compile(r"^D?:?(\d{4})(\d{2})?(\d{2})?")
 
 
@@ -56,6 +60,8 @@ def read_pdf(data: bytes) -> Extracted:
     try:
         pages = [_page_lines(pdf[i]) for i in range(len(pdf))]
         info = pdf.get_metadata_dict(skip_empty=True)
+        title = info_title(info.get("Title"))
+        heading = None if title else first_heading(pdf)
     except pdfium.PdfiumError as exc:
         raise DocumentError(f"damaged ({_pdfium_reason(exc)})", DAMAGED) from None
     finally:
@@ -65,14 +71,57 @@ def read_pdf(data: bytes) -> Extracted:
         raise DocumentError(f"no text layer: {empty} of {len(pages)} pages have no text (a scan, or fonts "
                             "without a text mapping)", NO_TEXT_LAYER)
     text, starts = join_pages(without_running_lines(pages))
-    meta = Metadata(title=clean_field(info.get("Title")), author=clean_field(info.get("Author")),
+    meta = Metadata(title=title or heading, author=clean_field(info.get("Author")),
                     published=pdf_date(info.get("CreationDate")))
     return Extracted(text, meta, None, starts)
+
+
+def info_title(value: object) -> str | None:
+    """The info dictionary's Title, unless it is a placeholder ("untitled"); without the "Microsoft Word - "
+    that Word's PDF printer puts before the file name."""
+    title = clean_field(value)
+    if title is None or title.casefold() in ("untitled", "untitled document", "title"):
+        return None
+    return re.sub(r"^Microsoft (?:Word|PowerPoint|Excel) - ", "", title) or None
 
 
 def _pdfium_reason(exc: Exception) -> str:
     m = re.search(r"PDFium: ([^)]*)", str(exc))
     return m.group(1) if m else str(exc)
+
+
+def first_heading(pdf) -> str | None:
+    """The line set in the largest type on the first page with text (a title page's title), when it is a
+    title's length; the title of a PDF whose info dictionary has none."""
+    import pypdfium2.raw as pdfium_c
+
+    for i in range(min(len(pdf), 3)):
+        page = pdf[i]
+        textpage = page.get_textpage()
+        try:
+            count = textpage.count_chars()
+            text = textpage.get_text_range()
+            lines: list[tuple[str, float]] = []
+            chars: list[str] = []
+            size = 0.0
+            for at, char in enumerate(text[:count] + "\n"):
+                if char in "\r\n":
+                    if "".join(chars).strip():
+                        lines.append(("".join(chars), size))
+                    chars, size = [], 0.0
+                    continue
+                chars.append(char)
+                if not char.isspace():
+                    size = max(size, pdfium_c.FPDFText_GetFontSize(textpage.raw, at))
+        finally:
+            textpage.close()
+            page.close()
+        if lines:
+            top = max(size for _, size in lines)
+            title = " ".join(" ".join(line for line, size in lines if size == top).split())
+            title = "".join(c for c in title if unicodedata.category(c)[0] != "C")
+            return title if 0 < len(title.split()) <= MAX_TITLE_WORDS else None
+    return None
 
 
 def _page_lines(page) -> list[str]:
@@ -91,7 +140,7 @@ def clean_lines(raw: str) -> list[str]:
     text = raw.replace("\r\n", "\n").replace("\r", "\n")
     text = _HYPHENATED.sub(lambda m: m.group(1) + "\n", text)
     text = _DROP.sub("", text.translate(str.maketrans(_LIGATURES)))
-    return [line.rstrip() for line in text.split("\n")]
+    return [_LEADER.sub(" ", line).rstrip() for line in text.split("\n")]
 
 
 def without_running_lines(pages: list[list[str]]) -> list[list[str]]:

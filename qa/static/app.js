@@ -50,9 +50,11 @@
       const response = await fetch("/health", { headers: { Accept: "application/json" } });
       const h = await response.json();
       if (h.ready) {
-        statusEl.textContent = `ready · ${h.documents} documents · ${h.sentences} sentences`;
+        const skipped = h.skipped ? ` · ${h.skipped} ${h.skipped === 1 ? "file" : "files"} skipped` : "";
+        statusEl.textContent = `ready · ${h.documents} documents · ${h.sentences} sentences${skipped}`;
         statusEl.className = "status ok";
         statusEl.title = `index built ${h.index_built_at}; model ${h.model}; corpus ${h.corpus_fingerprint}`;
+        if (h.skipped) describeSkipped();
         return;
       }
       statusEl.textContent = h.status === "error" ? "index unavailable" : "loading the index…";
@@ -63,6 +65,18 @@
       statusEl.className = "status bad";
     }
     setTimeout(checkHealth, 2000);
+  }
+
+  // The files the index left out, with their reasons, in the status line's tooltip.
+  async function describeSkipped() {
+    try {
+      const skipped = await api("GET", "/documents/skipped");
+      const lines = skipped.slice(0, 30).map((f) => `${f.path}: ${f.reason}`);
+      if (skipped.length > lines.length) lines.push(`… and ${skipped.length - lines.length} more`);
+      statusEl.title += `\nnot indexed:\n${lines.join("\n")}`;
+    } catch (_) {
+      // the count is still shown
+    }
   }
 
   // -- the conversation -------------------------------------------------------------------------------
@@ -83,8 +97,23 @@
     node.scrollIntoView({ block: "end", behavior: "smooth" });
   }
 
+  // Where a citation points: the page of a PDF, and the sentence.
+  function place(c) {
+    return `${c.page ? `page ${c.page} · ` : ""}sentence ${c.sentence_index}`;
+  }
+
   function citationLabel(c) {
-    return `${c.title} · ${c.doc_id} · sentence ${c.sentence_index}`;
+    return `${c.title} · ${c.doc_id} · ${place(c)}`;
+  }
+
+  // A sentence as shown: a line break inside prose (a wrapped line of the source) is a space; code keeps its lines.
+  function sentenceNode(s) {
+    if (s.kind === "code") {
+      const pre = el("pre", "text code");
+      pre.appendChild(el("code", "", s.text));
+      return pre;
+    }
+    return el("span", "text", s.text.replace(/\s+/g, " "));
   }
 
   function chip(citation, kind) {
@@ -93,7 +122,7 @@
     button.title = `chars ${citation.start}–${citation.end} — open the source with this sentence highlighted`;
     if (kind === "also") button.appendChild(el("span", "chip-prefix", "also in"));
     button.appendChild(el("span", "chip-title", citation.title));
-    button.appendChild(el("span", "chip-doc", `${citation.doc_id} · sentence ${citation.sentence_index}`));
+    button.appendChild(el("span", "chip-doc", `${citation.doc_id} · ${place(citation)}`));
     button.setAttribute("aria-label", `Open source: ${citationLabel(citation)}`);
     button.dataset.docId = citation.doc_id;
     button.dataset.sentenceIndex = String(citation.sentence_index);
@@ -124,8 +153,8 @@
       for (const s of answer.sentences) {
         const item = el("li", "sentence");
         const quote = el("blockquote", "quote");
-        if (s.context) quote.appendChild(el("span", "context", s.context + " "));
-        quote.appendChild(el("span", "text", s.text));
+        if (s.context) quote.appendChild(el("span", "context", s.context.replace(/\s+/g, " ") + " "));
+        quote.appendChild(sentenceNode(s));
         item.appendChild(quote);
         const chips = el("div", "chips");
         chips.appendChild(chip(s, "primary"));
@@ -241,7 +270,8 @@
       const doc = await fetchDocument(citation.doc_id);
       $("viewer-title").textContent = doc.title;
       $("viewer-meta").textContent =
-        `${doc.doc_id} · sentence ${citation.sentence_index} · chars ${citation.start}–${citation.end}`;
+        `${doc.doc_id} · ${place(citation)} · chars ${citation.start}–${citation.end}` +
+        (doc.published ? ` · ${doc.published}` : "");
       const cited = renderDocument(doc, citation);
       if (cited) {
         cited.scrollIntoView({ block: "center" });
