@@ -73,7 +73,7 @@ def test_ask_returns_cited_exact_sentences(client, engine):
         assert doc.raw[s["start"]:s["end"]] == s["text"]
         assert s["title"] == doc.title
         for c in s["also_in"]:
-            assert set(c) == {"doc_id", "title", "sentence_index", "start", "end"}
+            assert set(c) == {"doc_id", "title", "sentence_index", "start", "end", "page"} and c["page"] is None
             assert engine.index.documents[c["doc_id"]].raw[c["start"]:c["end"]]
     assert any("August 2021" in s["text"] for s in data["sentences"])
 

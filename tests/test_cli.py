@@ -50,3 +50,41 @@ def test_ask_defaults_come_from_the_settings(seed_settings, seed_engine):
                       env={"QA_TOP_K": "3", "QA_RETRIEVER": "bm25"})
     answer = json.loads(r.stdout)
     assert answer["retriever"] == "dense" and len(answer["sentences"]) == 2  # options win over the settings
+
+
+def test_index_ends_with_a_summary_of_formats_and_skipped_files(tmp_path, seed_engine):
+    from tests import makers
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "story.txt").write_text("Floods close the coast road\n\nThe road shut on Monday.\n", encoding="utf-8")
+    (corpus / "report.pdf").write_bytes(makers.pdf([["The harbour reopened on Friday."], ["Ships came back."]]))
+    (corpus / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    (corpus / "scan.pdf").write_bytes(makers.image_only_pdf())
+    (corpus / "latin1.txt").write_bytes("Caf\xe9".encode("latin-1"))
+    args = ["index", "--corpus", str(corpus), "--index-root", str(tmp_path / "index")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "documents by format: pdf 1, txt 1" in r.stdout
+    assert "skipped: " in r.stdout and "no text layer 1" in r.stdout and "unsupported type 1" in r.stdout
+    assert "scan.pdf" not in r.stdout and "--verbose lists them" in r.stdout
+    r = runner.invoke(app, args + ["--verbose"])  # the index is up to date: the summary comes from it
+    assert r.exit_code == 0, r.output
+    assert "scan.pdf: no text layer" in r.stdout and "latin1.txt: not UTF-8" in r.stdout
+    assert "photo.jpg: unsupported type" in r.stdout
+
+
+def test_ask_shows_the_page_of_a_pdf_citation(tmp_path, seed_engine):
+    from tests import makers
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "harbour.pdf").write_bytes(makers.pdf([["The harbour office opened a ferry terminal."],
+                                                     ["The ferry terminal handles four hundred passengers an hour."]]))
+    args = ["--corpus", str(corpus), "--index-root", str(tmp_path / "index")]
+    r = runner.invoke(app, ["ask", "How many passengers does the ferry terminal handle an hour?", *args])
+    assert r.exit_code == 0, r.output
+    assert "harbour.pdf · page 2 · sentence 1" in r.stdout
+    r = runner.invoke(app, ["ask", "How many passengers does the ferry terminal handle an hour?", "--json", *args])
+    first = json.loads(r.stdout)["sentences"][0]
+    assert first["page"] == 2 and first["doc_id"] == "harbour.pdf"

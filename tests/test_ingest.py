@@ -252,3 +252,31 @@ def test_separators_are_not_sentences_and_numbered_chapters_are_headings():
     assert sents == [("heading", "VII"), ("body", "The night was cold."), ("body", "Snow fell."),
                      ("heading", "Morning came"), ("body", "\"We lost,\" he said."), ("body", "Watch the video »")]
     assert _kinds("Chapter Sixteen\n\nIt rained.\n")[1][0] == ("heading", "Chapter Sixteen")
+
+
+def test_every_file_not_indexed_is_reported_with_its_reason(tmp_path):
+    from qa.ingest import read_corpus
+    from tests import makers
+
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside"
+    corpus.mkdir(), outside.mkdir()
+    (corpus / "good.txt").write_text("The harbour reopened on Monday.\n", encoding="utf-8")
+    (corpus / "report.pdf").write_bytes(makers.pdf([["The ships came back."], ["The cranes were fixed."]]))
+    files = {"photo.jpg": b"\xff\xd8\xff", ".hidden.txt": b"Hidden.", "empty.txt": b"  \n",
+             "latin1.txt": "Caf\xe9".encode("latin-1"), "big.txt": b"Too long. " * 20_000, "scan.pdf": makers.image_only_pdf(),
+             "locked.pdf": makers.pdf([["Secret."]], encrypt="pw"), "broken.pdf": b"%PDF-1.4 torn",
+             "news.jsonl": b'{"id": "a", "text": "Fine."}\n{"id": "b"\n'}
+    for name, data in files.items():
+        (corpus / name).write_bytes(data)
+    (corpus / ".git").mkdir()
+    (corpus / ".git" / "config").write_text("x", encoding="utf-8")
+    (outside / "secret.txt").write_text("Secret text.\n", encoding="utf-8")
+    (corpus / "out.txt").symlink_to(outside / "secret.txt")
+    read = read_corpus(corpus, IngestLimits(max_sentence_chars=1500, max_document_bytes=100_000))
+    assert [d.doc_id for d in read.documents] == ["good.txt", "news.jsonl#a", "report.pdf"]
+    reasons = {s.path: s.reason for s in read.skipped}
+    assert reasons == {".git/": "hidden", ".hidden.txt": "hidden", "photo.jpg": "unsupported type", "empty.txt": "empty",
+                       "latin1.txt": "not UTF-8", "scan.pdf": "no text layer", "locked.pdf": "encrypted",
+                       "broken.pdf": "damaged", "news.jsonl": "bad record", "out.txt": "link out of the folder",
+                       "big.txt": "too big"}
+    assert next(s for s in read.skipped if s.path == "news.jsonl").detail.startswith("line 2:")

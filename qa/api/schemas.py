@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from qa.config import Retriever
 from qa.conversation import MAX_ID_CHARS
@@ -54,6 +54,18 @@ class CitationOut(BaseModel):
                                                "without pages")
     published: str | None = Field(None, description="the document's date, when its format gives one")
 
+    @model_serializer(mode="wrap")
+    def _with_page(self, handler):
+        return _page_kept(self, handler(self))
+
+
+def _page_kept(model, out: dict) -> dict:
+    """``out`` with its ``page`` key, null included: the answer routes leave empty fields out, but a client
+    should not have to tell "no page" (a format without pages) from "page not sent"."""
+    if isinstance(out, dict):
+        out.setdefault("page", model.page)
+    return out
+
 
 class AnswerSentenceOut(BaseModel):
     text: str = Field(description="the sentence exactly as in the source: raw[start:end]")
@@ -70,6 +82,10 @@ class AnswerSentenceOut(BaseModel):
     score: float
     also_in: list[CitationOut] = Field(description="the same statement elsewhere in the corpus")
     context: str | None = Field(None, description="the previous sentence, when this one leans on it")
+
+    @model_serializer(mode="wrap")
+    def _with_page(self, handler):
+        return _page_kept(self, handler(self))
 
 
 class AskResponse(BaseModel):
