@@ -29,7 +29,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 DOC_DIR = Path("/usr/share/doc/python3.11/html/library")
@@ -100,19 +99,14 @@ def main() -> None:
     parser.add_argument("--no-questions", action="store_true", help="only how the pages read (no index build)")
     args = parser.parse_args()
     ensure_pages()
-    from qa.ingest import load_corpus, split_sentences
+    from ingest_bench import read_and_split  # this script's folder is first on sys.path
 
     with tempfile.TemporaryDirectory(prefix="qa-pydocs-") as tmp:
         folder = Path(tmp) / "pydocs"
         folder.mkdir()
         for name in PAGES:
             shutil.copy(DOC_DIR / f"{name}.html", folder / f"{name}.html")
-        t0 = time.perf_counter()
-        docs = {d.doc_id: d for d in load_corpus(folder)}
-        read_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sentences = {doc_id: split_sentences(d) for doc_id, d in docs.items()}
-        split_s = time.perf_counter() - t0
+        docs, sentences, read_s, split_s = read_and_split(folder)
         every = [s for ss in sentences.values() for s in ss]
         paragraphs = {f"{name}.html": page_paragraphs(DOC_DIR / f"{name}.html") for name in PAGES}
         fragments = pilcrows = present = visible = 0

@@ -35,7 +35,7 @@ import numpy as np
 from qa.config import Settings
 from qa.datasets import CorpusRecord, load_squad, write_corpus
 from qa.ingest import load_corpus, split_block, split_sentences
-from qa.types import Sentence
+from qa.types import Document, Sentence
 
 COQA_FILE = Path("coqa") / "coqa-test-610.json.gz"
 
@@ -68,6 +68,16 @@ def sentences_touched(sentences: list[Sentence], spans: list[tuple[int, int]]) -
     return np.maximum(last - first, 0)
 
 
+def read_and_split(folder: Path) -> tuple[dict[str, Document], dict[str, list[Sentence]], float, float]:
+    """A folder's documents and their sentences by document id, and the seconds reading and splitting took."""
+    t0 = time.perf_counter()
+    docs = {d.doc_id: d for d in load_corpus(folder)}
+    t_read = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sentences = {doc_id: split_sentences(d) for doc_id, d in docs.items()}
+    return docs, sentences, t_read, time.perf_counter() - t0
+
+
 def cmd_coqa(args) -> None:
     settings = Settings()
     with gzip.open(settings.shared_data_dir / COQA_FILE, "rt", encoding="utf-8") as fh:
@@ -75,12 +85,7 @@ def cmd_coqa(args) -> None:
     with tempfile.TemporaryDirectory(prefix="qa-coqa-") as tmp:
         folder = Path(tmp)
         ids = write_corpus([CorpusRecord(f"{s['source']}/{s['id']}", "", s["story"]) for s in stories], folder)
-        t0 = time.perf_counter()
-        docs = {d.doc_id: d for d in load_corpus(folder)}
-        t_read = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sentences = {doc_id: split_sentences(d) for doc_id, d in docs.items()}
-        t_split = time.perf_counter() - t0
+        docs, sentences, t_read, t_split = read_and_split(folder)
         t_build = None
         if args.build:
             from qa.engine import Engine

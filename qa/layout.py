@@ -78,7 +78,7 @@ FULL_LINE = 0.9
 _LINE = re.compile(r"([^\r\n]*)(\r\n|\r|\n|$)")
 _MARKER = re.compile(r"^(?:[-*+•‣◦▪–]|\d{1,3}[.)]|[a-z][.)]|\(\w{1,3}\))\s+(?=\S)")  # a list item's
 _WORD = re.compile(r"[^ \t\r\n]*")
-_BULLET = re.compile(r"^[*+•‣◦▪]\s+(?=\S)")  # a bullet never starts a wrapped line (unlike "-", "12.")
+_BULLET = re.compile(r"^[*•‣◦▪]\s+(?=\S)")  # a bullet never starts a wrapped line (unlike "-", "+", "12.")
 
 
 @dataclass(frozen=True, slots=True)
