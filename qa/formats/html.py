@@ -41,8 +41,8 @@ _FURNITURE_NAME = re.compile(
     r"|toolbar|banner|popup|modal|skip|tags|pagination|pager)(?:[-_].*)?")
 _ANCHOR_TEXT = frozenset({"¶", "#", "§", "🔗", "⚓", "link", "permalink", "¶ link"})
 _ANCHOR_TITLE = re.compile(r"permalink|link to this|permanent link|anchor", re.I)
-ROOT_SHARE = 0.9
-MAX_CELL_BLOCKS = 3  # the article root holds this share of the text trafilatura kept
+ROOT_SHARE = 0.9  # the article root holds this share of the text trafilatura kept
+MAX_CELL_BLOCKS = 3  # a table whose cells hold more blocks lays out a page
 
 
 def read_html(data: bytes | str, *, article: bool = True) -> Extracted:
@@ -232,8 +232,8 @@ class _Walker:
             self._inline(_run_of(el), strict, line=tag in LINE_TAGS)
 
     def _inline(self, run: list, strict: bool, *, line: bool = False, kind: str = "body") -> None:
-        """A paragraph of inline content; lines broken by ``<br>`` become
-        blocks of their own, one line break apart."""
+        """A paragraph of inline content; lines broken by ``<br>`` become blocks of their own, one line break
+        apart."""
         pieces = _split_at_breaks(run)
         for piece in pieces:
             text, spans, linked = _inline_text(piece)
