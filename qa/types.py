@@ -79,8 +79,11 @@ class Citation:
     def to_dict(self) -> dict:
         # Written out: dataclasses.asdict deep-copies field by field (14 µs against 0.4 µs here), and a
         # stored turn and its HTTP answer serialise a dozen citations per question.
-        return {"doc_id": self.doc_id, "title": self.title, "sentence_index": self.sentence_index,
-                "start": self.start, "end": self.end, "page": self.page, "published": self.published}
+        out = {"doc_id": self.doc_id, "title": self.title, "sentence_index": self.sentence_index,
+               "start": self.start, "end": self.end, "page": self.page}  # page always: null without pages
+        if self.published is not None:
+            out["published"] = self.published
+        return out
 
 
 @dataclass(slots=True)
@@ -102,11 +105,12 @@ class AnswerSentence:
             "start": c.start,
             "end": c.end,
             "page": c.page,
-            "published": c.published,
             "kind": self.kind,
             "score": round(float(self.score), 6),
             "also_in": [a.to_dict() for a in self.also_in],
         }
+        if c.published is not None:
+            out["published"] = c.published
         if self.context is not None:
             out["context"] = self.context
         return out

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Request, Response, status
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from qa.api.errors import NOT_READY, error_response, not_found
 from qa.api.schemas import DocumentList, DocumentOut, DocumentUpdated, DocumentUpload, SentenceOut, SkippedFile
@@ -24,6 +25,16 @@ from qa.conversation import MAX_ID_CHARS
 from qa.updates import BadDocument, UnknownDocument, UploadTooLarge, UpdateResult
 
 router = APIRouter(tags=["documents"])
+
+
+class DocumentIdConvertor(PathConvertor):
+    """A document id in a path: anything (slashes included) but "skipped", which is ``GET /documents/skipped``
+    and never a document (ids end with a suffix), so that the other methods do not claim that path too."""
+
+    regex = r"(?!skipped$).+"
+
+
+register_url_convertor("document", DocumentIdConvertor())
 
 DocId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_CHARS, description="e.g. 000_f45c79c16f6a0511.txt")]
 UpdatedDocId = Annotated[str, PathParam(min_length=1, max_length=255, description="the document's path in the "
@@ -49,7 +60,7 @@ def list_skipped(engine: EngineDep) -> list[SkippedFile]:
     return catalog(engine).skipped
 
 
-@router.get("/documents/{doc_id:path}", response_model=DocumentOut,
+@router.get("/documents/{doc_id:document}", response_model=DocumentOut,
             responses={404: error_response("unknown document"), 422: error_response("invalid id"), **NOT_READY})
 def get_document(doc_id: DocId, engine: EngineDep) -> DocumentOut:
     """A document's raw text and its sentences with offsets, to show a cited sentence in place."""
@@ -80,7 +91,7 @@ async def _apply(request: Request, work) -> UpdateResult:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
-@router.put("/documents/{doc_id:path}", response_model=DocumentUpdated, dependencies=[Depends(require_admin)],
+@router.put("/documents/{doc_id:document}", response_model=DocumentUpdated, dependencies=[Depends(require_admin)],
             responses={201: {"model": DocumentUpdated, "description": "created"}, **UPDATE_ERRORS},
             openapi_extra={"requestBody": {"required": True, "content": {
                 "text/plain": {"schema": {"type": "string"}},
@@ -95,7 +106,7 @@ async def put_document(doc_id: UpdatedDocId, request: Request, response: Respons
     return DocumentUpdated(**vars(result))
 
 
-@router.delete("/documents/{doc_id:path}", response_model=DocumentUpdated, dependencies=[Depends(require_admin)],
+@router.delete("/documents/{doc_id:document}", response_model=DocumentUpdated, dependencies=[Depends(require_admin)],
                responses={404: {"description": "no such document"},
                           409: {"description": "the corpus would have no document left"}, **UPDATE_ERRORS})
 async def delete_document(doc_id: UpdatedDocId, request: Request) -> DocumentUpdated:
