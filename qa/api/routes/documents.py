@@ -1,12 +1,12 @@
-"""``/documents``: the documents of the index in service (GET), and the routes that change the corpus
-(PUT, DELETE).
+"""``/documents``: the documents of the index in service (GET), the files it skipped (GET
+``/documents/skipped``), and the routes that change the corpus (PUT, DELETE).
 
 A document id is its path in the corpus folder (``news/2026/storm.txt``); records of a ``.jsonl`` file are
 changed by changing that file. PUT and DELETE need ``Authorization: Bearer <token>``
 (:func:`qa.api.security.require_admin`); without a configured token they answer 403, so a client can tell
 "updates are off here" (403) from "wrong or missing token" (401). Each returns once the change is on disk
-and the engine in service answers from it; the work is :class:`qa.updates.Updater`'s. All four routes are
-on one router, so a 405 at the path lists every method.
+and the engine in service answers from it; the work is :class:`qa.updates.Updater`'s. The routes are on
+one router, so a 405 at a document's path lists every method.
 """
 
 from __future__ import annotations
