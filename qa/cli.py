@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.text import Text
 from typer.core import TyperGroup
 
 from qa.config import RETRIEVERS, Settings
-from qa.types import Answer
+from qa.types import Answer, Citation, Disagreement
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +229,36 @@ def print_answer(answer: Answer) -> None:
             body.append(visible(s.context) + " ", style="dim")
         body.append(visible(s.text))
         for cite in [c, *s.also_in]:
-            body.append(f"\n{'— ' if cite is c else '— also in '}{visible(cite.title)} · {visible(cite.doc_id)} · "
-                        f"sentence {cite.sentence_index} · chars {cite.start}–{cite.end}", style="cyan")
-        out.print(Panel(body, title=f"{rank}  score {s.score:.3f}", title_align="left",
+            body.append(f"\n{'— ' if cite is c else '— also in '}{cite_line(cite)}", style="cyan")
+        out.print(Panel(Group(body, *(side_by_side(s.text, c, d) for d in s.disagrees)),
+                        title=f"{rank}  score {s.score:.3f}", title_align="left",
                         border_style="green" if rank == 1 else "blue"))
+
+
+def cite_line(cite: Citation) -> str:
+    return (f"{visible(cite.title)} · {visible(cite.doc_id)} · sentence {cite.sentence_index} · "
+            f"chars {cite.start}–{cite.end}")
+
+
+def side_by_side(text: str, cite: Citation, other: Disagreement):
+    """A disagreement as two columns, this sentence and the other, with the parts that differ marked."""
+    from rich.table import Table
+
+    mine, theirs = [a for a, _ in other.differs], [b for _, b in other.differs]
+    table = Table(title=Text("sources differ: " + "; ".join(f"{visible(a)} / {visible(b)}" for a, b in other.differs),
+                             style="bold yellow"), title_justify="left", expand=True, show_lines=False)
+    table.add_column(Text(cite_line(cite), style="cyan"), ratio=1)
+    table.add_column(Text(cite_line(other.citation), style="cyan"), ratio=1)
+    table.add_row(marked(text, mine), marked(other.text, theirs))
+    return table
+
+
+def marked(text: str, parts: list[str]) -> Text:
+    """``text`` with each of ``parts`` (the differing names, numbers, dates) highlighted where it occurs."""
+    out = Text(visible(text))
+    for part in parts:
+        out.highlight_words([visible(part)], style="bold black on yellow")
+    return out
 
 
 @app.command("eval")
@@ -414,19 +440,22 @@ def chat(
 def print_sources(answer: Answer | None, turn=None) -> None:
     """The citations of the last answer (or, after resuming, of the conversation's last stored turn)."""
     if answer is not None:
-        cites = [(s.citation, s.text) for s in answer.sentences]
+        cites = [(s.citation, s.text, s.disagrees) for s in answer.sentences]
     elif turn is not None:
-        cites = list(zip(turn.citations, turn.texts or [""] * len(turn.citations)))
+        n = len(turn.citations)
+        cites = list(zip(turn.citations, turn.texts or [""] * n, turn.disagrees or [[]] * n))
     else:
         cites = []
     if not cites:
         out.print("no sources yet", style="dim")
         return
-    for rank, (c, text) in enumerate(cites, start=1):
+    for rank, (c, text, disagrees) in enumerate(cites, start=1):
         out.print(visible(f"{rank}. {c.doc_id} · sentence {c.sentence_index} · chars {c.start}–{c.end} · {c.title}"),
                   style="cyan")
         if text:
             out.print(f"   {visible(text)}")
+        for other in disagrees:
+            out.print(side_by_side(text, c, other))
 
 
 @app.command()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from qa import index as index_mod
-from qa import rank, retrieve
+from qa import agreement, claims, rank, retrieve
 from qa.config import RETRIEVERS, Settings, model_key
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import IngestLimits, load_corpus
@@ -132,6 +132,7 @@ class Engine:
         engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
         if settings.onnx_queries and not onnx_ready(settings):
             engine.export_query_model([s.text for s in engine.index.sentences])
+        engine.near_sentences  # made with the build (or read back) here, not by the first question
         return engine
 
     def refreshed(self, progress: Callable[[str, int, int], None] | None = None) -> "Engine":
@@ -159,6 +160,7 @@ class Engine:
         with self._conversations_lock:
             if self._conversations is not None:
                 engine.conversations = self._conversations.for_engine(engine)
+        engine.near_sentences = engine._near_sentences(previous=self)  # only the changed documents searched
         return engine
 
     @classmethod
@@ -343,10 +345,41 @@ class Engine:
         if not answered and abstain:
             return Answer(query.question, False, [], mode, confidence=conf, understood_as=query.understood_as,
                           message=NOT_FOUND, degraded=scored.degraded)
-        groups = rank.group_duplicates(ranked.index, scored.ids, top_k, self.settings.duplicate_threshold)
+        groups = self.statements(ranked, top_k)
         return Answer(query.question, answered, rank.to_answer_sentences(ranked.index, scored, groups), mode,
                       confidence=conf, understood_as=query.understood_as, message=None if answered else NOT_FOUND,
                       degraded=scored.degraded)
+
+    def statements(self, ranked: Ranked, top_k: int) -> list[agreement.Statement]:
+        """The first ``top_k`` statements of a ranking, each with the places that state the same and those
+        that differ in a name, number or date: among the candidates, then (when ``ranked`` is over the
+        corpus index) among every other document's sentences close to it (``near_sentences``)."""
+        s = self.settings
+        groups = agreement.group_statements(ranked.index, ranked.scored.ids, top_k, s.duplicate_threshold,
+                                            s.near_threshold, self.vocabulary)
+        if ranked.corpus_ids is None and self.near_sentences is not None:
+            agreement.widen(ranked.index, groups, self.near_sentences, s.duplicate_threshold, self.vocabulary)
+        return groups
+
+    @cached_property
+    def vocabulary(self) -> claims.Vocabulary:
+        """What the claim comparison knows of the corpus's words (its proper names)."""
+        return claims.Vocabulary(self.index.proper_words)
+
+    @cached_property
+    def near_sentences(self) -> agreement.NearSentences | None:
+        """The index's table of close sentences of other documents (qa/agreement.py), made once per build
+        and saved with it; None when switched off (``near_limit`` 0) or the index has no sentence vectors."""
+        return self._near_sentences()
+
+    def _near_sentences(self, previous: "Engine | None" = None) -> agreement.NearSentences | None:
+        s = self.settings
+        if s.near_limit == 0:
+            return None
+        before = None
+        if previous is not None and "near_sentences" in previous.__dict__:
+            before = (previous.index, previous.near_sentences)
+        return agreement.near_sentences(self.index, s.near_threshold, s.near_limit, before)
 
     def confidence(self, ranked: Ranked, question: str, mode: str) -> float:
         """The probability that the best sentence of ``ranked`` answers. In hybrid mode the reader's logit

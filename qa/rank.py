@@ -16,11 +16,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from qa.agreement import Statement
 from qa.cues import NAME
 from qa.index import CorpusIndex
 from qa.retrieve import Ranking
 from qa.text import POSSESSIVE
-from qa.types import AnswerSentence, Citation
+from qa.types import AnswerSentence, Citation, Disagreement
 
 # Expected answer types, from the question's wording, and the surface cue that a sentence carries one.
 # Deliberately small and general (no corpus names). A *strict* wording asks for the thing itself ("how
@@ -508,28 +509,6 @@ def with_reader(scored: ScoredSentences, logits: np.ndarray, weight: float) -> S
                    coverage=scored.coverage[order], typed=scored.typed[order], token=token, reader=reader[order])
 
 
-def group_duplicates(index: CorpusIndex, ids: np.ndarray, top_k: int, threshold: float) -> list[list[int]]:
-    """The first ``top_k`` groups of sentences, in rank order, merging sentences that say the same thing.
-
-    A sentence whose embedding is within ``threshold`` cosine of an earlier group's head joins that group
-    (typically the same fact reported by two articles) instead of taking a rank of its own.
-    """
-    vectors = index.sentence_vectors[ids]
-    groups: list[list[int]] = []
-    to_head: list[np.ndarray] = []  # per group: every candidate's cosine to the group's first sentence
-    for pos, sid in enumerate(ids.tolist()):
-        for group, cosines in zip(groups, to_head):
-            if cosines[pos] >= threshold:
-                group.append(sid)
-                break
-        else:
-            if len(groups) == top_k:
-                continue  # only lower-ranked duplicates of the kept groups are still of use
-            groups.append([sid])
-            to_head.append(vectors @ vectors[pos])  # a matrix-vector product: no BLAS thread pool wakes up
-    return groups
-
-
 def citation(index: CorpusIndex, sid: int) -> Citation:
     s = index.sentences[sid]
     return Citation(s.doc_id, index.documents[s.doc_id].title, s.index, s.start, s.end)
@@ -544,15 +523,15 @@ def leaning_context(index: CorpusIndex, sid: int) -> str | None:
     return prev.text if prev.doc_id == s.doc_id else None
 
 
-def to_answer_sentences(index: CorpusIndex, scored: ScoredSentences, groups: list[list[int]]) -> list[AnswerSentence]:
+def to_answer_sentences(index: CorpusIndex, scored: ScoredSentences, groups: list[Statement]) -> list[AnswerSentence]:
+    """The answer's sentences: each statement's head with its places that state the same (``also_in``) and
+    those that differ in a name, number or date (``disagrees``; qa/agreement.py)."""
     score_of = dict(zip(scored.ids.tolist(), scored.scores.tolist()))
-    out = []
-    for head, *rest in groups:
-        out.append(AnswerSentence(
-            text=index.sentences[head].text,
-            citation=citation(index, head),
-            score=score_of[head],
-            also_in=[citation(index, sid) for sid in rest],
-            context=leaning_context(index, head),
-        ))
-    return out
+    return [AnswerSentence(
+        text=index.sentences[g.head].text,
+        citation=citation(index, g.head),
+        score=score_of[g.head],
+        also_in=[citation(index, sid) for sid in g.same],
+        context=leaning_context(index, g.head),
+        disagrees=[Disagreement(citation(index, sid), index.sentences[sid].text, differs) for sid, differs in g.differ],
+    ) for g in groups]

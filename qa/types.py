@@ -60,6 +60,27 @@ class Citation:
                 "start": self.start, "end": self.end}
 
 
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    """A sentence of another document worded like an answer sentence that differs from it in a name, number
+    or date (qa/claims.py): where the sources disagree. ``differs`` pairs what the answer sentence says with
+    what this one says."""
+
+    citation: Citation
+    text: str
+    differs: tuple[tuple[str, str], ...]
+    page: int | None = None  # the page of a paged document (PDF); None for the others
+
+    def to_dict(self) -> dict:
+        return {**self.citation.to_dict(), "page": self.page, "text": self.text,
+                "differs": [list(pair) for pair in self.differs]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Disagreement":
+        citation = Citation(data["doc_id"], data["title"], data["sentence_index"], data["start"], data["end"])
+        return cls(citation, data["text"], tuple((a, b) for a, b in data.get("differs", [])), data.get("page"))
+
+
 @dataclass(slots=True)
 class AnswerSentence:
     text: str
@@ -67,6 +88,7 @@ class AnswerSentence:
     score: float
     also_in: list[Citation] = field(default_factory=list)  # the same statement in other places
     context: str | None = None  # the previous sentence, when this one leans on it ("They said…")
+    disagrees: list[Disagreement] = field(default_factory=list)  # other places that say it differently
 
     def to_dict(self) -> dict:
         c = self.citation
@@ -79,6 +101,7 @@ class AnswerSentence:
             "end": c.end,
             "score": round(float(self.score), 6),
             "also_in": [a.to_dict() for a in self.also_in],
+            "disagrees": [d.to_dict() for d in self.disagrees],
         }
         if self.context is not None:
             out["context"] = self.context
