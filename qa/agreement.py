@@ -71,7 +71,7 @@ class NearSentences:
         for start in range(0, len(rows), batch):
             part = rows[start:start + batch]
             lims, cos, ids = search.range_search(vectors[part], threshold)
-            owner = np.repeat(part, np.diff(lims))
+            owner = np.repeat(part, np.diff(lims.astype(np.int64)))
             other = documents[ids] != documents[owner]
             found_a.append(owner[other])
             found_b.append(ids[other].astype(np.int64))

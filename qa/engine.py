@@ -356,13 +356,13 @@ class Engine:
         corpus index) among every other document's sentences close to it (``near_sentences``)."""
         s = self.settings
         groups = agreement.group_statements(ranked.index, ranked.scored.ids, top_k, s.duplicate_threshold,
-                                            s.near_threshold, self.vocabulary)
+                                            s.near_threshold, self.claim_vocabulary)
         if ranked.corpus_ids is None and self.near_sentences is not None:
-            agreement.widen(ranked.index, groups, self.near_sentences, s.duplicate_threshold, self.vocabulary)
+            agreement.widen(ranked.index, groups, self.near_sentences, s.duplicate_threshold, self.claim_vocabulary)
         return groups
 
     @cached_property
-    def vocabulary(self) -> claims.Vocabulary:
+    def claim_vocabulary(self) -> claims.Vocabulary:
         """What the claim comparison knows of the corpus's words (its proper names)."""
         return claims.Vocabulary(self.index.proper_words)
 
