@@ -225,6 +225,7 @@ def run(settings: Settings, work: Path, stories: int | None) -> dict:
     hits: dict[tuple[str, str], list[int]] = defaultdict(list)
     also_ok = also_bad = differ_ok = differ_bad = 0
     misses: list[dict] = []
+    wrong_also: set[tuple] = set()
     latencies = []
     for c, original, variant in pairs:
         for asked, other in ((original, variant), (variant, original)):
@@ -239,6 +240,8 @@ def run(settings: Settings, work: Path, stories: int | None) -> dict:
                 for a in s.also_in:
                     same = claim_key(engine, a.doc_id, a.sentence_index, changed) == head
                     also_ok, also_bad = also_ok + same, also_bad + (not same)
+                    if not same:
+                        wrong_also.add((s.citation.doc_id, s.citation.sentence_index, a.doc_id, a.sentence_index))
                 for d in s.disagrees:
                     theirs = claim_key(engine, d.citation.doc_id, d.citation.sentence_index, changed)
                     real = theirs != head and theirs[0] == head[0]
@@ -270,6 +273,7 @@ def run(settings: Settings, work: Path, stories: int | None) -> dict:
         "also_in_precision": {"listed": also_ok + also_bad, "right": also_ok,
                               "precision": round(also_ok / max(also_ok + also_bad, 1), 4)},
         "misses": misses,
+        "also_in_wrong": sorted(wrong_also),
         "ask_ms_p50": round(sorted(latencies)[len(latencies) // 2] * 1000, 1) if latencies else None,
         "probe": {"question": probe.question,
                   "first": first.citation.doc_id if first else None,

@@ -80,7 +80,7 @@ _NUMBER = re.compile(
     rf"(?:\s?(?P<scale>{_SCALE_RE})\b)?(?:[\s-]?(?P<unit>{_UNIT_RE})(?![\w]))?",
     re.IGNORECASE)
 _NAME = re.compile(r"(?:[A-Z][\w’'.&-]*|\d+[A-Z][\w-]*)"
-                   r"(?:\s+(?:of|de|du|von|van|der|al|bin|el|la|the|and|for)?\s*(?:[A-Z][\w’'&-]*))*")
+                   r"(?:\s+(?:of|de|du|von|van|der|al|bin|el|la|the|for)?\s*(?:[A-Z][\w’'&-]*))*")
 _WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)*")
 _POSSESSIVE = re.compile(r"['’]s?$")
 _OPENING = re.compile(r"^[\s\"'“‘(\[—–-]*")

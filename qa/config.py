@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     lexical_scale: Literal["bm25", "coverage"] = "coverage"
     heading_penalty: float = 0.15
     duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement
-    near_threshold: float = Field(0.8, ge=0, le=1, description="cosine from which a sentence of another document "
+    near_threshold: float = Field(0.7, ge=0, le=1, description="cosine from which a sentence of another document "
                                   "is compared with an answer sentence for the same claim or a disagreement "
                                   "(qa/agreement.py; its table is made per index build)")
     near_limit: int = Field(32, ge=0, description="closest sentences of other documents a sentence's table keeps "

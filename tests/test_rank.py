@@ -101,19 +101,6 @@ def test_a_strict_type_the_best_sentence_lacks_is_an_abstention_feature(seed_eng
     assert rank.abstention_features(loose)[strict] == 0.0  # a loose wording never vetoes
 
 
-def test_the_same_statement_in_two_places_is_one_group(seed_engine):
-    index = seed_engine.index
-    ids = np.arange(len(index.sentences))
-    groups = rank.group_duplicates(index, ids, top_k=len(ids), threshold=0.86)
-    assert sorted(s for g in groups for s in g) == ids.tolist()  # every sentence in exactly one group
-    vectors = np.asarray(index.sentence_vectors)
-    for g in groups:
-        for other in g[1:]:
-            assert float(vectors[g[0]] @ vectors[other]) >= 0.86
-    assert any(len(g) > 1 and len({index.sentences[s].doc_id for s in g}) == 2 for g in groups)
-    assert len(rank.group_duplicates(index, ids, top_k=3, threshold=0.86)) == 3
-
-
 def _naive_token_match(index, question_tokens, question_ids, sid) -> float:
     """rank.token_match for one sentence, written out: best cosine per question piece, idf-weighted mean."""
     rows, scales, _ = index.tokens.of(np.array([sid]))
