@@ -213,3 +213,59 @@ def test_every_seed_sentence_is_in_one_statement(seed_engine):
             assert claims.compare(text[g.head], text[other]).differs == differs
     assert any(g.same and index.sentences[g.same[0]].doc_id != index.sentences[g.head].doc_id for g in groups)
     assert len(agreement.group_statements(index, ids, 3, s.duplicate_threshold, s.near_threshold)) == 3
+
+
+# -- what the user sees: the API, its schema, the stored turns and the CLI -----------------------------------
+
+
+def test_the_api_returns_and_documents_disagrees(engine):
+    from fastapi.testclient import TestClient
+
+    from qa.api import create_app
+
+    with TestClient(create_app(engine)) as client:
+        body = client.post("/ask", json={"question": QUESTION, "top_k": 3, "abstain": False}).json()
+        first = next(s for s in body["sentences"] if "Taliban fighters" in s["text"])
+        d = next(d for d in first["disagrees"] if d["doc_id"] == "tribune.txt")
+        assert d["page"] is None and d["differs"] == [["Six", "Nine"]]
+        assert "understood_as" not in body and "context" not in first  # unset keys stay absent
+        turns = client.get(f"/conversations/{body['conversation_id']}").json()["turns"]
+        at = [c["doc_id"] for c in turns[0]["citations"]].index(first["doc_id"])
+        assert {x["doc_id"] for x in turns[0]["disagrees"][at]} == {x["doc_id"] for x in first["disagrees"]}
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert set(schema["DisagreementOut"]["properties"]) == {"doc_id", "title", "sentence_index", "start", "end",
+                                                            "page", "text", "differs"}
+    assert "disagrees" in schema["AnswerSentenceOut"]["properties"]
+    assert "disagrees" in schema["TurnOut"]["properties"]
+
+
+def test_a_stored_turn_keeps_its_disagreements(engine, tmp_path):
+    from qa.conversation.store import ConversationStore, Turn
+
+    answer, _ = _first(engine, QUESTION)
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    cid = store.append(None, Turn.from_answer(QUESTION, answer), create=True)
+    (turn,) = store.turns(cid)
+    assert turn.disagrees == [list(s.disagrees) for s in answer.sentences]
+    store.close()
+
+
+def test_the_cli_shows_both_versions_side_by_side(engine):
+    from rich.console import Console
+
+    from qa import cli
+    from qa.conversation.store import Turn
+
+    answer, _ = _first(engine, QUESTION)
+    console = Console(width=200, record=True, color_system=None)
+    cli.out, saved = console, cli.out
+    try:
+        cli.print_answer(answer)
+        shown = console.export_text()
+        cli.print_sources(None, Turn.from_answer(QUESTION, answer))
+        sources = console.export_text()
+    finally:
+        cli.out = saved
+    for text in (shown, sources):
+        assert "sources differ: Six / Nine" in text and "sources differ: Nangarhar / Kunar" in text
+        assert "tribune.txt" in text and "Nine Taliban fighters" in text
