@@ -21,6 +21,7 @@ possessive). :func:`compare` aligns two sentences' slots and says:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -130,16 +131,17 @@ def _slots(sentence: str, proper: frozenset[str]) -> tuple[Slot, ...]:
             taken[start:start + len(text)] = b"\1" * len(text)
             found.append(Slot(kind, text, value, start, start + len(text)))
 
+    opening = _OPENING.match(sentence).end()
     for m in _DATE.finditer(sentence):
         if m.group("month") and m.group("month").lower() == "may" and not (m.group("d1") or m.group("d2")
-                                                                           or m.group("y1")):
-            continue  # "may" the verb, or a month without a day or year: too ambiguous to compare
+                                                                           or m.group("y1")) \
+                and (m.group("month") != "May" or m.start("month") <= opening):
+            continue  # "may" the verb; "May" opening a sentence may be either
         add("date", m.start(), m.end(), _date_value(m))
     for m in _NUMBER.finditer(sentence):
         value = _number_value(m)
         if value is not None:
             add("number", m.start(), m.end(), value)
-    opening = _OPENING.match(sentence).end()
     for m in _NAME.finditer(sentence):
         for start, end in _name_parts(sentence, m.start(), m.end(), opening, proper, taken):
             words = [w.casefold() for w in _WORD.findall(_POSSESSIVE.sub("", sentence[start:end]))]
@@ -192,10 +194,17 @@ def _number_value(m: re.Match) -> str | None:
     if m.group("digits"):
         value = float(m.group("digits").replace(",", ""))
     elif m.group("words"):
+        words = m.group("words").lower().replace("-", " ")
         try:
-            value = float(text2num(m.group("words").lower().replace("-", " "), "en"))
-        except ValueError:  # "hundred" alone, "one two": not one number
-            return None
+            value = float(text2num(words, "en"))
+        except ValueError:  # not one number: "one-two" (a score), "hundred" alone
+            parts = []
+            for word in words.split():
+                try:
+                    parts.append(f"{text2num(word, 'en'):g}")
+                except ValueError:
+                    return None
+            return "-".join(parts)
     elif m.group("ordword"):
         value = float(re.match(r"\d+", alpha2digit(m.group("ordword").lower(), "en", threshold=0)).group())
     else:
@@ -228,6 +237,18 @@ def _skeleton(text: str, found: tuple[Slot, ...]) -> list[str]:
         at = slot.end
     out.extend(w.lower() for w in _WORD.findall(text[at:]))
     return out
+
+
+def wording_key(sentence: str, vocabulary: Vocabulary | None = None, min_words: int = 3) -> int:
+    """A number shared by sentences worded the same apart from their slots (0 when the sentence has no slot
+    or fewer than ``min_words`` words that are neither slots nor stop words: "<name> said." is no wording).
+    Two sentences of different documents with the same key are compared whatever their vectors say: when a
+    name is most of a sentence ("Um, who is Beck?") the changed copy's cosine can be as low as 0.5."""
+    found = slots(sentence, vocabulary)
+    skeleton = _skeleton(sentence, found)
+    if not found or sum(w not in _STOP and not w.startswith("<") for w in skeleton) < min_words:
+        return 0
+    return int.from_bytes(hashlib.blake2b(" ".join(skeleton).encode(), digest_size=8).digest(), "little") >> 1 or 1
 
 
 def compare(a: str, b: str, vocabulary: Vocabulary | None = None, *, near: float = NEAR_WORDING) -> Comparison:

@@ -379,7 +379,7 @@ class Engine:
         before = None
         if previous is not None and "near_sentences" in previous.__dict__:
             before = (previous.index, previous.near_sentences)
-        return agreement.near_sentences(self.index, s.near_threshold, s.near_limit, before)
+        return agreement.near_sentences(self.index, s.near_threshold, s.near_limit, self.claim_vocabulary, before)
 
     def confidence(self, ranked: Ranked, question: str, mode: str) -> float:
         """The probability that the best sentence of ``ranked`` answers. In hybrid mode the reader's logit

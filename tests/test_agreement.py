@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa import agreement
+from qa import agreement, claims
 from qa import index as index_mod
 from qa.agreement import NearSentences
 from qa.config import Settings
@@ -109,10 +109,19 @@ def test_the_answer_object_carries_disagrees(engine):
     assert d["page"] is None and d["differs"] == [["Six", "Nine"]]
 
 
-def _brute_pairs(vectors, documents, threshold):
+def _brute_pairs(vectors, documents, keys, threshold):
     sims = vectors @ vectors.T
-    a, b = np.nonzero((sims >= threshold) & (documents[:, None] != documents[None, :]))
+    same_key = (keys[:, None] == keys[None, :]) & (keys[:, None] != 0)
+    a, b = np.nonzero(((sims >= threshold) | same_key) & (documents[:, None] != documents[None, :]))
     return {(int(i), int(j)) for i, j in zip(a, b)}
+
+
+def _keys(n: int, shared: list[tuple[int, ...]]) -> np.ndarray:
+    """Wording keys: 0 for most sentences, one shared key per tuple of sentence ids."""
+    keys = np.zeros(n, dtype=np.int64)
+    for k, ids in enumerate(shared, start=1):
+        keys[list(ids)] = 1000 + k
+    return keys
 
 
 def _table_pairs(table: NearSentences):
@@ -128,9 +137,12 @@ def _vectors(n: int, seed: int):
 
 
 def test_the_table_holds_every_close_pair_of_other_documents():
-    vectors, documents = _vectors(60, 0), np.arange(60) // 3
-    table = NearSentences.compute(vectors, documents, 0.8, limit=100, batch=7)
-    assert _table_pairs(table) == _brute_pairs(vectors, documents, 0.8)
+    """Close by cosine, or worded the same (a shared key: pairs 0–59 and 10–11–40, whatever their cosine;
+    10 and 11 share a document)."""
+    vectors, documents, keys = _vectors(60, 0), np.arange(60) // 3, _keys(60, [(0, 59), (10, 11, 40)])
+    table = NearSentences.compute(vectors, documents, keys, 0.8, limit=100, batch=7)
+    assert _table_pairs(table) == _brute_pairs(vectors, documents, keys, 0.8)
+    assert {(0, 59), (10, 40), (11, 40)} <= _table_pairs(table) and (10, 11) not in _table_pairs(table)
     for sid in range(len(table)):
         ids, cosines = table.of(sid)
         assert list(cosines) == sorted(cosines, reverse=True)
@@ -139,8 +151,8 @@ def test_the_table_holds_every_close_pair_of_other_documents():
 
 def test_the_table_keeps_the_closest_up_to_its_limit():
     vectors, documents = _vectors(60, 1), np.arange(60)
-    full = NearSentences.compute(vectors, documents, 0.0, limit=100)
-    capped = NearSentences.compute(vectors, documents, 0.0, limit=3)
+    full = NearSentences.compute(vectors, documents, np.zeros(60, np.int64), 0.0, limit=100)
+    capped = NearSentences.compute(vectors, documents, np.zeros(60, np.int64), 0.0, limit=3)
     for sid in range(60):
         assert capped.of(sid)[0].tolist() == full.of(sid)[0][:3].tolist()
 
@@ -148,7 +160,7 @@ def test_the_table_keeps_the_closest_up_to_its_limit():
 def test_an_updated_table_equals_one_computed_afresh():
     """Documents 0–2 kept, 3 changed, 4 removed, 5 added: only the changed and added ones are searched."""
     old_vectors, old_docs = _vectors(30, 2), np.arange(30) // 6
-    old = NearSentences.compute(old_vectors, old_docs, 0.7, limit=100)
+    old = NearSentences.compute(old_vectors, old_docs, _keys(30, [(1, 20, 27), (2, 13)]), 0.7, limit=100)
     kept_rows = np.arange(18)
     rng = np.random.default_rng(3)
     changed = old_vectors[18:24] + 0.3 * rng.standard_normal((6, 16)).astype(np.float32)
@@ -158,8 +170,13 @@ def test_an_updated_table_equals_one_computed_afresh():
     new_docs = np.arange(30) // 6
     kept = np.full(30, -1)
     kept[kept_rows] = kept_rows
-    updated = old.updated(kept, new_vectors, new_docs)
-    assert _table_pairs(updated) == _table_pairs(NearSentences.compute(new_vectors, new_docs, 0.7, limit=100))
+    new_keys = _keys(30, [(1, 20, 27), (2, 26)])  # 13 kept its key; 20 and 27 are new sentences, 26 too
+    new_keys[13] = 1002
+    asked = []
+    updated = old.updated(kept, new_vectors, new_docs, lambda i: asked.append(i) or int(new_keys[i]))
+    assert sorted(asked) == list(range(18, 30))  # only the changed and added documents' sentences are read
+    assert _table_pairs(updated) == _table_pairs(NearSentences.compute(new_vectors, new_docs, new_keys, 0.7,
+                                                                       limit=100))
 
 
 def test_the_table_is_saved_with_the_build_and_read_back(engine):
@@ -185,7 +202,8 @@ def test_a_changed_corpus_carries_the_table_over(tmp_path, engine):
     (corpus / "extra.txt").write_text("More clashes\n\n" + CLASH.replace("Six", "Seven") + "\n", encoding="utf-8")
     index_mod.build(load_corpus(corpus), encoder, build_spec(s), s.index_dir())
     second = first.with_index(index_mod.load(s.index_dir()))
-    fresh = NearSentences.compute(np.asarray(second.index.sentence_vectors), second.index.sentence_documents,
+    keys = [claims.wording_key(x.text, second.claim_vocabulary) for x in second.index.sentences]
+    fresh = NearSentences.compute(np.asarray(second.index.sentence_vectors), second.index.sentence_documents, keys,
                                   s.near_threshold, s.near_limit)
     assert _table_pairs(second.near_sentences) == _table_pairs(fresh)
     _, head = _first(second, QUESTION)

@@ -132,3 +132,22 @@ def test_wording_overlap_separates_a_copy_from_a_paraphrase():
     assert claims.wording_overlap(KILLED, KILLED.replace("two", "five")) == 1.0
     paraphrase = "Two Taliban members died in the clash, Taliban sources told Amu TV, however."
     assert claims.wording_overlap(KILLED, paraphrase) < claims.NEAR_WORDING
+
+
+def test_a_wording_key_is_shared_by_copies_that_change_a_slot():
+    beck = "On social media, some younger people were even wondering aloud: Um, who is Beck?"
+    assert claims.wording_key(beck) == claims.wording_key(beck.replace("Beck", "Conference")) != 0
+    assert claims.wording_key(KILLED) == claims.wording_key(KILLED.replace("two", "five"))
+    assert claims.wording_key(KILLED) != claims.wording_key(SOLDIER)
+    assert claims.wording_key("Beck said.") == 0  # too little wording to tell one claim from another
+    assert claims.wording_key("The talks were frank and useful.") == 0  # no slot to differ in
+
+
+def test_number_words_that_are_not_one_number_are_read_word_by_word():
+    result = compare("Oscar played a one-two with Eden Hazard.", "Oscar played a one-three with Eden Hazard.")
+    assert result.differs == (("one-two", "one-three"),)
+
+
+def test_may_capitalised_inside_a_sentence_is_the_month():
+    assert compare("The ship sank in the dark March night.", "The ship sank in the dark May night.").differs \
+        == (("March", "May"),)
