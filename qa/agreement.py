@@ -230,22 +230,24 @@ class Statement:
 
 
 def group_statements(index: CorpusIndex, ids: np.ndarray, top_k: int, same_cosine: float, near_cosine: float,
-                     vocabulary: claims.Vocabulary | None = None) -> list[Statement]:
+                     vocabulary: claims.Vocabulary | None = None, keys: np.ndarray | None = None) -> list[Statement]:
     """The first ``top_k`` statements among the ranked candidate sentences ``ids``, in rank order.
 
     A candidate within ``same_cosine`` of an earlier statement's head that makes the same claim joins its
-    ``same``; one of another document within ``near_cosine`` that is worded alike but differs in a name,
-    number or date joins its ``differ``; any other takes a rank of its own (a sentence that says more or
-    less than the head is another statement)."""
+    ``same``; one of another document within ``near_cosine`` (or with the head's wording key: ``keys``,
+    per sentence id, when known) that is worded alike but differs in a name, number or date joins its
+    ``differ``; any other takes a rank of its own (a sentence that says more or less than the head is
+    another statement)."""
     vectors = index.sentence_vectors[ids]
     documents = index.sentence_documents[ids]
+    wording = keys[ids] if keys is not None else np.zeros(len(ids), dtype=np.int64)
     texts = [index.sentences[i].text for i in ids.tolist()]
     groups: list[Statement] = []
     heads: list[int] = []  # per group: its head's position in ids
     to_head: list[np.ndarray] = []  # per group: every candidate's cosine to the group's head
     for pos, sid in enumerate(ids.tolist()):
         for group, head, cosines in zip(groups, heads, to_head):
-            if cosines[pos] < near_cosine:
+            if cosines[pos] < near_cosine and not (wording[pos] and wording[pos] == wording[head]):
                 continue
             verdict = claims.compare(texts[head], texts[pos], vocabulary)
             if verdict.verdict == "same" and cosines[pos] >= same_cosine:

@@ -355,10 +355,12 @@ class Engine:
         that differ in a name, number or date: among the candidates, then (when ``ranked`` is over the
         corpus index) among every other document's sentences close to it (``near_sentences``)."""
         s = self.settings
+        table = self.near_sentences if ranked.corpus_ids is None else None  # a view's ids are not the table's
         groups = agreement.group_statements(ranked.index, ranked.scored.ids, top_k, s.duplicate_threshold,
-                                            s.near_threshold, self.claim_vocabulary)
-        if ranked.corpus_ids is None and self.near_sentences is not None:
-            agreement.widen(ranked.index, groups, self.near_sentences, s.duplicate_threshold, self.claim_vocabulary)
+                                            s.near_threshold, self.claim_vocabulary,
+                                            None if table is None else table.keys)
+        if table is not None:
+            agreement.widen(ranked.index, groups, table, s.duplicate_threshold, self.claim_vocabulary)
         return groups
 
     @cached_property
