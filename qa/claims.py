@@ -239,7 +239,7 @@ def _skeleton(text: str, found: tuple[Slot, ...]) -> list[str]:
     return out
 
 
-def wording_key(sentence: str, vocabulary: Vocabulary | None = None, min_words: int = 3) -> int:
+def wording_key(sentence: str, vocabulary: Vocabulary | None = None, min_words: int = 2) -> int:
     """A number shared by sentences worded the same apart from their slots (0 when the sentence has no slot
     or fewer than ``min_words`` words that are neither slots nor stop words: "<name> said." is no wording).
     Two sentences of different documents with the same key are compared whatever their vectors say: when a
@@ -269,16 +269,20 @@ def compare(a: str, b: str, vocabulary: Vocabulary | None = None, *, near: float
 
 
 def _unmatched(sa: tuple[Slot, ...], sb: tuple[Slot, ...]) -> tuple[list[Slot], list[Slot]]:
-    """The slots of each sentence that no slot of the other matches: equal values of the same kind, or, for
-    names, one name's words among the other's ("Khan" and "Imran Khan")."""
-    left_b = list(sb)
-    left_a: list[Slot] = []
-    for slot in sa:
-        match = next((i for i, other in enumerate(left_b) if _same(slot, other)), None)
-        if match is None:
-            left_a.append(slot)
-        else:
-            del left_b[match]
+    """The slots of each sentence that no slot of the other matches: equal values of the same kind first,
+    then, among the rest, a name whose words are among the other's ("Khan" and "Imran Khan") or a date that
+    leaves out a field of the other ("December 5" and "December 5, 2023"). Exact matches go first so that a
+    short name ("Bolivian") cannot excuse a changed longer one ("Bolivian Information Agency")."""
+    left_a, left_b = list(sa), list(sb)
+    for same in (lambda x, y: x.kind == y.kind and x.value == y.value, _same):
+        rest: list[Slot] = []
+        for slot in left_a:
+            match = next((i for i, other in enumerate(left_b) if same(slot, other)), None)
+            if match is None:
+                rest.append(slot)
+            else:
+                del left_b[match]
+        left_a = rest
     return left_a, left_b
 
 

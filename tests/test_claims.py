@@ -151,3 +151,10 @@ def test_number_words_that_are_not_one_number_are_read_word_by_word():
 def test_may_capitalised_inside_a_sentence_is_the_month():
     assert compare("The ship sank in the dark March night.", "The ship sank in the dark May night.").differs \
         == (("March", "May"),)
+
+
+def test_a_short_name_does_not_excuse_a_changed_longer_one():
+    a = ("Morales said an assistant named by the Bolivian Information Agency violated the rights of Bolivian "
+         "citizens, the agency reported Monday.")
+    assert compare(a, a.replace("Information", "Lebanese")).differs == (("Bolivian Information Agency",
+                                                                         "Bolivian Lebanese Agency"),)
