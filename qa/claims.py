@@ -110,12 +110,12 @@ class Vocabulary:
 class Comparison:
     verdict: Verdict
     differs: tuple[tuple[str, str], ...] = ()  # (what the first sentence says, what the second says)
-    overlap: float = 0.0  # wording_overlap of the two sentences
+    overlap: float | None = None  # wording_overlap of the two sentences, when it was needed to decide
 
 
 def slots(sentence: str, vocabulary: Vocabulary | None = None) -> tuple[Slot, ...]:
     """The sentence's names, numbers and dates, in the order they are written."""
-    return _slots(sentence, frozenset(vocabulary.proper) if vocabulary else frozenset())
+    return _slots(sentence, _proper(vocabulary))
 
 
 @lru_cache(maxsize=50_000)
@@ -221,22 +221,24 @@ def wording_overlap(a: str, b: str, vocabulary: Vocabulary | None = None) -> flo
     """How alike two sentences are worded once their slots are set aside: the ratio of matching words
     (difflib) of their lower-cased word sequences, each slot standing as one word of its kind. A changed
     copy scores 1; a paraphrase much lower."""
-    return _overlap(a, b, slots(a, vocabulary), slots(b, vocabulary))
+    proper = _proper(vocabulary)
+    return SequenceMatcher(None, _skeleton(a, proper), _skeleton(b, proper), autojunk=False).ratio()
 
 
-def _overlap(a: str, b: str, slots_a: tuple[Slot, ...], slots_b: tuple[Slot, ...]) -> float:
-    return SequenceMatcher(None, _skeleton(a, slots_a), _skeleton(b, slots_b), autojunk=False).ratio()
-
-
-def _skeleton(text: str, found: tuple[Slot, ...]) -> list[str]:
+@lru_cache(maxsize=50_000)
+def _skeleton(text: str, proper: frozenset[str]) -> tuple[str, ...]:
     out: list[str] = []
     at = 0
-    for slot in found:
+    for slot in _slots(text, proper):
         out.extend(w.lower() for w in _WORD.findall(text[at:slot.start]))
         out.append(f"<{slot.kind}>")
         at = slot.end
     out.extend(w.lower() for w in _WORD.findall(text[at:]))
-    return out
+    return tuple(out)
+
+
+def _proper(vocabulary: Vocabulary | None) -> frozenset[str]:
+    return frozenset(vocabulary.proper) if vocabulary else frozenset()
 
 
 def wording_key(sentence: str, vocabulary: Vocabulary | None = None, min_words: int = 2) -> int:
@@ -244,28 +246,36 @@ def wording_key(sentence: str, vocabulary: Vocabulary | None = None, min_words: 
     or fewer than ``min_words`` words that are neither slots nor stop words: "<name> said." is no wording).
     Two sentences of different documents with the same key are compared whatever their vectors say: when a
     name is most of a sentence ("Um, who is Beck?") the changed copy's cosine can be as low as 0.5."""
-    found = slots(sentence, vocabulary)
-    skeleton = _skeleton(sentence, found)
-    if not found or sum(w not in _STOP and not w.startswith("<") for w in skeleton) < min_words:
+    proper = _proper(vocabulary)
+    skeleton = _skeleton(sentence, proper)
+    if not _slots(sentence, proper) or sum(w not in _STOP and not w.startswith("<") for w in skeleton) < min_words:
         return 0
     return int.from_bytes(hashlib.blake2b(" ".join(skeleton).encode(), digest_size=8).digest(), "little") >> 1 or 1
 
 
 def compare(a: str, b: str, vocabulary: Vocabulary | None = None, *, near: float = NEAR_WORDING) -> Comparison:
-    """Whether ``b`` states what ``a`` states (see the module docstring for the three verdicts)."""
-    sa, sb = slots(a, vocabulary), slots(b, vocabulary)
-    left_a, left_b = _unmatched(sa, sb)
-    overlap = _overlap(a, b, sa, sb)
+    """Whether ``b`` states what ``a`` states (see the module docstring for the three verdicts). Answers
+    compare the same candidate pairs again and again: results are cached."""
+    return _compare(a, b, _proper(vocabulary), near)
+
+
+@lru_cache(maxsize=100_000)
+def _compare(a: str, b: str, proper: frozenset[str], near: float) -> Comparison:
+    left_a, left_b = _unmatched(_slots(a, proper), _slots(b, proper))
     if not left_a and not left_b:
-        return Comparison("same", (), overlap)
+        return Comparison("same")
     pairs: list[tuple[str, str]] = []
     for kind in KINDS:
         mine = [s for s in left_a if s.kind == kind]
         theirs = [s for s in left_b if s.kind == kind]
         pairs.extend((x.text, y.text) for x, y in zip(mine, theirs))
-    if pairs and overlap >= near:
-        return Comparison("differs", tuple(pairs), overlap)
-    return Comparison("other", (), overlap)
+    if not pairs:
+        return Comparison("other")
+    matcher = SequenceMatcher(None, _skeleton(a, proper), _skeleton(b, proper), autojunk=False)
+    if matcher.real_quick_ratio() < near or matcher.quick_ratio() < near:  # upper bounds of ratio(), cheap
+        return Comparison("other")
+    overlap = matcher.ratio()
+    return Comparison("differs", tuple(pairs), overlap) if overlap >= near else Comparison("other", (), overlap)
 
 
 def _unmatched(sa: tuple[Slot, ...], sb: tuple[Slot, ...]) -> tuple[list[Slot], list[Slot]]:
