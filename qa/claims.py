@@ -137,13 +137,14 @@ def _slots(sentence: str, proper: frozenset[str]) -> tuple[Slot, ...]:
             found.append(Slot(kind, text, value, start, start + len(text)))
 
     opening = _OPENING.match(sentence).end()
-    for m in _scan(_DATE, _DATE_STARTS, sentence):
+    date_at, number_at = _starts(sentence)
+    for m in _scan(_DATE, date_at, sentence):
         if m.group("month") and m.group("month").lower() == "may" and not (m.group("d1") or m.group("d2")
                                                                            or m.group("y1")) \
                 and (m.group("month") != "May" or m.start("month") <= opening):
             continue  # "may" the verb; "May" opening a sentence may be either
         add("date", m.start(), m.end(), _date_value(m))
-    for m in _scan(_NUMBER, _NUMBER_STARTS, sentence):
+    for m in _scan(_NUMBER, number_at, sentence):
         value = _number_value(m)
         if value is not None:
             add("number", m.start(), m.end(), value)
@@ -154,15 +155,33 @@ def _slots(sentence: str, proper: frozenset[str]) -> tuple[Slot, ...]:
     return tuple(sorted(found, key=lambda s: s.start))
 
 
-def _scan(pattern: re.Pattern, starts: frozenset[str], sentence: str):
-    """``pattern.finditer(sentence)``, tried only where a word of ``starts``, a digit or a currency sign
-    begins: the date and number patterns open with long optional alternations that cost a millisecond a
-    sentence when tried at every position."""
-    end = 0
+def _starts(sentence: str) -> tuple[list[int], list[int]]:
+    """Where a date and where a number may begin: a digit, a currency sign, or one of their opening words.
+    The date and number patterns open with long optional alternations that cost a millisecond a sentence
+    when tried at every position; they are tried only here."""
+    dates: list[int] = []
+    numbers: list[int] = []
     for token in _START.finditer(sentence):
-        if token.start() < end or not (token.group()[0] in _SIGNS or token.group().lower() in starts):
+        word = token.group()
+        if word[0] in _SIGNS:
+            dates.append(token.start())
+            numbers.append(token.start())
             continue
-        m = pattern.match(sentence, token.start())
+        low = word.lower()
+        if low in _DATE_STARTS:
+            dates.append(token.start())
+        if low in _NUMBER_STARTS:
+            numbers.append(token.start())
+    return dates, numbers
+
+
+def _scan(pattern: re.Pattern, positions: list[int], sentence: str):
+    """``pattern.finditer(sentence)`` tried at ``positions`` only."""
+    end = 0
+    for at in positions:
+        if at < end:
+            continue
+        m = pattern.match(sentence, at)
         if m and m.end() > m.start():
             end = m.end()
             yield m
