@@ -126,6 +126,7 @@ def main() -> None:
         "models": {**profile["models"], "hybrid": hybrid},
         "reader": {"weight": round(reader_weight, 4), "centre": 0.0},
         "threshold": round(threshold, 4),
+        "threshold_within": profile.get("threshold_within", profile["threshold"]),
         "fit": {"command": "python " + " ".join(sys.argv), "date": datetime.date.today().isoformat(),
                 "splits": counts, "split_weight": args.split_weight, "C": c,
                 "label": "the question is answerable", "figures_at_threshold": figures},

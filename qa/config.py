@@ -123,9 +123,13 @@ class Settings(BaseSettings):
     w_lexical: float = 0.6
     w_passage: float = 0.0
     w_answer_type: float = 0.15
-    w_answer_kinds: dict[str, float] = Field({}, description="an answer kind's own cue weight (qa/answer_checks.py: "
-                                             "number, date, names, organisation, place, person, reason, "
-                                             "definition); the others weigh w_answer_type")
+    # The cues of the kinds added with qa/answer_checks.py inform the decision to answer only: their weight in the
+    # ranking is not measured yet (benchmarks/tune_splits.py --set 'w_answer_kinds={}' weighs them as the others).
+    w_answer_kinds: dict[str, float] = Field({"names": 0.0, "organisation": 0.0, "place": 0.0, "reason": 0.0,
+                                              "definition": 0.0},
+                                             description="an answer kind's own cue weight in the ranking "
+                                                         "(qa/answer_checks.py's kinds); the others weigh "
+                                                         "w_answer_type")
     w_context: float = 0.4  # hybrid: query terms found only in a neighbouring sentence of the same document
     w_context_dense: float = 0.6  # hybrid: a neighbour's cosine to the question above the sentence's own
     w_token: float = 3.5  # hybrid: word-piece match of the question in the sentence (rank.token_match)
@@ -151,6 +155,9 @@ class Settings(BaseSettings):
                                                        "feature name → weight}; default: the profile's")
     abstain_threshold: float = Field(0.5, ge=0, le=1, description="confidence under which the answer is 'not "
                                      "found in the corpus'; default: the profile's (README: the trade-off)")
+    abstain_threshold_within: float = Field(0.5, ge=0, le=1, description="the same for a question answered "
+                                            "within given sentences (a follow-up kept to its topic's documents), "
+                                            "whose confidence reads lower; default: the profile's")
     # The learned follow-up ranker: weights of qa.conversation.FOLLOWUP_FEATURES, in that order, whose sum is a
     # history-read follow-up candidate's log-odds of answering (hybrid only). A logistic regression (C = 10,
     # chosen by 6-fold cross-validation by conversation) fitted on all 52 gold conversations of
@@ -223,6 +230,8 @@ class Settings(BaseSettings):
             self.abstain_reader = [float(profile["reader"]["weight"]), float(profile["reader"]["centre"])]
         if "abstain_threshold" not in given:
             self.abstain_threshold = float(profile["threshold"])
+        if "abstain_threshold_within" not in given:
+            self.abstain_threshold_within = float(profile.get("threshold_within", profile["threshold"]))
         return self
 
     def onnx_path(self) -> Path:

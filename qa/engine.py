@@ -340,8 +340,9 @@ class Engine:
         """
         ranked = self.ranked(query, mode, within)
         scored = ranked.scored
-        conf = self.confidence(ranked, query.text, mode, exact=not abstain)
-        answered = conf >= self.settings.abstain_threshold
+        threshold = self.settings.abstain_threshold if within is None else self.settings.abstain_threshold_within
+        conf = self.confidence(ranked, query.text, mode, exact=not abstain, threshold=threshold)
+        answered = conf >= threshold
         if not answered and abstain:
             return Answer(query.question, False, [], mode, confidence=conf, understood_as=query.understood_as,
                           message=NOT_FOUND, degraded=scored.degraded)
@@ -357,17 +358,20 @@ class Engine:
         best = int(scored.ids[0]) if len(scored.ids) else None
         return {**rank.abstention_features(scored), **answer_checks.check_best(ranked.index, question, best)}
 
-    def confidence(self, ranked: Ranked, question: str, mode: str, *, exact: bool = False) -> float:
+    def confidence(self, ranked: Ranked, question: str, mode: str, *, exact: bool = False,
+                   threshold: float | None = None) -> float:
         """The probability that the best sentence of ``ranked`` answers. In hybrid mode the reader's logit
         joins it (``abstain_reader``); when the ranking was not read already, the reader reads the best
         sentence only if its bounded term could change the decision at the threshold
         (``rank.reader_could_decide``), or always when ``exact`` (a confidence compared with other thresholds:
-        ``abstain=False``, the evaluation's refusal curve)."""
+        ``abstain=False``, the evaluation's refusal curve). ``threshold``: the one the decision is taken at
+        (default ``abstain_threshold``)."""
         s = self.settings
+        threshold = s.abstain_threshold if threshold is None else threshold
         scored, term = ranked.scored, tuple(s.abstain_reader)
         z = rank.log_odds(self.decision_features(ranked, question), s.abstain_model[mode])
         if mode == "hybrid" and scored.reader is None and len(scored.ids) and term[0] and \
-                (exact or rank.reader_could_decide(z, term, s.abstain_threshold)):
+                (exact or rank.reader_could_decide(z, term, threshold)):
             scored = self.read(ranked.index, question, scored, depth=1)  # one sentence: the order stays
         return rank.confidence(z, scored, term)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from qa.answer_checks import CHECKS, AskedType, answer_type_match, asked_type
+from qa.answer_checks import CHECKS, RANKED_KINDS, AskedType, answer_type_match, asked_type
 from qa.cues import NAME
 from qa.index import CorpusIndex
 from qa.retrieve import Ranking
@@ -369,11 +369,12 @@ def abstention_features(scored: ScoredSentences) -> dict[str, float]:
     asked = scored.asked
     if not len(scored.ids):
         return {"dense": 0.0, "coverage": 0.0, "best_coverage": 0.0, "unseen": scored.unseen,
-                "type_missing": float(asked.name is not None), "margin": 0.0, "token_match": 0.0,
-                "strict_type_missing": float(asked.strict), "unseen_name": float(scored.unseen_name)}
+                "type_missing": float(asked.name in RANKED_KINDS), "margin": 0.0, "token_match": 0.0,
+                "strict_type_missing": float(asked.strict and asked.name in RANKED_KINDS),
+                "unseen_name": float(scored.unseen_name)}
     margin = float(scored.scores[0] - scored.scores[1]) if len(scored.ids) > 1 else float(scored.scores[0])
     token = 0.0 if scored.token is None else float(scored.token[0]) - TOKEN_MATCH_CENTRE
-    missing = asked.name is not None and not scored.typed[0]
+    missing = asked.name in RANKED_KINDS and not scored.typed[0]
     return {"dense": float(scored.dense[0]), "coverage": float(scored.coverage[0]),
             "best_coverage": float(scored.coverage.max()), "unseen": float(scored.unseen),
             "type_missing": float(missing), "margin": margin, "token_match": token,
