@@ -97,7 +97,7 @@ class SentencePool:
         if same_article is None:
             same_article = [int(i) for i in order[mine] if sims[i] > 0]
         same = self._allowed(same_article, banned, answers)
-        other = self._allowed(order[~mine][: CANDIDATE_POOL * 4].tolist(), banned, answers)
+        other = self._allowed([i for i in order[~mine][: CANDIDATE_POOL * 4].tolist() if sims[i] > 0], banned, answers)
         picked = rng.sample(same, min(len(same), mix.same_article))
         picked += rng.sample(other, min(len(other), mix.other_article))
         return picked + self.off_topic(article, mix.off_topic, rng, banned | set(picked), answers)
@@ -117,7 +117,8 @@ class SentencePool:
                   banned: set[int], answers: list[str]) -> list[int]:
         """Sentences of other articles only: some of the most alike, the rest off-topic."""
         order = np.argsort(-sims, kind="stable")
-        other = self._allowed(order[self.article[order] != article][: CANDIDATE_POOL * 4].tolist(), banned, answers)
+        other = self._allowed([i for i in order[self.article[order] != article][: CANDIDATE_POOL * 4].tolist()
+                               if sims[i] > 0], banned, answers)
         picked = rng.sample(other, min(len(other), mix.no_answer_size - 1))
         return picked + self.off_topic(article, mix.no_answer_size - len(picked), rng, banned | set(picked), answers)
 

@@ -121,3 +121,25 @@ def test_wikiqa_keeps_the_questions_with_a_correct_sentence(tmp_path):
     assert q.sentences[1] == 'It is "300 m" tall.'
     with pytest.raises(FileNotFoundError):
         load_wikiqa(tmp_path, "dev")
+
+
+def test_wikiqa_pages_are_documents_and_unanswered_questions_measure_refusal(tmp_path):
+    from qa.datasets import load_wikiqa_pages
+
+    rows = ["QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel",
+            "Q1\thow tall is it\tD1\tTower\tD1-1\tIt is 300 m tall.\t1",
+            "Q1\thow tall is it\tD1\tTower\tD1-0\tThe tower is old.\t0",
+            "Q2\twho built it\tD1\tTower\tD1-0\tThe tower is old.\t0",
+            "Q2\twho built it\tD1\tTower\tD1-1\tIt is 300 m tall.\t0"]
+    (tmp_path / "wikiqa").mkdir()
+    with gzip.open(tmp_path / "wikiqa" / "WikiQA-dev.tsv.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(rows) + "\n")
+    data = load_wikiqa_pages(tmp_path, "dev")
+    (doc,) = data.documents
+    assert doc.raw == "The tower is old.\nIt is 300 m tall."  # WikiQA's order, one sentence a line
+    q1, q2 = data.questions
+    assert q1.answerable and q1.split == "tune" and not q2.answerable
+    (span,) = q1.evidence
+    assert doc.raw[span.start:span.end] == "It is 300 m tall."
+    assert not data.layout and not data.quotable
+
