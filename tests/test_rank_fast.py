@@ -80,3 +80,12 @@ def test_confidence_is_the_logistic_model_over_the_features(fast_engine):
     if fast_engine.reader is None or not fast_engine.settings.abstain_reader[0]:
         assert fast_engine.confidence(ranked, KILLED, "hybrid", exact=True) == pytest.approx(expected)
     assert rank.confidence(0.0, ranked.scored) == pytest.approx(0.5)
+
+
+def test_a_question_answered_within_given_sentences_has_a_threshold_of_its_own(fast_engine):
+    engine = fast_engine.with_index(fast_engine.index, fast_engine.settings.model_copy(
+        update={"abstain_threshold": 0.0, "abstain_threshold_within": 0.5}))
+    query = engine.query("How many tents did the relief agencies send?", "hybrid")  # vetoed: no number
+    assert engine.answer(query, top_k=3, mode="hybrid").answered  # threshold 0: every question is answered
+    within = engine.index.document_sentences["sindh.txt"]  # a follow-up kept to its topic's document
+    assert not engine.answer(query, top_k=3, mode="hybrid", within=within).answered
