@@ -265,8 +265,8 @@ def marked(text: str, parts: list[str]) -> Text:
 def eval_(
     dataset: Annotated[str, typer.Option(help="seeds (the gold set in eval/) | squad-v2-dev | coqa | wikiqa (shared "
                                                "data: coqa asks conversations, wikiqa ranks each question's own "
-                                               "candidates)")] = "seeds",
-    split: Annotated[str, typer.Option(help="all | tune | test")] = "all",
+                                               "candidates, then asks every question of all its pages)")] = "seeds",
+    split: Annotated[str, typer.Option(help="all | tune | test (wikiqa: tune is its dev file, else test)")] = "all",
     retriever: Annotated[Optional[list[str]], typer.Option(help="repeat to choose; default: all three")] = None,
     http: Annotated[Optional[str], typer.Option(help="evaluate a running server at this URL instead")] = None,
     limit: Annotated[Optional[int], typer.Option(help="only the first N questions (coqa: dialogues; smoke runs)")] = None,
@@ -279,7 +279,7 @@ def eval_(
     import datetime
 
     from qa import evaluate
-    from qa.datasets import GoldError, load_gold, load_squad
+    from qa.datasets import GoldError, load_gold, load_squad, load_wikiqa_pages
     from qa.ingest import IngestLimits, load_corpus
 
     modes = retriever or list(RETRIEVERS)
@@ -290,14 +290,18 @@ def eval_(
     settings = settings_from(corpus, index_root)
     if dataset == "coqa":
         return _eval_coqa(settings, split, modes[0], limit, out_dir)
-    if dataset == "wikiqa":
-        return _eval_selection(settings, split, out_dir)
+    if dataset == "wikiqa":  # its own candidates ranked by each scorer, then the engine over its pages
+        _eval_selection(settings, split, out_dir)
     try:
         if dataset == "seeds":
             data = load_gold(gold, load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings)), gold.with_name("conversations.jsonl"))
         elif dataset == "squad-v2-dev":
             data = load_squad(settings.shared_data_dir)
             settings = settings.model_copy(update={"index_name": "squad-v2-dev"})
+        elif dataset == "wikiqa":
+            part = "dev" if split == "tune" else "test"
+            data = load_wikiqa_pages(settings.shared_data_dir, part)
+            settings = settings.model_copy(update={"index_name": f"wikiqa-{part}"})
         else:
             fail(f"unknown dataset {dataset!r}: choose seeds, squad-v2-dev, coqa or wikiqa")
     except (GoldError, FileNotFoundError) as exc:
@@ -314,7 +318,7 @@ def eval_(
         engine = Engine.open(settings, documents=data.documents, layout=data.layout,
                              on_rebuild=lambda why: note(f"building the {data.name} index ({why})…"))
         runner = evaluate.EngineRunner(engine)
-    report = evaluate.evaluate_dataset(data, runner, modes)
+    report = evaluate.evaluate_dataset(data, runner, modes, settings.abstain_threshold)
     report["meta"] = {
         "date": datetime.date.today().isoformat(), "split": split, "questions": len(data.questions),
         "via": http or "in-process engine", "passage_size": settings.passage_size,
@@ -325,7 +329,7 @@ def eval_(
     stem = f"{data.name}-{datetime.date.today().isoformat()}" + ("" if split == "all" else f"-{split}")
     paths = evaluate.write_report(report, out_dir, stem)
     out.print(visible(evaluate.markdown(report)))
-    note(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+    note("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def _eval_coqa(settings, split: str, mode: str, limit: int | None, out_dir: Path) -> None:

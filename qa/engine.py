@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from qa import index as index_mod
-from qa import agreement, claims, rank, retrieve
+from qa import agreement, answer_checks, claims, rank, retrieve
 from qa.config import RETRIEVERS, Settings, model_key
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import IngestLimits, load_corpus
@@ -94,10 +94,8 @@ class Engine:
         import faiss  # already loaded with the index
 
         faiss.omp_set_num_threads(settings.search_threads)
-        for mode, coefficients in settings.abstain_model.items():  # e.g. QA_ABSTAIN_MODEL from an older version
-            if len(coefficients) != len(rank.FEATURES) + 1:
-                raise ValueError(f"abstain_model[{mode!r}] has {len(coefficients)} coefficients; it needs the bias "
-                                 f"and one per feature of qa.rank.FEATURES ({len(rank.FEATURES) + 1})")
+        for mode, model in settings.abstain_model.items():  # e.g. QA_ABSTAIN_MODEL naming a feature that is gone
+            rank.check_model(model, f"abstain_model[{mode!r}]")
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -152,9 +150,10 @@ class Engine:
                 return self
             return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe))
 
-    def with_index(self, corpus_index: index_mod.CorpusIndex) -> "Engine":
-        """This engine's models and conversation store over another index."""
-        engine = Engine(self.settings, corpus_index, self._encoder)
+    def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None) -> "Engine":
+        """This engine's models and conversation store over another index; with ``settings``, answering with
+        those (ones that do not shape the index: weights, the reader, abstention)."""
+        engine = Engine(settings or self.settings, corpus_index, self._encoder)
         with self._encoder_lock:
             engine._query_encoder, engine._pending_query_encoder = self._query_encoder, self._pending_query_encoder
         with self._conversations_lock:
@@ -323,11 +322,14 @@ class Engine:
             return None
         return load_reader(s.reader_dir, s.reader_threads)
 
-    def read(self, index: index_mod.CorpusIndex, question: str, scored: rank.ScoredSentences) -> rank.ScoredSentences:
-        """The ranking after the reader re-read the ranker's first ``reader_depth`` sentences of ``index``."""
+    def read(self, index: index_mod.CorpusIndex, question: str, scored: rank.ScoredSentences,
+             depth: int | None = None) -> rank.ScoredSentences:
+        """The ranking after the reader re-read the ranker's first ``depth`` (default ``reader_depth``) sentences
+        of ``index``."""
         if self.reader is None or not len(scored.ids):
             return scored
-        texts = [index.sentences[i].text for i in scored.ids[: self.settings.reader_depth].tolist()]
+        depth = self.settings.reader_depth if depth is None else depth
+        texts = [index.sentences[i].text for i in scored.ids[:depth].tolist()]
         return rank.with_reader(scored, self.reader.score(question, texts), self.settings.w_reader)
 
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True,
@@ -340,8 +342,9 @@ class Engine:
         """
         ranked = self.ranked(query, mode, within)
         scored = ranked.scored
-        conf = self.confidence(ranked, query.text, mode)
-        answered = conf >= self.settings.abstain_threshold
+        threshold = self.settings.abstain_threshold if within is None else self.settings.abstain_threshold_within
+        conf = self.confidence(ranked, query.text, mode, exact=not abstain, threshold=threshold)
+        answered = conf >= threshold
         if not answered and abstain:
             return Answer(query.question, False, [], mode, confidence=conf, understood_as=query.understood_as,
                           message=NOT_FOUND, degraded=scored.degraded)
@@ -383,16 +386,29 @@ class Engine:
             before = (previous.index, previous.near_sentences)
         return agreement.near_sentences(self.index, s.near_threshold, s.near_limit, self.claim_vocabulary, before)
 
-    def confidence(self, ranked: Ranked, question: str, mode: str) -> float:
+    def decision_features(self, ranked: Ranked, question: str) -> dict[str, float]:
+        """What the abstention model weighs (``rank.DECISION_FEATURES``): the ranking's evidence about its best
+        sentence and the answer checks of that sentence in its context (qa/answer_checks.py)."""
+        scored = ranked.scored
+        best = int(scored.ids[0]) if len(scored.ids) else None
+        return {**rank.abstention_features(scored), **answer_checks.check_best(ranked.index, question, best)}
+
+    def confidence(self, ranked: Ranked, question: str, mode: str, *, exact: bool = False,
+                   threshold: float | None = None) -> float:
         """The probability that the best sentence of ``ranked`` answers. In hybrid mode the reader's logit
         joins it (``abstain_reader``); when the ranking was not read already, the reader reads the best
-        sentence only if its bounded term could change the decision (``rank.reader_could_decide``)."""
+        sentence only if its bounded term could change the decision at the threshold
+        (``rank.reader_could_decide``), or always when ``exact`` (a confidence compared with other thresholds:
+        ``abstain=False``, the evaluation's refusal curve). ``threshold``: the one the decision is taken at
+        (default ``abstain_threshold``)."""
         s = self.settings
+        threshold = s.abstain_threshold if threshold is None else threshold
         scored, term = ranked.scored, tuple(s.abstain_reader)
-        if mode == "hybrid" and scored.reader is None and \
-                rank.reader_could_decide(scored, s.abstain_model[mode], term, s.abstain_threshold):
-            scored = self.read(ranked.index, question, scored)  # with w_reader 0 the order stays as it is
-        return rank.confidence(scored, s.abstain_model[mode], term)
+        z = rank.log_odds(self.decision_features(ranked, question), s.abstain_model[mode])
+        if mode == "hybrid" and scored.reader is None and len(scored.ids) and term[0] and \
+                (exact or rank.reader_could_decide(z, term, threshold)):
+            scored = self.read(ranked.index, question, scored, depth=1)  # one sentence: the order stays
+        return rank.confidence(z, scored, term)
 
     @property
     def conversations(self) -> Conversations:
