@@ -75,9 +75,14 @@ def test_stale_index_is_detected_and_rebuilt(tmp_path, seed_engine):
     second = Engine.open(settings, on_rebuild=reasons.append)
     assert reasons == ["the corpus changed"]
     assert "new.txt" in second.index.documents and "new.txt" not in first.index.documents
-    assert len(list(target.glob("build-*"))) == 1  # the old build was dropped after the swap
+    assert first.index.path.exists()  # `first` still holds a lease on its build: kept
     answer = second.ask("When was the Khyber Pass closed?", top_k=1)
     assert answer.sentences[0].citation.doc_id == "new.txt"
+    first.index.lease.release()  # its readers have moved: the next publish removes it
+    (corpus / "newer.txt").write_text("Another report\n\nThe pass reopened on Friday.\n", encoding="utf-8")
+    third = Engine.open(settings)
+    assert not first.index.path.exists() and second.index.path.exists()
+    assert sorted(p.name for p in target.glob("build-*")) == sorted([second.index.path.name, third.index.path.name])
 
 
 def test_missing_and_corrupt_index_say_what_to_run(tmp_path, seed_engine):

@@ -39,6 +39,7 @@ class ServiceState:
         self.settings = settings
         self._conversations: ConversationStore | None = None
         self._engine: Engine | None = None
+        self._swap = threading.RLock()  # a swap and the check that the engine's build is still current
         self.engine = engine
         self.error: str | None = None  # what a client is told; the log has the exception itself
         self.loaded_at: str | None = _now() if engine is not None else None
@@ -56,11 +57,22 @@ class ServiceState:
     def engine(self, engine: Engine | None) -> None:
         """Put ``engine`` in service, answering conversations from the HTTP namespace's store (opened once,
         so it outlives a reload): a conversation named in the CLI is never reachable over HTTP."""
-        if engine is not None:
-            if self._conversations is None:
-                self._conversations = ConversationStore.from_settings(self.settings, HTTP_NAMESPACE)
-            attach_store(engine, self._conversations)
-        self._engine = engine
+        with self._swap:
+            if engine is not None:
+                if self._conversations is None:
+                    self._conversations = ConversationStore.from_settings(self.settings, HTTP_NAMESPACE)
+                attach_store(engine, self._conversations)
+            self._engine = engine
+
+    def swap_in_if_current(self, engine: Engine) -> bool:
+        """Put ``engine`` in service if its build is still the published one (False otherwise): a load that
+        took a while never replaces the newer build an update of this process swapped in meanwhile, so a
+        client that was told its change is in reads it on this process from then on."""
+        with self._swap:
+            if index_mod.published_build(self.settings.index_dir()) not in (None, engine.index.path.name):
+                return False
+            self.engine = engine
+            return True
 
     def start_loading(self, *, check_corpus: bool = True) -> bool:
         """Load (or reload) the engine in a daemon thread; False when a load is already running.
@@ -97,7 +109,10 @@ class ServiceState:
                                  on_rebuild=lambda why: log.info("building the index (%s)", why))
             engine.encode_query("warm up")  # load the model now, not in the first request
             # Conversations live in SQLite under settings.data_dir, so they outlive the swap.
-            self.engine = engine  # the swap: one reference assignment
+            for _ in range(index_mod.LOAD_ATTEMPTS):  # the swap: one reference assignment
+                if self.swap_in_if_current(engine):
+                    break
+                engine = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe))
             self.error = None
             self.loaded_at = _now()
             log.info("engine ready in %.1f s: %s", time.perf_counter() - t0, engine.index.path)
