@@ -199,31 +199,45 @@ class Updater:
         return UpdateResult(name, created, self.state.engine.index.path.name, m["documents"], m["sentences"])
 
 
+class SettledChanges:
+    """When a watched folder's change is indexed: once its signature (:func:`corpus_signature`) differs from
+    the one last indexed and has then stayed the same for ``quiet`` seconds, so that a file still being
+    written is not indexed half way. Fed one look at the folder at a time (``due``), then told what was
+    indexed (``indexed``)."""
+
+    def __init__(self, indexed: tuple, quiet: float, now: float):
+        self.quiet = quiet
+        self._indexed = indexed
+        self._last, self._since = indexed, now
+
+    def due(self, signature: tuple, now: float) -> bool:
+        if signature != self._last:  # changed since the last look: the quiet interval starts again
+            self._last, self._since = signature, now
+        return signature != self._indexed and now - self._since >= self.quiet
+
+    def indexed(self, signature: tuple) -> None:
+        self._indexed = signature
+
+
 def watch_folder(updater: Updater, every: float, quiet: float = 0.0) -> threading.Event:
     """Poll the corpus folder every ``every`` seconds and update the index once its files changed and have
     then stayed the same (names, sizes, modification times) for ``quiet`` seconds (``qa serve --watch``,
-    ``Settings.watch_quiet_s``): a file still being written is not indexed half way. Set the returned
-    event to stop."""
+    ``Settings.watch_quiet_s``; :class:`SettledChanges`). Set the returned event to stop."""
     stop = threading.Event()
-    seen = corpus_signature(updater.folder)  # taken now: a change made once this returns is noticed
+    # taken now: a change made once this returns is noticed
+    changes = SettledChanges(corpus_signature(updater.folder), quiet, time.monotonic())
 
     def loop() -> None:
-        nonlocal seen
-        last, since = seen, time.monotonic()
         while not stop.wait(every):
             now = corpus_signature(updater.folder)
-            if now != last:  # changing: indexed once it has stayed the same for `quiet` seconds
-                last, since = now, time.monotonic()
-                if quiet > 0:
-                    continue
-            if now == seen or time.monotonic() - since < quiet or updater.state.engine is None:
+            if not changes.due(now, time.monotonic()) or updater.state.engine is None:
                 continue
             try:
                 if updater.refresh():
                     log.info("the corpus folder changed: the index was updated")
             except Exception as exc:  # logged; tried again at the next change
                 log.error("could not update the index after the corpus folder changed: %s", exc)
-            seen = now
+            changes.indexed(now)
 
     threading.Thread(target=loop, name="qa-corpus-watch", daemon=True).start()
     return stop
