@@ -629,7 +629,9 @@ class TokenRows:
         self.scales = np.load(folder / "token_scales.npy")  # 4 bytes a word piece: kept in memory
         self.offsets = np.load(folder / "token_offsets.npy")
         self.weights = np.load(folder / "token_weights.npy")
-        self._ids_path = folder / "token_ids.npy"
+        # Mapped now, read only by a rebuild that reuses this build: a mapping, like an open file, stays
+        # readable once the build folder is removed, so a loaded index never reads its folder by path again.
+        self._ids = np.load(folder / "token_ids.npy", mmap_mode="r")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -641,10 +643,6 @@ class TokenRows:
         lengths = ends - starts
         rows = gather_ranges(starts, lengths)
         return self.vectors.ranges(starts, ends), self.scales[rows], np.concatenate([[0], np.cumsum(lengths)])[:-1]
-
-    @cached_property
-    def _ids(self) -> np.ndarray:
-        return np.load(self._ids_path, mmap_mode="r")  # only a rebuild that reuses this build reads them
 
     def ids_of(self, sentence_id: int) -> np.ndarray:
         return np.array(self._ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])

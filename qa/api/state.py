@@ -62,7 +62,9 @@ class ServiceState:
                 if self._conversations is None:
                     self._conversations = ConversationStore.from_settings(self.settings, HTTP_NAMESPACE)
                 attach_store(engine, self._conversations)
-            self._engine = engine
+            previous, self._engine = self._engine, engine
+            if previous is not None and (engine is None or previous.index is not engine.index):
+                retire(previous)
 
     def swap_in_if_current(self, engine: Engine) -> bool:
         """Put ``engine`` in service if its build is still the published one (False otherwise): a load that
@@ -112,6 +114,7 @@ class ServiceState:
             for _ in range(index_mod.LOAD_ATTEMPTS):  # the swap: one reference assignment
                 if self.swap_in_if_current(engine):
                     break
+                retire(engine)
                 engine = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe))
             self.error = None
             self.loaded_at = _now()
@@ -121,6 +124,14 @@ class ServiceState:
             log.error("could not load the engine: %s: %s", type(exc).__name__, exc, exc_info=not _is_expected(exc))
         finally:
             self._loading.release()
+
+
+def retire(engine: Engine) -> None:
+    """Let the build of an engine out of service go: its lease is released (a later publish may remove the
+    folder). Requests still running on it finish: a loaded index reads its build only through the files it
+    opened when it loaded, which stay readable after their folder is removed."""
+    if engine.index.lease is not None:
+        engine.index.lease.release()
 
 
 def _is_expected(exc: Exception) -> bool:
