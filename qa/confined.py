@@ -73,10 +73,11 @@ class Folder:
                 raise Conflict(f"{rel!r} is not a document file")
             return fh.read()
 
-    def write(self, rel: str, data: bytes) -> list[str]:
+    def write(self, rel: str, data: bytes, *, mtime_ns: int | None = None) -> list[str]:
         """Make ``rel`` hold ``data``, atomically and durably: the old file or the whole new one, also after
-        a crash (written, fsynced, renamed over the name, the folder fsynced). Missing folders on the way
-        are made; returns them (outermost first), so that an undo can remove them again."""
+        a crash (written, fsynced, renamed over the name, the folder fsynced), with modification time
+        ``mtime_ns`` when given. Missing folders on the way are made; returns them (outermost first), so
+        that an undo can remove them again."""
         parts = rel.split("/")
         name = parts[-1]
         with self._folders(parts[:-1], create=True) as (parent, made):
@@ -86,7 +87,7 @@ class Folder:
                     _refuse_look_alike(parent, name, rel)
                 elif not stat.S_ISREG(existing.st_mode):
                     raise Conflict(f"{rel!r} is {_kind(existing)}, not a document file")
-                _write_renamed(parent, name, data, rel)
+                _write_renamed(parent, name, data, rel, mtime_ns)
             except BaseException:
                 self.remove_folders(made)
                 raise
@@ -151,13 +152,15 @@ class Folder:
                 pass
 
 
-def _write_renamed(parent: int, name: str, data: bytes, rel: str) -> None:
+def _write_renamed(parent: int, name: str, data: bytes, rel: str, mtime_ns: int | None) -> None:
     tmp = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            if mtime_ns is not None:
+                os.utime(fh.fileno(), ns=(mtime_ns, mtime_ns))
             os.fsync(fh.fileno())
         _refusing(lambda: os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent), rel)
     except BaseException:

@@ -140,18 +140,22 @@ class Engine:
             engine.export_query_model([s.text for s in engine.index.sentences])
         return engine
 
-    def refreshed(self, progress: Callable[[str, int, int], None] | None = None) -> "Engine":
+    def refreshed(self, progress: Callable[[str, int, int], None] | None = None, *,
+                  select: Callable[[list[Document]], list[Document]] | None = None) -> "Engine":
         """An engine over the corpus folder as it is now: when it changed since the published build, the
         index is rebuilt incrementally (``index.build`` with reuse) and published; when another process
         published a newer build, that one is loaded. Returns ``self`` when nothing changed. The new engine
         shares this one's models and conversation store, so swapping it in costs no model load.
 
         The folder is read with the build lock held: a change another process made (and acknowledged) while
-        this one waited is then in what is built, never overwritten by a build of the folder as it was."""
+        this one waited is then in what is built, never overwritten by a build of the folder as it was.
+        ``select`` chooses what of the folder's documents to index (``qa.updates.settled_documents``)."""
         target = self.settings.index_dir()
         spec = build_spec(self.settings)
         with index_mod.build_lock(target):
             docs = load_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
+            if select is not None:
+                docs = select(docs)
             current, why = index_is_current(target, docs, spec)
             if not current:
                 log.info("updating the index (%s)", why)

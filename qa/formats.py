@@ -200,6 +200,11 @@ def read_jsonl(lines: Iterator[bytes], limit: int) -> Iterator[tuple[int, tuple[
         yield number, (rid, text, meta)
 
 
+def file_of(doc_id: str) -> str:
+    """The id of the file a document comes from: itself, or the .jsonl file of a record."""
+    return doc_id.partition(RECORD_SEPARATOR)[0]
+
+
 def record_doc_id(file_id: str, record_id: str) -> str:
     """The document id of record ``record_id`` of the .jsonl file ``file_id``: never a file's id (file ids
     cannot hold the separator) and never a path (nothing is below a file)."""

@@ -25,6 +25,7 @@ from qa import index as index_mod
 from qa.confined import Folder
 from qa.formats import DocumentError, DocumentTooLarge, JsonTooDeep
 from qa.ingest import IngestLimits, document_from_upload
+from qa.types import Document
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,28 @@ def corpus_signature(folder: Path) -> tuple:
     return tuple(sorted(out))
 
 
+def settled_documents(docs: list[Document], in_service: dict[str, Document], folder: Path, quiet: float,
+                      now: float) -> list[Document]:
+    """``docs`` (the folder's) with the documents of every file modified less than ``quiet`` seconds from
+    ``now`` as ``in_service`` has them (none, for a new file): a file another program is still writing is not
+    indexed half way, whichever update builds the index meanwhile (``qa serve --watch``). Uploads are written
+    whole and dated ``quiet`` seconds back (:meth:`Updater.put`), so they count as settled at once."""
+    if quiet <= 0:
+        return docs
+    unsettled = set()
+    for file_id in {formats.file_of(d.doc_id) for d in docs}:
+        try:
+            if abs(now - os.stat(folder / file_id).st_mtime) < quiet:
+                unsettled.add(file_id)
+        except OSError:  # removed since it was read: the next look sees that
+            continue
+    if not unsettled:
+        return docs
+    kept = [d for d in docs if formats.file_of(d.doc_id) not in unsettled]
+    kept += [d for d in in_service.values() if formats.file_of(d.doc_id) in unsettled]
+    return sorted(kept, key=lambda d: d.doc_id)
+
+
 class Updater:
     """Applies document updates to a service's engine holder (an object with ``settings`` and a
     swappable ``engine``, e.g. ``qa.api.state.ServiceState``). ``busy`` while one runs."""
@@ -148,11 +171,11 @@ class Updater:
         data = upload_file_bytes(name, body, content_type, IngestLimits.from_settings(self.state.settings))
         with self._changing() as corpus:
             before = corpus.read(name)
-            made = corpus.write(name, data)
+            made = corpus.write(name, data, mtime_ns=self._settled_now())
 
             def undo() -> None:
                 if before is not None:
-                    corpus.write(name, before)
+                    corpus.write(name, before, mtime_ns=self._settled_now())
                 else:
                     corpus.remove(name)
                     corpus.remove_folders(made)
@@ -167,7 +190,7 @@ class Updater:
             if before is None:
                 raise UnknownDocument(name)
             corpus.remove(name)
-            self._refresh_or_undo(lambda: corpus.write(name, before))
+            self._refresh_or_undo(lambda: corpus.write(name, before, mtime_ns=self._settled_now()))
             return self._result(name, created=False)
 
     def refresh(self) -> bool:
@@ -176,7 +199,7 @@ class Updater:
             engine = self.state.engine
             if engine is None:
                 return False
-            fresh = engine.refreshed()
+            fresh = engine.refreshed(select=self._settled(engine))
             self.state.engine = fresh  # the swap: one reference assignment
             return fresh is not engine
 
@@ -186,13 +209,29 @@ class Updater:
         if engine is None:
             raise RuntimeError("the engine is not loaded yet")
         try:
-            self.state.engine = engine.refreshed()
+            self.state.engine = engine.refreshed(select=self._settled(engine))
         except BaseException:
             try:
                 undo()
             except Exception as exc:  # the error to report is the update's own
                 log.error("could not undo a failed update of the corpus folder: %s", exc)
             raise
+
+    @property
+    def _quiet(self) -> float:
+        """How long a file must stay unchanged to be indexed: ``watch_quiet_s`` when the folder is watched
+        (other programs write there); 0 otherwise."""
+        settings = self.state.settings
+        return settings.watch_quiet_s if settings.watch else 0.0
+
+    def _settled(self, engine) -> Callable[[list[Document]], list[Document]] | None:
+        if not self._quiet:
+            return None
+        return lambda docs: settled_documents(docs, engine.index.documents, self.folder, self._quiet, time.time())
+
+    def _settled_now(self) -> int | None:
+        """The modification time an upload is written with: ``quiet`` seconds back, as it is whole already."""
+        return time.time_ns() - int(self._quiet * 1e9) if self._quiet else None
 
     def _result(self, name: str, *, created: bool) -> UpdateResult:
         m = self.state.engine.index.manifest

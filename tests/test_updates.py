@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -17,7 +18,8 @@ from qa import index as index_mod
 from qa.api import create_app
 from qa.engine import Engine, build_spec
 from qa.ingest import IngestLimits, load_corpus
-from qa.updates import (BadDocument, SettledChanges, Updater, UploadTooLarge, corpus_signature, upload_file_bytes,
+from qa.updates import (BadDocument, SettledChanges, Updater, UploadTooLarge, corpus_signature, settled_documents,
+                        upload_file_bytes,
                         validate_doc_id, watch_folder)
 from tests.conftest import SEEDS
 
@@ -313,7 +315,7 @@ def test_json_nested_too_deep_is_a_400_before_it_is_parsed(served):
 def test_a_failed_index_update_undoes_the_write_and_the_folders_it_made(served, monkeypatch):
     client, corpus, _ = served
 
-    def cannot_index(self, progress=None):
+    def cannot_index(self, progress=None, **kwargs):
         raise ValueError("the corpus cannot be indexed")
 
     monkeypatch.setattr(Engine, "refreshed", cannot_index)
@@ -374,3 +376,21 @@ def test_the_watcher_waits_until_the_folder_has_been_quiet():
     changes.indexed(growing[2])
     assert not changes.due(growing[2], now=20.0)
     assert SettledChanges(indexed, quiet=0.0, now=0.0).due(growing[0], now=0.0)  # no quiet interval
+
+
+def test_a_file_still_being_written_is_indexed_as_it_was_until_it_has_been_quiet(tmp_path):
+    """Whatever builds the index meanwhile (an upload racing the watcher), a file changed less than `quiet`
+    seconds ago keeps the version in service, and a new one waits."""
+    from qa.types import Document
+
+    old = {"a.txt": Document("a.txt", "A", "old a"), "c.jsonl#1": Document("c.jsonl#1", "C", "old c1")}
+    now = 1_000_000.0
+    for name, age in (("a.txt", 1.0), ("b.txt", 1.0), ("c.jsonl", 1.0), ("d.txt", 60.0)):
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (now - age, now - age))
+    folder = [Document("a.txt", "A", "half of the new a"), Document("b.txt", "B", "half of b"),
+              Document("c.jsonl#1", "C", "new c1"), Document("c.jsonl#2", "C", "half c2"), Document("d.txt", "D", "d")]
+    kept = settled_documents(folder, old, tmp_path, quiet=3.0, now=now)
+    assert [(d.doc_id, d.raw) for d in kept] == [("a.txt", "old a"), ("c.jsonl#1", "old c1"), ("d.txt", "d")]
+    assert settled_documents(folder, old, tmp_path, quiet=0.0, now=now) == folder
+    assert settled_documents(folder, old, tmp_path, quiet=3.0, now=now + 5) == folder  # quiet since
