@@ -482,12 +482,12 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
     between finding and leasing it, or one that fails to load while a newer one has been published
     since, is not an error: the build published then is loaded instead."""
     for _ in range(LOAD_ATTEMPTS):
-        try:
-            build_dir = target / os.readlink(target / CURRENT)
-        except FileNotFoundError:
-            raise IndexMissing(f"no index built at {target}: run `qa index`") from None
-        except OSError as exc:
-            raise IndexCorrupt(f"the index at {target} is corrupt ({exc}): run `qa index --rebuild`") from exc
+        name = published_build(target)
+        if name is None:  # no link: no index, or a folder named `current` (a copy), loaded as it is
+            if not (target / CURRENT).is_dir():
+                raise IndexMissing(f"no index built at {target}: run `qa index`")
+            return _load_build(target, target / CURRENT, leases.take(target / CURRENT), nprobe)
+        build_dir = target / name
         try:
             lease = leases.take(build_dir)
         except leases.FolderGone:
