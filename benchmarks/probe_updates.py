@@ -18,8 +18,9 @@ one worker; `--code` runs another checkout's `qa` (a git worktree) with this scr
   race:   --rounds rounds of a PUT of a new document on one worker and, at the same moment, a DELETE of the
           previous round's on the other → acknowledged writes lost (on disk but not served by every
           worker 30 s later), deletes undone, own writes not read at once on the worker that took them;
-  kill:   a writer adding and removing documents while a worker gets SIGKILL --kills times → whether the
-          server kept serving, 5xx, acknowledged writes lost, the supervisor's verdicts (--workers ≥ 2);
+  kill:   a writer adding and removing documents while the newest worker gets SIGKILL, 3 s after the last
+          kill and once both workers serve again, --kills times → whether the server kept serving, 5xx,
+          acknowledged writes lost, index load failures in the log, builds left on disk (--workers ≥ 2);
   watch:  `--watch`: a file written in 10 parts over 5 s while GET polls it, and a PUT racing the watcher
           → answers that served a part of the file, seconds until the whole file was served.
 Prints a JSON report; --out writes it too.
@@ -385,8 +386,7 @@ def case_kill(server: Server, kills: int) -> dict:
             time.sleep(3)
             if not server.alive():
                 break
-            pids = server.worker_pids()
-            victim = pids[len(killed) % len(pids)]
+            victim = max(server.worker_pids())  # the newest: the same slot each time, as soon as it serves
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
             t0 = time.monotonic()
