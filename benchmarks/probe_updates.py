@@ -478,6 +478,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18300)
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose `qa` is served")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--log", type=Path, help="keep the servers' log here")
     args = parser.parse_args()
     code = args.code.resolve()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True)
@@ -497,6 +498,8 @@ def main() -> None:
         if "watch" in chosen:
             with serve(root, code, args.workers, args.port, "--watch") as server:
                 run("watch", report, lambda: case_watch(server))
+        if args.log:
+            shutil.copy(root / "server.log", args.log)
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
     if args.out:
