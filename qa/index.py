@@ -470,7 +470,7 @@ def _build_manifest(target: Path, build_dir: Path) -> dict:
         raise IndexCorrupt(f"the index at {target} is corrupt ({exc}): run `qa index --rebuild`") from exc
 
 
-LOAD_ATTEMPTS = 5
+LOAD_ATTEMPTS = 20  # builds replaced one after the other while one process loads: each try is milliseconds
 
 
 def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:

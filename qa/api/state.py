@@ -27,6 +27,8 @@ from qa.updates import Updater
 
 log = logging.getLogger(__name__)
 
+SWAP_ATTEMPTS = 3  # loads of the published build when the one loaded was replaced meanwhile
+
 
 class ServiceState:
     """Holds the engine in service and (re)loads it in a background thread.
@@ -111,7 +113,7 @@ class ServiceState:
                                  on_rebuild=lambda why: log.info("building the index (%s)", why))
             engine.encode_query("warm up")  # load the model now, not in the first request
             # Conversations live in SQLite under settings.data_dir, so they outlive the swap.
-            for _ in range(index_mod.LOAD_ATTEMPTS):  # the swap: one reference assignment
+            for _ in range(SWAP_ATTEMPTS):  # the swap: one reference assignment (else `follow` tries again)
                 if self.swap_in_if_current(engine):
                     break
                 retire(engine)
