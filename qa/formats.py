@@ -223,8 +223,10 @@ def check_file_name(file_id: str) -> PurePosixPath:
     bad = unsafe_character(file_id)
     if bad is not None:
         raise DocumentError(f"a document id may not hold {_describe(bad)}")
-    if "\\" in file_id or RECORD_SEPARATOR in file_id:
-        raise DocumentError(f"a document id may not hold '\\' or '{RECORD_SEPARATOR}'")
+    if "\\" in file_id:
+        raise DocumentError("a document id may not hold '\\' (parts are separated by '/')")
+    if RECORD_SEPARATOR in file_id:
+        raise DocumentError(f"'{RECORD_SEPARATOR}' is reserved for documents inside .jsonl files")
     parts = file_id.split("/")
     if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
         raise DocumentError("a document id is a relative path without '.', '..' or hidden parts")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from qa.config import Settings
-from qa.serve import (BACKOFF_S, MAX_BACKOFF_S, STABLE_S, START_FAILURES, BalanceConnections, ConnectionShare, WorkerSlot,
-                      reserve_port, worker_cores, worker_environment)
+from qa.serve import (BACKOFF_S, MAX_BACKOFF_S, STABLE_S, START_FAILURES, BalanceConnections, ConnectionShare,
+                      WorkerSlot, reserve_port, worker_cores, worker_environment)
 
 
 def test_workers_get_the_command_lines_settings_and_share_the_cores(tmp_path, monkeypatch):
