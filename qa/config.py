@@ -211,12 +211,18 @@ class Settings(BaseSettings):
                                                           "and for a request's line and headers")
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after "
                                                                "this long")
+    body_deadline_s: float = Field(120.0, gt=0, description="longest time to receive a whole request body, "
+                                   "however it trickles in (408 and the connection closed after it); a 20 MB "
+                                   "upload needs about 170 KB/s")
 
     # Live updates.
     watch: bool = Field(False, description="`qa serve --watch`: notice files added, changed or removed in the "
                                            "corpus folder and update the index incrementally")
     watch_seconds: float = Field(1.0, gt=0, description="how often the watched corpus folder's file names, "
                                                         "sizes and modification times are compared")
+    watch_quiet_s: float = Field(3.0, ge=0, description="`--watch` indexes a change once the folder's files "
+                                 "have stayed the same (names, sizes, modification times) this long, so a file "
+                                 "still being written is not indexed half way")
 
     # Conversations.
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")

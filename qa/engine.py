@@ -114,12 +114,18 @@ class Engine:
         pending = query_encoder or start_query_encoder(settings)
         encoder = None
         if check_corpus or rebuild or documents is not None:
-            docs = documents if documents is not None \
-                else load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
+            def read() -> list[Document]:
+                return documents if documents is not None \
+                    else load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
+
+            docs = read()
             spec = build_spec(settings, layout=layout)
             current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec)
             if not current:
                 with index_mod.build_lock(target):
+                    # The folder as it is now that no other process changes the index: what was read before
+                    # the lock may miss a change another process made and indexed meanwhile.
+                    docs = read()
                     if not rebuild:  # another process may have built it while this one waited for the lock
                         current, why = index_is_current(target, docs, spec)
                     if not current:
@@ -133,15 +139,22 @@ class Engine:
         engine.near_sentences  # made with the build (or read back) here, not by the first question
         return engine
 
-    def refreshed(self, progress: Callable[[str, int, int], None] | None = None) -> "Engine":
+    def refreshed(self, progress: Callable[[str, int, int], None] | None = None, *,
+                  select: Callable[[list[Document]], list[Document]] | None = None) -> "Engine":
         """An engine over the corpus folder as it is now: when it changed since the published build, the
         index is rebuilt incrementally (``index.build`` with reuse) and published; when another process
         published a newer build, that one is loaded. Returns ``self`` when nothing changed. The new engine
-        shares this one's models and conversation store, so swapping it in costs no model load."""
+        shares this one's models and conversation store, so swapping it in costs no model load.
+
+        The folder is read with the build lock held: a change another process made (and acknowledged) while
+        this one waited is then in what is built, never overwritten by a build of the folder as it was.
+        ``select`` chooses what of the folder's documents to index (``qa.updates.settled_documents``)."""
         target = self.settings.index_dir()
-        docs = load_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
         spec = build_spec(self.settings)
         with index_mod.build_lock(target):
+            docs = load_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
+            if select is not None:
+                docs = select(docs)
             current, why = index_is_current(target, docs, spec)
             if not current:
                 log.info("updating the index (%s)", why)

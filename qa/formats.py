@@ -27,7 +27,13 @@ SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES, JSONL_SUFFIX)
 # Separates a .jsonl file's id from the id of a record inside it. Files whose path holds it are refused,
 # so a record's id can never equal a file's.
 RECORD_SEPARATOR = "#"
-MAX_ID_CHARS = 255
+MAX_ID_CHARS = 255  # a file's id (its path in the corpus folder), and a .jsonl record's own id, in characters
+MAX_DOC_ID_CHARS = 2 * MAX_ID_CHARS + len(RECORD_SEPARATOR)  # any document id: "<file id>#<record id>"
+MAX_NAME_BYTES = 255  # one part of a path, in UTF-8 bytes: NAME_MAX of Linux file systems
+MAX_ID_PARTS = 32  # folders deep
+# Format characters a script needs: zero-width non-joiner and joiner (Persian, Indic scripts, emoji).
+_SCRIPT_FORMAT_CHARACTERS = frozenset("\u200c\u200d")
+MAX_JSON_DEPTH = 64  # nesting of a JSON upload or .jsonl line; a record needs 1
 
 _MEDIA_TYPES = {"text/plain": ".txt", "text/markdown": ".md", "text/html": ".html", "application/json": ".json"}
 
@@ -38,6 +44,10 @@ class DocumentError(ValueError):
 
 class DocumentTooLarge(DocumentError):
     """A document over the configured size limit (``Settings.max_document_bytes``)."""
+
+
+class JsonTooDeep(DocumentError):
+    """JSON nested deeper than :data:`MAX_JSON_DEPTH`: refused before parsing (a parser recurses per level)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +111,55 @@ def check_record_id(value: object) -> str:
     rid = str(value)
     if not rid.strip() or len(rid) > MAX_ID_CHARS:
         raise DocumentError(f"'id' must be 1 to {MAX_ID_CHARS} characters")
-    if any(unicodedata.category(c) == "Cc" for c in rid):
-        raise DocumentError("'id' holds control characters")
+    bad = unsafe_character(rid)
+    if bad is not None:
+        raise DocumentError(f"'id' holds {_describe(bad)}")
     return rid
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character of ``text`` that an id may not hold, or None: control characters (NUL, C0, C1),
+    line and paragraph separators, lone surrogates, and invisible format characters (the bidirectional
+    overrides and isolates, zero-width spaces, a byte-order mark), which can make one id look like
+    another; the zero-width joiner and non-joiner, which scripts need, are allowed."""
+    for c in text:
+        category = unicodedata.category(c)
+        if category in ("Cc", "Cs", "Zl", "Zp") or (category == "Cf" and c not in _SCRIPT_FORMAT_CHARACTERS):
+            return c
+    return None
+
+
+def _describe(c: str) -> str:
+    kind = "a control character" if unicodedata.category(c) == "Cc" else "an invisible or layout character"
+    return f"{kind} (U+{ord(c):04X})"
+
+
+def check_json_depth(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise :class:`JsonTooDeep` when the arrays and objects of a JSON text nest deeper than ``limit``,
+    found without parsing it: escaped backslashes and quotes are dropped, then every byte but brackets and
+    quotes, then the strings; the depth is the running sum over the brackets left. Linear and in C (bytes
+    methods, one regular expression, NumPy): a 40 MB body costs milliseconds, and no parser is asked to
+    recurse a million levels. Malformed JSON is left to the parser."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return  # too few brackets to nest that deep, however they are laid out
+    import numpy as np
+
+    plain = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    codes = np.frombuffer(_STRING.sub(b"", plain), dtype=np.uint8)
+    opens = ((codes == ord("[")) | (codes == ord("{"))).view(np.int8)
+    depth = np.cumsum(2 * opens - 1, dtype=np.int32)
+    if len(depth) and int(depth.max()) > limit:
+        raise JsonTooDeep(f"JSON nested deeper than {limit} levels")
+
+
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'[]{}"')
+_STRING = re.compile(rb'"[^"]*"')
 
 
 def parse_record(line: bytes | str) -> tuple[str | None, str, Metadata]:
     """One JSON object ``{"id"?, "text", "title"?, "url"?, "published"?}`` → (id or None, text, metadata)."""
+    check_json_depth(line)
     try:
         item = json.loads(line)
     except ValueError as exc:
@@ -148,25 +200,63 @@ def read_jsonl(lines: Iterator[bytes], limit: int) -> Iterator[tuple[int, tuple[
         yield number, (rid, text, meta)
 
 
+def file_of(doc_id: str) -> str:
+    """The id of the file a document comes from: itself, or the .jsonl file of a record."""
+    return doc_id.partition(RECORD_SEPARATOR)[0]
+
+
 def record_doc_id(file_id: str, record_id: str) -> str:
     """The document id of record ``record_id`` of the .jsonl file ``file_id``: never a file's id (file ids
     cannot hold the separator) and never a path (nothing is below a file)."""
     return f"{file_id}{RECORD_SEPARATOR}{record_id}"
 
 
-def check_file_id(doc_id: str) -> PurePosixPath:
-    """A document id that names a file: a relative POSIX path, inside the folder, not hidden, with a
-    readable suffix. Refused otherwise, so an id from a request never reaches the file system as given."""
-    if not doc_id or len(doc_id) > MAX_ID_CHARS or any(unicodedata.category(c) == "Cc" for c in doc_id):
-        raise DocumentError(f"a document id is 1 to {MAX_ID_CHARS} printable characters")
-    if "\\" in doc_id or RECORD_SEPARATOR in doc_id:
-        raise DocumentError(f"a document id may not hold '\\' or '{RECORD_SEPARATOR}'")
-    path = PurePosixPath(doc_id)
-    if path.is_absolute() or any(part in ("", ".", "..") or part.startswith(".") for part in doc_id.split("/")):
+def check_file_name(file_id: str) -> PurePosixPath:
+    """A relative POSIX path that can name a corpus file, whatever its suffix: the id rule of every route
+    and of the corpus folder's files (a file whose path breaks it is skipped, so every id in an index can be
+    opened, replaced and deleted). At most ``MAX_ID_CHARS`` characters in at most ``MAX_ID_PARTS`` parts of
+    at most ``MAX_NAME_BYTES`` UTF-8 bytes; no ``\\`` or ``#``; no part that is empty, ``.``, ``..``, hidden
+    (``.`` first) or padded with spaces; no character :func:`unsafe_character` refuses. Refused otherwise,
+    so an id from a request never reaches the file system as given."""
+    if not file_id or len(file_id) > MAX_ID_CHARS:
+        raise DocumentError(f"a document id is 1 to {MAX_ID_CHARS} characters")
+    bad = unsafe_character(file_id)
+    if bad is not None:
+        raise DocumentError(f"a document id may not hold {_describe(bad)}")
+    if "\\" in file_id:
+        raise DocumentError("a document id may not hold '\\' (parts are separated by '/')")
+    if RECORD_SEPARATOR in file_id:
+        raise DocumentError(f"'{RECORD_SEPARATOR}' is reserved for documents inside .jsonl files")
+    parts = file_id.split("/")
+    if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
         raise DocumentError("a document id is a relative path without '.', '..' or hidden parts")
+    if len(parts) > MAX_ID_PARTS:
+        raise DocumentError(f"a document id has at most {MAX_ID_PARTS} parts (folders deep)")
+    if any(part != part.strip() for part in parts):
+        raise DocumentError("a part of a document id may not begin or end with a space")
+    if any(len(part.encode("utf-8")) > MAX_NAME_BYTES for part in parts):
+        raise DocumentError(f"a part of a document id is at most {MAX_NAME_BYTES} bytes (UTF-8)")
+    return PurePosixPath(file_id)
+
+
+def check_file_id(doc_id: str) -> PurePosixPath:
+    """A document id that names a file a client may write: :func:`check_file_name`, with a readable suffix
+    (.jsonl files are changed as files on the server)."""
+    path = check_file_name(doc_id)
     if path.suffix.lower() not in (*TEXT_SUFFIXES, *HTML_SUFFIXES):
         raise DocumentError(f"a document id ends with one of {', '.join((*TEXT_SUFFIXES, *HTML_SUFFIXES))}")
     return path
+
+
+def check_document_id(doc_id: str) -> str:
+    """Any id a document of an index can have: a file's (:func:`check_file_name`) or a .jsonl record's,
+    ``<file id>#<record id>`` (:func:`check_record_id`). ``GET /documents/{id}`` refuses what no document
+    can be called, and accepts every id an index holds."""
+    file_id, separator, record_id = doc_id.partition(RECORD_SEPARATOR)
+    check_file_name(file_id)
+    if separator:
+        check_record_id(record_id)
+    return doc_id
 
 
 def read_file_bytes(data: bytes, suffix: str) -> tuple[str, Metadata]:

@@ -134,9 +134,10 @@ def corpus_files(folder: Path) -> Iterator[tuple[Path, str]]:
             if name.startswith(".") or not name.lower().endswith(formats.SUFFIXES):
                 continue
             file_id = _rel(path, folder)
-            if formats.RECORD_SEPARATOR in file_id:
-                log.warning("skipping %s: '%s' is reserved for documents inside .jsonl files", file_id,
-                            formats.RECORD_SEPARATOR)
+            try:
+                formats.check_file_name(file_id)  # the id rule of every route: each id can be opened and changed
+            except DocumentError as exc:
+                log.warning("skipping %r: %s", file_id, exc)
                 continue
             try:
                 target = path.resolve(strict=True)
