@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa import rank
+from qa import answer_checks, rank
 from qa.config import Settings
 from qa.datasets import GoldQuestion, load_gold, load_squad
 from qa.engine import Engine
@@ -39,6 +39,7 @@ class Read:
     """One question's ranker output, the reader's logits of its first sentences, and which are gold."""
 
     question: GoldQuestion
+    index: object  # the CorpusIndex the ids are of
     scored: rank.ScoredSentences
     logits: np.ndarray
     gold: np.ndarray  # per ranked sentence: overlaps an evidence span
@@ -54,7 +55,7 @@ def read_all(engine: Engine, reader, questions: list[GoldQuestion], depth: int) 
         logits = reader.score(q.question, [s.text for s in sentences[:depth]])
         ms = (time.perf_counter() - t0) * 1000
         gold = np.array([any(sp.overlaps(s.doc_id, s.start, s.end) for sp in q.evidence) for s in sentences])
-        out.append(Read(q, scored, logits, gold, ms))
+        out.append(Read(q, engine.index, scored, logits, gold, ms))
     return out
 
 
@@ -80,7 +81,9 @@ def abstention(reads: list[Read], settings: Settings, depth: int, weight: float,
     refused_un, refused_ans = [], []
     for r in reads:
         scored = rank.with_reader(r.scored, r.logits[:depth], weight)
-        conf = rank.confidence(scored, settings.abstain_model["hybrid"], term)
+        best = int(scored.ids[0]) if len(scored.ids) else None
+        features = {**rank.abstention_features(scored), **answer_checks.check_best(r.index, r.question.question, best)}
+        conf = rank.confidence(rank.log_odds(features, settings.abstain_model["hybrid"]), scored, term)
         (refused_ans if r.question.answerable else refused_un).append(conf < settings.abstain_threshold)
     return float(np.mean(refused_un)) if refused_un else 0.0, float(np.mean(refused_ans)) if refused_ans else 0.0
 

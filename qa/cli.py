@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.text import Text
 from typer.core import TyperGroup
 
 from qa.config import RETRIEVERS, Settings
-from qa.types import Answer
+from qa.types import Answer, Citation, Disagreement
 
 log = logging.getLogger(__name__)
 
@@ -261,18 +261,43 @@ def print_answer(answer: Answer) -> None:
             body.append(visible(shown(s.context)) + " ", style="dim")
         body.append(visible(s.text if s.kind == "code" else shown(s.text)))
         for cite in [c, *s.also_in]:
-            body.append(f"\n{'— ' if cite is c else '— also in '}{visible(cite.title)} · {visible(cite.doc_id)} · "
-                        f"{where(cite)}", style="cyan")
-        out.print(Panel(body, title=f"{rank}  score {s.score:.3f}", title_align="left",
+            body.append(f"\n{'— ' if cite is c else '— also in '}{cite_line(cite)}", style="cyan")
+        out.print(Panel(Group(body, *(side_by_side(s.text, c, d) for d in s.disagrees)),
+                        title=f"{rank}  score {s.score:.3f}", title_align="left",
                         border_style="green" if rank == 1 else "blue"))
+
+
+def cite_line(cite: Citation) -> str:
+    return f"{visible(cite.title)} · {visible(cite.doc_id)} · {where(cite)}"
+
+
+def side_by_side(text: str, cite: Citation, other: Disagreement):
+    """A disagreement as two columns, this sentence and the other, with the parts that differ marked."""
+    from rich.table import Table
+
+    mine, theirs = [a for a, _ in other.differs], [b for _, b in other.differs]
+    table = Table(title=Text("sources differ: " + "; ".join(f"{visible(a)} / {visible(b)}" for a, b in other.differs),
+                             style="bold yellow"), title_justify="left", expand=True, show_lines=False)
+    table.add_column(Text(cite_line(cite), style="cyan"), ratio=1)
+    table.add_column(Text(cite_line(other.citation), style="cyan"), ratio=1)
+    table.add_row(marked(text, mine), marked(other.text, theirs))
+    return table
+
+
+def marked(text: str, parts: list[str]) -> Text:
+    """``text`` with each of ``parts`` (the differing names, numbers, dates) highlighted where it occurs."""
+    out = Text(visible(shown(text)))
+    for part in parts:
+        out.highlight_words([visible(part)], style="bold black on yellow")
+    return out
 
 
 @app.command("eval")
 def eval_(
     dataset: Annotated[str, typer.Option(help="seeds (the gold set in eval/) | squad-v2-dev | coqa | wikiqa (shared "
                                                "data: coqa asks conversations, wikiqa ranks each question's own "
-                                               "candidates)")] = "seeds",
-    split: Annotated[str, typer.Option(help="all | tune | test")] = "all",
+                                               "candidates, then asks every question of all its pages)")] = "seeds",
+    split: Annotated[str, typer.Option(help="all | tune | test (wikiqa: tune is its dev file, else test)")] = "all",
     retriever: Annotated[Optional[list[str]], typer.Option(help="repeat to choose; default: all three")] = None,
     http: Annotated[Optional[str], typer.Option(help="evaluate a running server at this URL instead")] = None,
     limit: Annotated[Optional[int], typer.Option(help="only the first N questions (coqa: dialogues; smoke runs)")] = None,
@@ -285,7 +310,7 @@ def eval_(
     import datetime
 
     from qa import evaluate
-    from qa.datasets import GoldError, load_gold, load_squad
+    from qa.datasets import GoldError, load_gold, load_squad, load_wikiqa_pages
     from qa.ingest import IngestLimits, load_corpus
 
     modes = retriever or list(RETRIEVERS)
@@ -296,14 +321,18 @@ def eval_(
     settings = settings_from(corpus, index_root)
     if dataset == "coqa":
         return _eval_coqa(settings, split, modes[0], limit, out_dir)
-    if dataset == "wikiqa":
-        return _eval_selection(settings, split, out_dir)
+    if dataset == "wikiqa":  # its own candidates ranked by each scorer, then the engine over its pages
+        _eval_selection(settings, split, out_dir)
     try:
         if dataset == "seeds":
             data = load_gold(gold, load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings)), gold.with_name("conversations.jsonl"))
         elif dataset == "squad-v2-dev":
             data = load_squad(settings.shared_data_dir)
             settings = settings.model_copy(update={"index_name": "squad-v2-dev"})
+        elif dataset == "wikiqa":
+            part = "dev" if split == "tune" else "test"
+            data = load_wikiqa_pages(settings.shared_data_dir, part)
+            settings = settings.model_copy(update={"index_name": f"wikiqa-{part}"})
         else:
             fail(f"unknown dataset {dataset!r}: choose seeds, squad-v2-dev, coqa or wikiqa")
     except (GoldError, FileNotFoundError) as exc:
@@ -320,7 +349,7 @@ def eval_(
         engine = Engine.open(settings, documents=data.documents, layout=data.layout,
                              on_rebuild=lambda why: note(f"building the {data.name} index ({why})…"))
         runner = evaluate.EngineRunner(engine)
-    report = evaluate.evaluate_dataset(data, runner, modes)
+    report = evaluate.evaluate_dataset(data, runner, modes, settings.abstain_threshold)
     report["meta"] = {
         "date": datetime.date.today().isoformat(), "split": split, "questions": len(data.questions),
         "via": http or "in-process engine", "passage_size": settings.passage_size,
@@ -331,7 +360,7 @@ def eval_(
     stem = f"{data.name}-{datetime.date.today().isoformat()}" + ("" if split == "all" else f"-{split}")
     paths = evaluate.write_report(report, out_dir, stem)
     out.print(visible(evaluate.markdown(report)))
-    note(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+    note("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def _eval_coqa(settings, split: str, mode: str, limit: int | None, out_dir: Path) -> None:
@@ -446,18 +475,21 @@ def chat(
 def print_sources(answer: Answer | None, turn=None) -> None:
     """The citations of the last answer (or, after resuming, of the conversation's last stored turn)."""
     if answer is not None:
-        cites = [(s.citation, s.text) for s in answer.sentences]
+        cites = [(s.citation, s.text, s.disagrees) for s in answer.sentences]
     elif turn is not None:
-        cites = list(zip(turn.citations, turn.texts or [""] * len(turn.citations)))
+        n = len(turn.citations)
+        cites = list(zip(turn.citations, turn.texts or [""] * n, turn.disagrees or [[]] * n))
     else:
         cites = []
     if not cites:
         out.print("no sources yet", style="dim")
         return
-    for rank, (c, text) in enumerate(cites, start=1):
+    for rank, (c, text, disagrees) in enumerate(cites, start=1):
         out.print(visible(f"{rank}. {c.doc_id} · {where(c)} · {c.title}"), style="cyan")
         if text:
             out.print(f"   {visible(shown(text))}")
+        for other in disagrees:
+            out.print(side_by_side(text, c, other))
 
 
 @app.command()

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Retriever = Literal["hybrid", "bm25", "dense"]
@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     w_lexical: float = 0.6
     w_passage: float = 0.0
     w_answer_type: float = 0.15
+    # The cues of the kinds added with qa/answer_checks.py inform the decision to answer only: their weight in the
+    # ranking is not measured yet (benchmarks/tune_splits.py --set 'w_answer_kinds={}' weighs them as the others).
+    w_answer_kinds: dict[str, float] = Field({"names": 0.0, "organisation": 0.0, "place": 0.0, "reason": 0.0,
+                                              "definition": 0.0},
+                                             description="an answer kind's own cue weight in the ranking "
+                                                         "(qa/answer_checks.py's kinds); the others weigh "
+                                                         "w_answer_type")
     w_context: float = 0.4  # hybrid: query terms found only in a neighbouring sentence of the same document
     w_context_dense: float = 0.6  # hybrid: a neighbour's cosine to the question above the sentence's own
     w_token: float = 3.5  # hybrid: word-piece match of the question in the sentence (rank.token_match)
@@ -135,22 +142,27 @@ class Settings(BaseSettings):
     lexical_scale: Literal["bm25", "coverage"] = "coverage"
     heading_penalty: float = 0.15
     duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement
+    near_threshold: float = Field(0.7, ge=0, le=1, description="cosine from which a sentence of another document "
+                                  "is compared with an answer sentence for the same claim or a disagreement "
+                                  "(qa/agreement.py; its table is made per index build)")
+    near_limit: int = Field(32, ge=0, description="closest sentences of other documents a sentence's table keeps "
+                                                  "(0: no search beyond the question's candidates)")
 
-    # Abstention: a logistic model per retriever over rank.FEATURES (dense, coverage, best_coverage, unseen,
-    # type_missing, margin, token_match, strict_type_missing, unseen_name) gives the probability that the best
-    # sentence answers; under the threshold the answer is "not found in the corpus". Coefficients are [bias,
-    # *weights]. These are the rule 12·(½·dense + ½·coverage − 0.2) (hybrid: − 0.15, − 2·type_missing,
-    # + 12·(token match − 0.35) and − 4 where the question names something the corpus never mentions; bm25:
-    # 12·(coverage − 0.2·type_missing − 0.15)), and in every mode a veto (−20) where the question's wording
-    # asks for a number, a date or a name that the best sentence does not carry. Chosen on the tune splits of
-    # the seed gold set and of SQuAD questions asked of the seed corpus, over fitted alternatives that did
-    # worse (docs/DECISIONS.md, benchmarks/abstention_rule.py).
-    abstain_model: dict[str, list[float]] = {
-        "hybrid": [-1.8, 6.0, 6.0, 0.0, 0.0, -2.0, 0.0, 12.0, -20.0, -4.0],
-        "dense": [-2.4, 6.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, -20.0, 0.0],
-        "bm25": [-1.8, 0.0, 12.0, 0.0, 0.0, -2.4, 0.0, 0.0, -20.0, 0.0],
-    }
-    abstain_threshold: float = 0.5
+    # Abstention: a logistic model per retriever over the named features of qa.rank.DECISION_FEATURES (the
+    # ranking's evidence about its best sentence and qa/answer_checks.py's checks of it) gives the probability
+    # that the best sentence answers; under the threshold the answer is "not found in the corpus". The model,
+    # the reader's term and the threshold come from the abstention profile (models/abstention.json, written by
+    # benchmarks/fit_abstention.py from the tune splits; docs/QUALITY.md), unless set here or by QA_ABSTAIN_*.
+    abstention_profile: Path = Field(PROJECT_ROOT / "models" / "abstention.json",
+                                     description="the abstention profile: per-retriever weights by feature "
+                                                 "name, the reader's term and the threshold")
+    abstain_model: dict[str, dict[str, float]] = Field(default_factory=dict, description="retriever → {'bias', "
+                                                       "feature name → weight}; default: the profile's")
+    abstain_threshold: float = Field(0.5, ge=0, le=1, description="confidence under which the answer is 'not "
+                                     "found in the corpus'; default: the profile's (README: the trade-off)")
+    abstain_threshold_within: float = Field(0.5, ge=0, le=1, description="the same for a question answered "
+                                            "within given sentences (a follow-up kept to its topic's documents), "
+                                            "whose confidence reads lower; default: the profile's")
     # The learned follow-up ranker: weights of qa.conversation.FOLLOWUP_FEATURES, in that order, whose sum is a
     # history-read follow-up candidate's log-odds of answering (hybrid only). A logistic regression (C = 10,
     # chosen by 6-fold cross-validation by conversation) fitted on all 52 gold conversations of
@@ -170,9 +182,9 @@ class Settings(BaseSettings):
     reader_depth: int = Field(1, ge=0, description="sentences, best by the ranker, that the reader re-scores "
                                                     "(0: reader off)")
     w_reader: float = Field(0.0, ge=0, description="weight of the reader's logit in a re-scored sentence's score")
-    abstain_reader: list[float] = Field([0.5, -4.0], min_length=2, max_length=2,
+    abstain_reader: list[float] = Field([0.0, 0.0], min_length=2, max_length=2,
                                         description="[weight, centre] of the best sentence's reader logit in the "
-                                                    "abstention model's log-odds")
+                                                    "abstention model's log-odds; default: the profile's")
     reader_threads: int = Field(1, ge=1, description="onnxruntime threads of the reader per question")
 
     # The HTTP service (`qa serve`).
@@ -199,16 +211,39 @@ class Settings(BaseSettings):
                                                           "and for a request's line and headers")
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after "
                                                                "this long")
+    body_deadline_s: float = Field(120.0, gt=0, description="longest time to receive a whole request body, "
+                                   "however it trickles in (408 and the connection closed after it); a 20 MB "
+                                   "upload needs about 170 KB/s")
 
     # Live updates.
     watch: bool = Field(False, description="`qa serve --watch`: notice files added, changed or removed in the "
                                            "corpus folder and update the index incrementally")
     watch_seconds: float = Field(1.0, gt=0, description="how often the watched corpus folder's file names, "
                                                         "sizes and modification times are compared")
+    watch_quiet_s: float = Field(3.0, ge=0, description="`--watch` indexes a change once the folder's files "
+                                 "have stayed the same (names, sizes, modification times) this long, so a file "
+                                 "still being written is not indexed half way")
 
     # Conversations.
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")
     max_age_days: float = Field(30.0, gt=0, description="conversations idle longer than this are dropped")
+
+    @model_validator(mode="after")
+    def _abstention_from_profile(self) -> "Settings":
+        """The abstention settings not given explicitly are the profile's (a retriever's model given replaces the
+        profile's for that retriever only)."""
+        given = self.model_fields_set
+        profile = abstention_profile(self.abstention_profile)
+        # A retriever's model given replaces the profile's; the others stay the profile's.
+        self.abstain_model = {**{mode: dict(weights) for mode, weights in profile["models"].items()},
+                              **self.abstain_model}
+        if "abstain_reader" not in given:
+            self.abstain_reader = [float(profile["reader"]["weight"]), float(profile["reader"]["centre"])]
+        if "abstain_threshold" not in given:
+            self.abstain_threshold = float(profile["threshold"])
+        if "abstain_threshold_within" not in given:
+            self.abstain_threshold_within = float(profile.get("threshold_within", profile["threshold"]))
+        return self
 
     def onnx_path(self) -> Path:
         """Where the query-time ONNX export of the model lives (shared by every index under index_root), one
@@ -221,3 +256,11 @@ class Settings(BaseSettings):
 
     def index_dir(self) -> Path:
         return self.index_root / (self.index_name or self.corpus_dir.resolve().name)
+
+
+@lru_cache(maxsize=8)
+def abstention_profile(path: Path) -> dict:
+    """The abstention profile at ``path`` (models/abstention.json): read once per process."""
+    import json
+
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -282,3 +282,42 @@ def load_wikiqa(data_dir: Path, split: str = "test") -> list[CandidateQuestion]:
     return [CandidateQuestion(qid, rows[0]["Question"], tuple(r["Sentence"] for r in rows),
                               tuple(int(r["Label"]) for r in rows))
             for qid, rows in grouped.items() if any(r["Label"] == "1" for r in rows)]
+
+
+def load_wikiqa_pages(data_dir: Path, split: str = "test") -> Dataset:
+    """WikiQA's ``split`` as sentence retrieval with refusal: every Wikipedia summary its questions were asked of
+    is written as a document of one candidate sentence per line (in WikiQA's order, read back as plain
+    paragraphs), and every question is asked of all of them. A question whose page holds a sentence labelled
+    correct is answerable, with those sentences as evidence; the others (about two thirds: the page is about
+    the subject but does not answer) are unanswerable and measure refusal. Evaluation only (WikiQA's licence);
+    ``dev`` may tune weights, ``test`` never."""
+    import csv
+
+    path = data_dir / WIKIQA_DIR / f"WikiQA-{split}.tsv.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: set QA_SHARED_DATA_DIR to the folder that holds {WIKIQA_DIR}/")
+    pages: dict[str, tuple[str, dict[str, str]]] = {}  # DocumentID → (title, SentenceID → sentence)
+    asked: dict[str, list[dict]] = {}
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            pages.setdefault(row["DocumentID"], (row["DocumentTitle"], {}))[1][row["SentenceID"]] = row["Sentence"]
+            asked.setdefault(row["QuestionID"], []).append(row)
+    records, where = [], {}  # where: (DocumentID, SentenceID) → (start, end) in the page's text
+    for doc_id, (title, sentences) in pages.items():
+        ordered = sorted(sentences.items(), key=lambda kv: int(kv[0].rsplit("-", 1)[-1]))
+        text, at = [], 0
+        for sid, sentence in ordered:
+            where[doc_id, sid] = (at, at + len(sentence))
+            text.append(sentence)
+            at += len(sentence) + 1
+        records.append(CorpusRecord(f"wikiqa-{doc_id}", title, "\n".join(text)))
+    with tempfile.TemporaryDirectory(prefix="qa-wikiqa-") as tmp:
+        doc_ids = write_corpus(records, Path(tmp))
+        documents = load_corpus(Path(tmp))
+    questions = []
+    for qid, rows in asked.items():
+        evidence = tuple(Span(doc_ids[f"wikiqa-{r['DocumentID']}"], *where[r["DocumentID"], r["SentenceID"]])
+                         for r in rows if r["Label"] == "1")
+        questions.append(GoldQuestion(qid, rows[0]["Question"], "answerable" if evidence else "unanswerable",
+                                      bool(evidence), evidence, "tune" if split == "dev" else "test"))
+    return Dataset(f"wikiqa-{split}", documents, questions, layout=False, quotable=False)

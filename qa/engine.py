@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from qa import index as index_mod
-from qa import rank, retrieve
+from qa import agreement, answer_checks, claims, rank, retrieve
 from qa.config import RETRIEVERS, Settings, model_key
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import Corpus, IngestLimits, Skipped, read_corpus
@@ -96,10 +96,8 @@ class Engine:
         import faiss  # already loaded with the index
 
         faiss.omp_set_num_threads(settings.search_threads)
-        for mode, coefficients in settings.abstain_model.items():  # e.g. QA_ABSTAIN_MODEL from an older version
-            if len(coefficients) != len(rank.FEATURES) + 1:
-                raise ValueError(f"abstain_model[{mode!r}] has {len(coefficients)} coefficients; it needs the bias "
-                                 f"and one per feature of qa.rank.FEATURES ({len(rank.FEATURES) + 1})")
+        for mode, model in settings.abstain_model.items():  # e.g. QA_ABSTAIN_MODEL naming a feature that is gone
+            rank.check_model(model, f"abstain_model[{mode!r}]")
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -118,13 +116,20 @@ class Engine:
         pending = query_encoder or start_query_encoder(settings)
         encoder = None
         if check_corpus or rebuild or documents is not None:
-            corpus = Corpus(documents) if documents is not None \
-                else read_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
+            def read() -> Corpus:
+                return Corpus(documents) if documents is not None \
+                    else read_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
+
+            corpus = read()
             docs, skipped = corpus.documents, corpus.skipped
             spec = build_spec(settings, layout=layout)
             current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec, skipped)
             if not current:
                 with index_mod.build_lock(target):
+                    # The folder as it is now that no other process changes the index: what was read before
+                    # the lock may miss a change another process made and indexed meanwhile.
+                    corpus = read()
+                    docs, skipped = corpus.documents, corpus.skipped
                     if not rebuild:  # another process may have built it while this one waited for the lock
                         current, why = index_is_current(target, docs, spec, skipped)
                     if not current:
@@ -135,34 +140,43 @@ class Engine:
         engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
         if settings.onnx_queries and not onnx_ready(settings):
             engine.export_query_model([s.text for s in engine.index.sentences])
+        engine.near_sentences  # made with the build (or read back) here, not by the first question
         return engine
 
-    def refreshed(self, progress: Callable[[str, int, int], None] | None = None) -> "Engine":
+    def refreshed(self, progress: Callable[[str, int, int], None] | None = None, *,
+                  select: Callable[[list[Document]], list[Document]] | None = None) -> "Engine":
         """An engine over the corpus folder as it is now: when it changed since the published build, the
         index is rebuilt incrementally (``index.build`` with reuse) and published; when another process
         published a newer build, that one is loaded. Returns ``self`` when nothing changed. The new engine
-        shares this one's models and conversation store, so swapping it in costs no model load."""
+        shares this one's models and conversation store, so swapping it in costs no model load.
+
+        The folder is read with the build lock held: a change another process made (and acknowledged) while
+        this one waited is then in what is built, never overwritten by a build of the folder as it was.
+        ``select`` chooses what of the folder's documents to index (``qa.updates.settled_documents``)."""
         target = self.settings.index_dir()
-        corpus = read_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
         spec = build_spec(self.settings)
         with index_mod.build_lock(target):
-            current, why = index_is_current(target, corpus.documents, spec, corpus.skipped)
+            corpus = read_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
+            docs = corpus.documents if select is None else select(corpus.documents)
+            current, why = index_is_current(target, docs, spec, corpus.skipped)
             if not current:
                 log.info("updating the index (%s)", why)
-                index_mod.build(corpus.documents, self.query_encoder, spec, target, progress, reuse=True,
+                index_mod.build(docs, self.query_encoder, spec, target, progress, reuse=True,
                                 skipped=corpus.skipped)
             if index_mod.published_build(target) == self.index.path.name:
                 return self
             return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe))
 
-    def with_index(self, corpus_index: index_mod.CorpusIndex) -> "Engine":
-        """This engine's models and conversation store over another index."""
-        engine = Engine(self.settings, corpus_index, self._encoder)
+    def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None) -> "Engine":
+        """This engine's models and conversation store over another index; with ``settings``, answering with
+        those (ones that do not shape the index: weights, the reader, abstention)."""
+        engine = Engine(settings or self.settings, corpus_index, self._encoder)
         with self._encoder_lock:
             engine._query_encoder, engine._pending_query_encoder = self._query_encoder, self._pending_query_encoder
         with self._conversations_lock:
             if self._conversations is not None:
                 engine.conversations = self._conversations.for_engine(engine)
+        engine.near_sentences = engine._near_sentences(previous=self)  # only the changed documents searched
         return engine
 
     @classmethod
@@ -325,11 +339,14 @@ class Engine:
             return None
         return load_reader(s.reader_dir, s.reader_threads)
 
-    def read(self, index: index_mod.CorpusIndex, question: str, scored: rank.ScoredSentences) -> rank.ScoredSentences:
-        """The ranking after the reader re-read the ranker's first ``reader_depth`` sentences of ``index``."""
+    def read(self, index: index_mod.CorpusIndex, question: str, scored: rank.ScoredSentences,
+             depth: int | None = None) -> rank.ScoredSentences:
+        """The ranking after the reader re-read the ranker's first ``depth`` (default ``reader_depth``) sentences
+        of ``index``."""
         if self.reader is None or not len(scored.ids):
             return scored
-        texts = [index.sentences[i].text for i in scored.ids[: self.settings.reader_depth].tolist()]
+        depth = self.settings.reader_depth if depth is None else depth
+        texts = [index.sentences[i].text for i in scored.ids[:depth].tolist()]
         return rank.with_reader(scored, self.reader.score(question, texts), self.settings.w_reader)
 
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True,
@@ -342,26 +359,73 @@ class Engine:
         """
         ranked = self.ranked(query, mode, within)
         scored = ranked.scored
-        conf = self.confidence(ranked, query.text, mode)
-        answered = conf >= self.settings.abstain_threshold
+        threshold = self.settings.abstain_threshold if within is None else self.settings.abstain_threshold_within
+        conf = self.confidence(ranked, query.text, mode, exact=not abstain, threshold=threshold)
+        answered = conf >= threshold
         if not answered and abstain:
             return Answer(query.question, False, [], mode, confidence=conf, understood_as=query.understood_as,
                           message=NOT_FOUND, degraded=scored.degraded)
-        groups = rank.group_duplicates(ranked.index, scored.ids, top_k, self.settings.duplicate_threshold)
+        groups = self.statements(ranked, top_k)
         return Answer(query.question, answered, rank.to_answer_sentences(ranked.index, scored, groups), mode,
                       confidence=conf, understood_as=query.understood_as, message=None if answered else NOT_FOUND,
                       degraded=scored.degraded)
 
-    def confidence(self, ranked: Ranked, question: str, mode: str) -> float:
+    def statements(self, ranked: Ranked, top_k: int) -> list[agreement.Statement]:
+        """The first ``top_k`` statements of a ranking, each with the places that state the same and those
+        that differ in a name, number or date: among the candidates, then (when ``ranked`` is over the
+        corpus index) among every other document's sentences close to it (``near_sentences``)."""
+        s = self.settings
+        table = self.near_sentences if ranked.corpus_ids is None else None  # a view's ids are not the table's
+        groups = agreement.group_statements(ranked.index, ranked.scored.ids, top_k, s.duplicate_threshold,
+                                            s.near_threshold, self.claim_vocabulary,
+                                            None if table is None else table.keys)
+        if table is not None:
+            agreement.widen(ranked.index, groups, table, s.duplicate_threshold, self.claim_vocabulary)
+        return groups
+
+    @cached_property
+    def claim_vocabulary(self) -> claims.Vocabulary:
+        """What the claim comparison knows of the corpus's words (its proper names)."""
+        return claims.Vocabulary(self.index.proper_words)
+
+    @cached_property
+    def near_sentences(self) -> agreement.NearSentences | None:
+        """The index's table of close sentences of other documents (qa/agreement.py), made once per build
+        and saved with it; None when switched off (``near_limit`` 0) or the index has no sentence vectors."""
+        return self._near_sentences()
+
+    def _near_sentences(self, previous: "Engine | None" = None) -> agreement.NearSentences | None:
+        s = self.settings
+        if s.near_limit == 0:
+            return None
+        before = None
+        if previous is not None and "near_sentences" in previous.__dict__:
+            before = (previous.index, previous.near_sentences)
+        return agreement.near_sentences(self.index, s.near_threshold, s.near_limit, self.claim_vocabulary, before)
+
+    def decision_features(self, ranked: Ranked, question: str) -> dict[str, float]:
+        """What the abstention model weighs (``rank.DECISION_FEATURES``): the ranking's evidence about its best
+        sentence and the answer checks of that sentence in its context (qa/answer_checks.py)."""
+        scored = ranked.scored
+        best = int(scored.ids[0]) if len(scored.ids) else None
+        return {**rank.abstention_features(scored), **answer_checks.check_best(ranked.index, question, best)}
+
+    def confidence(self, ranked: Ranked, question: str, mode: str, *, exact: bool = False,
+                   threshold: float | None = None) -> float:
         """The probability that the best sentence of ``ranked`` answers. In hybrid mode the reader's logit
         joins it (``abstain_reader``); when the ranking was not read already, the reader reads the best
-        sentence only if its bounded term could change the decision (``rank.reader_could_decide``)."""
+        sentence only if its bounded term could change the decision at the threshold
+        (``rank.reader_could_decide``), or always when ``exact`` (a confidence compared with other thresholds:
+        ``abstain=False``, the evaluation's refusal curve). ``threshold``: the one the decision is taken at
+        (default ``abstain_threshold``)."""
         s = self.settings
+        threshold = s.abstain_threshold if threshold is None else threshold
         scored, term = ranked.scored, tuple(s.abstain_reader)
-        if mode == "hybrid" and scored.reader is None and \
-                rank.reader_could_decide(scored, s.abstain_model[mode], term, s.abstain_threshold):
-            scored = self.read(ranked.index, question, scored)  # with w_reader 0 the order stays as it is
-        return rank.confidence(scored, s.abstain_model[mode], term)
+        z = rank.log_odds(self.decision_features(ranked, question), s.abstain_model[mode])
+        if mode == "hybrid" and scored.reader is None and len(scored.ids) and term[0] and \
+                (exact or rank.reader_could_decide(z, term, threshold)):
+            scored = self.read(ranked.index, question, scored, depth=1)  # one sentence: the order stays
+        return rank.confidence(z, scored, term)
 
     @property
     def conversations(self) -> Conversations:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa import refusal
 from qa.datasets import CandidateQuestion, Dataset, GoldQuestion
 
 METRICS = {"Hit@1": "hit_rate@1", "Success@3": "hit_rate@3", "Recall@3": "recall@3", "MRR@10": "mrr@10",
@@ -147,7 +148,8 @@ def latency(results: "list[Result] | list[TurnResult]") -> dict[str, float]:
     return {"p50_ms": round(q[49], 2), "p95_ms": round(q[94], 2), "mean_ms": round(statistics.fmean(ms), 2)}
 
 
-def summarize(results: list[Result]) -> dict:
+def summarize(results: list[Result], threshold: float | None = None) -> dict:
+    """The report of one retriever's results; ``threshold`` (the one in use) joins the refusal curve's."""
     by_kind: dict[str, list[Result]] = defaultdict(list)
     for r in results:
         by_kind[r.kind].append(r)
@@ -157,17 +159,21 @@ def summarize(results: list[Result]) -> dict:
         "overall": ranking_metrics(results),
         "by_kind": {k: {"n": len(v), **ranking_metrics(v)} for k, v in sorted(by_kind.items())},
         "abstention": abstention_metrics(results),
+        "refusal_curve": refusal.curve([r.confidence for r in results if r.answerable],
+                                       [r.confidence for r in results if not r.answerable],
+                                       refusal.thresholds_with(threshold)),
         "citation_integrity": round(sum(r.citations_exact for r in results) / checked, 4) if checked else 1.0,
         "latency": latency(results),
     }
 
 
-def evaluate_dataset(dataset: Dataset, runner, modes: list[str]) -> dict:
-    """Every retriever in ``modes`` over the dataset: the report's content (no I/O)."""
+def evaluate_dataset(dataset: Dataset, runner, modes: list[str], threshold: float | None = None) -> dict:
+    """Every retriever in ``modes`` over the dataset: the report's content (no I/O). ``threshold``: the
+    confidence threshold in use, a point of the refusal curve."""
     out = {"dataset": dataset.name, "documents": len(dataset.documents), "retrievers": {}, "failures": {}}
     for mode in modes:
         results = run(dataset, runner, mode)
-        out["retrievers"][mode] = summarize(results)
+        out["retrievers"][mode] = summarize(results, threshold)
         out["failures"][mode] = [
             {"qid": r.qid, "kind": r.kind, "answered": r.answered, "confidence": round(r.confidence, 4),
              **({"top": r.top} if dataset.quotable else {})}
@@ -245,6 +251,9 @@ def write_report(report: dict, folder: Path, stem: str) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     conversational = "conditions" in report
     (_dialogue_chart if conversational else _chart)(report, paths["png"])
+    if not conversational and any(s.get("refusal_curve") for s in report["retrievers"].values()):
+        paths["refusal_png"] = folder / f"{stem}-refusal.png"
+        refusal.chart(report, paths["refusal_png"])
     text = (dialogue_markdown if conversational else markdown)(report, paths["png"].name)
     paths["md"].write_text(text, encoding="utf-8")
     return paths
@@ -276,6 +285,7 @@ def markdown(report: dict, chart: str | None = None) -> str:
         a = s["abstention"]
         lines.append(f"| {mode} | {a['abstain_precision']:.3f} | {a['abstain_recall']:.3f} | {a['abstain_f1']:.3f} "
                      f"| {a['wrongly_refused']:.3f} |")
+    lines += refusal.markdown(report, chart)
     if chart:
         lines += ["", f"![retrievers compared]({chart})"]
     return "\n".join(lines) + "\n"
@@ -336,6 +346,7 @@ class TurnResult:
     latency_ms: float
     understood_as: str | None = None
     top: str = ""
+    judged: Result | None = None  # the turn judged as a question (its ranks, decision and confidence)
 
     @property
     def position(self) -> str:
@@ -372,7 +383,7 @@ def ask_dialogues(dataset: Dataset, engine, condition: str, mode: str = "hybrid"
             first = answer.sentences[0].citation.doc_id if answer.sentences else None
             results.append(TurnResult(cid, q.turn, q.split, q.kind, q.answerable, 1 in ranks,
                                       any(r <= 3 for r in ranks), first == story, ms, answer.understood_as,
-                                      judged.top[:120]))
+                                      judged.top[:120], judged))
     return results
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -23,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from qa import cues
+from qa import cues, leases
 from qa.ingest import Skipped, split_sentences
 from qa.layout import layout_key
 from qa.lexical import LexicalIndex
 from qa.text import ANALYZER_VERSION, Analyzer, default_stopwords
 from qa.types import Document, Passage, Sentence
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 4  # 4: documents keep their metadata, page starts and layout key; skipped files; code sentences
 CURRENT = "current"
@@ -140,6 +143,7 @@ class CorpusIndex:
     sentence_passages: list[list[int]] = field(default_factory=list)  # sentence id → passage ids
     tokens: TokenRows | None = None  # word-piece vectors per sentence, when the build kept them
     skipped: list[Skipped] = field(default_factory=list)  # the corpus folder's files this build did not read
+    lease: leases.Lease | None = None  # held while this build is in use, so no publish removes its folder
 
     def __post_init__(self):
         if not self.sentence_passages:
@@ -401,13 +405,18 @@ def dense_index(vectors: np.ndarray, ann_min: int):
 
 
 def publish(target: Path, build_dir: Path) -> None:
-    """Point ``target/current`` at ``build_dir`` atomically, then drop builds nothing points at."""
+    """Point ``target/current`` at ``build_dir`` atomically, then remove the builds nothing points at and
+    no process holds a lease on (:mod:`qa.leases`: a server still loading or serving one keeps it; a later
+    publish removes it once its readers have moved). Call with :func:`build_lock` held."""
     link = target / f".{CURRENT}-{uuid.uuid4().hex[:8]}"
     os.symlink(build_dir.name, link)
     os.replace(link, target / CURRENT)
     for old in target.glob("build-*"):
         if old.name != build_dir.name:
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                leases.remove_unleased(old, trash=target / f"{TMP_PREFIX}{old.name}")
+            except OSError as exc:  # the new build is published whatever happens to an old one
+                log.warning("could not remove the old build %s: %s", old.name, exc)
 
 
 def published_build(target: Path) -> str | None:
@@ -419,20 +428,34 @@ def published_build(target: Path) -> str | None:
         return None
 
 
+_locks_held = threading.local()  # the build locks the current thread holds (their lock files)
+
+
 @contextmanager
 def build_lock(target: Path) -> Iterator[None]:
     """Held while ``target`` is checked and built, so that processes sharing the folder (a server's worker
-    processes, `qa index` beside a running server) build it once, one after the other. The lock is the
-    kernel's (flock): it is released when its holder exits, however it exits.
+    processes, `qa index` beside a running server) build it once, one after the other; a document update
+    holds it from its file change to the build that includes it. The lock is the kernel's (flock): it is
+    released when its holder exits, however it exits. A thread that holds it may take it again (the outer
+    hold decides when it is released); other threads of the process wait as other processes do.
 
     Whoever holds it is the only builder, so a temporary build folder found then was left by a build that
     was killed: it is removed."""
     target.mkdir(parents=True, exist_ok=True)
-    with open(target / ".build.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        for stale in target.glob(f"{TMP_PREFIX}build-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+    lock_file = str((target / ".build.lock").resolve())
+    held = _locks_held.__dict__.setdefault("files", set())
+    if lock_file in held:
         yield
+        return
+    with open(lock_file, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        held.add(lock_file)
+        try:
+            for stale in target.glob(f"{TMP_PREFIX}build-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            yield
+        finally:
+            held.discard(lock_file)
 
 
 def build_running(target: Path) -> bool:
@@ -463,27 +486,58 @@ def splitter_version() -> str:
 
 
 def read_manifest(target: Path) -> dict:
-    path = target / CURRENT / "manifest.json"
     if not (target / CURRENT).exists():
         raise IndexMissing(f"no index built at {target}: run `qa index`")
+    return _build_manifest(target, target / CURRENT)
+
+
+def _build_manifest(target: Path, build_dir: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads((build_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise IndexCorrupt(f"the index at {target} is corrupt ({exc}): run `qa index --rebuild`") from exc
 
 
+LOAD_ATTEMPTS = 20  # builds replaced one after the other while one process loads: each try is milliseconds
+
+
 def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
     """Load the published build of ``target``; a clear :class:`IndexUnavailable` when it is not usable.
-    ``nprobe``: inverted lists an IVF dense index scans per query (more: closer to exact, slower)."""
+    ``nprobe``: inverted lists an IVF dense index scans per query (more: closer to exact, slower).
+
+    The build is leased before anything of it is read, and the lease is kept with the index
+    (``CorpusIndex.lease``), so no publish removes it while it is read. A build replaced and removed
+    between finding and leasing it, or one that fails to load while a newer one has been published
+    since, is not an error: the build published then is loaded instead."""
+    for _ in range(LOAD_ATTEMPTS):
+        name = published_build(target)
+        if name is None:  # no link: no index, or a folder named `current` (a copy), loaded as it is
+            if not (target / CURRENT).is_dir():
+                raise IndexMissing(f"no index built at {target}: run `qa index`")
+            return _load_build(target, target / CURRENT, leases.take(target / CURRENT), nprobe)
+        build_dir = target / name
+        try:
+            lease = leases.take(build_dir)
+        except leases.FolderGone:
+            continue
+        try:
+            return _load_build(target, build_dir.resolve(), lease, nprobe)
+        except IndexCorrupt:
+            lease.release()
+            if published_build(target) == build_dir.name:
+                raise
+    raise IndexCorrupt(f"the index at {target} kept changing while it was loaded ({LOAD_ATTEMPTS} builds)")
+
+
+def _load_build(target: Path, build_dir: Path, lease: leases.Lease, nprobe: int) -> CorpusIndex:
     import faiss
 
-    manifest = read_manifest(target)
+    manifest = _build_manifest(target, build_dir)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexCorrupt(
             f"the index at {target} has format {manifest.get('format_version')}, this qa reads {FORMAT_VERSION}: "
             "run `qa index --rebuild`"
         )
-    build_dir = (target / CURRENT).resolve()
     try:
         raw_docs, table = _read_documents(build_dir)
         documents = {d["doc_id"]: _document_of(d) for d in raw_docs}
@@ -523,6 +577,7 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
         faiss_index=findex, sentence_vectors=sentence_vectors, lexical_passages=lexical_p,
         lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"], lemmas), tokens=tokens,
         skipped=skipped,
+        lease=lease,
     )
 
 
@@ -605,7 +660,9 @@ class TokenRows:
         self.scales = np.load(folder / "token_scales.npy")  # 4 bytes a word piece: kept in memory
         self.offsets = np.load(folder / "token_offsets.npy")
         self.weights = np.load(folder / "token_weights.npy")
-        self._ids_path = folder / "token_ids.npy"
+        # Mapped now, read only by a rebuild that reuses this build: a mapping, like an open file, stays
+        # readable once the build folder is removed, so a loaded index never reads its folder by path again.
+        self._ids = np.load(folder / "token_ids.npy", mmap_mode="r")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -617,10 +674,6 @@ class TokenRows:
         lengths = ends - starts
         rows = gather_ranges(starts, lengths)
         return self.vectors.ranges(starts, ends), self.scales[rows], np.concatenate([[0], np.cumsum(lengths)])[:-1]
-
-    @cached_property
-    def _ids(self) -> np.ndarray:
-        return np.load(self._ids_path, mmap_mode="r")  # only a rebuild that reuses this build reads them
 
     def ids_of(self, sentence_id: int) -> np.ndarray:
         return np.array(self._ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])

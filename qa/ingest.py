@@ -103,7 +103,7 @@ def load_corpus(folder: Path, limits: IngestLimits | None = None) -> list[Docume
 def corpus_files(folder: Path) -> Iterator[tuple[Path, str] | Skipped]:
     """``(path, file id)`` of every file of a readable format under ``folder`` in sorted order, and a
     :class:`Skipped` for every other file: hidden files and folders (not entered), links to folders, links
-    out of the folder, other formats, and paths holding the character reserved for .jsonl records."""
+    out of the folder, other formats, and paths the id rule refuses (:func:`qa.formats.check_file_name`)."""
     root = folder.resolve()
     for here, dirs, files in os.walk(folder, followlinks=False):
         base = Path(here)
@@ -126,14 +126,15 @@ def corpus_files(folder: Path) -> Iterator[tuple[Path, str] | Skipped]:
             elif not name.lower().endswith(formats.SUFFIXES):
                 yield Skipped(file_id, formats.UNSUPPORTED, f"{path.suffix.lower() or 'no suffix'}: not a "
                                                             "supported format")
-            elif formats.RECORD_SEPARATOR in file_id:
-                yield Skipped(file_id, formats.RESERVED_NAME,
-                              f"'{formats.RECORD_SEPARATOR}' is reserved for documents inside .jsonl files")
             else:
                 yield _checked(path, file_id, root)
 
 
 def _checked(path: Path, file_id: str, root: Path) -> tuple[Path, str] | Skipped:
+    try:
+        formats.check_file_name(file_id)  # the id rule of every route: each id can be opened and changed
+    except DocumentError as exc:
+        return Skipped(file_id, formats.NAME_NOT_ALLOWED, str(exc))
     try:
         target = path.resolve(strict=True)
     except OSError as exc:

@@ -11,75 +11,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from qa.agreement import Statement
+from qa.answer_checks import CHECKS, RANKED_KINDS, AskedType, answer_type_match, asked_type
 from qa.cues import NAME
 from qa.index import CorpusIndex
 from qa.retrieve import Ranking
 from qa.text import POSSESSIVE
-from qa.types import AnswerSentence, Citation
-
-# Expected answer types, from the question's wording, and the surface cue that a sentence carries one.
-# Deliberately small and general (no corpus names). A *strict* wording asks for the thing itself ("how
-# many", "what year", "the name of"): a sentence without one cannot answer it, which the abstention rule
-# uses. A *loose* one ("when", "how long ago", "who", "how long", "another name for") is often answered
-# otherwise ("who is allowed to cross" → "people with family in Pakistan"), so its cue only nudges the
-# ranking (``w_answer_type``). The question's lead-in ("On what date…", "Exactly how many…") may come
-# first. On SQuAD's answerable questions the gold sentence lacks the cue for 3 % of strict number questions,
-# 7 % of strict date and 23 % of strict name ones, against 11 % of "when" and 33 % of "who" ones
-# (docs/DECISIONS.md).
-_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
-_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
-_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
-                 "dozens?|hundreds?|thousands?|millions?|billions?|half|several")
-_LEAD = (r"^\W*(?:(?:and|so|but|then|exactly|precisely|roughly|approximately|about|on|in|at|by|during|since|"
-         r"until|from|for|to|after|before|around)\s+)*")
-
-
-@dataclass(frozen=True)
-class AnswerType:
-    name: str
-    strict: re.Pattern  # a wording that asks for this type itself
-    loose: re.Pattern  # a wording usually, not always, answered by it
-    cue: re.Pattern  # a sentence carries one
-
-
-ANSWER_TYPES = (
-    AnswerType("number",
-               re.compile(r"\bhow (many|much)\b|\b(what|which) (number|percentage|percent|proportion|amount|sum|total)\b", re.I),
-               re.compile(_LEAD + r"how (long(?! ago)|old|far|big|large|tall|high|often)\b", re.I),
-               re.compile(rf"\b(\d[\d,.]*|{_NUMBER_WORDS})\b|%", re.I)),
-    AnswerType("date",
-               re.compile(r"\b(what|which) (date|day|year|month|decade|century)\b|\bwhat time\b", re.I),
-               re.compile(_LEAD + r"(when|how long ago)\b", re.I),
-               re.compile(rf"\b({_MONTHS}|{_DAYS}|\d{{3,4}}s?|\d+(st|nd|rd|th) century|yesterday|today|tonight|"
-                          rf"tomorrow|(last|this|next|previous|following) (week|month|year|weekend|decade)|"
-                          rf"\w+ (days?|weeks?|months?|years?|decades?) (ago|back|later|after|before|earlier))\b", re.I)),
-    AnswerType("person",  # a proper name: two capitalised words not opening a sentence
-               re.compile(r"\bnames? of\b", re.I),  # "another name for", "name a…" often ask for a term
-               re.compile(_LEAD + r"(who|whom|whose)\b|\bnames?\b|\bnamed\b", re.I),
-               re.compile(r"(?<![.!?“\"]\s)(?<!^)\b[A-Z][a-z]+(?:\s+(?:[A-Z][a-z]+|of|de|von|van|al|bin))*\s+[A-Z][a-z]+")),
-)
-
-
-@dataclass(frozen=True)
-class AskedType:
-    """The answer type a question asks for (``name`` None: none) and whether its wording is strict."""
-
-    name: str | None = None
-    strict: bool = False
-
-
-def asked_type(question: str) -> tuple[AskedType, AnswerType | None]:
-    for kind in ANSWER_TYPES:
-        if kind.strict.search(question):
-            return AskedType(kind.name, True), kind
-        if kind.loose.search(question):
-            return AskedType(kind.name, False), kind
-    return AskedType(), None
+from qa.types import AnswerSentence, Citation, Disagreement
 
 # A sentence opening with one of these usually needs the previous one to be understood.
 _LEANING_OPENERS = ("they ", "he ", "she ", "it ", "this ", "these ", "that ", "those ", "his ", "her ", "their ")
@@ -99,6 +41,13 @@ class Weights:
     name_context: float = 0.0  # share of the match a question's names take from the neighbours
     token_depth: int = 15  # sentences, best by the other features, that the word-piece match re-scores
     lexical_scale: str = "bm25"  # "bm25": BM25 / best candidate's BM25; "coverage": idf share matched
+    answer_kinds: dict[str, float] = field(default_factory=dict)  # an answer kind's own cue weight (else answer_type)
+
+    def answer_kind(self, kind: str | None) -> float:
+        """The weight of the cue of answer kind ``kind`` (qa/answer_checks.py) in a sentence's score."""
+        if kind is None or not self.answer_type:
+            return 0.0
+        return float(self.answer_kinds.get(kind, self.answer_type))
 
     @classmethod
     def for_mode(cls, mode: str, settings, *, neighbour_cosine: bool = True) -> "Weights":
@@ -108,7 +57,8 @@ class Weights:
         used = MODE_FEATURES[mode] - (set() if neighbour_cosine else {"context_dense"})
         return cls(**{name: float(getattr(settings, key)) if name in used else 0.0
                       for name, key in WEIGHT_SETTINGS.items()},
-                   token_depth=settings.token_depth, lexical_scale=settings.lexical_scale)
+                   token_depth=settings.token_depth, lexical_scale=settings.lexical_scale,
+                   answer_kinds=dict(settings.w_answer_kinds))
 
 
 # Each weighted feature of a sentence's score and the Settings field that holds its weight.
@@ -124,39 +74,6 @@ MODE_FEATURES: dict[str, frozenset[str]] = {
     "dense": _SHARED | {"dense"},
     "hybrid": _SHARED | {"dense", "lexical", "context", "context_dense", "token", "context_token"},
 }
-
-
-def answer_type_match(question: str, texts: list[str]) -> tuple[AskedType, np.ndarray]:
-    """The type the question asks for, and 1 for each text carrying a cue of that type.
-
-    A person cue must be a name the question does not already contain.
-    """
-    asked, kind = asked_type(question)
-    out = np.zeros(len(texts), dtype=np.float32)
-    if kind is None:
-        return asked, out
-    if kind.name == "person":
-        q = question.casefold()
-        for i, t in enumerate(texts):
-            out[i] = any(name not in q for name in _names_in(t))
-    else:
-        for i, t in enumerate(texts):
-            out[i] = _carries(kind.name, t)
-    return asked, out
-
-
-# A sentence's cues do not depend on the question: read once per sentence (the same candidates come back).
-_CUES = {t.name: t.cue for t in ANSWER_TYPES}
-
-
-@lru_cache(maxsize=100_000)
-def _carries(kind: str, text: str) -> bool:
-    return _CUES[kind].search(text) is not None
-
-
-@lru_cache(maxsize=100_000)
-def _names_in(text: str) -> tuple[str, ...]:
-    return tuple(m.group().casefold() for m in _CUES["person"].finditer(text))
 
 
 @dataclass(frozen=True)
@@ -379,7 +296,7 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
     asked, typed = answer_type_match(question, [index.sentences[i].text for i in ids.tolist()])
     is_heading = np.array([index.sentences[i].kind != "body" for i in ids.tolist()], dtype=np.float32)
     combined = (weights.dense * dense + weights.lexical * lexical_rel + weights.passage * passage_rel
-                + weights.answer_type * typed - weights.heading_penalty * is_heading
+                + weights.answer_kind(asked.name) * typed - weights.heading_penalty * is_heading
                 + weights.context_dense * dense_gain)
     if cov.context is not None:
         combined += weights.context * (cov.context - coverage)
@@ -429,8 +346,11 @@ def _neighbourhood(index: CorpusIndex, ids: np.ndarray) -> tuple[np.ndarray, np.
     return every, position[: len(ids)], around
 
 
+# The ranking's own evidence about its best sentence, by name; qa.answer_checks.CHECKS add what the question
+# asks for and is about. Together they are what the abstention model weighs (DECISION_FEATURES).
 FEATURES = ("dense", "coverage", "best_coverage", "unseen", "type_missing", "margin", "token_match",
             "strict_type_missing", "unseen_name")
+DECISION_FEATURES = FEATURES + CHECKS
 
 # The token-match feature is the best sentence's match minus this: where the best sentences of questions the
 # corpus cannot answer sit (SQuAD questions asked of the seed articles: mean 0.28, 95th percentile 0.40),
@@ -439,8 +359,9 @@ FEATURES = ("dense", "coverage", "best_coverage", "unseen", "type_missing", "mar
 TOKEN_MATCH_CENTRE = 0.35
 
 
-def abstention_features(scored: ScoredSentences) -> np.ndarray:
-    """What the confidence model sees: how well the best sentence matches, and what the corpus lacks.
+def abstention_features(scored: ScoredSentences) -> dict[str, float]:
+    """What the confidence model sees of the ranking (:data:`FEATURES`): how well the best sentence matches,
+    and what the corpus lacks.
 
     ``type_missing``: the question asks for a type of answer the best sentence does not carry;
     ``strict_type_missing``: the same where the wording leaves no doubt ("how many", "the name of");
@@ -448,46 +369,54 @@ def abstention_features(scored: ScoredSentences) -> np.ndarray:
     """
     asked = scored.asked
     if not len(scored.ids):
-        return np.array([0.0, 0.0, 0.0, scored.unseen, float(asked.name is not None), 0.0, 0.0,
-                         float(asked.strict), float(scored.unseen_name)], dtype=np.float32)
+        return {"dense": 0.0, "coverage": 0.0, "best_coverage": 0.0, "unseen": scored.unseen,
+                "type_missing": float(asked.name in RANKED_KINDS), "margin": 0.0, "token_match": 0.0,
+                "strict_type_missing": float(asked.strict and asked.name in RANKED_KINDS),
+                "unseen_name": float(scored.unseen_name)}
     margin = float(scored.scores[0] - scored.scores[1]) if len(scored.ids) > 1 else float(scored.scores[0])
     token = 0.0 if scored.token is None else float(scored.token[0]) - TOKEN_MATCH_CENTRE
-    missing = asked.name is not None and not scored.typed[0]
-    return np.array([scored.dense[0], scored.coverage[0], scored.coverage.max(), scored.unseen, float(missing),
-                     margin, token, float(missing and asked.strict), float(scored.unseen_name)], dtype=np.float32)
+    missing = asked.name in RANKED_KINDS and not scored.typed[0]
+    return {"dense": float(scored.dense[0]), "coverage": float(scored.coverage[0]),
+            "best_coverage": float(scored.coverage.max()), "unseen": float(scored.unseen),
+            "type_missing": float(missing), "margin": margin, "token_match": token,
+            "strict_type_missing": float(missing and asked.strict), "unseen_name": float(scored.unseen_name)}
 
 
-def confidence(scored: ScoredSentences, coefficients: list[float], reader: tuple[float, float] = (0.0, 0.0)) -> float:
-    """Probability that the best sentence answers: a logistic model over :data:`FEATURES`.
+def check_model(model: dict[str, float], where: str = "abstain_model") -> None:
+    """A ValueError unless every weight of ``model`` names ``bias`` or one of :data:`DECISION_FEATURES`."""
+    unknown = sorted(set(model) - {"bias", *DECISION_FEATURES})
+    if unknown:
+        raise ValueError(f"{where} weighs unknown features {unknown}: use 'bias' and the names of "
+                         f"qa.rank.DECISION_FEATURES ({', '.join(DECISION_FEATURES)})")
 
-    ``coefficients`` is ``[bias, *weights]`` (``Settings.abstain_model``, chosen with benchmarks/abstention_rule.py).
-    ``reader`` is ``(weight, centre)``: where the reader re-scored the sentences (:func:`with_reader`),
-    weight · (the best sentence's logit − centre) joins the log-odds.
-    """
-    if not len(scored.ids):
-        return 0.0
-    z = _log_odds(scored, coefficients)
-    if scored.reader is not None and reader[0]:
-        z += reader[0] * (float(np.clip(scored.reader[0], -READER_LOGIT_BOUND, READER_LOGIT_BOUND)) - reader[1])
-    return float(1.0 / (1.0 + np.exp(-z)))
+
+def log_odds(features: dict[str, float], model: dict[str, float]) -> float:
+    """The abstention model's log-odds without the reader: ``bias`` + Σ weight · feature, by name (a feature the
+    model does not name weighs 0)."""
+    return float(model.get("bias", 0.0)) + sum(float(w) * features[name] for name, w in model.items() if name != "bias")
 
 
 READER_LOGIT_BOUND = 8.0  # the reader's logit is clipped to ±this in the abstention term, so its effect is bounded
 
 
-def _log_odds(scored: ScoredSentences, coefficients: list[float]) -> float:
-    b, *w = coefficients
-    return b + float(np.dot(w, abstention_features(scored)))
+def confidence(z: float, scored: ScoredSentences, reader: tuple[float, float] = (0.0, 0.0)) -> float:
+    """Probability that the best sentence of ``scored`` answers: the logistic of ``z`` (:func:`log_odds`) and,
+    where the reader read the best sentence (:func:`with_reader`), ``reader`` = (weight, centre) adding weight ·
+    (its logit, clipped to ±:data:`READER_LOGIT_BOUND`, − centre). 0 without a candidate."""
+    if not len(scored.ids):
+        return 0.0
+    if scored.reader is not None and reader[0] and np.isfinite(scored.reader[0]):
+        z += reader[0] * (float(np.clip(scored.reader[0], -READER_LOGIT_BOUND, READER_LOGIT_BOUND)) - reader[1])
+    return float(1.0 / (1.0 + np.exp(-z)))
 
 
-def reader_could_decide(scored: ScoredSentences, coefficients: list[float], reader: tuple[float, float],
-                        threshold: float) -> bool:
-    """Whether the reader's abstention term, whatever its (bounded) logit, could move the confidence of the
-    ranking ``scored`` across ``threshold``. When it cannot, reading is skipped: the decision is the same
-    and the question costs a model run less (the reader is about a third of a question's CPU)."""
-    if not len(scored.ids) or not reader[0] or not 0.0 < threshold < 1.0:
+def reader_could_decide(z: float, reader: tuple[float, float], threshold: float) -> bool:
+    """Whether the reader's abstention term, whatever its (bounded) logit, could move a confidence of log-odds
+    ``z`` across ``threshold``. When it cannot, reading is skipped: the decision is the same and the question
+    costs a model run less (the reader is about a third of a question's CPU)."""
+    if not reader[0] or not 0.0 < threshold < 1.0:
         return False
-    z = _log_odds(scored, coefficients) - float(np.log(threshold / (1.0 - threshold)))
+    z -= float(np.log(threshold / (1.0 - threshold)))
     low, high = sorted((reader[0] * (-READER_LOGIT_BOUND - reader[1]), reader[0] * (READER_LOGIT_BOUND - reader[1])))
     return z + low < 0.0 <= z + high
 
@@ -508,28 +437,6 @@ def with_reader(scored: ScoredSentences, logits: np.ndarray, weight: float) -> S
                    coverage=scored.coverage[order], typed=scored.typed[order], token=token, reader=reader[order])
 
 
-def group_duplicates(index: CorpusIndex, ids: np.ndarray, top_k: int, threshold: float) -> list[list[int]]:
-    """The first ``top_k`` groups of sentences, in rank order, merging sentences that say the same thing.
-
-    A sentence whose embedding is within ``threshold`` cosine of an earlier group's head joins that group
-    (typically the same fact reported by two articles) instead of taking a rank of its own.
-    """
-    vectors = index.sentence_vectors[ids]
-    groups: list[list[int]] = []
-    to_head: list[np.ndarray] = []  # per group: every candidate's cosine to the group's first sentence
-    for pos, sid in enumerate(ids.tolist()):
-        for group, cosines in zip(groups, to_head):
-            if cosines[pos] >= threshold:
-                group.append(sid)
-                break
-        else:
-            if len(groups) == top_k:
-                continue  # only lower-ranked duplicates of the kept groups are still of use
-            groups.append([sid])
-            to_head.append(vectors @ vectors[pos])  # a matrix-vector product: no BLAS thread pool wakes up
-    return groups
-
-
 def citation(index: CorpusIndex, sid: int) -> Citation:
     s = index.sentences[sid]
     doc = index.documents[s.doc_id]
@@ -545,16 +452,16 @@ def leaning_context(index: CorpusIndex, sid: int) -> str | None:
     return prev.text if prev.doc_id == s.doc_id else None
 
 
-def to_answer_sentences(index: CorpusIndex, scored: ScoredSentences, groups: list[list[int]]) -> list[AnswerSentence]:
+def to_answer_sentences(index: CorpusIndex, scored: ScoredSentences, groups: list[Statement]) -> list[AnswerSentence]:
+    """The answer's sentences: each statement's head with its places that state the same (``also_in``) and
+    those that differ in a name, number or date (``disagrees``; qa/agreement.py)."""
     score_of = dict(zip(scored.ids.tolist(), scored.scores.tolist()))
-    out = []
-    for head, *rest in groups:
-        out.append(AnswerSentence(
-            text=index.sentences[head].text,
-            citation=citation(index, head),
-            score=score_of[head],
-            also_in=[citation(index, sid) for sid in rest],
-            context=leaning_context(index, head),
-            kind=index.sentences[head].kind,
-        ))
-    return out
+    return [AnswerSentence(
+        text=index.sentences[g.head].text,
+        citation=citation(index, g.head),
+        score=score_of[g.head],
+        also_in=[citation(index, sid) for sid in g.same],
+        context=leaning_context(index, g.head),
+        kind=index.sentences[g.head].kind,
+        disagrees=[Disagreement(citation(index, sid), index.sentences[sid].text, differs) for sid, differs in g.differ],
+    ) for g in groups]

@@ -15,8 +15,11 @@ its own core: its request thread and its model thread then never wait for the ot
 docs/PERFORMANCE.md and docs/DECISIONS.md have the measurements.
 
 The supervisor holds the port, restarts a worker that dies, and stops the workers on SIGINT or SIGTERM.
-A worker whose supervisor dies, even by SIGKILL, is killed by the kernel (:func:`end_with_parent`): nobody
-would restart or stop it, and it would keep the port from the next server.
+A worker that dies after it became ready is restarted (at once, or after a back-off that doubles while it
+keeps dying soon after its start: :class:`WorkerSlot`); the server stops only when workers fail to *start*
+several times in a row and none is serving. A worker whose supervisor dies, even by SIGKILL, is killed by
+the kernel (:func:`end_with_parent`): nobody would restart or stop it, and it would keep the port from the
+next server.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, MutableSequence, Sized
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,8 +45,11 @@ from qa.config import Settings
 
 log = logging.getLogger("uvicorn.error")  # the supervisor's lines go with uvicorn's own
 
-START_FAILURES = 3  # a worker that exits this many times in a row within START_WINDOW_S stops the server
-START_WINDOW_S = 60.0
+START_FAILURES = 3  # workers that exit this many times in a row before they become ready, with none serving,
+# stop the server: something keeps any of them from opening the index
+STABLE_S = 60.0  # a worker that served this long before it died is restarted at once
+BACKOFF_S = 0.5  # the first delay of a restart after a quick death, doubled for each one after
+MAX_BACKOFF_S = 30.0
 STOP_TIMEOUT_S = 30.0
 
 
@@ -163,8 +170,32 @@ class BalanceConnections:
         await self.app(scope, receive, closing)
 
 
+@dataclass
+class WorkerSlot:
+    """What the supervisor knows of one worker slot, and when to start its next worker."""
+
+    ready_at: float | None = None  # when the supervisor saw the current worker ready
+    start_failures: int = 0  # workers in a row that exited before they became ready
+    quick_deaths: int = 0  # workers in a row that exited, ready or not, within STABLE_S of being ready
+
+    def exited(self, now: float) -> float:
+        """Count the exit of this slot's worker at ``now``; the delay before starting the next one."""
+        if self.ready_at is None:
+            self.start_failures += 1
+            self.quick_deaths += 1
+        else:
+            self.start_failures = 0
+            self.quick_deaths = self.quick_deaths + 1 if now - self.ready_at < STABLE_S else 0
+        self.ready_at = None
+        return 0.0 if self.quick_deaths == 0 else min(MAX_BACKOFF_S, BACKOFF_S * 2 ** (self.quick_deaths - 1))
+
+    @property
+    def failing_to_start(self) -> bool:
+        return self.start_failures >= START_FAILURES
+
+
 def _worker(host: str, port: int, core: int | None, access_log: bool, slot: int, counts: MutableSequence[int],
-            balance: bool, supervisor: int) -> None:
+            balance: bool, supervisor: int, ready: MutableSequence[int]) -> None:
     """One worker process: uvicorn serving ``qa.api.worker_app`` on its own SO_REUSEPORT socket."""
     end_with_parent(supervisor)
     os.setpgrp()  # Ctrl-C reaches the supervisor only, which stops the workers once (a second signal would
@@ -182,6 +213,7 @@ def _worker(host: str, port: int, core: int | None, access_log: bool, slot: int,
                             access_log=access_log, log_level="info", **uvicorn_options(app.state.settings))
     server = uvicorn.Server(config)
     share.connections = server.server_state.connections  # uvicorn's set of open connections
+    ready[slot] = 1  # the engine is open: from here an exit is a crash, not a failed start
     server.run(sockets=[_reuseport_socket(host, port)])
 
 
@@ -194,13 +226,14 @@ def run_workers(settings: Settings, *, host: str, port: int, access_log: bool = 
     context = multiprocessing.get_context("spawn")
     cores = worker_cores(settings.serve_workers, settings.serve_pin_cores)
     counts = context.RawArray("i", len(cores))  # each worker's open connections (ConnectionShare)
+    ready = context.RawArray("i", len(cores))  # set by a worker once its engine is open
     stopping: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopping.append(signum))
 
     def start(slot: int) -> multiprocessing.Process:
-        counts[slot] = 0
-        args = (host, port, cores[slot], access_log, slot, counts, settings.serve_balance, os.getpid())
+        counts[slot] = ready[slot] = 0
+        args = (host, port, cores[slot], access_log, slot, counts, settings.serve_balance, os.getpid(), ready)
         process = context.Process(target=_worker, args=args, name=f"qa-worker-{slot}")
         process.start()
         log.info("Started worker %d [%d]%s", slot, process.pid,
@@ -211,29 +244,49 @@ def run_workers(settings: Settings, *, host: str, port: int, access_log: bool = 
     url_host = f"[{host}]" if ":" in host else host
     log.info("Started supervisor [%d]: listening on http://%s:%d with %d workers (each once its engine is open)",
              os.getpid(), url_host, port, len(cores))
-    workers = [start(slot) for slot in range(len(cores))]
-    started = [time.monotonic()] * len(workers)
-    failures = [0] * len(workers)
+    workers: list[multiprocessing.Process | None] = [start(slot) for slot in range(len(cores))]
+    slots = [WorkerSlot() for _ in workers]
+    restart_at = [0.0] * len(workers)
     try:
         while not stopping:
-            wait([w.sentinel for w in workers], timeout=0.5)
+            now = time.monotonic()
+            pending = [at for w, at in zip(workers, restart_at) if w is None]
+            wait([w.sentinel for w in workers if w is not None],
+                 timeout=max(0.0, min([0.5, *(at - now for at in pending)])))
+            now = time.monotonic()
             for slot, worker in enumerate(workers):
-                if worker.is_alive() or stopping:
+                if stopping:
+                    break
+                if worker is None:
+                    if now >= restart_at[slot]:
+                        workers[slot] = start(slot)
                     continue
-                quick = time.monotonic() - started[slot] < START_WINDOW_S
-                failures[slot] = failures[slot] + 1 if quick else 1
-                log.error("worker %d [%d] exited with %s", slot, worker.pid, worker.exitcode)
-                if failures[slot] >= START_FAILURES:
-                    log.error("worker %d failed %d times in a row: stopping the server", slot, failures[slot])
+                if worker.is_alive():
+                    if ready[slot] and slots[slot].ready_at is None:
+                        slots[slot].ready_at = now
+                    continue
+                if ready[slot] and slots[slot].ready_at is None:
+                    slots[slot].ready_at = now  # ready and dead between two looks
+                was_ready = slots[slot].ready_at is not None
+                delay = slots[slot].exited(now)
+                serving = any(w is not None and w.is_alive() and ready[i] for i, w in enumerate(workers) if i != slot)
+                if slots[slot].failing_to_start and not serving:
+                    log.error("worker %d [%d] exited with %s before it was ready, %d times in a row, and no worker is "
+                              "serving: stopping the server", slot, worker.pid, worker.exitcode,
+                              slots[slot].start_failures)
                     stopping.append(0)
                     break
-                workers[slot], started[slot] = start(slot), time.monotonic()
+                log.error("worker %d [%d] exited with %s %s: restarting it%s", slot, worker.pid, worker.exitcode,
+                          "while serving" if was_ready else "before it was ready",
+                          f" in {delay:g} s" if delay else "")
+                workers[slot], restart_at[slot] = None, now + delay
     finally:
-        for worker in workers:
+        running = [w for w in workers if w is not None]
+        for worker in running:
             if worker.is_alive():
                 os.kill(worker.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        for worker in workers:
+        for worker in running:
             worker.join(max(0.0, deadline - time.monotonic()))
             if worker.is_alive():
                 worker.kill()

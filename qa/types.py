@@ -86,6 +86,26 @@ class Citation:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    """A sentence of another document worded like an answer sentence that differs from it in a name, number
+    or date (qa/claims.py): where the sources disagree. ``differs`` pairs what the answer sentence says with
+    what this one says."""
+
+    citation: Citation
+    text: str
+    differs: tuple[tuple[str, str], ...]
+
+    def to_dict(self) -> dict:
+        return {**self.citation.to_dict(), "text": self.text, "differs": [list(pair) for pair in self.differs]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Disagreement":
+        citation = Citation(data["doc_id"], data["title"], data["sentence_index"], data["start"], data["end"],
+                            page=data.get("page"), published=data.get("published"))
+        return cls(citation, data["text"], tuple((a, b) for a, b in data.get("differs", [])))
+
+
 @dataclass(slots=True)
 class AnswerSentence:
     text: str
@@ -94,6 +114,7 @@ class AnswerSentence:
     also_in: list[Citation] = field(default_factory=list)  # the same statement in other places
     context: str | None = None  # the previous sentence, when this one leans on it ("They said…")
     kind: SentenceKind = "body"  # "code" for a code block (shown as written, not as prose)
+    disagrees: list[Disagreement] = field(default_factory=list)  # other places that say it differently
 
     def to_dict(self) -> dict:
         c = self.citation
@@ -108,6 +129,7 @@ class AnswerSentence:
             "kind": self.kind,
             "score": round(float(self.score), 6),
             "also_in": [a.to_dict() for a in self.also_in],
+            "disagrees": [d.to_dict() for d in self.disagrees],
         }
         if c.published is not None:
             out["published"] = c.published

@@ -2,8 +2,11 @@
 durably, the index is updated incrementally (``Engine.refreshed``) and the new engine swapped in.
 
 The folder stays the one source of truth: an update is a file change followed by the same incremental
-build that `qa index` does, so a restart, `qa index` and every worker process agree with it. Updates of
-one process run one at a time; the build lock orders them with other processes' builds.
+build that `qa index` does, so a restart, `qa index` and every worker process agree with it. An update
+holds the index's build lock from its file change to the build that includes it (and updates of one
+process run one at a time), so every build reads the folder with every acknowledged change in it, whichever
+process made it. Files are changed through :class:`qa.confined.Folder`: never outside the corpus folder,
+never through a link.
 """
 
 from __future__ import annotations
@@ -11,16 +14,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import uuid
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from qa import formats
-from qa.formats import DocumentError, DocumentTooLarge
+from qa import index as index_mod
+from qa.confined import Folder
+from qa.formats import DocumentError, DocumentTooLarge, JsonTooDeep
 from qa.ingest import IngestLimits, document_from_upload
+from qa.types import Document
 
 log = logging.getLogger(__name__)
+
 
 class BadDocument(ValueError):
     """The id or the upload cannot be a document; the message says why."""
@@ -28,6 +36,10 @@ class BadDocument(ValueError):
 
 class UploadTooLarge(BadDocument):
     """The document is larger than ``Settings.max_document_bytes``."""
+
+
+class UnreadableBody(BadDocument):
+    """The body cannot be parsed at all (JSON nested too deep), like a malformed request body elsewhere."""
 
 
 class UnknownDocument(KeyError):
@@ -45,7 +57,8 @@ class UpdateResult:
 
 def validate_doc_id(doc_id: str) -> str:
     """``doc_id`` as the path of a document file inside the corpus folder (``qa.formats.check_file_id``: a
-    relative path with a readable suffix, no ``..`` or hidden parts). Ids are checked, never sanitised."""
+    relative path with a readable suffix, no ``..`` or hidden parts, no control or invisible characters,
+    parts that fit a file name). Ids are checked, never sanitised."""
     try:
         return formats.check_file_id(doc_id).as_posix()
     except DocumentError as exc:
@@ -72,43 +85,11 @@ def upload_file_bytes(doc_id: str, body: bytes, content_type: str, limits: Inges
         document_from_upload(doc_id, body, content_type, limits)
     except DocumentTooLarge as exc:
         raise UploadTooLarge(str(exc)) from None
+    except JsonTooDeep as exc:
+        raise UnreadableBody(str(exc)) from None
     except DocumentError as exc:
         raise BadDocument(str(exc)) from None
     return body
-
-
-def write_document(folder: Path, name: str, data: bytes) -> None:
-    """Write ``folder/name`` so that it is either the old file or the whole new one, also after a crash:
-    a temporary file (hidden, not a document suffix) written and fsynced, renamed over the name, and the
-    folder fsynced so the rename itself is on disk."""
-    path = folder / validate_doc_id(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def remove_document(folder: Path, name: str) -> None:
-    path = folder / validate_doc_id(name)
-    path.unlink()
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def corpus_signature(folder: Path) -> tuple:
@@ -137,6 +118,28 @@ def corpus_signature(folder: Path) -> tuple:
     return tuple(sorted(out))
 
 
+def settled_documents(docs: list[Document], in_service: dict[str, Document], folder: Path, quiet: float,
+                      now: float) -> list[Document]:
+    """``docs`` (the folder's) with the documents of every file modified less than ``quiet`` seconds from
+    ``now`` as ``in_service`` has them (none, for a new file): a file another program is still writing is not
+    indexed half way, whichever update builds the index meanwhile (``qa serve --watch``). Uploads are written
+    whole and dated ``quiet`` seconds back (:meth:`Updater.put`), so they count as settled at once."""
+    if quiet <= 0:
+        return docs
+    unsettled = set()
+    for file_id in {formats.file_of(d.doc_id) for d in docs}:
+        try:
+            if abs(now - os.stat(folder / file_id).st_mtime) < quiet:
+                unsettled.add(file_id)
+        except OSError:  # removed since it was read: the next look sees that
+            continue
+    if not unsettled:
+        return docs
+    kept = [d for d in docs if formats.file_of(d.doc_id) not in unsettled]
+    kept += [d for d in in_service.values() if formats.file_of(d.doc_id) in unsettled]
+    return sorted(kept, key=lambda d: d.doc_id)
+
+
 class Updater:
     """Applies document updates to a service's engine holder (an object with ``settings`` and a
     swappable ``engine``, e.g. ``qa.api.state.ServiceState``). ``busy`` while one runs."""
@@ -153,37 +156,50 @@ class Updater:
     def folder(self) -> Path:
         return self.state.settings.corpus_dir
 
+    @contextmanager
+    def _changing(self) -> Iterator[Folder]:
+        """Held from a change of the folder to the swap of the engine that includes it: this process's
+        updates one at a time, and every process's builds after it (the build lock)."""
+        with self._lock, index_mod.build_lock(self.state.settings.index_dir()):
+            yield Folder(self.folder)
+
     def put(self, doc_id: str, body: bytes, content_type: str) -> UpdateResult:
         """Store the upload as ``doc_id`` and answer from it: returns once the engine in service has it.
-        A bad upload raises :class:`BadDocument` before anything is written."""
+        A bad upload raises :class:`BadDocument` before anything is written; a path the folder cannot
+        take raises :class:`qa.confined.Refused` and writes nothing."""
         name = validate_doc_id(doc_id)
         data = upload_file_bytes(name, body, content_type, IngestLimits.from_settings(self.state.settings))
-        with self._lock:
-            path = self.folder / name
-            before = path.read_bytes() if path.is_file() else None
-            write_document(self.folder, name, data)
-            self._refresh_or_undo(lambda: write_document(self.folder, name, before) if before is not None
-                                  else remove_document(self.folder, name))
+        with self._changing() as corpus:
+            before = corpus.read(name)
+            made = corpus.write(name, data, mtime_ns=self._settled_now())
+
+            def undo() -> None:
+                if before is not None:
+                    corpus.write(name, before, mtime_ns=self._settled_now())
+                else:
+                    corpus.remove(name)
+                    corpus.remove_folders(made)
+
+            self._refresh_or_undo(undo)
             return self._result(name, created=before is None)
 
     def delete(self, doc_id: str) -> UpdateResult:
         name = validate_doc_id(doc_id)
-        with self._lock:
-            path = self.folder / name
-            if not path.is_file():
+        with self._changing() as corpus:
+            before = corpus.read(name)
+            if before is None:
                 raise UnknownDocument(name)
-            before = path.read_bytes()
-            remove_document(self.folder, name)
-            self._refresh_or_undo(lambda: write_document(self.folder, name, before))
+            corpus.remove(name)
+            self._refresh_or_undo(lambda: corpus.write(name, before, mtime_ns=self._settled_now()))
             return self._result(name, created=False)
 
     def refresh(self) -> bool:
         """Bring the engine in service up to date with the folder; whether it changed."""
-        with self._lock:
+        with self._changing():
             engine = self.state.engine
             if engine is None:
                 return False
-            fresh = engine.refreshed()
+            fresh = engine.refreshed(select=self._settled(engine))
             self.state.engine = fresh  # the swap: one reference assignment
             return fresh is not engine
 
@@ -193,35 +209,74 @@ class Updater:
         if engine is None:
             raise RuntimeError("the engine is not loaded yet")
         try:
-            self.state.engine = engine.refreshed()
+            self.state.engine = engine.refreshed(select=self._settled(engine))
         except BaseException:
-            undo()
+            try:
+                undo()
+            except Exception as exc:  # the error to report is the update's own
+                log.error("could not undo a failed update of the corpus folder: %s", exc)
             raise
+
+    @property
+    def _quiet(self) -> float:
+        """How long a file must stay unchanged to be indexed: ``watch_quiet_s`` when the folder is watched
+        (other programs write there); 0 otherwise."""
+        settings = self.state.settings
+        return settings.watch_quiet_s if settings.watch else 0.0
+
+    def _settled(self, engine) -> Callable[[list[Document]], list[Document]] | None:
+        if not self._quiet:
+            return None
+        return lambda docs: settled_documents(docs, engine.index.documents, self.folder, self._quiet, time.time())
+
+    def _settled_now(self) -> int | None:
+        """The modification time an upload is written with: ``quiet`` seconds back, as it is whole already."""
+        return time.time_ns() - int(self._quiet * 1e9) if self._quiet else None
 
     def _result(self, name: str, *, created: bool) -> UpdateResult:
         m = self.state.engine.index.manifest
         return UpdateResult(name, created, self.state.engine.index.path.name, m["documents"], m["sentences"])
 
 
-def watch_folder(updater: Updater, every: float) -> threading.Event:
-    """Poll the corpus folder every ``every`` seconds and update the index when its files changed
-    (``qa serve --watch``). Set the returned event to stop."""
+class SettledChanges:
+    """When a watched folder's change is indexed: once its signature (:func:`corpus_signature`) differs from
+    the one last indexed and has then stayed the same for ``quiet`` seconds, so that a file still being
+    written is not indexed half way. Fed one look at the folder at a time (``due``), then told what was
+    indexed (``indexed``)."""
+
+    def __init__(self, indexed: tuple, quiet: float, now: float):
+        self.quiet = quiet
+        self._indexed = indexed
+        self._last, self._since = indexed, now
+
+    def due(self, signature: tuple, now: float) -> bool:
+        if signature != self._last:  # changed since the last look: the quiet interval starts again
+            self._last, self._since = signature, now
+        return signature != self._indexed and now - self._since >= self.quiet
+
+    def indexed(self, signature: tuple) -> None:
+        self._indexed = signature
+
+
+def watch_folder(updater: Updater, every: float, quiet: float = 0.0) -> threading.Event:
+    """Poll the corpus folder every ``every`` seconds and update the index once its files changed and have
+    then stayed the same (names, sizes, modification times) for ``quiet`` seconds (``qa serve --watch``,
+    ``Settings.watch_quiet_s``; :class:`SettledChanges`). Set the returned event to stop."""
     stop = threading.Event()
-    seen = corpus_signature(updater.folder)  # taken now: a change made once this returns is noticed
+    # taken now: a change made once this returns is noticed
+    changes = SettledChanges(corpus_signature(updater.folder), quiet, time.monotonic())
 
     def loop() -> None:
-        nonlocal seen
         while not stop.wait(every):
             now = corpus_signature(updater.folder)
-            if now == seen or updater.state.engine is None:
+            if not changes.due(now, time.monotonic()) or updater.state.engine is None:
                 continue
             try:
                 if updater.refresh():
                     log.info("the corpus folder changed: the index was updated")
-                seen = now
             except Exception as exc:  # logged; tried again at the next change
                 log.error("could not update the index after the corpus folder changed: %s", exc)
-                seen = now
+            changes.indexed(now)
 
     threading.Thread(target=loop, name="qa-corpus-watch", daemon=True).start()
     return stop

@@ -304,11 +304,20 @@ def test_get_document_offsets_slice_the_text(client, engine):
     assert doc["sentences"][0]["kind"] == "title"
 
 
-@pytest.mark.parametrize("doc_id", ["nope.txt", "..%2Fpyproject.toml", "..%2F..%2F..%2Fetc%2Fpasswd",
-                                    "%2Fetc%2Fpasswd", "000_f45c79c16f6a0511", "000_F45C79C16F6A0511.TXT"])
+@pytest.mark.parametrize("doc_id", ["nope.txt", "000_f45c79c16f6a0511", "000_F45C79C16F6A0511.TXT", "a.jsonl%237",
+                                    "x" * 255 + "%23" + "y" * 255])
 def test_unknown_document_is_404(client, doc_id):
     r = client.get(f"/documents/{doc_id}")
     assert r.status_code == 404
+    assert "text" not in r.json()
+
+
+@pytest.mark.parametrize("doc_id", ["..%2Fpyproject.toml", "..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd",
+                                    "a%E2%80%AEtxt.exe", "a%E2%80%A8b.txt", "a%00b.txt", ".hidden.txt", "x" * 256,
+                                    "a.jsonl%23%E2%80%AE", "%20a.txt"])
+def test_an_id_no_document_can_have_is_404_with_the_reason(client, doc_id):
+    r = client.get(f"/documents/{doc_id}")
+    assert r.status_code == 404 and r.json()["detail"].startswith("no document can have this id: ")
     assert "text" not in r.json()
 
 

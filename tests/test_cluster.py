@@ -74,9 +74,12 @@ def cluster_settings(seed_settings, seed_engine):
 
 @pytest.fixture(scope="module")
 def single(cluster_settings, corpus):
+    """One index of the same corpus. Its table of close sentences is off (``near_limit`` 0): a sharded front
+    holds no sentence vectors and looks for ``also_in`` and ``disagrees`` among the candidates only, as
+    one index then does (docs/SCALE.md)."""
     from qa.engine import Engine
 
-    return Engine.open(cluster_settings, documents=corpus)
+    return Engine.open(cluster_settings.model_copy(update={"near_limit": 0}), documents=corpus)
 
 
 @pytest.fixture(scope="module")

@@ -75,9 +75,9 @@ def test_unknown_retriever_is_rejected(seed_engine):
         seed_engine.ask("Who is Bilawal Bhutto?", retriever="magic")
 
 
-def test_an_abstention_model_of_the_wrong_length_is_refused_at_start(seed_engine):
+def test_an_abstention_model_naming_an_unknown_feature_is_refused_at_start(seed_engine):
     from qa.engine import Engine
 
-    short = seed_engine.settings.model_copy(update={"abstain_model": {"hybrid": [-1.8, 6.0, 6.0]}})
+    short = seed_engine.settings.model_copy(update={"abstain_model": {"hybrid": {"bias": -1.8, "cosine": 6.0}}})
     with pytest.raises(ValueError, match="abstain_model"):
         Engine(short, seed_engine.index)

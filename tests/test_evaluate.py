@@ -108,16 +108,38 @@ def test_selection_metrics_by_hand():
     assert perfect["labels"]["MAP"] == 1.0 and perfect["labels"]["questions"] == 2
 
 
+def _write_wikiqa(folder, split: str, rows: list[str]) -> None:
+    """A WikiQA file of ``rows`` (tab-separated, under WikiQA's header) in ``folder``/wikiqa/."""
+    (folder / "wikiqa").mkdir()
+    header = "QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel"
+    with gzip.open(folder / "wikiqa" / f"WikiQA-{split}.tsv.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join([header, *rows]) + "\n")
+
+
 def test_wikiqa_keeps_the_questions_with_a_correct_sentence(tmp_path):
-    rows = ["QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel",
-            "Q1\thow tall is it\tD1\tTower\tD1-0\tThe tower is old.\t0",
-            "Q1\thow tall is it\tD1\tTower\tD1-1\tIt is \"300 m\" tall.\t1",
-            "Q2\twho built it\tD1\tTower\tD1-0\tThe tower is old.\t0"]
-    (tmp_path / "wikiqa").mkdir()
-    with gzip.open(tmp_path / "wikiqa" / "WikiQA-test.tsv.gz", "wt", encoding="utf-8") as fh:
-        fh.write("\n".join(rows) + "\n")
+    _write_wikiqa(tmp_path, "test", ["Q1\thow tall is it\tD1\tTower\tD1-0\tThe tower is old.\t0",
+                                     "Q1\thow tall is it\tD1\tTower\tD1-1\tIt is \"300 m\" tall.\t1",
+                                     "Q2\twho built it\tD1\tTower\tD1-0\tThe tower is old.\t0"])
     (q,) = load_wikiqa(tmp_path)
     assert (q.qid, q.question, q.labels) == ("Q1", "how tall is it", (0, 1))
     assert q.sentences[1] == 'It is "300 m" tall.'
     with pytest.raises(FileNotFoundError):
         load_wikiqa(tmp_path, "dev")
+
+
+def test_wikiqa_pages_are_documents_and_unanswered_questions_measure_refusal(tmp_path):
+    from qa.datasets import load_wikiqa_pages
+
+    _write_wikiqa(tmp_path, "dev", ["Q1\thow tall is it\tD1\tTower\tD1-1\tIt is 300 m tall.\t1",
+                                    "Q1\thow tall is it\tD1\tTower\tD1-0\tThe tower is old.\t0",
+                                    "Q2\twho built it\tD1\tTower\tD1-0\tThe tower is old.\t0",
+                                    "Q2\twho built it\tD1\tTower\tD1-1\tIt is 300 m tall.\t0"])
+    data = load_wikiqa_pages(tmp_path, "dev")
+    (doc,) = data.documents
+    assert doc.raw == "The tower is old.\nIt is 300 m tall."  # WikiQA's order, one sentence a line
+    q1, q2 = data.questions
+    assert q1.answerable and q1.split == "tune" and not q2.answerable
+    (span,) = q1.evidence
+    assert doc.raw[span.start:span.end] == "It is 300 m tall."
+    assert not data.layout and not data.quotable
+

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.formats import DocumentError, DocumentTooLarge, check_file_id, parse_record, title_from_name
+from qa.formats import (MAX_JSON_DEPTH, DocumentError, DocumentTooLarge, JsonTooDeep, check_document_id, check_file_id,
+                        check_file_name, check_json_depth, parse_record, title_from_name)
 from qa.ingest import IngestLimits, document_from_upload, load_corpus, split_sentences
 from qa.layout import content_units, is_heading
 from qa.types import Document
@@ -154,3 +155,36 @@ def test_parse_record_metadata_types():
         parse_record('{"id": true, "text": "x"}')
     with pytest.raises(DocumentError, match="control"):
         parse_record('{"id": "a\\u0000b", "text": "x"}')
+
+
+@pytest.mark.parametrize("doc_id", [
+    "a\u202eb.txt", "a\u2066b.txt", "a\u200eb.txt", "a\u2028b.txt", "a\u2029b.txt", "a\x00b.txt", "a\x85b.txt",
+    "a\ufeffb.txt", "a\u200bb.txt", "a\ud800b.txt", " a.txt", "a.txt ", "news /a.txt", "\u00a0a.txt",
+    "\u00e9" * 130 + ".txt", "/".join(["d"] * 40) + ".txt", "a.jsonl#1", "C:\\x.txt"])
+def test_the_id_rule_refuses_invisible_layout_and_over_long_names(doc_id):
+    with pytest.raises(DocumentError):
+        check_file_name(doc_id)
+
+
+@pytest.mark.parametrize("doc_id", ["news/2026/storm.txt", "U.S./report.txt", "a" * 251 + ".txt", "CON.txt", "x.TXT",
+                                    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.txt", "\u00e9" * 120 + ".md"])
+def test_the_id_rule_takes_names_of_every_script(doc_id):
+    assert check_file_id(doc_id).as_posix() == doc_id
+
+
+def test_a_documents_id_is_a_files_or_a_jsonl_records():
+    assert check_document_id("a/b.jsonl#r-1#2") == "a/b.jsonl#r-1#2"  # the record part may hold '#'
+    for bad in ("a/b.jsonl#", "a/b.jsonl#\u202e1", "..#1", "a/b.jsonl#" + "r" * 256):
+        with pytest.raises(DocumentError):
+            check_document_id(bad)
+
+
+def test_json_nesting_is_bounded_before_parsing():
+    check_json_depth(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
+    check_json_depth(b'{"text": "' + b"[" * 5000 + b'"}')  # brackets inside a string do not nest
+    check_json_depth(b'["\\", "\\\"[[[[", ' + b"[" * 10 + b"]" * 10 + b"]")  # nor behind escaped quotes
+    for deep in (b"[" * 1000 + b"]" * 1000, b'{"text": ' + b'{"a": ' * 100 + b"1" + b"}" * 101, b"{" * 100_000):
+        with pytest.raises(JsonTooDeep):
+            check_json_depth(deep)
+        with pytest.raises(JsonTooDeep):  # a .jsonl line or a JSON upload: refused, never a RecursionError
+            parse_record(deep)

@@ -245,7 +245,7 @@ def test_cli_conversations_are_out_of_reach_over_http(tmp_path, seed_engine, see
 @pytest.fixture()
 def live_server(tmp_path):
     """uvicorn in a thread on a free loopback port, over an app that needs no engine for these requests."""
-    settings = _settings(tmp_path, body_timeout_s=1.0, keep_alive_timeout_s=1.0)
+    settings = _settings(tmp_path, body_timeout_s=1.0, keep_alive_timeout_s=1.0, body_deadline_s=2.0)
     app = create_app(settings=settings, load_on_startup=False)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -275,6 +275,27 @@ def test_a_partial_body_is_answered_408_and_its_connection_closed(live_server):
                      b"Content-Length: 1000\r\n\r\n" + b'{"question"')
         data, waited = _read_until_closed(conn, limit_s=10)  # recv raises on a connection kept open
     assert data.startswith(b"HTTP/1.1 408") and waited < 8
+
+
+def test_a_body_that_trickles_in_is_answered_408_at_the_deadline(live_server):
+    """A byte every 0.3 s never trips the per-read timeout (1 s); the whole body's deadline (2 s) ends it."""
+    with socket.create_connection(live_server, timeout=10) as conn:
+        conn.sendall(b"POST /ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n")
+        conn.settimeout(0.3)
+        data = b""
+        for _ in range(100):  # 30 s at most: a body read for ever fails the test
+            try:
+                conn.sendall(b" ")
+                chunk = conn.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:  # closed after the answer
+                break
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 408") and b"did not arrive within 2 s" in data
 
 
 def test_an_idle_keep_alive_connection_is_closed(live_server):

@@ -9,7 +9,8 @@ import pytest
 from qa import index as index_mod
 from qa.engine import Engine, build_spec, index_is_current
 from qa.ingest import load_corpus
-from qa.types import Sentence
+from qa.types import Document, Sentence
+from tests.fakes import HashedEncoder
 from tests.conftest import SEEDS
 from tests.processes import alive, descendants
 
@@ -75,9 +76,14 @@ def test_stale_index_is_detected_and_rebuilt(tmp_path, seed_engine):
     second = Engine.open(settings, on_rebuild=reasons.append)
     assert reasons == ["the corpus changed"]
     assert "new.txt" in second.index.documents and "new.txt" not in first.index.documents
-    assert len(list(target.glob("build-*"))) == 1  # the old build was dropped after the swap
+    assert first.index.path.exists()  # `first` still holds a lease on its build: kept
     answer = second.ask("When was the Khyber Pass closed?", top_k=1)
     assert answer.sentences[0].citation.doc_id == "new.txt"
+    first.index.lease.release()  # its readers have moved: the next publish removes it
+    (corpus / "newer.txt").write_text("Another report\n\nThe pass reopened on Friday.\n", encoding="utf-8")
+    third = Engine.open(settings)
+    assert not first.index.path.exists() and second.index.path.exists()
+    assert sorted(p.name for p in target.glob("build-*")) == sorted([second.index.path.name, third.index.path.name])
 
 
 def test_missing_and_corrupt_index_say_what_to_run(tmp_path, seed_engine):
@@ -366,3 +372,54 @@ def test_documents_that_tell_the_same_story_are_found_by_their_mean_vectors(seed
     assert idx.same_story([first], cosine - 1e-4) == [first, second]  # both seeds tell one story
     assert idx.same_story([first], cosine + 1e-4) == [first]
     assert idx.same_story(["not-a-document.txt"], 0.0) == ["not-a-document.txt"]
+
+
+# -- publishing and loading while other processes do ---------------------------------------------------------
+
+HARBOUR = Document("a.txt", "Harbour", "Harbour reopens\n\nThe Kestrel harbour reopened on Monday. Boats returned.\n")
+BRIDGE = Document("b.txt", "Bridge", "Bridge closed\n\nThe Aldgate bridge was closed in March. Traffic moved.\n")
+
+
+def _build(docs, target):
+    spec = index_mod.BuildSpec(model="hashed", passage_size=3, passage_overlap=1)
+    with index_mod.build_lock(target):
+        return index_mod.build(docs, HashedEncoder(), spec, target)
+
+
+def test_a_build_being_read_is_kept_until_its_readers_have_moved(tmp_path):
+    target = tmp_path / "idx"
+    first = _build([HARBOUR], target)
+    reader = index_mod.load(target)  # a server serving the first build
+    second = _build([HARBOUR, BRIDGE], target)
+    assert first.exists() and reader.path == first  # leased: not removed under its reader
+    reader.lease.release()
+    third = _build([BRIDGE], target)
+    assert [p.name for p in target.glob("build-*")] == [third.name]  # nobody reads the first or the second now
+    assert second.name != third.name
+    assert not list(target.glob(f"{index_mod.TMP_PREFIX}*"))  # removed builds leave no trash behind
+
+
+def test_a_load_whose_build_is_replaced_and_removed_meanwhile_loads_the_current_one(tmp_path, monkeypatch):
+    target = tmp_path / "idx"
+    first = _build([HARBOUR], target)
+    real_take, found = index_mod.leases.take, []
+
+    def late(folder):  # another process publishes a new build, and removes this one, before the lease
+        if not found:
+            found.append(folder)
+            _build([HARBOUR, BRIDGE], target)
+        return real_take(folder)
+
+    monkeypatch.setattr(index_mod.leases, "take", late)
+    loaded = index_mod.load(target)
+    assert found[0].name == first.name and not first.exists()
+    assert loaded.path.name == index_mod.published_build(target) and "b.txt" in loaded.documents
+
+
+def test_the_build_lock_can_be_taken_again_by_the_thread_that_holds_it(tmp_path):
+    target = tmp_path / "idx"
+    with index_mod.build_lock(target):
+        with index_mod.build_lock(target):  # e.g. an update that holds it calls Engine.refreshed
+            assert index_mod.build_running(target)
+        assert index_mod.build_running(target)  # released by the outer hold only
+    assert not index_mod.build_running(target)

@@ -49,7 +49,7 @@ def test_a_number_question_is_refused_when_no_candidate_holds_a_number(fast_engi
     """The strict answer-type veto: "how many" over sentences that name no quantity."""
     question = "How many tents did the relief agencies send?"
     scored = fast_engine.score(fast_engine.query(question, "hybrid"), "hybrid")
-    features = dict(zip(rank.FEATURES, rank.abstention_features(scored)))
+    features = rank.abstention_features(scored)
     assert features["strict_type_missing"] == 1.0
     answer = fast_engine.ask(question)
     assert not answer.answered and answer.message == NOT_FOUND and answer.sentences == []
@@ -71,8 +71,21 @@ def test_abstain_false_keeps_the_ranking(fast_engine):
 
 
 def test_confidence_is_the_logistic_model_over_the_features(fast_engine):
-    scored = fast_engine.score(fast_engine.query(KILLED, "hybrid"), "hybrid")
-    coefficients = fast_engine.settings.abstain_model["hybrid"]
-    z = coefficients[0] + float(np.dot(coefficients[1:], rank.abstention_features(scored)))
-    assert rank.confidence(scored, coefficients) == pytest.approx(1 / (1 + np.exp(-z)))
-    assert rank.confidence(scored, [0.0] * len(coefficients)) == pytest.approx(0.5)
+    ranked = fast_engine.ranked(fast_engine.query(KILLED, "hybrid"), "hybrid")
+    model = fast_engine.settings.abstain_model["hybrid"]
+    features = fast_engine.decision_features(ranked, KILLED)
+    assert set(features) == set(rank.DECISION_FEATURES)
+    z = model["bias"] + sum(w * features[name] for name, w in model.items() if name != "bias")
+    expected = 1 / (1 + np.exp(-z))
+    if fast_engine.reader is None or not fast_engine.settings.abstain_reader[0]:
+        assert fast_engine.confidence(ranked, KILLED, "hybrid", exact=True) == pytest.approx(expected)
+    assert rank.confidence(0.0, ranked.scored) == pytest.approx(0.5)
+
+
+def test_a_question_answered_within_given_sentences_has_a_threshold_of_its_own(fast_engine):
+    engine = fast_engine.with_index(fast_engine.index, fast_engine.settings.model_copy(
+        update={"abstain_threshold": 0.0, "abstain_threshold_within": 0.5}))
+    query = engine.query("How many tents did the relief agencies send?", "hybrid")  # vetoed: no number
+    assert engine.answer(query, top_k=3, mode="hybrid").answered  # threshold 0: every question is answered
+    within = engine.index.document_sentences["sindh.txt"]  # a follow-up kept to its topic's document
+    assert not engine.answer(query, top_k=3, mode="hybrid", within=within).answered

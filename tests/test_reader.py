@@ -71,10 +71,9 @@ def test_with_the_shipped_weights_the_reader_reads_only_where_it_could_change_th
     for question in ("When did the Torkham border crossing reopen?", "What is the capital of Afghanistan?"):
         ranked = seed_engine.ranked(seed_engine.query(question, "hybrid"), "hybrid")
         assert ranked.scored.reader is None  # scoring alone does not run the reader
-        read = seed_engine.read(ranked.index, question, ranked.scored)
-        full = rank.confidence(read, s.abstain_model["hybrid"], tuple(s.abstain_reader))
+        full = seed_engine.confidence(ranked, question, "hybrid", exact=True)  # always read
         lazy = seed_engine.confidence(ranked, question, "hybrid")
         assert (full >= s.abstain_threshold) == (lazy >= s.abstain_threshold)
-        if rank.reader_could_decide(ranked.scored, s.abstain_model["hybrid"], tuple(s.abstain_reader),
-                                    s.abstain_threshold):
+        z = rank.log_odds(seed_engine.decision_features(ranked, question), s.abstain_model["hybrid"])
+        if rank.reader_could_decide(z, tuple(s.abstain_reader), s.abstain_threshold):
             assert lazy == full

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from qa.config import Settings
-from qa.serve import BalanceConnections, ConnectionShare, reserve_port, worker_cores, worker_environment
+from qa.serve import (BACKOFF_S, MAX_BACKOFF_S, STABLE_S, START_FAILURES, BalanceConnections, ConnectionShare,
+                      WorkerSlot, reserve_port, worker_cores, worker_environment)
 
 
 def test_workers_get_the_command_lines_settings_and_share_the_cores(tmp_path, monkeypatch):
@@ -93,3 +94,29 @@ def test_only_the_response_of_an_over_share_worker_asks_to_reconnect():
 
     assert (b"connection", b"close") in headers_sent(True)
     assert headers_sent(False) == [(b"content-type", b"text/plain")]
+
+
+def test_only_exits_before_ready_count_as_failed_starts():
+    slot = WorkerSlot()
+    for n in range(1, START_FAILURES):
+        slot.exited(now=float(n))
+        assert slot.start_failures == n and not slot.failing_to_start
+    slot.exited(now=10.0)
+    assert slot.failing_to_start  # the supervisor stops only if no other worker serves
+    slot.ready_at = 20.0  # the next one became ready, then was killed: a crash, not a failed start
+    slot.exited(now=21.0)
+    assert slot.start_failures == 0 and not slot.failing_to_start
+
+
+def test_a_worker_that_served_a_while_is_restarted_at_once_and_one_that_keeps_dying_backs_off():
+    slot = WorkerSlot(ready_at=0.0)
+    assert slot.exited(now=STABLE_S + 1) == 0.0  # killed after serving long enough: at once
+    delays = []
+    for k in range(12):  # killed each time soon after it became ready
+        slot.ready_at = 1000.0 * (k + 1)
+        delays.append(slot.exited(now=slot.ready_at + 1))
+    assert delays[:4] == [BACKOFF_S, 2 * BACKOFF_S, 4 * BACKOFF_S, 8 * BACKOFF_S]
+    assert max(delays) == MAX_BACKOFF_S and delays == sorted(delays)
+    assert slot.start_failures == 0  # every one of them had become ready: the server is never stopped for this
+    slot.ready_at = 50_000.0
+    assert slot.exited(now=50_000.0 + STABLE_S) == 0.0  # a stable run resets the back-off

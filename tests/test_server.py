@@ -229,3 +229,34 @@ def test_workers_share_conversations_and_all_take_a_reload(tmp_path):
                 pass
             time.sleep(0.05)
         assert all(fp != old_print for fp in seen.values())  # the new worker opened the new build
+
+
+def _serving_workers(url: str, want: int, deadline: float, without: set[int] = frozenset()) -> set[int]:
+    """The pids of ``want`` workers that answer /health ready (none of ``without``), from fresh connections."""
+    seen: set[int] = set()
+    while len(seen - without) < want:
+        assert time.monotonic() < deadline, f"only {seen - without} answered"
+        try:
+            r = httpx.get(url + "/health", timeout=10, headers={"Connection": "close"})
+            if r.status_code == 200:
+                seen.add(r.json()["worker_pid"])
+        except httpx.TransportError:  # a connection the killed worker had been given
+            pass
+        time.sleep(0.05)
+    return seen - without
+
+
+def test_a_worker_killed_again_and_again_is_restarted_and_the_server_keeps_serving(tmp_path):
+    """Three kills of a serving worker within a minute are crashes, not failed starts (which, with no worker
+    serving, would stop the server): each time the worker is replaced, after a back-off."""
+    with running_server(tmp_path, "--workers", "2") as s:
+        deadline = time.monotonic() + 3 * START_TIMEOUT
+        killed: set[int] = set()
+        for _ in range(3):
+            victim = max(_serving_workers(s.url, 2, deadline, killed))  # the newest: the same slot each time
+            os.kill(victim, signal.SIGKILL)
+            killed.add(victim)
+        _serving_workers(s.url, 2, deadline, killed)  # two new workers serve
+        assert s.process.poll() is None
+        assert httpx.post(s.url + "/ask", json={"question": TORKHAM}, timeout=30).json()["answered"] is True
+        assert "stopping the server" not in s.output() and "while serving" in s.output()

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -16,7 +18,8 @@ from qa import index as index_mod
 from qa.api import create_app
 from qa.engine import Engine, build_spec
 from qa.ingest import IngestLimits, load_corpus
-from qa.updates import (BadDocument, Updater, UploadTooLarge, corpus_signature, upload_file_bytes,
+from qa.updates import (BadDocument, SettledChanges, Updater, UploadTooLarge, corpus_signature, settled_documents,
+                        upload_file_bytes,
                         validate_doc_id, watch_folder)
 from tests.conftest import SEEDS
 
@@ -251,3 +254,143 @@ def test_the_watcher_updates_the_index_when_a_file_changes(served):
         stop.set()
         (corpus / "watched.txt").unlink()
         updater.refresh()
+
+
+# -- writes stay inside the corpus folder; every bad name or body is a 4xx ----------------------------------
+
+
+def test_writes_and_deletes_through_links_are_refused_and_nothing_outside_changes(served):
+    client, corpus, _ = served
+    outside = corpus.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "target.txt").write_text("outside the corpus\n", encoding="utf-8")
+    (corpus / "linkdir").symlink_to(outside)
+    (corpus / "linkfile.txt").symlink_to(outside / "target.txt")
+    try:
+        for method, path in [("PUT", "linkdir/x.txt"), ("PUT", "linkdir/new/x.txt"), ("DELETE", "linkdir/target.txt"),
+                             ("PUT", "linkfile.txt"), ("DELETE", "linkfile.txt")]:
+            r = client.request(method, f"/documents/{path}", content=NEW if method == "PUT" else None,
+                               headers={**AUTH, "Content-Type": "text/plain"})
+            assert r.status_code == 409 and "symbolic link" in r.json()["detail"], (path, r.text)
+        assert sorted(p.name for p in outside.iterdir()) == ["target.txt"]
+        assert (outside / "target.txt").read_text(encoding="utf-8") == "outside the corpus\n"
+        assert (corpus / "linkfile.txt").is_symlink()
+    finally:
+        (corpus / "linkdir").unlink()
+        (corpus / "linkfile.txt").unlink()
+
+
+@pytest.mark.parametrize("doc_id,status", [
+    ("a" * 251 + ".txt", 201),  # 255 bytes: its temporary name is short and fixed, whatever the name
+    ("dir.txt", 409), ("harbour.txt/x.txt", 409), ("made/" + "\u00e9" * 128 + ".txt", 422),
+    ("report\u202etxt.exe.txt", 422), ("line\u2028break.txt", 422), ("zero\u200bwidth.txt", 422),
+    ("trailing.txt ", 422), ("space /x.txt", 422), ("/".join(["d"] * 40) + "/x.txt", 422), ("Harbour.txt", 409),
+    ("made/deeper/Harbour.txt", 201)])
+def test_every_bad_name_is_a_4xx_and_a_refused_write_leaves_nothing_behind(served, doc_id, status):
+    client, corpus, _ = served
+    (corpus / "dir.txt").mkdir(exist_ok=True)
+    before = sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob("*"))
+    r = client.put("/documents/" + doc_id.replace("#", "%23"), content=NEW,
+                   headers={**AUTH, "Content-Type": "text/plain"})
+    assert r.status_code == status, r.text
+    if status == 201:  # a name PUT takes can be read back and deleted under the same rule
+        assert client.get("/documents/" + doc_id).status_code == 200
+        assert client.delete("/documents/" + doc_id, headers=AUTH).status_code == 200
+        for made in ("made/deeper", "made"):
+            if (corpus / made).is_dir():
+                (corpus / made).rmdir()
+    else:
+        assert r.json()["detail"]
+    assert sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob("*")) == before  # no temp file or folder
+
+
+def test_json_nested_too_deep_is_a_400_before_it_is_parsed(served):
+    client, corpus, _ = served
+    for body in (b"[" * 1000 + b"]" * 1000, b'{"text": ' + b"[" * 100_000):
+        r = client.put("/documents/deep.txt", content=body, headers={**AUTH, "Content-Type": "application/json"})
+        assert r.status_code == 400 and "nested deeper" in r.json()["detail"]
+    assert not (corpus / "deep.txt").exists()
+
+
+def test_a_failed_index_update_undoes_the_write_and_the_folders_it_made(served, monkeypatch):
+    client, corpus, _ = served
+
+    def cannot_index(self, progress=None, **kwargs):
+        raise ValueError("the corpus cannot be indexed")
+
+    monkeypatch.setattr(Engine, "refreshed", cannot_index)
+    r = client.put("/documents/made/here/x.txt", content=NEW, headers={**AUTH, "Content-Type": "text/plain"})
+    assert r.status_code == 409
+    assert not (corpus / "made").exists()
+
+
+# -- updates serialised with builds ------------------------------------------------------------------------
+
+
+def test_a_refresh_reads_the_folder_only_once_it_holds_the_build_lock(tmp_path, seed_settings, monkeypatch):
+    """Another process's update (here: this thread) holds the build lock, changes the folder and lets go: the
+    refresh that waited for the lock builds the folder with that change, never the folder it saw before."""
+    corpus = make_corpus(tmp_path / "corpus")
+    settings = settings_for(seed_settings, corpus)
+    engine = Engine.open(settings)
+    target = settings.index_dir()
+    waiting, real_lock = threading.Event(), index_mod.build_lock
+
+    def noting_lock(path):
+        waiting.set()
+        return real_lock(path)
+
+    result = {}
+    with real_lock(target):
+        monkeypatch.setattr(index_mod, "build_lock", noting_lock)
+        refresher = threading.Thread(target=lambda: result.setdefault("engine", engine.refreshed()))
+        refresher.start()
+        assert waiting.wait(60)
+        (corpus / "late.txt").write_text("Late news\n\n" + NEW + "\n", encoding="utf-8")
+    refresher.join(120)
+    assert "late.txt" in result["engine"].index.documents
+
+
+def test_a_slow_load_of_an_older_build_never_replaces_a_newer_one_in_service(served):
+    client, corpus, app = served
+    state = app.state.qa
+    older = state.engine
+    r = client.put("/documents/newer.txt", content=NEW, headers={**AUTH, "Content-Type": "text/plain"})
+    assert r.status_code == 201
+    newer = state.engine
+    assert not state.swap_in_if_current(older)  # e.g. a follow that began loading before the update
+    assert state.engine is newer and client.get("/documents/newer.txt").status_code == 200
+    assert client.delete("/documents/newer.txt", headers=AUTH).status_code == 200
+
+
+def test_the_watcher_waits_until_the_folder_has_been_quiet():
+    indexed = (("a.txt", 10, 1),)
+    changes = SettledChanges(indexed, quiet=3.0, now=0.0)
+    assert not changes.due(indexed, now=1.0)  # nothing changed
+    growing = [(("a.txt", 10, 1), ("b.txt", size, size)) for size in (100, 200, 300)]
+    assert not changes.due(growing[0], now=2.0)
+    assert not changes.due(growing[1], now=4.0)  # still being written
+    assert not changes.due(growing[2], now=6.0)
+    assert not changes.due(growing[2], now=8.0)  # the same for 2 s
+    assert changes.due(growing[2], now=9.0)  # for 3 s: indexed now
+    changes.indexed(growing[2])
+    assert not changes.due(growing[2], now=20.0)
+    assert SettledChanges(indexed, quiet=0.0, now=0.0).due(growing[0], now=0.0)  # no quiet interval
+
+
+def test_a_file_still_being_written_is_indexed_as_it_was_until_it_has_been_quiet(tmp_path):
+    """Whatever builds the index meanwhile (an upload racing the watcher), a file changed less than `quiet`
+    seconds ago keeps the version in service, and a new one waits."""
+    from qa.types import Document
+
+    old = {"a.txt": Document("a.txt", "A", "old a"), "c.jsonl#1": Document("c.jsonl#1", "C", "old c1")}
+    now = 1_000_000.0
+    for name, age in (("a.txt", 1.0), ("b.txt", 1.0), ("c.jsonl", 1.0), ("d.txt", 60.0)):
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (now - age, now - age))
+    folder = [Document("a.txt", "A", "half of the new a"), Document("b.txt", "B", "half of b"),
+              Document("c.jsonl#1", "C", "new c1"), Document("c.jsonl#2", "C", "half c2"), Document("d.txt", "D", "d")]
+    kept = settled_documents(folder, old, tmp_path, quiet=3.0, now=now)
+    assert [(d.doc_id, d.raw) for d in kept] == [("a.txt", "old a"), ("c.jsonl#1", "old c1"), ("d.txt", "d")]
+    assert settled_documents(folder, old, tmp_path, quiet=0.0, now=now) == folder
+    assert settled_documents(folder, old, tmp_path, quiet=3.0, now=now + 5) == folder  # quiet since

@@ -52,7 +52,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
         if state.engine is None and load_on_startup:
             state.start_loading()
         stop = state.follow(settings.follow_seconds) if follow_index and settings.follow_seconds else None
-        watching = watch_folder(updater_of_app(app), settings.watch_seconds) if watch else None
+        watching = watch_folder(updater_of_app(app), settings.watch_seconds, settings.watch_quiet_s) \
+            if watch else None
         yield
         for event in (stop, watching):
             if event is not None:
@@ -83,7 +84,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
 
     # Innermost first: the body-read timeout sees the server's receive; the Host check, outermost, refuses a
     # request for a name this server is not known by (DNS rebinding) before anything else reads it.
-    app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)
+    app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s, deadline=settings.body_deadline_s)
     # A PUT carries a whole document: JSON may escape every character of it into two.
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, upload_bytes=2 * settings.max_document_bytes)
     app.add_middleware(ErrorBoundary)

@@ -125,35 +125,42 @@ class BodySizeLimit:
 
 
 class BodyReadTimedOut(HTTPException):
-    def __init__(self, seconds: float):
-        super().__init__(status.HTTP_408_REQUEST_TIMEOUT, f"no part of the request body came for {seconds:g} s",
-                         headers={"Connection": "close"})
+    def __init__(self, detail: str):
+        super().__init__(status.HTTP_408_REQUEST_TIMEOUT, detail, headers={"Connection": "close"})
 
 
 class BodyReadTimeout:
-    """ASGI middleware: each wait for the next part of a request body is bounded by ``seconds``. uvicorn
-    times out idle keep-alive connections but not a body that stops half way, which would otherwise hold
-    its connection (and a request slot) for as long as the client likes. On a timeout the request is
-    answered 408 with ``Connection: close``, so the server closes the connection after the response."""
+    """ASGI middleware: each wait for the next part of a request body is bounded by ``seconds``, and the
+    whole body by ``deadline`` seconds from the first wait. uvicorn times out idle keep-alive connections but
+    not a body that stops half way or trickles in a byte at a time, which would otherwise hold its connection
+    (and a request slot) for as long as the client likes. On a timeout the request is answered 408 with
+    ``Connection: close``, so the server closes the connection after the response."""
 
-    def __init__(self, app: ASGIApp, seconds: float):
-        self.app, self.seconds = app, seconds
+    def __init__(self, app: ASGIApp, seconds: float, deadline: float | None = None):
+        self.app, self.seconds, self.deadline = app, seconds, deadline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         body_read = False
+        ends_at: float | None = None
 
         async def bounded_receive() -> Message:
-            nonlocal body_read
+            nonlocal body_read, ends_at
             if body_read:  # later calls wait for the client to go away (streamed responses): not bounded
                 return await receive()
+            now = anyio.current_time()
+            if ends_at is None and self.deadline is not None:
+                ends_at = now + self.deadline
+            wait = self.seconds if ends_at is None else min(self.seconds, ends_at - now)
             try:
-                with anyio.fail_after(self.seconds):
+                with anyio.fail_after(max(wait, 0.0)):
                     message = await receive()
             except TimeoutError:
-                raise BodyReadTimedOut(self.seconds) from None  # FastAPI turns it into the 408 response
+                if wait < self.seconds:
+                    raise BodyReadTimedOut(f"the request body did not arrive within {self.deadline:g} s") from None
+                raise BodyReadTimedOut(f"no part of the request body came for {self.seconds:g} s") from None
             body_read = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
@@ -164,7 +171,7 @@ class BodyReadTimeout:
             if not watched.started:
                 await send({"type": "http.response.start", "status": exc.status_code,
                             "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
-                await send({"type": "http.response.body", "body": b'{"detail": "%s"}' % exc.detail.encode()})
+                await send({"type": "http.response.body", "body": json.dumps({"detail": exc.detail}).encode()})
 
 
 # -- stalled request heads (uvicorn) --------------------------------------------------------------------

@@ -67,6 +67,22 @@ def _page_kept(model, out: dict) -> dict:
     return out
 
 
+class DisagreementOut(BaseModel):
+    """A sentence of another document worded like the answer sentence that differs from it in a name, number
+    or date: the sources disagree."""
+
+    doc_id: str
+    title: str
+    sentence_index: int
+    start: int
+    end: int
+    page: int | None = Field(None, description="the page of a paged document (PDF); null for the others")
+    text: str = Field(description="the other sentence exactly as in its source: raw[start:end]")
+    differs: list[tuple[str, str]] = Field(
+        description='each difference as [what the answer sentence says, what this sentence says], e.g. '
+                    '["12", "15"] or ["Glenhaven", "Dunmarrow"]')
+
+
 class AnswerSentenceOut(BaseModel):
     text: str = Field(description="the sentence exactly as in the source: raw[start:end]")
     doc_id: str
@@ -80,7 +96,11 @@ class AnswerSentenceOut(BaseModel):
     kind: Literal["title", "heading", "body", "code"] = Field(
         "body", description='"code": a code block, to be shown as written (line breaks kept)')
     score: float
-    also_in: list[CitationOut] = Field(description="the same statement elsewhere in the corpus")
+    also_in: list[CitationOut] = Field(description="the same statement elsewhere in the corpus: the same "
+                                                   "names, numbers and dates")
+    disagrees: list[DisagreementOut] = Field(
+        default_factory=list, description="sentences of other documents worded like this one that differ in a "
+                                          "name, number or date: where the sources disagree")
     context: str | None = Field(None, description="the previous sentence, when this one leans on it")
 
     @model_serializer(mode="wrap")
@@ -116,6 +136,9 @@ class TurnOut(BaseModel):
     understood_as: str | None
     answered: bool
     citations: list[CitationOut]
+    disagrees: list[list[DisagreementOut]] = Field(
+        default_factory=list, description="per citation, where other sources differ from it (empty lists "
+                                          "when none do; empty for turns stored without them)")
     asked_at: str
 
 
@@ -171,7 +194,7 @@ class SkippedFile(BaseModel):
     path: str = Field(description="its path in the corpus folder (a folder's ends with /)")
     reason: str = Field(description='one of "unsupported type", "no text layer", "encrypted", "damaged", '
                                     '"empty", "too big", "not UTF-8", "binary", "link out of the folder", '
-                                    '"link to a folder", "hidden", "unreadable", "reserved name", "bad record"')
+                                    '"link to a folder", "hidden", "unreadable", "name not allowed", "bad record"')
     detail: str = Field("", description="the reason in words (for a .jsonl file, which line)")
 
 

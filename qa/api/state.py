@@ -28,6 +28,8 @@ from qa.updates import Updater
 
 log = logging.getLogger(__name__)
 
+SWAP_ATTEMPTS = 3  # loads of the published build when the one loaded was replaced meanwhile
+
 
 class ServiceState:
     """Holds the engine in service and (re)loads it in a background thread.
@@ -40,6 +42,7 @@ class ServiceState:
         self.settings = settings
         self._conversations: ConversationStore | None = None
         self._engine: Engine | None = None
+        self._swap = threading.RLock()  # a swap and the check that the engine's build is still current
         self.engine = engine
         self.error: str | None = None  # what a client is told; the log has the exception itself
         self.loaded_at: str | None = _now() if engine is not None else None
@@ -57,11 +60,24 @@ class ServiceState:
     def engine(self, engine: Engine | None) -> None:
         """Put ``engine`` in service, answering conversations from the HTTP namespace's store (opened once,
         so it outlives a reload): a conversation named in the CLI is never reachable over HTTP."""
-        if engine is not None:
-            if self._conversations is None:
-                self._conversations = ConversationStore.from_settings(self.settings, HTTP_NAMESPACE)
-            attach_store(engine, self._conversations)
-        self._engine = engine
+        with self._swap:
+            if engine is not None:
+                if self._conversations is None:
+                    self._conversations = ConversationStore.from_settings(self.settings, HTTP_NAMESPACE)
+                attach_store(engine, self._conversations)
+            previous, self._engine = self._engine, engine
+            if previous is not None and (engine is None or previous.index is not engine.index):
+                retire(previous)
+
+    def swap_in_if_current(self, engine: Engine) -> bool:
+        """Put ``engine`` in service if its build is still the published one (False otherwise): a load that
+        took a while never replaces the newer build an update of this process swapped in meanwhile, so a
+        client that was told its change is in reads it on this process from then on."""
+        with self._swap:
+            if index_mod.published_build(self.settings.index_dir()) not in (None, engine.index.path.name):
+                return False
+            self.engine = engine
+            return True
 
     def start_loading(self, *, check_corpus: bool = True) -> bool:
         """Load (or reload) the engine in a daemon thread; False when a load is already running.
@@ -98,7 +114,11 @@ class ServiceState:
                                  on_rebuild=lambda why: log.info("building the index (%s)", why))
             engine.encode_query("warm up")  # load the model now, not in the first request
             # Conversations live in SQLite under settings.data_dir, so they outlive the swap.
-            self.engine = engine  # the swap: one reference assignment
+            for _ in range(SWAP_ATTEMPTS):  # the swap: one reference assignment (else `follow` tries again)
+                if self.swap_in_if_current(engine):
+                    break
+                retire(engine)
+                engine = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe))
             self.error = None
             self.loaded_at = _now()
             log.info("engine ready in %.1f s: %s", time.perf_counter() - t0, engine.index.path)
@@ -107,6 +127,14 @@ class ServiceState:
             log.error("could not load the engine: %s: %s", type(exc).__name__, exc, exc_info=not _is_expected(exc))
         finally:
             self._loading.release()
+
+
+def retire(engine: Engine) -> None:
+    """Let the build of an engine out of service go: its lease is released (a later publish may remove the
+    folder). Requests still running on it finish: a loaded index reads its build only through the files it
+    opened when it loaded, which stay readable after their folder is removed."""
+    if engine.index.lease is not None:
+        engine.index.lease.release()
 
 
 def _is_expected(exc: Exception) -> bool:

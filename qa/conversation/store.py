@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.types import Answer, Citation
+from qa.types import Answer, Citation, Disagreement
 
 if TYPE_CHECKING:
     from qa.config import Settings
@@ -55,24 +55,29 @@ class Turn:
     citations: list[Citation]
     asked_at: str  # ISO-8601, UTC
     texts: list[str] = field(default_factory=list)
+    disagrees: list[list[Disagreement]] = field(default_factory=list)  # per cited sentence: where sources differ
 
     def to_dict(self) -> dict:
-        return {"question": self.question, "understood_as": self.understood_as, "answered": self.answered,
-                "citations": [c.to_dict() for c in self.citations], "texts": list(self.texts),
-                "asked_at": self.asked_at}
+        out = {"question": self.question, "understood_as": self.understood_as, "answered": self.answered,
+               "citations": [c.to_dict() for c in self.citations], "texts": list(self.texts),
+               "asked_at": self.asked_at}
+        if any(self.disagrees):
+            out["disagrees"] = [[d.to_dict() for d in ds] for ds in self.disagrees]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "Turn":
         return cls(question=data["question"], understood_as=data.get("understood_as"),
                    answered=bool(data["answered"]), citations=[Citation(**c) for c in data.get("citations", [])],
-                   asked_at=data["asked_at"], texts=list(data.get("texts", [])))
+                   asked_at=data["asked_at"], texts=list(data.get("texts", [])),
+                   disagrees=[[Disagreement.from_dict(d) for d in ds] for ds in data.get("disagrees", [])])
 
     @classmethod
     def from_answer(cls, question: str, answer: Answer, *, asked_at: str | None = None) -> "Turn":
         """The turn to store after answering: the head citation of each returned sentence, in rank order."""
         return cls(question=question, understood_as=answer.understood_as, answered=answer.answered,
                    citations=[s.citation for s in answer.sentences], asked_at=asked_at or utc_now(),
-                   texts=[s.text for s in answer.sentences])
+                   texts=[s.text for s in answer.sentences], disagrees=[list(s.disagrees) for s in answer.sentences])
 
 
 def utc_now() -> str:

@@ -16,14 +16,15 @@ and whose ``reason`` says which kind of problem it is (``REASONS``).
 from __future__ import annotations
 
 import re
-import unicodedata
 from pathlib import PurePosixPath
 
 from qa.formats.base import (BAD_RECORD, BINARY, DAMAGED, EMPTY, ENCRYPTED, HIDDEN, LINKED_FOLDER, NO_TEXT_LAYER,
-                             NOT_UTF8, OUTSIDE, REASONS, RESERVED_NAME, TOO_BIG, UNREADABLE, UNSUPPORTED,
+                             NOT_UTF8, OUTSIDE, REASONS, NAME_NOT_ALLOWED, TOO_BIG, UNREADABLE, UNSUPPORTED,
                              DocumentError, DocumentTooLarge, Extracted, Metadata, check_size, decode_text)
-from qa.formats.records import (MAX_ID_CHARS, RECORD_SEPARATOR, check_record_id, parse_record, read_jsonl,
-                                record_doc_id)
+from qa.formats.ids import (MAX_DOC_ID_CHARS, MAX_ID_CHARS, MAX_ID_PARTS, MAX_NAME_BYTES, RECORD_SEPARATOR,
+                            check_document_id, check_file_name, check_record_id, file_of, record_doc_id,
+                            unsafe_character)
+from qa.formats.records import MAX_JSON_DEPTH, JsonTooDeep, check_json_depth, parse_record, read_jsonl
 
 TEXT_SUFFIXES = (".txt", ".md")
 HTML_SUFFIXES = (".html", ".htm")
@@ -37,9 +38,11 @@ UPLOAD_SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES)  # what PUT /documents/{id} a
 _MEDIA_TYPES = {"text/plain": ".txt", "text/markdown": ".md", "text/html": ".html", "application/json": ".json"}
 
 __all__ = ["BAD_RECORD", "BINARY", "DAMAGED", "EMPTY", "ENCRYPTED", "HIDDEN", "LINKED_FOLDER", "NO_TEXT_LAYER",
-           "NOT_UTF8", "OUTSIDE", "REASONS", "RESERVED_NAME", "TOO_BIG", "UNREADABLE", "UNSUPPORTED",
+           "NOT_UTF8", "OUTSIDE", "REASONS", "NAME_NOT_ALLOWED", "TOO_BIG", "UNREADABLE", "UNSUPPORTED",
            "DocumentError", "DocumentTooLarge", "Extracted", "Metadata", "check_size", "decode_text",
-           "MAX_ID_CHARS", "RECORD_SEPARATOR", "check_record_id", "parse_record", "read_jsonl", "record_doc_id",
+           "MAX_DOC_ID_CHARS", "MAX_ID_CHARS", "MAX_ID_PARTS", "MAX_NAME_BYTES", "RECORD_SEPARATOR",
+           "check_document_id", "check_file_name", "check_record_id", "file_of", "record_doc_id", "unsafe_character",
+           "MAX_JSON_DEPTH", "JsonTooDeep", "check_json_depth", "parse_record", "read_jsonl",
            "SUFFIXES", "TEXT_SUFFIXES", "HTML_SUFFIXES", "JSONL_SUFFIX", "PDF_SUFFIX", "OFFICE_SUFFIXES",
            "MAIL_SUFFIX", "UPLOAD_SUFFIXES", "title_from_name", "check_file_id", "read_file_bytes", "media_suffix",
            "format_of"]
@@ -65,16 +68,9 @@ def format_of(name: str) -> str:
 
 
 def check_file_id(doc_id: str) -> PurePosixPath:
-    """A document id that names a file that can be uploaded: a relative POSIX path, inside the folder, not
-    hidden, with a text or HTML suffix. Refused otherwise, so an id from a request never reaches the file
-    system as given."""
-    if not doc_id or len(doc_id) > MAX_ID_CHARS or any(unicodedata.category(c) == "Cc" for c in doc_id):
-        raise DocumentError(f"a document id is 1 to {MAX_ID_CHARS} printable characters")
-    if "\\" in doc_id or RECORD_SEPARATOR in doc_id:
-        raise DocumentError(f"a document id may not hold '\\' or '{RECORD_SEPARATOR}'")
-    path = PurePosixPath(doc_id)
-    if path.is_absolute() or any(part in ("", ".", "..") or part.startswith(".") for part in doc_id.split("/")):
-        raise DocumentError("a document id is a relative path without '.', '..' or hidden parts")
+    """A document id that names a file a client may upload: :func:`check_file_name`, with a text or HTML
+    suffix (other formats are added as files on the server)."""
+    path = check_file_name(doc_id)
     if path.suffix.lower() not in UPLOAD_SUFFIXES:
         raise DocumentError(f"a document id ends with one of {', '.join(UPLOAD_SUFFIXES)}")
     return path

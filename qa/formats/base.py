@@ -27,10 +27,10 @@ UNREADABLE = "unreadable"
 OUTSIDE = "link out of the folder"
 LINKED_FOLDER = "link to a folder"
 HIDDEN = "hidden"
-RESERVED_NAME = "reserved name"
+NAME_NOT_ALLOWED = "name not allowed"
 BAD_RECORD = "bad record"
 REASONS = (UNSUPPORTED, NOT_UTF8, BINARY, EMPTY, TOO_BIG, NO_TEXT_LAYER, ENCRYPTED, DAMAGED, UNREADABLE, OUTSIDE,
-           LINKED_FOLDER, HIDDEN, RESERVED_NAME, BAD_RECORD)
+           LINKED_FOLDER, HIDDEN, NAME_NOT_ALLOWED, BAD_RECORD)
 
 
 class DocumentError(ValueError):

@@ -121,6 +121,7 @@
     button.type = "button";
     button.title = `chars ${citation.start}–${citation.end} — open the source with this sentence highlighted`;
     if (kind === "also") button.appendChild(el("span", "chip-prefix", "also in"));
+    if (kind === "differ") button.appendChild(el("span", "chip-prefix", "differs"));
     button.appendChild(el("span", "chip-title", citation.title));
     button.appendChild(el("span", "chip-doc", `${citation.doc_id} · ${place(citation)}`));
     button.setAttribute("aria-label", `Open source: ${citationLabel(citation)}`);
@@ -128,6 +129,46 @@
     button.dataset.sentenceIndex = String(citation.sentence_index);
     button.addEventListener("click", () => openDocument(citation, button));
     return button;
+  }
+
+  // `text` as nodes, each occurrence of one of `parts` (the differing names, numbers, dates) in a <mark>.
+  function marked(text, parts) {
+    const span = el("span", "side-text");
+    const wanted = parts.filter((p) => p);
+    let pos = 0;
+    while (pos < text.length) {
+      let best = -1;
+      let part = "";
+      for (const p of wanted) {
+        const at = text.indexOf(p, pos);
+        if (at >= 0 && (best < 0 || at < best)) { best = at; part = p; }
+      }
+      if (best < 0) break;
+      if (best > pos) span.appendChild(document.createTextNode(text.slice(pos, best)));
+      span.appendChild(el("mark", "differs", part));
+      pos = best + part.length;
+    }
+    if (pos < text.length) span.appendChild(document.createTextNode(text.slice(pos)));
+    return span;
+  }
+
+  // "Sources differ": the answer sentence and the other source's, side by side, the differences marked.
+  function disagreement(sentence, other) {
+    const box = el("section", "disagreement");
+    box.setAttribute("aria-label", "Sources differ");
+    const pairs = other.differs || [];
+    box.appendChild(el("p", "differ-title",
+      "sources differ: " + pairs.map(([a, b]) => `${a} / ${b}`).join("; ")));
+    const sides = el("div", "sides");
+    for (const [cite, text, parts] of [[sentence, sentence.text, pairs.map((p) => p[0])],
+                                       [other, other.text, pairs.map((p) => p[1])]]) {
+      const side = el("div", "side");
+      side.appendChild(marked(text, parts));
+      side.appendChild(chip(cite, cite === sentence ? "primary" : "differ"));
+      sides.appendChild(side);
+    }
+    box.appendChild(sides);
+    return box;
   }
 
   function renderAnswer(li, answer) {
@@ -160,6 +201,7 @@
         chips.appendChild(chip(s, "primary"));
         for (const other of s.also_in || []) chips.appendChild(chip(other, "also"));
         item.appendChild(chips);
+        for (const other of s.disagrees || []) item.appendChild(disagreement(s, other));
         list.appendChild(item);
       }
       li.appendChild(list);

@@ -16,7 +16,9 @@ from qa.engine import Engine, InvalidQuestion
 router = APIRouter(tags=["answers"])
 
 
-@router.post("/ask", response_model=AskResponse, response_model_exclude_none=True,
+# Unset, not None, is left out: the keys an answer omits (understood_as, message, context…) stay absent, while
+# a null it gives (a disagreement's page) is kept.
+@router.post("/ask", response_model=AskResponse, response_model_exclude_unset=True,
              responses={404: error_response("unknown conversation"), **BAD_INPUT, **NOT_READY})
 async def ask(body: AskRequest, engine: EngineDep, request: Request) -> dict:
     """Answer a question with cited source sentences (a follow-up when `conversation_id` is given)."""

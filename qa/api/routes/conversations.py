@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path as PathParam, Response, status
 
 from qa.api.errors import BAD_INPUT, NOT_READY, error_response, not_found
-from qa.api.schemas import CitationOut, ConversationCreated, ConversationOut, TurnOut
+from qa.api.schemas import CitationOut, ConversationCreated, ConversationOut, DisagreementOut, TurnOut
 from qa.api.state import EngineDep
 from qa.conversation import MAX_ID_CHARS
 
@@ -32,7 +32,8 @@ def get_conversation(conversation_id: ConversationId, engine: EngineDep) -> Conv
         raise not_found(f"no conversation {conversation_id!r}")
     return ConversationOut(conversation_id=conversation_id, turns=[
         TurnOut(question=t.question, understood_as=t.understood_as, answered=t.answered, asked_at=str(t.asked_at),
-                citations=[CitationOut(**c.to_dict()) for c in t.citations]) for t in turns])
+                citations=[CitationOut(**c.to_dict()) for c in t.citations],
+                disagrees=[[DisagreementOut(**d.to_dict()) for d in ds] for ds in t.disagrees]) for t in turns])
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204, response_class=Response,

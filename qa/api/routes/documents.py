@@ -2,48 +2,61 @@
 ``/documents/skipped``), and the routes that change the corpus (PUT, DELETE).
 
 A document id is its path in the corpus folder (``news/2026/storm.txt``); records of a ``.jsonl`` file are
-changed by changing that file. PUT and DELETE need ``Authorization: Bearer <token>``
-(:func:`qa.api.security.require_admin`); without a configured token they answer 403, so a client can tell
-"updates are off here" (403) from "wrong or missing token" (401). Each returns once the change is on disk
-and the engine in service answers from it; the work is :class:`qa.updates.Updater`'s. The routes are on
-one router, so a 405 at a document's path lists every method.
+changed by changing that file. One id rule holds for every route and for the files the index reads
+(``qa.formats.check_file_name``), so every document listed can be opened, replaced and deleted. PUT and
+DELETE need ``Authorization: Bearer <token>`` (:func:`qa.api.security.require_admin`); without a configured
+token they answer 403, so a client can tell "updates are off here" (403) from "wrong or missing token"
+(401). Each returns once the change is on disk and the engine in service answers from it; the work is
+:class:`qa.updates.Updater`'s. The routes are on one router, so a 405 at a document's path lists every
+method.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Request, Response, status
 from starlette.convertors import PathConvertor, register_url_convertor
 
+from qa import confined
 from qa.api.errors import NOT_READY, error_response, not_found
 from qa.api.schemas import DocumentList, DocumentOut, DocumentUpdated, DocumentUpload, SentenceOut, SkippedFile
 from qa.api.security import require_admin
 from qa.api.state import EngineDep, catalog, updater_of_app
-from qa.conversation import MAX_ID_CHARS
-from qa.updates import BadDocument, UnknownDocument, UploadTooLarge, UpdateResult
+from qa.formats import MAX_DOC_ID_CHARS, MAX_ID_CHARS, DocumentError, check_document_id
+from qa.updates import BadDocument, UnknownDocument, UnreadableBody, UploadTooLarge, UpdateResult
 
 router = APIRouter(tags=["documents"])
 
 
 class DocumentIdConvertor(PathConvertor):
     """A document id in a path: anything (slashes included) but "skipped", which is ``GET /documents/skipped``
-    and never a document (ids end with a suffix), so that the other methods do not claim that path too."""
+    and never a document (a file id has a supported suffix), so that the other methods do not claim that
+    path too."""
 
     regex = r"(?!skipped$).+"
 
 
 register_url_convertor("document", DocumentIdConvertor())
 
-DocId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_CHARS, description="e.g. 000_f45c79c16f6a0511.txt")]
-UpdatedDocId = Annotated[str, PathParam(min_length=1, max_length=255, description="the document's path in the "
-                                        "corpus folder, e.g. report-2026-12-03.txt or news/2026/storm.html")]
-UPDATE_ERRORS = {401: {"description": "missing or wrong admin token"},
-                 403: {"description": "document updates are disabled (no admin token configured)"},
-                 413: {"description": "the document is larger than QA_MAX_DOCUMENT_BYTES"},
-                 422: {"description": "a bad id or a document that cannot be read (not UTF-8, binary, empty)"},
-                 503: {"description": "the engine is still loading"}}
+DocId = Annotated[str, PathParam(min_length=1, max_length=MAX_DOC_ID_CHARS, description="a document id as "
+                                 "/documents lists it, e.g. news/2026/storm.txt or archive.jsonl#42")]
+UpdatedDocId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_CHARS, description="the document's path in "
+                                        "the corpus folder, e.g. report-2026-12-03.txt or news/2026/storm.html")]
+UPDATE_ERRORS = {400: error_response("the body cannot be parsed (JSON nested too deep)"),
+                 401: error_response("missing or wrong admin token"),
+                 403: error_response("document updates are disabled (no admin token configured), or the server "
+                                     "may not write there"),
+                 408: error_response("the body did not arrive in time"),
+                 409: error_response("the path is taken by a folder or a link, goes through a file, or differs "
+                                     "from an existing name only in case"),
+                 413: error_response("the document is larger than QA_MAX_DOCUMENT_BYTES"),
+                 422: error_response("a bad id (see the id rule in docs/API.md) or a document that cannot be read "
+                                     "(not UTF-8, binary, empty)"),
+                 503: error_response("the engine is still loading"),
+                 507: error_response("the corpus folder's disk is full")}
 
 
 @router.get("/documents", response_model=DocumentList, responses=NOT_READY)
@@ -61,9 +74,14 @@ def list_skipped(engine: EngineDep) -> list[SkippedFile]:
 
 
 @router.get("/documents/{doc_id:document}", response_model=DocumentOut,
-            responses={404: error_response("unknown document"), 422: error_response("invalid id"), **NOT_READY})
+            responses={404: error_response("unknown document, or an id no document can have"),
+                       422: error_response("an id longer than any document's"), **NOT_READY})
 def get_document(doc_id: DocId, engine: EngineDep) -> DocumentOut:
     """A document's raw text and its sentences with offsets, to show a cited sentence in place."""
+    try:
+        check_document_id(doc_id)
+    except DocumentError as exc:  # no document can be called so (the reason helps a client that built the id)
+        raise not_found(f"no document can have this id: {exc}") from None
     doc = engine.index.documents.get(doc_id)  # a lookup in the loaded index, never a file path
     if doc is None:
         raise not_found(f"no document {doc_id!r}")
@@ -83,12 +101,20 @@ async def _apply(request: Request, work) -> UpdateResult:
         return await anyio.to_thread.run_sync(work, updater)
     except UploadTooLarge as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
-    except BadDocument as exc:
+    except UnreadableBody as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    except (BadDocument, confined.NameTooLong) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except confined.NotPermitted as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     except UnknownDocument:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such document") from None
-    except ValueError as exc:  # the corpus as changed cannot be indexed (e.g. no document left); undone
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except ValueError as exc:  # a path the folder cannot take (confined.Conflict), or a corpus that cannot be
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None  # indexed (no document left): undone
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, "the corpus folder's disk is full") from None
+        raise
 
 
 @router.put("/documents/{doc_id:document}", response_model=DocumentUpdated, dependencies=[Depends(require_admin)],
@@ -107,8 +133,9 @@ async def put_document(doc_id: UpdatedDocId, request: Request, response: Respons
 
 
 @router.delete("/documents/{doc_id:document}", response_model=DocumentUpdated, dependencies=[Depends(require_admin)],
-               responses={404: {"description": "no such document"},
-                          409: {"description": "the corpus would have no document left"}, **UPDATE_ERRORS})
+               responses={**UPDATE_ERRORS, 404: error_response("no such document"),
+                          409: error_response("the corpus would have no document left, or the path is a folder "
+                                              "or a link")})
 async def delete_document(doc_id: UpdatedDocId, request: Request) -> DocumentUpdated:
     """Remove a document from the corpus folder and the index."""
     return DocumentUpdated(**vars(await _apply(request, lambda u: u.delete(doc_id))))
