@@ -5,7 +5,7 @@
 The 610 CoQA stories (shared data, evaluation only) are built as one index in process and as 2 shards on a
 local Ray instance of 2 CPUs, in a temporary index root (the ONNX export is copied from index/: run
 `qa index` once first). Every dialogue of the split is then asked turn by turn as one conversation
-(``qa.evaluate.ask_dialogues``, the "conversation" condition: the path of POST /ask with a conversation_id)
+(``qa.dialogue_eval.ask_dialogues``, the "conversation" condition: the path of POST /ask with a conversation_id)
 against the one-process engine and against the sharded front in process (the shards loaded in this
 process, so that the figure is the front's own cost, not Serve's transport, which benchmarks/ray_bench.py
 measures). Prints a JSON report: per engine, opener and follow-up Hit@1 and right story@1 and the turn
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from qa import evaluate
+    from qa import dialogue_eval
     from qa.cluster.build import build_sharded, ray_session
     from qa.cluster.front import open_local
     from qa.cluster.shards import sharded_root
@@ -96,8 +96,8 @@ def main() -> None:
                         "sentences": len(single.index.sentences), "shards": len(sharded.shards),
                         "sharded_build_s": round(build_s, 1)}
         for name, engine in (("one index", single), ("2 shards, front in process", sharded)):
-            results = evaluate.ask_dialogues(data, engine, "conversation")
-            summary = evaluate.summarize_dialogues(results)
+            results = dialogue_eval.ask_dialogues(data, engine, "conversation")
+            summary = dialogue_eval.summarize_dialogues(results)
             part = summary.get(args.split, summary["all"])
             report[name] = {"opener": part["opener"], "follow-up": part["follow-up"], "latency": summary["latency"]}
             engine.conversations.close()

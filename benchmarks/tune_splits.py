@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa import evaluate, refusal
+from qa import dialogue_eval, evaluate, refusal
 from qa.config import PROJECT_ROOT, Settings
 from qa.datasets import COQA_FILE, Dataset, load_coqa, load_gold, load_squad, load_wikiqa_pages
 from qa.engine import Engine, build_spec
@@ -149,7 +149,7 @@ def run_split(split: TuneSplit, engine: Engine) -> list[Outcome]:
     """Every question of ``split`` asked of ``engine`` as ``qa eval`` asks it (``abstain=False``: the exact
     confidence, the decision at the engine's threshold)."""
     if split.conversational:
-        turns = evaluate.ask_dialogues(split.data, engine, "conversation", MODE)
+        turns = dialogue_eval.ask_dialogues(split.data, engine, "conversation", MODE)
         return [outcome(t.judged) for t in turns]
     return [outcome(r) for r in evaluate.run(split.data, evaluate.EngineRunner(engine), MODE)]
 

@@ -7,6 +7,7 @@ the seed gold set and on SQuAD 2.0 (see docs/DECISIONS.md); change them only wit
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -77,7 +78,8 @@ class Settings(BaseSettings):
     # Where things are.
     corpus_dir: Path = Field(PROJECT_ROOT / "seeds", description="folder of .txt, .md, .html and .jsonl documents")
     index_root: Path = Field(PROJECT_ROOT / "index", description="built indexes live in index_root/<name>")
-    index_name: str | None = Field(None, description="defaults to the corpus folder's name")
+    index_name: str | None = Field(None, description="the index's folder under index_root; default: the corpus "
+                                                    "folder's name and a hash of its absolute path")
     data_dir: Path = Field(PROJECT_ROOT / "var", description="conversation store and other state")
     shared_data_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data", description="benchmark data (read only)")
     model_path: Path | None = Field(None, description="sentence-transformers model folder; default: bundled MiniLM")
@@ -255,7 +257,12 @@ class Settings(BaseSettings):
         return self.model_path or bundled_model_path()
 
     def index_dir(self) -> Path:
-        return self.index_root / (self.index_name or self.corpus_dir.resolve().name)
+        """Where the index of this corpus lives: ``index_name`` under the index root, or the corpus folder's
+        name with a hash of its absolute path, so two folders of the same name never share an index."""
+        if self.index_name:
+            return self.index_root / self.index_name
+        folder = self.corpus_dir.resolve()
+        return self.index_root / f"{folder.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"
 
 
 @lru_cache(maxsize=8)

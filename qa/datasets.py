@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
 from qa.formats import check_file_id, record_doc_id
 from qa.ingest import load_corpus
 from qa.types import Document
@@ -88,37 +90,105 @@ def quote_spans(evidence: list[dict], docs: dict[str, Document], where: str) -> 
     return tuple(spans)
 
 
-def load_gold(gold_file: Path, documents: list[Document], conversations_file: Path | None = None,
-              name: str = "seeds") -> Dataset:
-    docs = {d.doc_id: d for d in documents}
-    questions = []
-    for n, line in enumerate(gold_file.read_text(encoding="utf-8").splitlines(), start=1):
+class EvidenceLine(BaseModel):
+    """Where a gold answer is written: a quote copied exactly from a document's canonical text."""
+
+    model_config = ConfigDict(extra="forbid")
+    doc_id: str = Field(min_length=1, description="the document's id, as GET /documents lists it")
+    quote: str = Field(min_length=1, description="text copied exactly from the document")
+
+
+class GoldLine(BaseModel):
+    """One line of a gold file (docs/QUALITY.md and the README: "Evaluate on your own questions")."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: StrictStr | StrictInt
+    question: str = Field(min_length=1)
+    kind: str = Field("question", min_length=1, description="a label the report breaks the figures down by")
+    answerable: bool | None = Field(None, description="default: whether evidence is given")
+    evidence: list[EvidenceLine] = []
+    split: Literal["tune", "test"] = "test"
+    note: str | None = None
+
+
+class TurnLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1)
+    kind: str = Field("question", min_length=1)
+    answerable: bool | None = None
+    evidence: list[EvidenceLine] = []
+
+
+class ConversationLine(BaseModel):
+    """One line of a conversations file: a dialogue of questions asked in order."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: StrictStr | StrictInt
+    split: Literal["tune", "test"] = "test"
+    turns: list[TurnLine] = Field(min_length=1)
+
+
+def read_lines(path: Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]:
+    """Each non-blank line of a JSONL file as ``model``, with its line number; a :class:`GoldError` naming
+    every bad line (its number, the field and what is wrong) when any is bad."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise GoldError(f"{path.name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    items, problems = [], []
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        item = json.loads(line)
-        where = f"{gold_file.name}:{n} ({item.get('id')})"
-        spans = quote_spans(item.get("evidence", []), docs, where)
-        if item["answerable"] != bool(spans):
-            raise GoldError(f"{where}: answerable={item['answerable']} but {len(spans)} evidence quotes")
-        questions.append(GoldQuestion(item["id"], item["question"], item["kind"], item["answerable"], spans,
-                                      item.get("split", "test")))
+        try:
+            items.append((n, model.model_validate_json(line)))
+        except ValidationError as exc:
+            fields = [(".".join(str(part) for part in e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
+            problems.append(f"{path.name}:{n}: " + ", ".join(f"{f}: {m}" if f else m for f, m in fields))
+    if problems:
+        shown = problems[:20] + ([f"… and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise GoldError(f"{len(problems)} bad line(s) in {path.name}: " + "; ".join(shown))
+    return items
+
+
+def _gold_question(qid: str, item: GoldLine | TurnLine, docs: dict[str, Document], where: str, split: str,
+                   conversation: str | None = None, turn: int = 0) -> GoldQuestion:
+    spans = quote_spans([e.model_dump() for e in item.evidence], docs, where)
+    answerable = bool(spans) if item.answerable is None else item.answerable
+    if answerable != bool(spans):
+        raise GoldError(f"{where}: answerable is {str(answerable).lower()} but {len(spans)} evidence quotes are given")
+    return GoldQuestion(qid, item.question, item.kind, answerable, spans, split, conversation, turn)
+
+
+def load_gold(gold_file: Path, documents: list[Document], conversations_file: Path | None = None,
+              name: str = "seeds") -> Dataset:
+    """A gold file (one :class:`GoldLine` per line) over ``documents``, and optionally a conversations file
+    (one :class:`ConversationLine` per line): every line validated, every quote located in its document."""
+    docs = {d.doc_id: d for d in documents}
+    problems: list[str] = []
+
+    def located(*args, **kwargs) -> GoldQuestion | None:
+        try:
+            return _gold_question(*args, **kwargs)
+        except GoldError as exc:
+            problems.append(str(exc))
+            return None
+
+    questions = [located(str(item.id), item, docs, f"{gold_file.name}:{n} ({item.id})", item.split)
+                 for n, item in read_lines(gold_file, GoldLine)]
+    ids = [q.qid for q in questions if q is not None]
+    if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(f"{gold_file.name}: duplicate question ids: {', '.join(duplicates[:10])}")
     conversations: dict[str, list[GoldQuestion]] = {}
-    if conversations_file and conversations_file.exists():
-        for n, line in enumerate(conversations_file.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            conv = json.loads(line)
-            turns = []
-            for t, turn in enumerate(conv["turns"]):
-                where = f"{conversations_file.name}:{n} ({conv['id']} turn {t + 1})"
-                spans = quote_spans(turn.get("evidence", []), docs, where)
-                turns.append(GoldQuestion(f"{conv['id']}.{t + 1}", turn["question"], turn["kind"],
-                                          turn.get("answerable", bool(spans)), spans, conv.get("split", "test"),
-                                          conv["id"], t))
-            conversations[conv["id"]] = turns
-    ids = [q.qid for q in questions]
-    if len(ids) != len(set(ids)):
-        raise GoldError(f"{gold_file.name}: duplicate question ids")
+    if conversations_file is not None:
+        for n, conv in read_lines(conversations_file, ConversationLine):
+            cid = str(conv.id)
+            conversations[cid] = [
+                located(f"{cid}.{t + 1}", turn, docs, f"{conversations_file.name}:{n} ({cid} turn {t + 1})",
+                        conv.split, cid, t)
+                for t, turn in enumerate(conv.turns)]
+    if problems:
+        raise GoldError(f"{len(problems)} problem(s) with the gold questions: " + "; ".join(problems[:20])
+                        + (f"; … and {len(problems) - 20} more" if len(problems) > 20 else ""))
     return Dataset(name, documents, questions, True, conversations)
 
 

@@ -48,14 +48,8 @@ class Ranked:
         return replace(self.scored, ids=self.corpus_ids[self.scored.ids])
 
 
-def model_id(path: Path) -> str:
-    """The model an index records (``config.model_key``: its folder's names and a hash of its weights), so an
-    index built with another model is rebuilt."""
-    return model_key(path)
-
-
 def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpec:
-    return index_mod.BuildSpec(model=model_id(settings.resolved_model_path()), passage_size=settings.passage_size,
+    return index_mod.BuildSpec(model=model_key(settings.resolved_model_path()), passage_size=settings.passage_size,
                                passage_overlap=settings.passage_overlap, layout=layout,
                                passage_vectors=settings.passage_vectors,
                                ann_min_passages=settings.ann_min_passages, token_vectors=settings.token_vectors)

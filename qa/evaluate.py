@@ -232,243 +232,140 @@ def selection_scorers(settings) -> dict[str, Callable]:
     return scorers
 
 
-def selection_markdown(dataset: str, results: dict) -> str:
-    lines = [f"# Answer sentence selection: {dataset}", "", "| scorer | MAP | MRR | questions | ms / question |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['MAP']:.3f} | {r['MRR']:.3f} | {r['questions']} | {r['ms_per_question']:.1f} |"
-              for name, r in results.items()]
-    return "\n".join(lines) + "\n"
+# -- one `qa eval` run: the data, the engine, the report's files -----------------------------------------
+
+DATASETS = ("seeds", "squad-v2-dev", "coqa", "wikiqa")
+SPLITS = ("all", "tune", "test")
+DEFAULT_GOLD = Path("eval/gold.jsonl")  # the seeds' questions; eval/conversations.jsonl holds their dialogues
 
 
-# -- reports ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalRun:
+    """What one ``qa eval`` measures and where its report goes. ``gold`` (dataset "seeds"): questions over
+    the corpus folder; the report is named after the gold file. ``conversations``: dialogues over the same
+    documents, asked turn by turn (with the default gold file, eval/conversations.jsonl)."""
 
+    dataset: str = "seeds"
+    split: str = "all"
+    retrievers: tuple[str, ...] = ("bm25", "dense", "hybrid")
+    http: str | None = None
+    limit: int | None = None
+    out_dir: Path = Path("eval/reports")
+    gold: Path = DEFAULT_GOLD
+    conversations: Path | None = None
+    command: str = ""
 
-def write_report(report: dict, folder: Path, stem: str) -> dict[str, Path]:
-    """``<stem>.json``, ``<stem>.md`` and ``<stem>.png``: a bar chart comparing the retrievers, or for a
-    conversational report (:func:`evaluate_dialogues`) its conditions."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md", "png": folder / f"{stem}.png"}
-    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    conversational = "conditions" in report
-    (_dialogue_chart if conversational else _chart)(report, paths["png"])
-    if not conversational and any(s.get("refusal_curve") for s in report["retrievers"].values()):
-        paths["refusal_png"] = folder / f"{stem}-refusal.png"
-        refusal.chart(report, paths["refusal_png"])
-    text = (dialogue_markdown if conversational else markdown)(report, paths["png"].name)
-    paths["md"].write_text(text, encoding="utf-8")
-    return paths
+    def stem(self, name: str) -> str:
+        """A report's file stem: the data's name, the date, the split and any limit."""
+        import datetime
 
-
-def markdown(report: dict, chart: str | None = None) -> str:
-    lines = [f"# Evaluation: {report['dataset']}", ""]
-    meta = report.get("meta", {})
-    if meta:
-        lines += [f"- {k}: `{v}`" for k, v in meta.items()] + [""]
-    lines += ["## Ranking (answerable questions, before abstention)", "",
-              "| retriever | " + " | ".join(METRICS) + " | refused unanswerable | wrongly refused | citation integrity "
-              "| p50 ms | p95 ms |",
-              "|---" * (len(METRICS) + 6) + "|"]
-    for mode, s in report["retrievers"].items():
-        m, a, lat = s["overall"], s["abstention"], s["latency"]
-        lines.append(f"| {mode} | " + " | ".join(f"{m.get(k, 0):.3f}" for k in METRICS)
-                     + f" | {a['abstain_recall']:.3f} | {a['wrongly_refused']:.3f} | {s['citation_integrity']:.3f}"
-                     + f" | {lat.get('p50_ms', 0):.1f} | {lat.get('p95_ms', 0):.1f} |")
-    lines += ["", "## By question kind", "", "| retriever | kind | n | " + " | ".join(METRICS) + " |",
-              "|---" * (len(METRICS) + 3) + "|"]
-    for mode, s in report["retrievers"].items():
-        for kind, m in s["by_kind"].items():
-            if len(m) > 1:
-                lines.append(f"| {mode} | {kind} | {m['n']} | " + " | ".join(f"{m.get(k, 0):.3f}" for k in METRICS) + " |")
-    lines += ["", "## Abstention", "", "| retriever | precision | recall | F1 | wrongly refused (answerable) |",
-              "|---|---|---|---|---|"]
-    for mode, s in report["retrievers"].items():
-        a = s["abstention"]
-        lines.append(f"| {mode} | {a['abstain_precision']:.3f} | {a['abstain_recall']:.3f} | {a['abstain_f1']:.3f} "
-                     f"| {a['wrongly_refused']:.3f} |")
-    lines += refusal.markdown(report, chart)
-    if chart:
-        lines += ["", f"![retrievers compared]({chart})"]
-    return "\n".join(lines) + "\n"
-
-
-def _chart(report: dict, path: Path) -> None:
-    names = list(METRICS)
-    series = {mode: [s["overall"].get(n, 0.0) for n in names] for mode, s in report["retrievers"].items()}
-    bar_chart(path, series, names, f"{report['dataset']}: retrievers compared (answerable questions)")
-
-
-def bar_chart(path: Path, series: dict[str, list[float]], labels: list[str], title: str,
-              size: tuple[float, float] = (8, 4)) -> None:
-    """Grouped bars on a 0–1 scale: one bar per series at each label."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    x = np.arange(len(labels))
-    width = 0.8 / max(len(series), 1)
-    fig, ax = plt.subplots(figsize=size)
-    for i, (name, values) in enumerate(series.items()):
-        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
-    ax.set_xticks(x, labels, fontsize=8 if len(labels) > 5 else None)
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-# -- conversations (CoQA) ------------------------------------------------------------------------------
-
-CONDITIONS = ("floor", "conversation", "ceiling")
-CONDITION_HELP = {
-    "floor": "each turn asked alone",
-    "conversation": "each dialogue asked turn by turn as one conversation (Engine.ask with a conversation id)",
-    "ceiling": "as a conversation, every turn answered from the dialogue's own story only",
-}
-TURN_METRICS = ("Hit@1", "Success@3", "right story@1")
+        return (f"{name}-{datetime.date.today().isoformat()}" + ("" if self.split == "all" else f"-{self.split}")
+                + (f"-limit{self.limit}" if self.limit else ""))
 
 
 @dataclass
-class TurnResult:
-    """What one turn of a dialogue got back, under one condition."""
-
-    conversation: str
-    turn: int
-    split: str
-    domain: str
-    answerable: bool
-    hit1: bool
-    success3: bool
-    right_story: bool  # the first sentence is from the dialogue's own story
-    latency_ms: float
-    understood_as: str | None = None
-    top: str = ""
-    judged: Result | None = None  # the turn judged as a question (its ranks, decision and confidence)
-
-    @property
-    def position(self) -> str:
-        return "opener" if self.turn == 0 else "follow-up"
+class EvalOutcome:
+    report: dict
+    paths: dict[str, Path]
+    text: str  # the report in Markdown, as printed
 
 
-def ask_dialogues(dataset: Dataset, engine, condition: str, mode: str = "hybrid") -> list[TurnResult]:
-    """Every dialogue of ``dataset`` asked under ``condition`` (see :data:`CONDITION_HELP`).
+def run_evaluation(run: EvalRun, settings, note: Callable[[str], None] = lambda message: None) -> list[EvalOutcome]:
+    """Load the data ``run`` names, open an engine over it (or ask the server at ``run.http``), measure, and
+    write the report files: one outcome, or two for WikiQA (its candidates ranked alone, then its pages)."""
+    from qa import reports
+    from qa.datasets import load_squad, load_wikiqa, load_wikiqa_pages
 
-    Conversations are stored in the engine's conversation store, so give the engine a throw-away
-    ``data_dir``. Unanswerable turns are asked (the user asked them) and recorded, not scored.
-    """
-    if condition not in CONDITIONS:
-        raise ValueError(f"unknown condition {condition!r}: choose from {', '.join(CONDITIONS)}")
-    raw = {d.doc_id: d.raw for d in dataset.documents}
-    results = []
-    for cid, turns in dataset.conversations.items():
-        story = dataset.sources[cid]
-        conversation_id = f"{condition}-{cid}"
-        engine.conversations.delete(conversation_id)
-        for q in turns:
-            t0 = time.perf_counter()
-            if condition == "floor":
-                answer = engine.ask(q.question, top_k=RANK_DEPTH, retriever=mode, abstain=False)
-            elif condition == "conversation":
-                answer = engine.ask(q.question, top_k=RANK_DEPTH, retriever=mode, conversation_id=conversation_id,
-                                    create_missing=True, abstain=False)
-            else:
-                answer = engine.conversations.ask(q.question, conversation_id, top_k=RANK_DEPTH, mode=mode,
-                                                  create_missing=True, abstain=False, documents=(story,))
-            ms = (time.perf_counter() - t0) * 1000
-            judged = judge(q, answer.to_dict(), ms, raw)
-            ranks = judged.covered.values()
-            first = answer.sentences[0].citation.doc_id if answer.sentences else None
-            results.append(TurnResult(cid, q.turn, q.split, q.kind, q.answerable, 1 in ranks,
-                                      any(r <= 3 for r in ranks), first == story, ms, answer.understood_as,
-                                      judged.top[:120], judged))
-    return results
-
-
-def turn_metrics(results: list[TurnResult]) -> dict[str, float]:
-    """Hit@1, Success@3 and right story@1 over the answerable turns of ``results``, with their count."""
-    scored = [r for r in results if r.answerable]
-    if not scored:
-        return {"n": 0}
-    n = len(scored)
-    return {"n": n, "Hit@1": round(sum(r.hit1 for r in scored) / n, 4),
-            "Success@3": round(sum(r.success3 for r in scored) / n, 4),
-            "right story@1": round(sum(r.right_story for r in scored) / n, 4)}
+    if run.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {run.dataset!r}: choose one of {', '.join(DATASETS)}")
+    if run.split not in SPLITS:
+        raise ValueError(f"unknown split {run.split!r}: choose one of {', '.join(SPLITS)}")
+    if run.dataset == "coqa":
+        return [_run_dialogues(run, settings, note)]
+    outcomes = []
+    if run.dataset == "seeds":
+        data = _gold_dataset(run, settings, note)
+    elif run.dataset == "squad-v2-dev":
+        data = load_squad(settings.shared_data_dir)
+        settings = settings.model_copy(update={"index_name": "squad-v2-dev"})
+    else:  # wikiqa: its own candidates ranked by each scorer, then the engine over its pages
+        part = "dev" if run.split == "tune" else "test"
+        results = evaluate_selection(load_wikiqa(settings.shared_data_dir, part), selection_scorers(settings))
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        path = run.out_dir / f"{run.stem(f'wikiqa-{part}-selection')}.json"
+        path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        outcomes.append(EvalOutcome(results, {"json": path}, reports.selection_markdown(f"wikiqa {part}", results)))
+        data = load_wikiqa_pages(settings.shared_data_dir, part)
+        settings = settings.model_copy(update={"index_name": f"wikiqa-{part}"})
+    data = data.select(run.split)
+    if run.limit:
+        data.questions = data.questions[:run.limit]
+    report = evaluate_dataset(data, _runner(run, settings, data, note), list(run.retrievers),
+                              settings.abstain_threshold)
+    report["meta"] = {**_meta(run, settings), "questions": len(data.questions),
+                      "via": run.http or "in-process engine", "passage_size": settings.passage_size,
+                      "passage_overlap": settings.passage_overlap, "fusion": settings.fusion,
+                      "abstain_threshold": settings.abstain_threshold}
+    paths = reports.write_report(report, run.out_dir, run.stem(data.name))
+    outcomes.append(EvalOutcome(report, paths, reports.markdown(report)))
+    return outcomes
 
 
-def summarize_dialogues(results: list[TurnResult]) -> dict:
-    """Per split (and all): openers and follow-ups; per domain; latency of every turn asked."""
-    out: dict = {}
-    for split in ("tune", "test", "all"):
-        part = [r for r in results if split == "all" or r.split == split]
-        if not part:
-            continue
-        domains = sorted({r.domain for r in part})
-        out[split] = {
-            "opener": turn_metrics([r for r in part if r.position == "opener"]),
-            "follow-up": turn_metrics([r for r in part if r.position == "follow-up"]),
-            "by_domain": {d: {p: turn_metrics([r for r in part if r.domain == d and r.position == p])
-                              for p in ("opener", "follow-up")} for d in domains},
-        }
-    out["latency"] = latency(results)
-    return out
+def _gold_dataset(run: EvalRun, settings, note: Callable[[str], None]) -> Dataset:
+    from qa.datasets import load_gold
+    from qa.ingest import IngestLimits, load_corpus
+
+    conversations = run.conversations
+    if conversations is None and run.gold == DEFAULT_GOLD and DEFAULT_GOLD.with_name("conversations.jsonl").exists():
+        conversations = DEFAULT_GOLD.with_name("conversations.jsonl")
+    if conversations is not None:
+        note(f"dialogues from {conversations}")
+    documents = load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
+    name = "seeds" if run.gold == DEFAULT_GOLD else run.gold.stem
+    return load_gold(run.gold, documents, conversations, name=name)
 
 
-def evaluate_dialogues(dataset: Dataset, engine, conditions: tuple[str, ...] = CONDITIONS,
-                       mode: str = "hybrid") -> dict:
-    """The report's content for a conversational dataset (no I/O besides the conversation store)."""
-    out = {"dataset": dataset.name, "documents": len(dataset.documents), "dialogues": len(dataset.conversations),
-           "turns": sum(len(t) for t in dataset.conversations.values()), "retriever": mode,
-           "conditions": {}, "failures": {}}
-    for condition in conditions:
-        results = ask_dialogues(dataset, engine, condition, mode)
-        out["conditions"][condition] = summarize_dialogues(results)
-        out["failures"][condition] = [
-            {"turn": f"{r.conversation}.{r.turn + 1}", "split": r.split, "domain": r.domain,
-             "right_story": r.right_story,
-             **({"understood_as": r.understood_as, "top": r.top} if dataset.quotable else {})}
-            for r in results if r.answerable and not r.hit1][:200]
-    return out
+def _runner(run: EvalRun, settings, data: Dataset, note: Callable[[str], None]):
+    if run.http:
+        return HttpRunner(run.http)
+    from qa.engine import Engine
+
+    note(f"opening the {data.name} index…")
+    engine = Engine.open(settings, documents=data.documents, layout=data.layout,
+                         on_rebuild=lambda why: note(f"building the {data.name} index ({why})…"))
+    return EngineRunner(engine)
 
 
-def dialogue_markdown(report: dict, chart: str | None = None) -> str:
-    lines = [f"# Evaluation: {report['dataset']} (conversations)", "",
-             f"{report['dialogues']} dialogues, {report['turns']} turns, {report['documents']} documents, "
-             f"{report['retriever']} retriever; unanswerable turns are asked but not scored.", ""]
-    lines += [f"- {k}: `{v}`" for k, v in report.get("meta", {}).items()]
-    lines += [f"- {c}: {CONDITION_HELP[c]}" for c in report["conditions"]] + [""]
-    head = "| condition | split | " + " | ".join(f"{p} {m}" for p in ("opener", "follow-up") for m in TURN_METRICS)
-    lines += ["## Openers and follow-ups", "", head + " | n follow-ups | p50 ms | p95 ms |",
-              "|---" * (2 + 2 * len(TURN_METRICS) + 3) + "|"]
-    for condition, summary in report["conditions"].items():
-        lat = summary.get("latency", {})
-        for split in ("test", "tune", "all"):
-            if split not in summary or (split == "all" and not {"test", "tune"} <= summary.keys()):
-                continue  # "all" only when it differs from the one split there is
-            s = summary[split]
-            cells = [f"{s[p].get(m, 0.0):.3f}" for p in ("opener", "follow-up") for m in TURN_METRICS]
-            lines.append(f"| {condition} | {split} | " + " | ".join(cells) + f" | {s['follow-up']['n']} "
-                         f"| {lat.get('p50_ms', 0):.1f} | {lat.get('p95_ms', 0):.1f} |")
-    split = next((s for s in ("test", "tune", "all") if all(s in v for v in report["conditions"].values())), None)
-    if split is not None:
-        lines += ["", f"## By domain (follow-ups, {split} split)", "",
-                  "| domain | " + " | ".join(f"{c} {m}" for c in report["conditions"] for m in ("Hit@1", "right story@1"))
-                  + " | n |", "|---" * (2 + 2 * len(report["conditions"])) + "|"]
-        first = next(iter(report["conditions"].values()))
-        for domain in first[split]["by_domain"]:
-            rows = [report["conditions"][c][split]["by_domain"][domain]["follow-up"] for c in report["conditions"]]
-            lines.append(f"| {domain} | " + " | ".join(f"{r.get(m, 0.0):.3f}" for r in rows
-                                                       for m in ("Hit@1", "right story@1")) + f" | {rows[0]['n']} |")
-    if chart:
-        lines += ["", f"![conditions compared]({chart})"]
-    return "\n".join(lines) + "\n"
+def _meta(run: EvalRun, settings) -> dict:
+    import datetime
+
+    return {"date": datetime.date.today().isoformat(), "split": run.split, "command": run.command}
 
 
-def _dialogue_chart(report: dict, path: Path) -> None:
-    bars = [(p, m) for p in ("opener", "follow-up") for m in TURN_METRICS]
-    split = next((s for s in ("test", "all") if all(s in v for v in report["conditions"].values())), "tune")
-    series = {c: [v.get(split, {}).get(p, {}).get(m, 0.0) for p, m in bars] for c, v in report["conditions"].items()}
-    bar_chart(path, series, [f"{p}\n{m}" for p, m in bars], f"{report['dataset']}: conversations, {split} split",
-              size=(9, 4))
+def _run_dialogues(run: EvalRun, settings, note: Callable[[str], None]) -> EvalOutcome:
+    """CoQA's dialogues as conversations: stories written under the index root, conversations in a temporary
+    store."""
+    import tempfile
+
+    from qa import reports
+    from qa.datasets import COQA_FILE, load_coqa
+    from qa.dialogue_eval import evaluate_dialogues
+    from qa.engine import Engine
+
+    if run.http:
+        raise ValueError("coqa is evaluated in process only (its conversations need the engine's store)")
+    data = load_coqa(settings.shared_data_dir / COQA_FILE, settings.index_root / "_datasets" / "coqa").select(run.split)
+    if run.limit:
+        data = data.first_conversations(run.limit)
+    with tempfile.TemporaryDirectory(prefix="qa-coqa-") as store:
+        settings = settings.model_copy(update={"index_name": "coqa", "data_dir": Path(store)})
+        note("opening the coqa index…")
+        engine = Engine.open(settings, documents=data.documents,
+                             on_rebuild=lambda why: note(f"building the coqa index ({why})…"))
+        try:
+            report = evaluate_dialogues(data, engine, mode=run.retrievers[0])
+        finally:
+            engine.conversations.close()
+    report["meta"] = {**_meta(run, settings), "dialogues": len(data.conversations), "via": "in-process engine"}
+    paths = reports.write_report(report, run.out_dir, run.stem("coqa"))
+    return EvalOutcome(report, paths, reports.dialogue_markdown(report))

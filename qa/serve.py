@@ -295,3 +295,71 @@ def run_workers(settings: Settings, *, host: str, port: int, access_log: bool = 
         log.info("Stopped supervisor [%d]", os.getpid())
     if 0 in stopping:
         raise SystemExit(1)
+
+
+# -- `qa serve`: the host policy, the index prepared, one process or several -----------------------------
+
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+ANY_ADDRESS = {"0.0.0.0", "::", ""}
+
+
+def bound_to(host: str, settings: Settings) -> Settings:
+    """The settings of a server listening on ``host``: a specific address is added to the allowed Host
+    names (clients may use it); listening on every address, the user is told to name the hosts clients use,
+    which no address can tell."""
+    if "*" in settings.allowed_hosts or host in settings.allowed_hosts:
+        return settings
+    if host in ANY_ADDRESS:
+        if set(settings.allowed_hosts) <= LOOPBACK:
+            from qa.console import note
+
+            note(f"listening on every address, but only requests for {', '.join(settings.allowed_hosts)} are "
+                 f"answered: set QA_ALLOWED_HOSTS (a JSON list) to the names and addresses clients use")
+        return settings
+    return settings.model_copy(update={"allowed_hosts": [*settings.allowed_hosts, host.strip("[]")]})
+
+
+def serve(settings: Settings, *, host: str, port: int, access_log: bool = True) -> None:
+    """``qa serve``: the port checked first (a busy port fails in one line, not after a build), the index
+    built when missing or stale, then one process, or ``settings.serve_workers`` supervised workers."""
+    from qa.console import note, open_engine
+
+    reserve_port(host, port).close()
+    banner = (f"serving {settings.corpus_dir} with {settings.serve_workers} worker process(es): the chat page "
+              f"is at /, the API docs at /docs")
+    if settings.serve_workers == 1:
+        import uvicorn
+
+        from qa.api import serving_app
+        from qa.api.middleware import uvicorn_options
+
+        engine = open_engine(settings)  # builds the index first if needed; fails here, not in the first request
+        note(banner)
+        uvicorn.run(serving_app(engine, settings), host=host, port=port, access_log=access_log, log_level="info",
+                    **uvicorn_options(settings))
+        return
+    prepare_index(settings)
+    note(banner)
+    run_workers(settings, host=host, port=port, access_log=access_log)
+
+
+def prepare_index(settings: Settings) -> None:
+    """Build the index if it is missing or stale (and export the query model), in a child process: a build
+    loads torch, which the supervisor of the workers would otherwise hold for its lifetime (about 900 MiB)."""
+    child = multiprocessing.get_context("spawn").Process(target=_open_and_exit, args=(settings, os.getpid()),
+                                                         name="qa-prepare-index")
+    child.start()
+    child.join()
+    if child.exitcode:
+        raise SystemExit(child.exitcode)
+
+
+def _open_and_exit(settings: Settings, parent: int) -> None:
+    from qa.console import describe, err, error_line, open_engine
+
+    end_with_parent(parent)
+    try:
+        open_engine(settings)
+    except Exception as exc:
+        err.print(error_line(describe(exc)))
+        sys.exit(1)

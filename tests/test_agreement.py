@@ -271,19 +271,19 @@ def test_a_stored_turn_keeps_its_disagreements(engine, tmp_path):
 def test_the_cli_shows_both_versions_side_by_side(engine):
     from rich.console import Console
 
-    from qa import cli
+    from qa import console as terminal
     from qa.conversation.store import Turn
 
     answer, _ = _first(engine, QUESTION)
     console = Console(width=200, record=True, color_system=None)
-    cli.out, saved = console, cli.out
+    terminal.out, saved = console, terminal.out
     try:
-        cli.print_answer(answer)
+        terminal.print_answer(answer)
         shown = console.export_text()
-        cli.print_sources(None, Turn.from_answer(QUESTION, answer))
+        terminal.print_sources(None, Turn.from_answer(QUESTION, answer))
         sources = console.export_text()
     finally:
-        cli.out = saved
+        terminal.out = saved
     for text in (shown, sources):
         assert "sources differ: Six / Nine" in text and "sources differ: Nangarhar / Kunar" in text
         assert "tribune.txt" in text and "Nine Taliban fighters" in text

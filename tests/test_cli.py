@@ -88,3 +88,52 @@ def test_ask_shows_the_page_of_a_pdf_citation(tmp_path, seed_engine):
     r = runner.invoke(app, ["ask", "How many passengers does the ferry terminal handle an hour?", "--json", *args])
     first = json.loads(r.stdout)["sentences"][0]
     assert first["page"] == 2 and first["doc_id"] == "harbour.pdf"
+
+
+def _one_error_line(r) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+def test_options_ray_does_not_support_are_refused_in_one_line(tmp_path):
+    root = ["--index-root", str(tmp_path / "index")]
+    cases = [(["serve", "--ray", "--watch"], "--watch"),
+             (["serve", "--ray", "--allow-reload"], "--allow-reload"),
+             (["serve", "--ray", "--workers", "2"], "--workers"),
+             (["serve", "--ray"], "QA_ADMIN_TOKEN"),
+             (["index", "--ray", "--rebuild"], "--rebuild"),
+             (["index", "--shards", "3"], "add --ray"),
+             (["serve", "--ray-address", "10.0.0.1:6379"], "needs --ray")]
+    for args, named in cases:
+        env = {"QA_ADMIN_TOKEN": "x" * 32} if named == "QA_ADMIN_TOKEN" else {}
+        r = runner.invoke(app, args + root, env=env)
+        assert r.exit_code == 2 and named in _one_error_line(r), (args, r.output)
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    for args, named in ((["ask", "x", "--retriever", "magic"], "'magic' is not one of"),
+                        (["eval", "--dataset", "nope"], "'nope' is not one of"),
+                        (["eval", "--dataset", "coqa", "--gold", "x.jsonl"], "--gold"),
+                        (["ask"], "Missing argument")):
+        r = runner.invoke(app, args + ["--index-root", str(tmp_path / "index")])
+        assert r.exit_code == 2 and named in _one_error_line(r), (args, r.output)
+
+
+def test_eval_on_your_own_gold_file_names_the_report_after_it(seed_settings, seed_engine, tmp_path):
+    gold = tmp_path / "desk-questions.jsonl"
+    gold.write_text(json.dumps({"id": "q1", "question": "When did the Taliban return to power in Afghanistan?",
+                                "evidence": [{"doc_id": "000_f45c79c16f6a0511.txt",
+                                              "quote": "return of Taliban to power in August 2021"}]}) + "\n",
+                    encoding="utf-8")
+    r = runner.invoke(app, ["eval", "--gold", str(gold), "--retriever", "bm25", "--out", str(tmp_path / "reports"),
+                            "--index-root", str(seed_settings.index_root)])
+    assert r.exit_code == 0, r.output
+    written = sorted(p.name for p in (tmp_path / "reports").iterdir())
+    assert written and all(name.startswith("desk-questions-") for name in written)
+    report = json.loads(next((tmp_path / "reports").glob("*.json")).read_text(encoding="utf-8"))
+    assert report["dataset"] == "desk-questions" and report["meta"]["questions"] == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "q1"}\n', encoding="utf-8")
+    r = runner.invoke(app, ["eval", "--gold", str(bad), "--index-root", str(seed_settings.index_root)])
+    assert r.exit_code == 1 and "bad.jsonl:1: question: Field required" in _one_error_line(r)

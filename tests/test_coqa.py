@@ -93,10 +93,10 @@ def coqa_engine(seed_settings, tmp_path_factory):
 
 
 def test_dialogues_are_asked_as_conversations_with_floor_and_ceiling(coqa_engine, tmp_path):
-    from qa import evaluate
+    from qa import dialogue_eval, reports
 
     data, engine = coqa_engine
-    report = evaluate.evaluate_dialogues(data, engine)
+    report = dialogue_eval.evaluate_dialogues(data, engine)
     assert set(report["conditions"]) == {"floor", "conversation", "ceiling"}
     assert report["dialogues"] == 2 and report["turns"] == 5 and report["documents"] == 2
     for summary in report["conditions"].values():
@@ -111,7 +111,7 @@ def test_dialogues_are_asked_as_conversations_with_floor_and_ceiling(coqa_engine
     # each dialogue is stored as one conversation, every turn (the unanswerable one too) in order
     stored = engine.conversations.turns("conversation-mouse01")
     assert [t.question for t in stored] == [q.question for q in data.conversations["mouse01"]]
-    paths = evaluate.write_report(report, tmp_path, "coqa-small")
+    paths = reports.write_report(report, tmp_path, "coqa-small")
     assert json.loads(paths["json"].read_text())["turns"] == 5
     # a failed turn is named by its id: CoQA's questions and stories never enter a report
     written = paths["json"].read_text() + paths["md"].read_text()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 from qa.config import Settings, bundled_model_path, model_fingerprint, model_key
-from qa.engine import build_spec, index_is_current, model_id
+from qa.engine import build_spec, index_is_current
 
 
 def _folder(root, name: str, weights: bytes):
@@ -33,14 +33,14 @@ def test_the_onnx_export_and_the_index_spec_name_the_model(tmp_path):
     assert base.onnx_path().parent.name == model_key(bundled_model_path())
     assert other.onnx_path().parent.name.startswith("models-encoder-")
     assert base.onnx_path() != other.onnx_path()
-    assert build_spec(base).model == model_id(bundled_model_path())
+    assert build_spec(base).model == model_key(bundled_model_path())
     assert build_spec(other).model == f"models-encoder-{model_fingerprint(custom)}" != build_spec(base).model
 
 
 def test_an_index_built_with_another_model_is_rebuilt(seed_engine, tmp_path):
     docs = list(seed_engine.index.documents.values())
     target = seed_engine.settings.index_dir()
-    assert seed_engine.index.manifest["model"] == model_id(seed_engine.settings.resolved_model_path())
+    assert seed_engine.index.manifest["model"] == model_key(seed_engine.settings.resolved_model_path())
     assert index_is_current(target, docs, build_spec(seed_engine.settings)) == (True, "up to date")
     weights = bundled_model_path() / "model.safetensors"
     copy = tmp_path / "models" / "encoder"

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 from typer.testing import CliRunner
 
-from qa import cli
+from qa import cli, console, serve
 from qa.api import create_app
 from qa.config import PROJECT_ROOT, Settings
 from qa.conversation import ConversationStore, Turn
@@ -80,17 +80,17 @@ def test_a_follow_up_with_markup_survives_chat(seed_settings, seed_engine):
 
 def test_control_characters_in_document_text_are_shown_escaped(monkeypatch):
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "out", Console(file=buffer, force_terminal=True, markup=False, emoji=False,
+    monkeypatch.setattr(console, "out", Console(file=buffer, force_terminal=True, markup=False, emoji=False,
                                             highlight=False, width=200))
     hostile = "Rates rose\x1b[2J\x1b]0;pwned\x07 by \u202etwo\u202c points :fire: [red]x[/red]."
     cite = Citation("evil\x1b[31m.txt", "Title\x9b1m", 0, 0, len(hostile))
-    cli.print_answer(Answer("q", True, [AnswerSentence(hostile, cite, 1.0)], "hybrid", 0.9,
+    console.print_answer(Answer("q", True, [AnswerSentence(hostile, cite, 1.0)], "hybrid", 0.9,
                             understood_as="q [+ \x1b[5m]"))
     shown = buffer.getvalue()
     assert "\\x1b[2J" in shown and "\\x1b]0;pwned\\x07" in shown and "\\u202e" in shown and "\\x9b" in shown
     assert "\x1b[2J" not in shown and "\x07" not in shown and "\u202e" not in shown and "\x9b" not in shown
     assert ":fire:" in shown and "[red]x[/red]" in shown  # no emoji codes, no markup
-    assert cli.visible("line one\n\tline two") == "line one\n\tline two"
+    assert console.visible("line one\n\tline two") == "line one\n\tline two"
 
 
 # -- the CLI: every failure is one line ----------------------------------------------------------------
@@ -131,9 +131,9 @@ def test_serve_with_workers_on_a_busy_port_fails_in_one_line(tmp_path):
 
 def test_a_wildcard_bind_tells_how_to_allow_hosts_and_an_address_is_allowed(capsys):
     settings = Settings(allowed_hosts=["localhost", "127.0.0.1", "::1"])
-    assert cli.bound_to("0.0.0.0", settings).allowed_hosts == settings.allowed_hosts
+    assert serve.bound_to("0.0.0.0", settings).allowed_hosts == settings.allowed_hosts
     assert "QA_ALLOWED_HOSTS" in capsys.readouterr().err
-    assert cli.bound_to("192.0.2.7", settings).allowed_hosts[-1] == "192.0.2.7"
+    assert serve.bound_to("192.0.2.7", settings).allowed_hosts[-1] == "192.0.2.7"
     assert Settings.model_fields["allowed_hosts"].default == ["localhost", "127.0.0.1", "::1"]
 
 

@@ -116,3 +116,15 @@ def build_sharded(docs: list[Document], settings: Settings, *, shards: int, work
     folders = ray.get(writes)
     return sh.write_set(root, folders, counts, stats, spec, dim, corpus_fingerprint(docs), started)
 
+
+
+def build_corpus(settings: Settings, address: str | None = None, *, shards: int = 2, workers: int = 2,
+                 report: Callable[[str], None] = lambda _: None) -> sh.ShardSet:
+    """``qa index --ray``: the corpus folder of ``settings`` read, the model's ONNX export made, and the
+    sharded index built on the Ray cluster at ``address`` (or a local instance)."""
+    from qa.ingest import IngestLimits, load_corpus
+
+    docs = load_corpus(settings.corpus_dir, IngestLimits.from_settings(settings))
+    ensure_onnx_export(settings, docs)
+    with ray_session(address):
+        return build_sharded(docs, settings, shards=shards, workers=workers, report=report)
