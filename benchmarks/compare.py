@@ -1,6 +1,6 @@
 """Quick A/B of ranking settings on the tune splits (seeds gold and a SQuAD sample), hybrid retriever.
 
-    .venv/bin/python benchmarks/compare.py --squad 800 'w_lexical=0.6' 'w_lexical=0.3,w_passage=0.4'
+    .venv/bin/python benchmarks/compare.py --squad 800 'w_lexical=0.6' 'w_lexical=0.3,w_context=0.5'
 
 Each argument is a set of Settings overrides; the first row is the current defaults. Query vectors are
 cached, so variants differ only in ranking work. Use `qa eval` for the figures that get reported.

@@ -6,7 +6,7 @@ Corpus: the SQuAD 2.0 dev half's 646 paragraphs (shared data, evaluation only; t
 built into a temporary index root (the ONNX export is copied from index/: run `qa index` once first).
 Phases, each on a local Ray instance of 2 CPUs:
   1. build: the sharded build (2 shards) with 1 and then 2 encoder actors → sentences/s and their ratio;
-     the one-process build (qa/index.py, the ONNX encoder on 2 threads) for reference;
+     the one-process build (qa/index/, the ONNX encoder on 2 threads) for reference;
   2. serving: the first N answerable SQuAD questions asked one at a time → p50/p95 of one process (the
      engine in process, and its HTTP app under uvicorn), of the sharded front in process (merging only) and of
      Ray Serve over HTTP (a deployment per shard and the front); then 4 concurrent clients for 20 s

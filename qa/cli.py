@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import sys
@@ -20,6 +21,7 @@ from typer.core import TyperGroup
 from qa.config import RETRIEVERS, Settings
 from qa.console import (describe, err, error_line, note, open_engine, out, print_answer, print_corpus_summary,
                         print_sources, visible)
+from qa.evaluate import DATASETS, DEFAULT_GOLD, SPLITS
 from qa.types import Answer
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,11 @@ IndexOpt = Annotated[Optional[Path], typer.Option("--index-root", help="where in
 # Unset options fall back to Settings (QA_TOP_K, QA_RETRIEVER), as the HTTP API's do.
 TopKOpt = Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=20,
                                                 help="sentences to return (default: QA_TOP_K, 5)")]
-RetrieverOpt = Annotated[Optional[str], typer.Option(click_type=click.Choice(RETRIEVERS),
-                                                     help="default: QA_RETRIEVER, hybrid")]
+# Choices as enums: Typer lists them in --help and refuses anything else before a command runs.
+Retriever = enum.Enum("Retriever", {name: name for name in RETRIEVERS}, type=str)
+Dataset = enum.Enum("Dataset", {name: name for name in DATASETS}, type=str)
+Split = enum.Enum("Split", {name: name for name in SPLITS}, type=str)
+RetrieverOpt = Annotated[Optional[Retriever], typer.Option(help="default: QA_RETRIEVER, hybrid")]
 ConversationOpt = Annotated[Optional[str], typer.Option(
     "--conversation", "-c", help="continue the conversation NAME (created when missing): follow-ups are read "
                                  "with its earlier turns")]
@@ -138,7 +143,8 @@ def ask(
         fail(str(exc))
     checked_conversation(conversation)
     engine = open_engine(settings_from(corpus, index_root), quiet=as_json)
-    answer = engine.ask(question, top_k=top_k, retriever=retriever, conversation_id=conversation, create_missing=True)
+    answer = engine.ask(question, top_k=top_k, retriever=retriever and retriever.value, conversation_id=conversation,
+                        create_missing=True)
     if as_json:
         sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
@@ -147,20 +153,18 @@ def ask(
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[str, typer.Option(click_type=click.Choice(("seeds", "squad-v2-dev", "coqa", "wikiqa")),
-                                         help="seeds: the gold questions of --gold over --corpus; the others are "
-                                              "read from QA_SHARED_DATA_DIR")] = "seeds",
-    split: Annotated[str, typer.Option(click_type=click.Choice(("all", "tune", "test")),
-                                       help="wikiqa: tune is its dev file, else test")] = "all",
-    retriever: Annotated[Optional[list[str]], typer.Option(click_type=click.Choice(RETRIEVERS),
-                                                           help="repeat to choose; default: all three")] = None,
+    dataset: Annotated[Dataset, typer.Option(help="seeds: the gold questions of --gold over --corpus; the "
+                                                  "others are read from QA_SHARED_DATA_DIR")] = Dataset.seeds,
+    split: Annotated[Split, typer.Option(help="wikiqa: tune is its dev file, else test")] = Split.all,
+    retriever: Annotated[Optional[list[Retriever]], typer.Option(help="repeat to choose; default: all "
+                                                                      "three")] = None,
     http: Annotated[Optional[str], typer.Option(help="evaluate a running server at this URL instead")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N questions (coqa: dialogues; smoke "
                                                              "runs)")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="report folder")] = Path("eval/reports"),
     gold: Annotated[Path, typer.Option(help="gold questions over the corpus, one JSON object a line (README: "
                                             "\"Evaluate on your own questions\"); the report is named after it")]
-    = Path("eval/gold.jsonl"),
+    = DEFAULT_GOLD,
     conversations: Annotated[Optional[Path], typer.Option(help="dialogues over the corpus, asked turn by turn "
                                                                "(default: eval/conversations.jsonl with the "
                                                                "default --gold, else none)")] = None,
@@ -170,9 +174,10 @@ def eval_(
     """Measure answer quality, abstention, citation integrity and latency on a gold set."""
     from qa.evaluate import EvalRun, run_evaluation
 
-    if dataset != "seeds" and (gold != Path("eval/gold.jsonl") or conversations is not None):
-        fail(f"--gold and --conversations are questions over --corpus (--dataset seeds), not over {dataset}")
-    run = EvalRun(dataset, split, tuple(retriever or RETRIEVERS), http, limit, out_dir, gold, conversations,
+    if dataset is not Dataset.seeds and (gold != DEFAULT_GOLD or conversations is not None):
+        fail(f"--gold and --conversations are questions over --corpus (--dataset seeds), not over {dataset.value}")
+    modes = tuple(r.value for r in retriever) if retriever else RETRIEVERS
+    run = EvalRun(dataset.value, split.value, modes, http, limit, out_dir, gold, conversations,
                   command="qa " + " ".join(sys.argv[1:]))
     for outcome in run_evaluation(run, settings_from(corpus, index_root), note):
         out.print(visible(outcome.text))
@@ -225,7 +230,8 @@ def chat(
             out.print(Text.assemble((f"unknown command {visible(line.split()[0])}", "yellow"), " (/help)"))
         else:
             try:
-                last = engine.ask(line, top_k=top_k, retriever=retriever, conversation_id=cid, create_missing=True)
+                last = engine.ask(line, top_k=top_k, retriever=retriever and retriever.value, conversation_id=cid,
+                                  create_missing=True)
             except InvalidQuestion as exc:
                 err.print(error_line(str(exc)))
                 continue

@@ -18,7 +18,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Retriever = Literal["hybrid", "bm25", "dense"]
 RETRIEVERS: tuple[str, ...] = get_args(Retriever)  # the names, for messages and loops; spelled only above
-Fusion = Literal["rrf", "score"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,14 +104,11 @@ class Settings(BaseSettings):
     # Chunking: passages of `passage_size` sentences, consecutive passages sharing `passage_overlap`.
     passage_size: int = Field(3, ge=1, le=50)
     passage_overlap: int = Field(1, ge=0, le=49)
-    passage_vectors: Literal["encode", "mean"] = Field("mean", description="embed passage text, or average "
-                                                       "its sentences' vectors (half the build time)")
     token_vectors: bool = Field(True, description="keep every sentence's word-piece vectors for the ranker's "
                                                   "token match (about 12 KB per sentence on disk)")
 
     # Retrieval.
     retriever: Retriever = "hybrid"
-    fusion: Fusion = "rrf"
     rrf_k: int = 60
     candidate_passages: int = Field(30, ge=1, description="passages taken from each retriever before fusion")
     ann_min_passages: int = Field(100_000, ge=1, description="from this many passages the dense index is IVF "
@@ -123,7 +119,6 @@ class Settings(BaseSettings):
     # Sentence scoring weights (see qa/rank.py).
     w_dense: float = 1.0
     w_lexical: float = 0.6
-    w_passage: float = 0.0
     w_answer_type: float = 0.15
     # The cues of the kinds added with qa/answer_checks.py inform the decision to answer only: their weight in the
     # ranking is not measured yet (benchmarks/tune_splits.py --set 'w_answer_kinds={}' weighs them as the others).
@@ -141,7 +136,6 @@ class Settings(BaseSettings):
     token_depth: int = Field(15, ge=1, description="sentences, best by the other features, that the word-piece "
                                                    "match re-scores, with their neighbours (the same quality as "
                                                    "all ~75 at a fraction of the cost; docs/DECISIONS.md)")
-    lexical_scale: Literal["bm25", "coverage"] = "coverage"
     heading_penalty: float = 0.15
     duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement
     near_threshold: float = Field(0.7, ge=0, le=1, description="cosine from which a sentence of another document "

@@ -1,6 +1,6 @@
 """Word-list cues and name detection: which words of a question point back into a conversation, which
 name something, and which only frame the question. Shared by the ranker (qa/rank.py), the index's
-per-corpus lookups (qa/index.py) and the reading of follow-ups (qa/conversation/).
+per-corpus lookups (qa/index/corpus.py) and the reading of follow-ups (qa/conversation/).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ own story only)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from qa.datasets import Dataset

@@ -51,7 +51,6 @@ class Ranked:
 def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpec:
     return index_mod.BuildSpec(model=model_key(settings.resolved_model_path()), passage_size=settings.passage_size,
                                passage_overlap=settings.passage_overlap, layout=layout,
-                               passage_vectors=settings.passage_vectors,
                                ann_min_passages=settings.ann_min_passages, token_vectors=settings.token_vectors)
 
 
@@ -302,19 +301,19 @@ class Engine:
         s = self.settings
         if within is None:
             passages = retrieve.retrieve(self.index, query.terms, query.vector, mode=mode,
-                                         depth=s.candidate_passages, fusion=s.fusion, rrf_k=s.rrf_k)
-            ids, passage_rel = rank.candidate_sentences(self.index, passages, depth=s.candidate_passages)
+                                         depth=s.candidate_passages, rrf_k=s.rrf_k)
+            ids = rank.candidate_sentences(self.index.passages, passages, depth=s.candidate_passages)
         else:
-            ids, passage_rel = np.asarray(within, dtype=np.int64), np.zeros(len(within), dtype=np.float32)
-        return Ranked(self.index, self.score_candidates(self.index, ids, passage_rel, query, mode))
+            ids = np.asarray(within, dtype=np.int64)
+        return Ranked(self.index, self.score_candidates(self.index, ids, query, mode))
 
-    def score_candidates(self, index: index_mod.CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray,
-                         query: Query, mode: str) -> rank.ScoredSentences:
+    def score_candidates(self, index: index_mod.CorpusIndex, ids: np.ndarray, query: Query,
+                         mode: str) -> rank.ScoredSentences:
         """Score the candidate sentences ``ids`` of ``index`` with the weights ``mode`` uses."""
         s = self.settings
         weights = rank.Weights.for_mode(mode, s, neighbour_cosine=query.neighbour_cosine)
         pieces = "token" in rank.MODE_FEATURES[mode]  # the word pieces and names are read where they weigh
-        scored = rank.score_sentences(index, ids, passage_rel, query.terms, query.vector, weights, query.text,
+        scored = rank.score_sentences(index, ids, query.terms, query.vector, weights, query.text,
                                       query.tokens if pieces else None, query.names if pieces else None)
         if mode == "hybrid" and s.w_reader > 0:  # the reader's weights were chosen for hybrid
             return self.read(index, query.text, scored)

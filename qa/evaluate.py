@@ -304,7 +304,7 @@ def run_evaluation(run: EvalRun, settings, note: Callable[[str], None] = lambda 
                               settings.abstain_threshold)
     report["meta"] = {**_meta(run, settings), "questions": len(data.questions),
                       "via": run.http or "in-process engine", "passage_size": settings.passage_size,
-                      "passage_overlap": settings.passage_overlap, "fusion": settings.fusion,
+                      "passage_overlap": settings.passage_overlap, "rrf_k": settings.rrf_k,
                       "abstain_threshold": settings.abstain_threshold}
     paths = reports.write_report(report, run.out_dir, run.stem(data.name))
     outcomes.append(EvalOutcome(report, paths, reports.markdown(report)))

@@ -10,7 +10,7 @@ kind of answer asked for. The features are combined linearly with weights from
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -21,7 +21,7 @@ from qa.cues import NAME
 from qa.index import CorpusIndex
 from qa.retrieve import Ranking
 from qa.text import POSSESSIVE
-from qa.types import AnswerSentence, Citation, Disagreement
+from qa.types import AnswerSentence, Citation, Disagreement, Passage
 
 # A sentence opening with one of these usually needs the previous one to be understood.
 _LEANING_OPENERS = ("they ", "he ", "she ", "it ", "this ", "these ", "that ", "those ", "his ", "her ", "their ")
@@ -31,7 +31,6 @@ _LEANING_OPENERS = ("they ", "he ", "she ", "it ", "this ", "these ", "that ", "
 class Weights:
     dense: float
     lexical: float
-    passage: float
     heading_penalty: float
     answer_type: float = 0.0
     context: float = 0.0  # weight of the query terms found only in the neighbouring sentences
@@ -40,7 +39,6 @@ class Weights:
     context_token: float = 0.0  # weight of the word-piece match that only the neighbours add
     name_context: float = 0.0  # share of the match a question's names take from the neighbours
     token_depth: int = 15  # sentences, best by the other features, that the word-piece match re-scores
-    lexical_scale: str = "bm25"  # "bm25": BM25 / best candidate's BM25; "coverage": idf share matched
     answer_kinds: dict[str, float] = field(default_factory=dict)  # an answer kind's own cue weight (else answer_type)
 
     def answer_kind(self, kind: str | None) -> float:
@@ -57,16 +55,15 @@ class Weights:
         used = MODE_FEATURES[mode] - (set() if neighbour_cosine else {"context_dense"})
         return cls(**{name: float(getattr(settings, key)) if name in used else 0.0
                       for name, key in WEIGHT_SETTINGS.items()},
-                   token_depth=settings.token_depth, lexical_scale=settings.lexical_scale,
+                   token_depth=settings.token_depth,
                    answer_kinds=dict(settings.w_answer_kinds))
 
 
 # Each weighted feature of a sentence's score and the Settings field that holds its weight.
-WEIGHT_SETTINGS = {"dense": "w_dense", "lexical": "w_lexical", "passage": "w_passage",
-                   "heading_penalty": "heading_penalty", "answer_type": "w_answer_type", "context": "w_context",
+WEIGHT_SETTINGS = {"dense": "w_dense", "lexical": "w_lexical", "heading_penalty": "heading_penalty", "answer_type": "w_answer_type", "context": "w_context",
                    "context_dense": "w_context_dense", "token": "w_token", "context_token": "w_context_token",
                    "name_context": "w_name_context"}
-_SHARED = frozenset({"passage", "heading_penalty", "answer_type", "name_context"})
+_SHARED = frozenset({"heading_penalty", "answer_type", "name_context"})
 # The features each retriever scores sentences with: a mode is data. The neighbour and word-piece features
 # were measured (and their weights chosen) for hybrid only.
 MODE_FEATURES: dict[str, frozenset[str]] = {
@@ -91,23 +88,12 @@ class ScoredSentences:
     degraded: bool = False  # scored without part of the corpus (a shard that did not answer)
 
 
-def candidate_sentences(index: CorpusIndex, passages: Ranking, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sentences of the ``depth`` best passages, each with its best passage's score min-max scaled to [0, 1].
-
-    Scaling within the candidates matters for RRF, whose raw scores differ only in the third decimal.
-    """
-    scores = passages.scores[:depth].astype(np.float64)
-    if not len(scores):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    lo, hi = float(scores.min()), float(scores.max())
-    rel = (scores - lo) / (hi - lo) if hi > lo else np.ones_like(scores)
-    best: dict[int, float] = {}
-    for pid, r in zip(passages.ids[:depth].tolist(), rel.tolist()):
-        for sid in index.passages[pid].sentence_ids:
-            if r > best.get(sid, -1.0):
-                best[sid] = r
-    ids = np.fromiter(best.keys(), dtype=np.int64, count=len(best))
-    return ids, np.fromiter(best.values(), dtype=np.float32, count=len(best))
+def candidate_sentences(passages: Sequence[Passage] | Mapping[int, Passage], ranking: Ranking,
+                        depth: int) -> np.ndarray:
+    """The distinct sentences of the ``depth`` best passages of ``ranking``, best passage first; ``passages``
+    gives each passage id's :class:`Passage` (an index's list, or a sharded front's map of those it got)."""
+    seen = dict.fromkeys(sid for pid in ranking.ids[:depth].tolist() for sid in passages[pid].sentence_ids)
+    return np.fromiter(seen, dtype=np.int64, count=len(seen))
 
 
 def neighbour_ids(index: CorpusIndex, sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -265,7 +251,7 @@ def names_unseen(index: CorpusIndex, question: str) -> bool:
     return False
 
 
-def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str],
+def score_sentences(index: CorpusIndex, ids: np.ndarray, terms: list[str],
                     query_vector: np.ndarray | None, weights: Weights, question: str = "",
                     question_tokens: tuple[np.ndarray, np.ndarray] | None = None,
                     question_names: np.ndarray | None = None) -> ScoredSentences:
@@ -287,15 +273,9 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, passage_rel: np.ndarray
         dense, dense_gain = _cosines(index, ids, query_vector.astype(np.float32), weights.context_dense > 0)
     cov = query_coverage(index, terms, ids, neighbours=weights.context > 0)
     coverage, unseen = cov.own, cov.unseen
-    if weights.lexical_scale == "coverage":
-        lexical_rel = coverage
-    else:
-        lexical = index.lexical_sentences.scores_of(terms, ids)
-        lex_max = float(lexical.max()) if len(lexical) else 0.0
-        lexical_rel = lexical / lex_max if lex_max > 0 else lexical
     asked, typed = answer_type_match(question, [index.sentences[i].text for i in ids.tolist()])
     is_heading = np.array([index.sentences[i].kind != "body" for i in ids.tolist()], dtype=np.float32)
-    combined = (weights.dense * dense + weights.lexical * lexical_rel + weights.passage * passage_rel
+    combined = (weights.dense * dense + weights.lexical * coverage
                 + weights.answer_kind(asked.name) * typed - weights.heading_penalty * is_heading
                 + weights.context_dense * dense_gain)
     if cov.context is not None:

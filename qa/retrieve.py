@@ -76,20 +76,6 @@ def rrf(rankings: list[Ranking], k: int = 60) -> Ranking:
     return _from_dict(fused)
 
 
-def score_fusion(rankings: list[Ranking], weights: list[float] | None = None) -> Ranking:
-    """Weighted sum of min-max normalised scores; a passage missing from a ranking scores 0 there."""
-    weights = weights or [1.0] * len(rankings)
-    fused: dict[int, float] = {}
-    for r, w in zip(rankings, weights):
-        if not len(r):
-            continue
-        lo, hi = float(r.scores.min()), float(r.scores.max())
-        norm = (r.scores - lo) / (hi - lo) if hi > lo else np.ones_like(r.scores)
-        for pid, s in zip(r.ids.tolist(), norm.tolist()):
-            fused[pid] = fused.get(pid, 0.0) + w * s
-    return _from_dict(fused)
-
-
 def _from_dict(scores: dict[int, float]) -> Ranking:
     if not scores:
         return Ranking.empty()
@@ -100,7 +86,7 @@ def _from_dict(scores: dict[int, float]) -> Ranking:
 
 
 def retrieve(index: CorpusIndex, terms: list[str], query_vector: np.ndarray | None, *, mode: str,
-             depth: int, fusion: str = "rrf", rrf_k: int = 60) -> Ranking:
+             depth: int, rrf_k: int = 60) -> Ranking:
     """Passages for a query, by ``mode`` ∈ {bm25, dense, hybrid}."""
     if mode == "bm25":
         return bm25(index, terms, depth)
@@ -110,11 +96,11 @@ def retrieve(index: CorpusIndex, terms: list[str], query_vector: np.ndarray | No
         return dense(index, query_vector, depth)
     if mode != "hybrid":
         raise ValueError(f"unknown retriever {mode!r}")
-    return fuse([bm25(index, terms, depth), dense(index, query_vector, depth)], fusion, rrf_k)
+    return fuse([bm25(index, terms, depth), dense(index, query_vector, depth)], rrf_k)
 
 
-def fuse(parts: list[Ranking], fusion: str = "rrf", rrf_k: int = 60) -> Ranking:
-    """One ranking from the retrievers' (a single one is returned as it is)."""
+def fuse(parts: list[Ranking], rrf_k: int = 60) -> Ranking:
+    """One ranking from the retrievers' by reciprocal rank fusion (a single one is returned as it is)."""
     if len(parts) == 1:
         return parts[0]
-    return rrf(parts, rrf_k) if fusion == "rrf" else score_fusion(parts)
+    return rrf(parts, rrf_k)

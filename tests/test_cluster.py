@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa.conversation.followup import same_story
 from qa.types import Document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,7 +197,7 @@ def test_front_holds_the_document_vectors_of_one_index(single, shard_set, cluste
     expected_rows, expected = single.index.document_vectors
     assert rows == expected_rows
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
-    assert sharded.index.same_story(["gen_copy.txt"], 0.85) == single.index.same_story(["gen_copy.txt"], 0.85)
+    assert same_story(sharded.index, ["gen_copy.txt"], 0.85) == same_story(single.index, ["gen_copy.txt"], 0.85)
 
 
 def test_conversations_on_two_shards_answer_as_one_index(single, shard_set, cluster_settings, conversations,

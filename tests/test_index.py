@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from qa import index as index_mod
+from qa import leases
+from qa.conversation.followup import same_story
+from qa.index import reuse
 from qa.engine import Engine, build_spec, index_is_current
 from qa.ingest import load_corpus
 from qa.types import Document, Sentence
@@ -104,8 +107,8 @@ def test_missing_and_corrupt_index_say_what_to_run(tmp_path, seed_engine):
 def test_parallel_split_gives_the_sequential_sentences(monkeypatch):
     docs = load_corpus(SEEDS)
     sequential = index_mod.split_documents(docs, True, lambda done: None)
-    monkeypatch.setattr(index_mod, "PARALLEL_SPLIT_CHARS", 0)
-    monkeypatch.setattr(index_mod.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(reuse, "PARALLEL_SPLIT_CHARS", 0)
+    monkeypatch.setattr(reuse.os, "cpu_count", lambda: 2)
     seen: list[int] = []
     assert index_mod.split_documents(docs, True, seen.append) == sequential
     assert seen[-1] == len(docs)
@@ -137,7 +140,7 @@ def test_each_distinct_text_is_encoded_once():
     enc = _WordLengths()
     texts = ["the same line", "another", "the same line", "x"]
     totals: list[int] = []
-    vecs, tokens = index_mod._encode_in_batches(enc, texts, lambda done, total: totals.append(total), batch=2)
+    vecs, tokens = index_mod.encode_texts(enc, texts, lambda done, total: totals.append(total), batch=2)
     assert sorted(enc.seen) == sorted(set(texts))
     assert vecs.tolist() == [[13, 1], [7, 1], [13, 1], [1, 1]]
     assert totals == [3, 3] and tokens is None
@@ -146,7 +149,7 @@ def test_each_distinct_text_is_encoded_once():
 def test_word_pieces_are_kept_per_sentence_in_order():
     enc = _WordLengths()
     texts = ["a bb ccc", "dddd", "a bb ccc", "passage text only"]
-    vecs, tokens = index_mod._encode_in_batches(enc, texts, lambda *_: None, batch=2, keep_tokens=3)
+    vecs, tokens = index_mod.encode_texts(enc, texts, lambda *_: None, batch=2, keep_tokens=3)
     rows, offsets, ids = tokens.vectors, tokens.offsets, tokens.ids
     assert tokens.previous_rows.tolist() == [-1, -1, -1]
     assert sorted(enc.seen) == sorted(set(texts))  # each distinct text once, tokens and vector together
@@ -369,9 +372,9 @@ def test_documents_that_tell_the_same_story_are_found_by_their_mean_vectors(seed
     assert sorted(rows) == sorted(idx.document_sentences) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
     first, second = sorted(rows)
     cosine = float(vectors[rows[first]] @ vectors[rows[second]])
-    assert idx.same_story([first], cosine - 1e-4) == [first, second]  # both seeds tell one story
-    assert idx.same_story([first], cosine + 1e-4) == [first]
-    assert idx.same_story(["not-a-document.txt"], 0.0) == ["not-a-document.txt"]
+    assert same_story(idx, [first], cosine - 1e-4) == [first, second]  # both seeds tell one story
+    assert same_story(idx, [first], cosine + 1e-4) == [first]
+    assert same_story(idx, ["not-a-document.txt"], 0.0) == ["not-a-document.txt"]
 
 
 # -- publishing and loading while other processes do ---------------------------------------------------------
@@ -402,7 +405,7 @@ def test_a_build_being_read_is_kept_until_its_readers_have_moved(tmp_path):
 def test_a_load_whose_build_is_replaced_and_removed_meanwhile_loads_the_current_one(tmp_path, monkeypatch):
     target = tmp_path / "idx"
     first = _build([HARBOUR], target)
-    real_take, found = index_mod.leases.take, []
+    real_take, found = leases.take, []
 
     def late(folder):  # another process publishes a new build, and removes this one, before the lease
         if not found:
@@ -410,7 +413,7 @@ def test_a_load_whose_build_is_replaced_and_removed_meanwhile_loads_the_current_
             _build([HARBOUR, BRIDGE], target)
         return real_take(folder)
 
-    monkeypatch.setattr(index_mod.leases, "take", late)
+    monkeypatch.setattr(leases, "take", late)
     loaded = index_mod.load(target)
     assert found[0].name == first.name and not first.exists()
     assert loaded.path.name == index_mod.published_build(target) and "b.txt" in loaded.documents

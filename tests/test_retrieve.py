@@ -1,6 +1,6 @@
 import numpy as np
 
-from qa.retrieve import Ranking, rrf, score_fusion, top_k
+from qa.retrieve import Ranking, rrf, top_k
 
 
 def R(ids, scores):
@@ -22,13 +22,5 @@ def test_rrf_by_hand():
     assert np.isclose(fused.scores[2], 1 / 62)
 
 
-def test_score_fusion_normalises_each_ranking():
-    fused = score_fusion([R([1, 2], [10.0, 0.0]), R([2, 3], [0.8, 0.4])])
-    # 1: 1.0 + 0; 2: 0 + 1.0; 3: 0 + 0 → ties broken by id
-    assert fused.ids.tolist() == [1, 2, 3]
-    assert np.allclose(fused.scores, [1.0, 1.0, 0.0])
-
-
 def test_empty_rankings_fuse_to_empty():
     assert len(rrf([Ranking.empty(), Ranking.empty()])) == 0
-    assert len(score_fusion([Ranking.empty()])) == 0

@@ -108,22 +108,13 @@ class TokenView:
 
 
 @dataclass
-class _PassageMap:
-    """Just what ``rank.candidate_sentences`` reads: passage id → its sentences (corpus-wide ids)."""
-
-    passages: dict[int, Passage]
-
-
-@dataclass
 class _View:
     """Some sentences gathered from the shards as a small index: the corpus-wide id of each of its rows,
-    the asked sentences' ids in it with their passage scores (those whose rows arrived), and whether a
-    shard failed."""
+    the asked sentences' ids in it (those whose rows arrived), and whether a shard failed."""
 
     index: CorpusIndex
     corpus_ids: np.ndarray
     ids: np.ndarray
-    passage_rel: np.ndarray
     lost: bool
 
 
@@ -173,34 +164,32 @@ class ShardedEngine(Engine):
 
     def ranked(self, query: Query, mode: str, within: np.ndarray | None = None) -> Ranked:
         if within is None:
-            ids, passage_rel, degraded = self._candidates(query, mode)
+            ids, degraded = self._candidates(query, mode)
         else:
-            ids, passage_rel, degraded = np.asarray(within, dtype=np.int64), np.zeros(len(within), np.float32), False
-        view = self._view(ids, passage_rel, list(dict.fromkeys(query.terms)))
-        scored = self.score_candidates(view.index, view.ids, view.passage_rel, query, mode)
+            ids, degraded = np.asarray(within, dtype=np.int64), False
+        view = self._view(ids, list(dict.fromkeys(query.terms)))
+        scored = self.score_candidates(view.index, view.ids, query, mode)
         return Ranked(view.index, replace(scored, degraded=degraded or view.lost), corpus_ids=view.corpus_ids)
 
     def view_of(self, ids: np.ndarray, terms: list[str]) -> tuple[CorpusIndex, np.ndarray] | None:
         ids = np.asarray(ids, dtype=np.int64)
-        view = self._view(ids, np.zeros(len(ids), dtype=np.float32), list(dict.fromkeys(terms)))
+        view = self._view(ids, list(dict.fromkeys(terms)))
         return None if view.lost else (view.index, view.ids)
 
-    def _candidates(self, query: Query, mode: str) -> tuple[np.ndarray, np.ndarray, bool]:
-        """The candidate sentences (corpus-wide ids) with their passages' scores, as one index lists them,
-        and whether a shard failed."""
+    def _candidates(self, query: Query, mode: str) -> tuple[np.ndarray, bool]:
+        """The candidate sentences (corpus-wide ids), as one index lists them, and whether a shard failed."""
         depth = self.settings.candidate_passages
         asked = self.shards.fan_out("candidates", {i: (query.terms, query.vector, mode, depth)
                                                     for i in range(len(self.shards))})
         found: list[Candidates] = [c for c in asked.values() if c is not None]
         retrievers = len(found[0].rankings) if found else 0
         parts = [merge_rankings([c.rankings[j] for c in found], depth) for j in range(retrievers)]
-        passages = retrieve.fuse(parts, self.settings.fusion, self.settings.rrf_k) if parts \
+        passages = retrieve.fuse(parts, self.settings.rrf_k) if parts \
             else retrieve.Ranking.empty()
-        listed = _PassageMap({pid: Passage(pid, "", sids) for c in found for pid, sids in c.passage_sentences.items()})
-        ids, passage_rel = rank.candidate_sentences(listed, passages, depth=depth)
-        return ids, passage_rel, len(found) < len(self.shards)
+        listed = {pid: Passage(pid, "", sids) for c in found for pid, sids in c.passage_sentences.items()}
+        return rank.candidate_sentences(listed, passages, depth=depth), len(found) < len(self.shards)
 
-    def _view(self, ids: np.ndarray, passage_rel: np.ndarray, terms: list[str]) -> _View:
+    def _view(self, ids: np.ndarray, terms: list[str]) -> _View:
         """An index of sentences ``ids`` and their neighbours (in corpus order, so that ids compare as the
         corpus's do), gathered from the shards that own them (see :class:`_View`)."""
         total = self.lexicon.corpus_docs
@@ -213,9 +202,8 @@ class ShardedEngine(Engine):
         corpus_ids = _ids_of(got)
         lost = len(got) < len(calls)
         if lost:  # only the sentences whose rows arrived
-            keep = np.isin(ids, corpus_ids)
-            ids, passage_rel = ids[keep], passage_rel[keep]
-        return _View(self._index_of(got, terms), corpus_ids, np.searchsorted(corpus_ids, ids), passage_rel, lost)
+            ids = ids[np.isin(ids, corpus_ids)]
+        return _View(self._index_of(got, terms), corpus_ids, np.searchsorted(corpus_ids, ids), lost)
 
     def _index_of(self, rows: list[SentenceRows], terms: list[str]) -> CorpusIndex:
         dim = self.shard_set.manifest["dim"]

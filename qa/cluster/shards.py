@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from qa import index as index_mod
-from qa.index import BuildSpec, _encode_in_batches
+from qa.index import BuildSpec, encode_texts
 from qa.ingest import split_sentences
 from qa.lexical import CorpusStatistics, LexicalIndex
 from qa.text import Analyzer, default_stopwords
@@ -60,7 +60,6 @@ class ShardVectors:
     """One shard's sentence vectors, word pieces (vectors, offsets, ids) and each piece's sentence count."""
 
     sentences: np.ndarray
-    passages: np.ndarray | None  # passage_vectors="encode" only
     tokens: index_mod.SentenceTokens | None
     piece_df: np.ndarray | None
 
@@ -115,16 +114,13 @@ def _document_frequencies(corpus: list[list[str]]) -> dict[str, int]:
 
 
 def embed_shard(encoder, text: ShardText, spec: BuildSpec) -> ShardVectors:
-    """Encode one shard's sentences (and passages when the spec embeds their text) with ``encoder``."""
+    """Encode one shard's sentences with ``encoder`` (a passage's vector is its sentences' mean)."""
     texts = [s.text for s in text.sentences]
-    if spec.passage_vectors == "encode":
-        texts += [index_mod.passage_text(p, text.sentences) for p in text.passages]
-    n = len(text.sentences)
-    vectors, tokens = _encode_in_batches(encoder, texts, lambda *_: None, keep_tokens=n if spec.token_vectors else 0)
+    vectors, tokens = encode_texts(encoder, texts, lambda *_: None, keep_tokens=len(texts) if spec.token_vectors else 0)
     piece_df = None
     if tokens is not None:
         piece_df = index_mod.piece_frequencies(tokens.ids, tokens.offsets, len(encoder.vocabulary))
-    return ShardVectors(vectors[:n], vectors[n:] if spec.passage_vectors == "encode" else None, tokens, piece_df)
+    return ShardVectors(vectors, tokens, piece_df)
 
 
 def gather_statistics(counts: list[ShardCounts], piece_dfs: list[np.ndarray | None], vocabulary: list[str],
@@ -157,15 +153,13 @@ def write_shard(folder: Path, text: ShardText, vectors: ShardVectors, stats: Glo
     lexical_p = LexicalIndex.build(text.passage_terms, statistics=stats.passages)
     lexical_s = LexicalIndex.build(text.sentence_terms, statistics=stats.sentences)
     analyzer = Analyzer(stopwords=default_stopwords(), lemmatize=True, lemmas=stats.lemmas)
-    passage_vectors = vectors.passages if vectors.passages is not None else \
-        index_mod.mean_vectors(vectors.sentences, text.passages)
-    findex = index_mod.dense_index(passage_vectors, spec.ann_min_passages)
-    build_dir = index_mod.save_build(folder, text.docs, text.sentences, text.passages, findex, vectors.sentences,
-                                     lexical_p, lexical_s, analyzer, vectors.tokens, None,
-                                     lambda *_: stats.token_weights,
-                                     {**spec.to_dict(), "dim": dim, "shard": shard,
-                                      "splitter": index_mod.splitter_version(),
-                                      "corpus_fingerprint": index_mod.corpus_fingerprint(text.docs)}, started)
+    findex = index_mod.dense_index(index_mod.mean_vectors(vectors.sentences, text.passages), spec.ann_min_passages)
+    parts = index_mod.BuildParts(text.docs, text.sentences, text.passages, findex, vectors.sentences, lexical_p,
+                                 lexical_s, analyzer, vectors.tokens, token_weights=lambda *_: stats.token_weights)
+    build_dir = index_mod.save_build(folder, parts, {**spec.to_dict(), "dim": dim, "shard": shard,
+                                                     "splitter": index_mod.splitter_version(),
+                                                     "corpus_fingerprint": index_mod.corpus_fingerprint(text.docs)},
+                                     started)
     index_mod.publish(folder, build_dir)
     return folder
 

@@ -93,7 +93,21 @@ def story_of(engine: Answerer, documents: Sequence[str], reading: Reading) -> li
     """``documents`` and the articles that tell the same story (``reading.story_cosine``; none when None)."""
     if reading.story_cosine is None:
         return list(documents)
-    return engine.index.same_story(documents, reading.story_cosine)
+    return same_story(engine.index, documents, reading.story_cosine)
+
+
+def same_story(index: "CorpusIndex", documents: Sequence[str], min_cosine: float) -> list[str]:
+    """``documents`` and, after them, every other document of ``index`` whose mean vector
+    (``CorpusIndex.document_vectors``) is within ``min_cosine`` of one of theirs: the articles that tell the
+    same story, best first."""
+    rows, vectors = index.document_vectors
+    known = [rows[d] for d in documents if d in rows]
+    if not known:
+        return list(documents)
+    best = (vectors @ vectors[known].T).max(axis=1)
+    best[known] = -np.inf
+    names = list(rows)
+    return [*documents, *(names[r] for r in np.argsort(-best, kind="stable") if best[r] >= min_cosine)]
 
 
 def covers_corpus(index: "CorpusIndex", documents: Sequence[str]) -> bool:

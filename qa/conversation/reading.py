@@ -69,7 +69,7 @@ class Reading:
       together (``refocus``: the opener had chosen the wrong story). Chosen on CoQA's tune stories
       (docs/COQA.md).
     - ``story_cosine``: the topic's documents also take every document whose mean sentence vector is within
-      this cosine of theirs (``CorpusIndex.same_story``: news articles that tell the same story); None: the
+      this cosine of theirs (``qa.conversation.followup.same_story``: news articles that tell the same story); None: the
       topic's own documents only.
     - ``refocus_turns``: a topic's story is checked against its questions asked together (``refocus``) only
       in its first turns (None: every turn): it is settled by then, and each check encodes that long text

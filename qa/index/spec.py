@@ -1,0 +1,119 @@
+"""What a build is made of and from: the index format, the build spec, the corpus fingerprint, the
+passages (windows of sentences) and the errors of an index that cannot be used."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from qa.ingest import Skipped
+from qa.layout import layout_key
+from qa.text import ANALYZER_VERSION
+from qa.types import Document, Passage, Sentence
+
+
+FORMAT_VERSION = 4  # 4: documents keep their metadata, page starts and layout key; skipped files; code sentences
+
+
+KINDS = ("title", "heading", "body", "code")  # a sentence's kind, by its number in the sentence table
+
+
+class IndexUnavailable(RuntimeError):
+    """The index cannot be used as it is; the message says what to run."""
+
+
+class IndexMissing(IndexUnavailable):
+    pass
+
+
+class IndexCorrupt(IndexUnavailable):
+    pass
+
+
+@dataclass
+class BuildSpec:
+    """What a build depends on besides the documents: a change to any of it means a rebuild."""
+
+    model: str
+    passage_size: int
+    passage_overlap: int
+    layout: bool = True  # scraped-page layout (title, headings, furniture) vs plain paragraphs
+    ann_min_passages: int = 100_000  # from this many passages the dense index is IVF (approximate), not flat
+    analyzer_version: int = ANALYZER_VERSION
+    token_vectors: bool = True  # keep each sentence's word-piece vectors (qa/rank.py token_match)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "passage_size": self.passage_size, "passage_overlap": self.passage_overlap,
+                "layout": self.layout, "ann_min_passages": self.ann_min_passages, "analyzer_version": self.analyzer_version,
+                "token_vectors": self.token_vectors}
+
+
+def corpus_fingerprint(docs: list[Document], skipped: Sequence[Skipped] = ()) -> str:
+    """What a build was made from: every document's id, text, layout and metadata, and every file skipped
+    (so a newly unreadable file is reported, not left out of the report)."""
+    h = hashlib.sha256()
+    for d in sorted(docs, key=lambda d: d.doc_id):
+        h.update(d.doc_id.encode())
+        h.update(b"\0")
+        h.update(hashlib.sha256(d.raw.encode("utf-8")).digest())
+        h.update(json.dumps(document_fields(d), sort_keys=True, ensure_ascii=False).encode())
+    for entry in skipped:
+        h.update(json.dumps(entry.to_dict(), ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+def document_fields(doc: Document) -> dict:
+    """What documents.json keeps of a document besides its id, title and text (None fields left out)."""
+    fields = {"url": doc.url, "published": doc.published, "source": doc.source, "author": doc.author,
+              "pages": list(doc.pages) if doc.pages is not None else None, "layout": layout_key(doc) or None,
+              "title": doc.title}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def split_key(raw: str, layout: str | None) -> str:
+    """The key under which a build keeps a document's sentences: its text, and its layout when that is not
+    plain text (the same text as Markdown or from an HTML page's blocks splits differently)."""
+    return f"{raw}\0{layout}" if layout else raw
+
+
+@lru_cache(maxsize=1)
+def splitter_version() -> str:
+    """A digest of the sentence splitter's source (qa/layout.py, qa/segment.py): sentences cached in a build
+    are reused only by a build that would split the same way."""
+    import inspect
+
+    from qa import layout, segment
+
+    source = "".join(inspect.getsource(module) for module in (layout, segment))
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+def make_passages(sentences: list[Sentence], size: int, overlap: int) -> list[Passage]:
+    """Windows of ``size`` consecutive sentences of one document, consecutive windows sharing ``overlap``.
+
+    ``sentences`` must be grouped by document and in order; their position in the list is their global id.
+    The last window of a document is kept even when shorter, so every sentence is in some passage.
+    """
+    if overlap >= size:
+        raise ValueError(f"passage overlap ({overlap}) must be smaller than passage size ({size})")
+    step = size - overlap
+    passages: list[Passage] = []
+    start = 0
+    while start < len(sentences):
+        end = start
+        while end < len(sentences) and sentences[end].doc_id == sentences[start].doc_id:
+            end += 1
+        for i in range(start, end, step):
+            ids = tuple(range(i, min(i + size, end)))
+            passages.append(Passage(len(passages), sentences[start].doc_id, ids))
+            if ids[-1] == end - 1:
+                break
+        start = end
+    return passages
+
+
+def passage_text(passage: Passage, sentences: list[Sentence]) -> str:
+    return " ".join(sentences[j].text for j in passage.sentence_ids)
