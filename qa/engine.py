@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +17,7 @@ from qa import index as index_mod
 from qa import agreement, answer_checks, claims, rank, retrieve
 from qa.config import RETRIEVERS, Settings, model_key
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
-from qa.ingest import Corpus, IngestLimits, Skipped, read_corpus
+from qa.ingest import Corpus, IngestLimits, read_corpus
 from qa.conversation import Conversations, ConversationStore
 from qa.types import Answer, Document, Query
 
@@ -52,25 +51,6 @@ def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpe
     return index_mod.BuildSpec(model=model_key(settings.resolved_model_path()), passage_size=settings.passage_size,
                                passage_overlap=settings.passage_overlap, layout=layout,
                                ann_min_passages=settings.ann_min_passages, token_vectors=settings.token_vectors)
-
-
-def index_is_current(target: Path, docs: list[Document], spec: index_mod.BuildSpec,
-                     skipped: Sequence[Skipped] = ()) -> tuple[bool, str]:
-    """Whether the published index was built from exactly these documents (and skipped files) with this
-    spec, and why not."""
-    try:
-        manifest = index_mod.read_manifest(target)
-    except index_mod.IndexMissing:
-        return False, "no index yet"
-    except index_mod.IndexCorrupt as exc:
-        return False, str(exc)
-    if manifest.get("format_version") != index_mod.FORMAT_VERSION:
-        return False, "index format changed"
-    if manifest.get("corpus_fingerprint") != index_mod.corpus_fingerprint(docs, skipped):
-        return False, "the corpus changed"
-    if any(manifest.get(k) != v for k, v in spec.to_dict().items()):
-        return False, "index settings changed"
-    return True, "up to date"
 
 
 class Engine:
@@ -116,7 +96,8 @@ class Engine:
             corpus = read()
             docs, skipped = corpus.documents, corpus.skipped
             spec = build_spec(settings, layout=layout)
-            current, why = (False, "rebuild requested") if rebuild else index_is_current(target, docs, spec, skipped)
+            current, why = (False, "rebuild requested") if rebuild \
+                else index_mod.index_is_current(target, docs, spec, skipped)
             if not current:
                 with index_mod.build_lock(target):
                     # The folder as it is now that no other process changes the index: what was read before
@@ -124,7 +105,7 @@ class Engine:
                     corpus = read()
                     docs, skipped = corpus.documents, corpus.skipped
                     if not rebuild:  # another process may have built it while this one waited for the lock
-                        current, why = index_is_current(target, docs, spec, skipped)
+                        current, why = index_mod.index_is_current(target, docs, spec, skipped)
                     if not current:
                         if on_rebuild:
                             on_rebuild(why)
@@ -151,7 +132,7 @@ class Engine:
         with index_mod.build_lock(target):
             corpus = read_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
             docs = corpus.documents if select is None else select(corpus.documents)
-            current, why = index_is_current(target, docs, spec, corpus.skipped)
+            current, why = index_mod.index_is_current(target, docs, spec, corpus.skipped)
             if not current:
                 log.info("updating the index (%s)", why)
                 index_mod.build(docs, self.query_encoder, spec, target, progress, reuse=True,

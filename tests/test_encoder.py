@@ -6,7 +6,8 @@ from __future__ import annotations
 import shutil
 
 from qa.config import Settings, bundled_model_path, model_fingerprint, model_key
-from qa.engine import build_spec, index_is_current
+from qa.engine import build_spec
+from qa.index import index_is_current
 
 
 def _folder(root, name: str, weights: bytes):

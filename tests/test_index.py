@@ -10,7 +10,8 @@ from qa import index as index_mod
 from qa import leases
 from qa.conversation.followup import same_story
 from qa.index import reuse
-from qa.engine import Engine, build_spec, index_is_current
+from qa.engine import Engine, build_spec
+from qa.index import index_is_current
 from qa.ingest import load_corpus
 from qa.types import Document, Sentence
 from tests.fakes import HashedEncoder

@@ -21,11 +21,11 @@ from qa.index.rows import (SentenceTokens, TokenRows, VectorRows, gather_ranges,
                            token_weights, weights_of_pieces)
 from qa.index.spec import (FORMAT_VERSION, KINDS, BuildSpec, IndexCorrupt, IndexMissing, IndexUnavailable,
                            corpus_fingerprint, make_passages, passage_text, split_key, splitter_version)
-from qa.index.storage import BuildParts, load, read_manifest, save_build
+from qa.index.storage import BuildParts, index_is_current, load, read_manifest, save_build
 
 __all__ = ["build", "dense_index", "CorpusIndex", "CURRENT", "TMP_PREFIX", "build_lock", "build_running", "publish",
            "published_build", "encode_texts", "split_documents", "SentenceTokens", "TokenRows", "VectorRows",
            "gather_ranges", "mean_vectors", "piece_frequencies", "token_weights", "weights_of_pieces",
            "FORMAT_VERSION", "KINDS", "BuildSpec", "IndexCorrupt", "IndexMissing", "IndexUnavailable",
            "corpus_fingerprint", "make_passages", "passage_text", "split_key", "splitter_version", "BuildParts",
-           "load", "read_manifest", "save_build"]
+           "index_is_current", "load", "read_manifest", "save_build"]

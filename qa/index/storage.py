@@ -17,7 +17,8 @@ from qa import leases
 from qa.index.corpus import CorpusIndex
 from qa.index.publish import CURRENT, TMP_PREFIX, published_build
 from qa.index.rows import SentenceTokens, TokenRows, VectorRows
-from qa.index.spec import FORMAT_VERSION, KINDS, IndexCorrupt, IndexMissing, document_fields
+from qa.index.spec import (FORMAT_VERSION, KINDS, BuildSpec, IndexCorrupt, IndexMissing, corpus_fingerprint,
+                           document_fields)
 from qa.ingest import Skipped
 from qa.lexical import LexicalIndex
 from qa.text import Analyzer
@@ -203,3 +204,22 @@ def _sentence_table(sentences: list[Sentence], docs: list[Document]) -> np.ndarr
 
 def _write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def index_is_current(target: Path, docs: list[Document], spec: BuildSpec,
+                     skipped: Sequence[Skipped] = ()) -> tuple[bool, str]:
+    """Whether the published index was built from exactly these documents (and skipped files) with this
+    spec, and why not."""
+    try:
+        manifest = read_manifest(target)
+    except IndexMissing:
+        return False, "no index yet"
+    except IndexCorrupt as exc:
+        return False, str(exc)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return False, "index format changed"
+    if manifest.get("corpus_fingerprint") != corpus_fingerprint(docs, skipped):
+        return False, "the corpus changed"
+    if any(manifest.get(k) != v for k, v in spec.to_dict().items()):
+        return False, "index settings changed"
+    return True, "up to date"
