@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from qa import claims
+from qa.cues import proper_words_of
 from qa import index as index_mod
 from qa.agreement import NearSentences
 from qa.config import Settings
@@ -41,7 +42,7 @@ def main() -> None:
     index = index_mod.load(s.index_root / "squad-v2-dev")
     vectors = np.asarray(index.sentence_vectors, dtype=np.float32)
     documents = index.sentence_documents
-    vocabulary = claims.Vocabulary(index.proper_words)
+    vocabulary = claims.Vocabulary(proper_words_of(index))
     keys, keys_s = timed(lambda: np.array([claims.wording_key(x.text, vocabulary) for x in index.sentences],
                                           dtype=np.int64))
     table, table_s = timed(lambda: NearSentences.compute(vectors, documents, keys, s.near_threshold, s.near_limit))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from qa import claims
-from qa.index import CorpusIndex, gather_ranges
+from qa.index import CorpusIndex, SentenceSet, gather_ranges
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,8 @@ def table_path(index: CorpusIndex, threshold: float, limit: int) -> Path:
 def near_sentences(index: CorpusIndex, threshold: float, limit: int, vocabulary: claims.Vocabulary | None = None,
                    previous: tuple[CorpusIndex, NearSentences] | None = None) -> NearSentences | None:
     """The table of ``index``: read from its build folder, else made (from ``previous``, the table of the
-    index it replaces, when given: only changed documents are searched) and saved there. None for an index
-    without sentence vectors (a sharded front). ``vocabulary`` reads the wording keys' names."""
-    if index.sentence_vectors is None:
-        return None
+    index it replaces, when given: only changed documents are searched) and saved there. ``vocabulary``
+    reads the wording keys' names."""
     path = table_path(index, threshold, limit)
     table = NearSentences.load(path)
     if table is not None and len(table) == len(index.sentences):
@@ -229,7 +227,7 @@ class Statement:
         return {self.head, *self.same, *(sid for sid, _ in self.differ)}
 
 
-def group_statements(index: CorpusIndex, ids: np.ndarray, top_k: int, same_cosine: float, near_cosine: float,
+def group_statements(index: SentenceSet, ids: np.ndarray, top_k: int, same_cosine: float, near_cosine: float,
                      vocabulary: claims.Vocabulary | None = None, keys: np.ndarray | None = None) -> list[Statement]:
     """The first ``top_k`` statements among the ranked candidate sentences ``ids``, in rank order.
 
@@ -265,7 +263,7 @@ def group_statements(index: CorpusIndex, ids: np.ndarray, top_k: int, same_cosin
     return groups
 
 
-def widen(index: CorpusIndex, groups: Sequence[Statement], table: NearSentences, same_cosine: float,
+def widen(index: SentenceSet, groups: Sequence[Statement], table: NearSentences, same_cosine: float,
           vocabulary: claims.Vocabulary | None = None) -> None:
     """Add to each statement the sentences of other documents close to its head that were not candidates:
     the same claim (within ``same_cosine``) to ``same``, a differing one to ``differ``. Ids are the

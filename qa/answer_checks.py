@@ -185,7 +185,7 @@ def check_best(index, question: str, sid: int | None) -> dict[str, float]:
         return {"kind_missing_nearby": float(kind is not None), "subject_missing": 1.0, "terms_missing_nearby": 1.0}
     near = window(index, sid)
     missing_kind = kind is not None and not any(carries(kind.name, index.sentences[i].text, question) for i in near)
-    entity_terms = [t for w in cues.entities(question, index.proper_words) for t in index.analyzer.terms(w)]
+    entity_terms = [t for w in cues.entities(question, cues.proper_words_of(index)) for t in index.analyzer.terms(w)]
     content = sorted(cues.content_terms(question, index.analyzer))
     terms = list(dict.fromkeys(entity_terms + content))
     if not terms:

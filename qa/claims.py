@@ -106,7 +106,7 @@ class Slot:
 @dataclass(frozen=True)
 class Vocabulary:
     """What the corpus says about its words: ``proper`` holds the casefolded words it writes capitalised
-    mid-sentence (``CorpusIndex.proper_words``), so that a sentence's first word can be read as a name."""
+    mid-sentence (``qa.cues.proper_words_of``), so that a sentence's first word can be read as a name."""
 
     proper: Collection[str] = frozenset()
 

@@ -6,6 +6,8 @@ per-corpus lookups (qa/index/corpus.py) and the reading of follow-ups (qa/conver
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from collections.abc import Iterable
 
 from qa.text import Analyzer, words
@@ -80,6 +82,22 @@ def proper_words(texts: Iterable[str]) -> frozenset[str]:
             else:
                 lower[key] = lower.get(key, 0) + 1
     return frozenset(k for k, n in upper.items() if n >= lower.get(k, 0))
+
+
+_proper_words_of: "weakref.WeakKeyDictionary[object, frozenset[str]]" = weakref.WeakKeyDictionary()
+_proper_words_lock = threading.Lock()
+
+
+def proper_words_of(index) -> frozenset[str]:
+    """:func:`proper_words` of an index's sentences (anything with ``sentences``), computed once per index
+    and kept as long as the index is."""
+    with _proper_words_lock:
+        found = _proper_words_of.get(index)
+    if found is None:
+        found = proper_words(s.text for s in index.sentences)
+        with _proper_words_lock:
+            _proper_words_of[index] = found
+    return found
 
 
 def entities(question: str, proper: frozenset[str]) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from qa import index as index_mod
 from qa import agreement, answer_checks, claims, rank, retrieve
+from qa.cues import proper_words_of
 from qa.config import RETRIEVERS, Settings, model_key
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import Corpus, IngestLimits, read_corpus
@@ -36,7 +37,7 @@ class Ranked:
     """Scored candidate sentences and the index their ids refer to (``scored.degraded`` when part of the
     corpus, a shard, could not be searched)."""
 
-    index: index_mod.CorpusIndex
+    index: index_mod.SentenceSet
     scored: rank.ScoredSentences
     corpus_ids: np.ndarray | None = None  # the corpus-wide id of each sentence of a view; None: index is the corpus
 
@@ -56,7 +57,7 @@ def build_spec(settings: Settings, *, layout: bool = True) -> index_mod.BuildSpe
 class Engine:
     """Load once, answer many. Thread-safe for concurrent ``ask`` calls (all state is read-only)."""
 
-    def __init__(self, settings: Settings, corpus_index: index_mod.CorpusIndex, encoder=None,
+    def __init__(self, settings: Settings, corpus_index: index_mod.Catalogue, encoder=None,
                  query_encoder: Future | None = None):
         self.settings = settings
         self.index = corpus_index
@@ -270,7 +271,7 @@ class Engine:
         keeps to its documents). Ids are ``self.index``'s."""
         return self.ranked(query, mode, within).in_corpus()
 
-    def view_of(self, ids: np.ndarray, terms: list[str]) -> tuple[index_mod.CorpusIndex, np.ndarray] | None:
+    def view_of(self, ids: np.ndarray, terms: list[str]) -> tuple[index_mod.SentenceSet, np.ndarray] | None:
         """An index holding the sentences ``ids`` (``self.index``'s ids) and the ones beside them, with the
         postings of ``terms``, and the ids of ``ids`` in it: what reading a few known sentences needs (their
         vectors, which terms they hold). Here the corpus index itself; a sharded front gathers a view, and
@@ -288,7 +289,7 @@ class Engine:
             ids = np.asarray(within, dtype=np.int64)
         return Ranked(self.index, self.score_candidates(self.index, ids, query, mode))
 
-    def score_candidates(self, index: index_mod.CorpusIndex, ids: np.ndarray, query: Query,
+    def score_candidates(self, index: index_mod.SentenceSet, ids: np.ndarray, query: Query,
                          mode: str) -> rank.ScoredSentences:
         """Score the candidate sentences ``ids`` of ``index`` with the weights ``mode`` uses."""
         s = self.settings
@@ -313,7 +314,7 @@ class Engine:
             return None
         return load_reader(s.reader_dir, s.reader_threads)
 
-    def read(self, index: index_mod.CorpusIndex, question: str, scored: rank.ScoredSentences,
+    def read(self, index: index_mod.SentenceSet, question: str, scored: rank.ScoredSentences,
              depth: int | None = None) -> rank.ScoredSentences:
         """The ranking after the reader re-read the ranker's first ``depth`` (default ``reader_depth``) sentences
         of ``index``."""
@@ -360,7 +361,7 @@ class Engine:
     @cached_property
     def claim_vocabulary(self) -> claims.Vocabulary:
         """What the claim comparison knows of the corpus's words (its proper names)."""
-        return claims.Vocabulary(self.index.proper_words)
+        return claims.Vocabulary(proper_words_of(self.index))
 
     @cached_property
     def near_sentences(self) -> agreement.NearSentences | None:

@@ -18,7 +18,7 @@ import numpy as np
 from qa.agreement import Statement
 from qa.answer_checks import CHECKS, RANKED_KINDS, AskedType, answer_type_match, asked_type
 from qa.cues import NAME
-from qa.index import CorpusIndex
+from qa.index import SentenceLookups, SentenceSet
 from qa.retrieve import Ranking
 from qa.text import POSSESSIVE
 from qa.types import AnswerSentence, Citation, Disagreement, Passage
@@ -96,7 +96,7 @@ def candidate_sentences(passages: Sequence[Passage] | Mapping[int, Passage], ran
     return np.fromiter(seen, dtype=np.int64, count=len(seen))
 
 
-def neighbour_ids(index: CorpusIndex, sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_ids(index: SentenceLookups, sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sentences before (row 0) and after (row 1) each of ``sentence_ids``, and whether each is in the
     same document (where it is not, its id is clipped into range and meaningless)."""
     docs = index.sentence_documents
@@ -112,7 +112,7 @@ class Coverage:
     unseen: float  # share of the query's idf mass in terms the corpus never uses
 
 
-def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarray, *,
+def query_coverage(index: SentenceLookups, terms: list[str], sentence_ids: np.ndarray, *,
                    neighbours: bool = False) -> Coverage:
     """How much of the query each sentence holds: the share of the query's idf mass in its terms.
 
@@ -139,7 +139,7 @@ def query_coverage(index: CorpusIndex, terms: list[str], sentence_ids: np.ndarra
     return Coverage(own, present.astype(np.float32) @ idf / total, unseen)
 
 
-def piece_match(index: CorpusIndex, question_tokens: np.ndarray, sentence_ids: np.ndarray) -> np.ndarray:
+def piece_match(index: SentenceSet, question_tokens: np.ndarray, sentence_ids: np.ndarray) -> np.ndarray:
     """(question pieces, sentences): each question word piece's best cosine to any word piece of each
     sentence, in MiniLM's contextual token vectors (0 for a sentence without pieces)."""
     best = np.zeros((len(question_tokens), len(sentence_ids)), dtype=np.float32)
@@ -153,7 +153,7 @@ def piece_match(index: CorpusIndex, question_tokens: np.ndarray, sentence_ids: n
     return best
 
 
-def token_match(index: CorpusIndex, question_tokens: np.ndarray, question_ids: np.ndarray,
+def token_match(index: SentenceSet, question_tokens: np.ndarray, question_ids: np.ndarray,
                 sentence_ids: np.ndarray) -> np.ndarray:
     """How well each sentence holds the question's words, read through the model's token vectors: for
     every content word piece of the question, its best cosine to any word piece of the sentence, averaged
@@ -169,7 +169,7 @@ def token_match(index: CorpusIndex, question_tokens: np.ndarray, question_ids: n
     return weights @ piece_match(index, question_tokens, sentence_ids)
 
 
-def token_match_with_neighbours(index: CorpusIndex, question_tokens: np.ndarray, question_ids: np.ndarray,
+def token_match_with_neighbours(index: SentenceSet, question_tokens: np.ndarray, question_ids: np.ndarray,
                                 sentence_ids: np.ndarray, names: np.ndarray | None = None,
                                 name_share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """:func:`token_match` of each sentence, and the same match with each question piece's best taken over
@@ -218,7 +218,7 @@ def name_pieces(question: str, piece_ids: np.ndarray, vocabulary: Sequence[str])
     return mask
 
 
-def _piece_weights(index: CorpusIndex, question_ids: np.ndarray, sentence_ids: np.ndarray) -> np.ndarray | None:
+def _piece_weights(index: SentenceSet, question_ids: np.ndarray, sentence_ids: np.ndarray) -> np.ndarray | None:
     """The question pieces' idf weights, summing to 1; None when there is nothing to match."""
     if index.tokens is None or not len(sentence_ids) or not len(question_ids):
         return None
@@ -227,7 +227,7 @@ def _piece_weights(index: CorpusIndex, question_ids: np.ndarray, sentence_ids: n
     return weights / total if total > 0 else None
 
 
-def _query_idf(index: CorpusIndex, terms: list[str]) -> tuple[list[str], np.ndarray, float]:
+def _query_idf(index: SentenceLookups, terms: list[str]) -> tuple[list[str], np.ndarray, float]:
     """The query's distinct terms, their idf over sentences (unseen terms: the highest possible), and the
     share of the idf mass in terms the corpus never uses."""
     lex = index.lexical_sentences
@@ -240,7 +240,7 @@ def _query_idf(index: CorpusIndex, terms: list[str]) -> tuple[list[str], np.ndar
     return uniq, idf, unseen
 
 
-def names_unseen(index: CorpusIndex, question: str) -> bool:
+def names_unseen(index: SentenceLookups, question: str) -> bool:
     """Whether the question names something the corpus never mentions ("the 2022 FIFA World Cup" of two
     articles about Pakistan): a capitalised word, not the question's first, none of whose terms occur."""
     lex = index.lexical_sentences
@@ -251,7 +251,7 @@ def names_unseen(index: CorpusIndex, question: str) -> bool:
     return False
 
 
-def score_sentences(index: CorpusIndex, ids: np.ndarray, terms: list[str],
+def score_sentences(index: SentenceSet, ids: np.ndarray, terms: list[str],
                     query_vector: np.ndarray | None, weights: Weights, question: str = "",
                     question_tokens: tuple[np.ndarray, np.ndarray] | None = None,
                     question_names: np.ndarray | None = None) -> ScoredSentences:
@@ -301,7 +301,7 @@ def score_sentences(index: CorpusIndex, ids: np.ndarray, terms: list[str],
                            asked, unseen, None if tokens is None else tokens[order], names_unseen(index, question))
 
 
-def _cosines(index: CorpusIndex, ids: np.ndarray, query_vector: np.ndarray,
+def _cosines(index: SentenceSet, ids: np.ndarray, query_vector: np.ndarray,
              neighbours_too: bool) -> tuple[np.ndarray, np.ndarray]:
     """Each sentence's cosine to the question and, when asked, how far its closer neighbour in the same
     document exceeds it (0 otherwise): the answer to a question often sits next to its best paraphrase."""
@@ -315,7 +315,7 @@ def _cosines(index: CorpusIndex, ids: np.ndarray, query_vector: np.ndarray,
     return dense, np.maximum(closest - dense, 0.0).astype(np.float32)
 
 
-def _neighbourhood(index: CorpusIndex, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _neighbourhood(index: SentenceSet, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``ids`` and their same-document neighbours as one sorted array of distinct sentences (read or matched
     in one go: most neighbours are candidates too), each id's position in it, and the positions of its
     neighbours before and after ((2, n), −1 where there is none)."""
@@ -417,13 +417,13 @@ def with_reader(scored: ScoredSentences, logits: np.ndarray, weight: float) -> S
                    coverage=scored.coverage[order], typed=scored.typed[order], token=token, reader=reader[order])
 
 
-def citation(index: CorpusIndex, sid: int) -> Citation:
+def citation(index: SentenceSet, sid: int) -> Citation:
     s = index.sentences[sid]
     doc = index.documents[s.doc_id]
     return Citation(s.doc_id, doc.title, s.index, s.start, s.end, page=doc.page_of(s.start), published=doc.published)
 
 
-def leaning_context(index: CorpusIndex, sid: int) -> str | None:
+def leaning_context(index: SentenceSet, sid: int) -> str | None:
     """The previous sentence, when this one opens with a pronoun that points back to it."""
     s = index.sentences[sid]
     if s.index == 0 or not s.text.lower().startswith(_LEANING_OPENERS):
@@ -432,7 +432,7 @@ def leaning_context(index: CorpusIndex, sid: int) -> str | None:
     return prev.text if prev.doc_id == s.doc_id else None
 
 
-def to_answer_sentences(index: CorpusIndex, scored: ScoredSentences, groups: list[Statement]) -> list[AnswerSentence]:
+def to_answer_sentences(index: SentenceSet, scored: ScoredSentences, groups: list[Statement]) -> list[AnswerSentence]:
     """The answer's sentences: each statement's head with its places that state the same (``also_in``) and
     those that differ in a name, number or date (``disagrees``; qa/agreement.py)."""
     score_of = dict(zip(scored.ids.tolist(), scored.scores.tolist()))

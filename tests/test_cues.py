@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa.cues import anaphora, entities
+from qa.cues import anaphora, entities, proper_words_of
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,10 @@ def test_anaphora(question, expected):
 
 
 def test_entities(index):
-    assert entities("Who can currently cross at Torkham?", index.proper_words) == ["Torkham"]
-    assert "Torkham" in entities("Torkham: why was it closed?", index.proper_words)  # capitalised by the corpus
-    assert entities("What about trucks?", index.proper_words) == []
-    assert entities("What does the UN report say?", index.proper_words) == ["UN"]
+    assert entities("Who can currently cross at Torkham?", proper_words_of(index)) == ["Torkham"]
+    assert "Torkham" in entities("Torkham: why was it closed?", proper_words_of(index))  # capitalised by the corpus
+    assert entities("What about trucks?", proper_words_of(index)) == []
+    assert entities("What does the UN report say?", proper_words_of(index)) == ["UN"]
 
 
 def test_subject_that_is_anaphora_only_before_a_verb_after_saying():

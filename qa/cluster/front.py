@@ -13,7 +13,8 @@ Where a shard does not answer, the question is answered from the others and the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -24,8 +25,9 @@ from qa.cluster.shards import ShardSet
 from qa.config import Settings
 from qa.embed import start_query_encoder
 from qa.engine import Engine, Query, Ranked
-from qa.index import CorpusIndex
+from qa.index import SentenceLookups, SentenceSet
 from qa.lexical import LexicalIndex
+from qa.text import Analyzer
 from qa.types import Document, Passage, Sentence
 
 class Shards(Protocol):
@@ -107,12 +109,29 @@ class TokenView:
         return self.rows[take], self.scales[take], bounds[:-1]
 
 
+@dataclass(kw_only=True, eq=False)
+class ShardedCatalogue(SentenceLookups):
+    """The front's own view of the corpus (a :class:`qa.index.Catalogue`): every document and sentence,
+    the corpus-wide lexicon and each document's mean vector, gathered from the shards at start; no vectors,
+    passages or search structures, which stay with the shards."""
+
+    path: Path  # the sharded set in service
+    manifest: dict
+    documents: dict[str, Document]
+    sentences: list[Sentence]
+    lexical_sentences: CorpusLexicon
+    analyzer: Analyzer
+    document_vectors: tuple[dict[str, int], np.ndarray]  # doc_id → row, and the documents' mean vectors
+    skipped: list = field(default_factory=list)  # a sharded build keeps no report of skipped files
+    lease: None = None  # the shards hold their builds
+
+
 @dataclass
 class _View:
     """Some sentences gathered from the shards as a small index: the corpus-wide id of each of its rows,
     the asked sentences' ids in it (those whose rows arrived), and whether a shard failed."""
 
-    index: CorpusIndex
+    index: SentenceSet
     corpus_ids: np.ndarray
     ids: np.ndarray
     lost: bool
@@ -143,11 +162,9 @@ class ShardedEngine(Engine):
         self.token_weights = np.load(weights) if weights.exists() else None
         documents, sentences, document_vectors = self._catalog()
         manifest = {**manifest, "documents": len(documents)}  # as one index's manifest counts them (/health)
-        front = CorpusIndex(path=shard_set.path, manifest=manifest, documents=documents, sentences=sentences,
-                            passages=[], faiss_index=None, sentence_vectors=None, lexical_passages=None,
-                            lexical_sentences=self.lexicon, analyzer=shard_set.analyzer(),
-                            sentence_passages=[[]])
-        front.document_vectors = document_vectors  # the cached property, from the shards' sentence vectors
+        front = ShardedCatalogue(path=shard_set.path, manifest=manifest, documents=documents, sentences=sentences,
+                                 lexical_sentences=self.lexicon, analyzer=shard_set.analyzer(),
+                                 document_vectors=document_vectors)
         super().__init__(settings, front, None, start_query_encoder(settings))
 
     def _catalog(self) -> tuple[dict[str, Document], list[Sentence], tuple[dict[str, int], np.ndarray]]:
@@ -162,6 +179,11 @@ class ShardedEngine(Engine):
             else np.zeros((0, self.shard_set.manifest["dim"]), dtype=np.float32)
         return documents, [s for c in parts for s in c.sentences], ({d: r for r, d in enumerate(named)}, vectors)
 
+    def _near_sentences(self, previous: Engine | None = None) -> None:
+        """No table of close sentences: it is made per build from the sentence vectors, which the shards hold
+        (disagreements are looked for among the question's candidates only)."""
+        return None
+
     def ranked(self, query: Query, mode: str, within: np.ndarray | None = None) -> Ranked:
         if within is None:
             ids, degraded = self._candidates(query, mode)
@@ -171,7 +193,7 @@ class ShardedEngine(Engine):
         scored = self.score_candidates(view.index, view.ids, query, mode)
         return Ranked(view.index, replace(scored, degraded=degraded or view.lost), corpus_ids=view.corpus_ids)
 
-    def view_of(self, ids: np.ndarray, terms: list[str]) -> tuple[CorpusIndex, np.ndarray] | None:
+    def view_of(self, ids: np.ndarray, terms: list[str]) -> tuple[SentenceSet, np.ndarray] | None:
         ids = np.asarray(ids, dtype=np.int64)
         view = self._view(ids, list(dict.fromkeys(terms)))
         return None if view.lost else (view.index, view.ids)
@@ -205,7 +227,7 @@ class ShardedEngine(Engine):
             ids = ids[np.isin(ids, corpus_ids)]
         return _View(self._index_of(got, terms), corpus_ids, np.searchsorted(corpus_ids, ids), lost)
 
-    def _index_of(self, rows: list[SentenceRows], terms: list[str]) -> CorpusIndex:
+    def _index_of(self, rows: list[SentenceRows], terms: list[str]) -> SentenceSet:
         dim = self.shard_set.manifest["dim"]
         sentences = [s for r in rows for s in r.sentences]
         tokens = None
@@ -218,13 +240,10 @@ class ShardedEngine(Engine):
                                        np.concatenate([r.term_counts for r in rows]) if rows
                                        else np.zeros((0, len(terms)), dtype=np.int32))
         titles = {doc_id: title for r in rows for doc_id, title in r.titles.items()}
-        return CorpusIndex(path=self.index.path, manifest=self.index.manifest,
-                           documents={d: Document(d, t, "") for d, t in titles.items()}, sentences=sentences,
-                           passages=[], faiss_index=None,
+        return SentenceSet(documents={d: Document(d, t, "") for d, t in titles.items()}, sentences=sentences,
                            sentence_vectors=np.concatenate([r.vectors for r in rows]) if rows
                            else np.zeros((0, dim), dtype=np.float32),
-                           lexical_passages=None, lexical_sentences=lexicon, analyzer=self.index.analyzer,
-                           sentence_passages=[[]], tokens=tokens)
+                           lexical_sentences=lexicon, analyzer=self.index.analyzer, tokens=tokens)
 
 
 def _ids_of(rows: list[SentenceRows]) -> np.ndarray:

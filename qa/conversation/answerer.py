@@ -11,13 +11,13 @@ from qa.types import Answer, Document, Query
 
 if TYPE_CHECKING:
     from qa.config import Settings
-    from qa.index import CorpusIndex
+    from qa.index import Catalogue, SentenceSet
     from qa.rank import ScoredSentences
 
 
 class Answerer(Protocol):
     settings: "Settings"
-    index: "CorpusIndex"
+    index: "Catalogue"
 
     def validated(self, question: str, mode: str) -> str:
         """The question stripped, or InvalidQuestion for an empty, overlong question or an unknown retriever."""
@@ -29,7 +29,7 @@ class Answerer(Protocol):
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True,
                within: np.ndarray | None = None) -> Answer: ...
 
-    def view_of(self, ids: np.ndarray, terms: list[str]) -> "tuple[CorpusIndex, np.ndarray] | None":
+    def view_of(self, ids: np.ndarray, terms: list[str]) -> "tuple[SentenceSet, np.ndarray] | None":
         """An index holding sentences ``ids`` with the postings of ``terms``, and their ids in it (None:
         part of the corpus did not answer)."""
 

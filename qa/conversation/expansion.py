@@ -19,12 +19,12 @@ import numpy as np
 from qa.conversation.answerer import Answerer
 from qa.conversation.reading import DEFAULT_READING, Reading
 from qa.conversation.store import Turn
-from qa.cues import QUESTION_VERBS, anaphora, content_terms, entities
+from qa.cues import QUESTION_VERBS, anaphora, content_terms, entities, proper_words_of
 from qa.text import words
 from qa.types import Query
 
 if TYPE_CHECKING:
-    from qa.index import CorpusIndex
+    from qa.index import Catalogue
 
 NEW_TOPIC = "new topic: "  # how ``understood_as`` starts when a follow-up was read as a new topic
 
@@ -43,7 +43,7 @@ def topic_turns(history: Sequence[Turn]) -> list[Turn]:
     return list(history[start:])
 
 
-def definite_references(question: str, history: Sequence[Turn], index: "CorpusIndex") -> list[str]:
+def definite_references(question: str, history: Sequence[Turn], index: "Catalogue") -> list[str]:
     """Definite noun phrases that point back: "the group" when "group" was said earlier in the topic.
     Only the head noun (the phrase's last word, up to two words after "the") counts.
 
@@ -56,7 +56,7 @@ def definite_references(question: str, history: Sequence[Turn], index: "CorpusIn
         earlier.update(index.analyzer.terms(turn.question))
         for text in turn.texts[:1]:
             earlier.update(index.analyzer.terms(text))
-    named = {e.casefold() for e in entities(question, index.proper_words)}
+    named = {e.casefold() for e in entities(question, proper_words_of(index))}
     said = words(question)
     found = []
     for i, w in enumerate(said):
@@ -77,17 +77,17 @@ def definite_references(question: str, history: Sequence[Turn], index: "CorpusIn
     return found
 
 
-def self_contained(question: str, index: "CorpusIndex", reading: Reading = DEFAULT_READING,
+def self_contained(question: str, index: "Catalogue", reading: Reading = DEFAULT_READING,
                    history: Sequence[Turn] = ()) -> bool:
     """Whether ``question`` can be read without history: no anaphora (pronouns, "what about", or a
     definite phrase naming something said before), and an entity of its own."""
     if anaphora(question, subject_that=reading.subject_that, bound_possessives=reading.bound_possessives) \
             or (reading.definite_phrases and definite_references(question, history, index)):
         return False
-    return bool(entities(question, index.proper_words))
+    return bool(entities(question, proper_words_of(index)))
 
 
-def _surface_terms(text: str, index: "CorpusIndex") -> list[tuple[str, str]]:
+def _surface_terms(text: str, index: "Catalogue") -> list[tuple[str, str]]:
     """(stem, surface word) for each index term of ``text``, in order, first surface form per stem."""
     seen: dict[str, str] = {}
     for w in words(text):
@@ -96,7 +96,7 @@ def _surface_terms(text: str, index: "CorpusIndex") -> list[tuple[str, str]]:
     return list(seen.items())
 
 
-def history_terms(question: str, history: Sequence[Turn], index: "CorpusIndex",
+def history_terms(question: str, history: Sequence[Turn], index: "Catalogue",
                   reading: Reading = DEFAULT_READING) -> list[tuple[str, str, float]]:
     """HQE: salient terms of the topic's earlier questions (and, for an elliptical question, of the previous
     answer), as (stem, surface, weight), best first. Weight = recency weight × idf share; terms of the
@@ -129,7 +129,7 @@ def history_terms(question: str, history: Sequence[Turn], index: "CorpusIndex",
     return ranked[: reading.max_terms]
 
 
-def is_elliptical(question: str, index: "CorpusIndex", reading: Reading = DEFAULT_READING) -> bool:
+def is_elliptical(question: str, index: "Catalogue", reading: Reading = DEFAULT_READING) -> bool:
     """Whether the question has at most ``reading.elliptical_terms`` content words ("Why?"): then the
     topic's questions alone cannot tell which of their sentences it asks for."""
     return len(content_terms(question, index.analyzer)) <= reading.elliptical_terms

@@ -33,7 +33,7 @@ from qa.cues import content_terms
 from qa.types import Answer, Query
 
 if TYPE_CHECKING:
-    from qa.index import CorpusIndex
+    from qa.index import Catalogue, SentenceSet
 
 SAME_DOCUMENTS = "in the same documents"  # a follow-up that names its subject, answered where the topic is
 
@@ -96,9 +96,9 @@ def story_of(engine: Answerer, documents: Sequence[str], reading: Reading) -> li
     return same_story(engine.index, documents, reading.story_cosine)
 
 
-def same_story(index: "CorpusIndex", documents: Sequence[str], min_cosine: float) -> list[str]:
+def same_story(index: "Catalogue", documents: Sequence[str], min_cosine: float) -> list[str]:
     """``documents`` and, after them, every other document of ``index`` whose mean vector
-    (``CorpusIndex.document_vectors``) is within ``min_cosine`` of one of theirs: the articles that tell the
+    (``Catalogue.document_vectors``) is within ``min_cosine`` of one of theirs: the articles that tell the
     same story, best first."""
     rows, vectors = index.document_vectors
     known = [rows[d] for d in documents if d in rows]
@@ -110,12 +110,12 @@ def same_story(index: "CorpusIndex", documents: Sequence[str], min_cosine: float
     return [*documents, *(names[r] for r in np.argsort(-best, kind="stable") if best[r] >= min_cosine)]
 
 
-def covers_corpus(index: "CorpusIndex", documents: Sequence[str]) -> bool:
+def covers_corpus(index: "Catalogue", documents: Sequence[str]) -> bool:
     """Whether ``documents`` are all the documents of ``index``: there is nowhere else for a turn to go."""
     return len(documents) >= len(index.document_sentences) and set(index.document_sentences) <= set(documents)
 
 
-def sentences_of(index: "CorpusIndex", documents: Sequence[str]) -> np.ndarray:
+def sentences_of(index: "Catalogue", documents: Sequence[str]) -> np.ndarray:
     """The global sentence ids of ``documents`` (those the index holds), document by document."""
     by_doc = index.document_sentences
     parts = [by_doc[d] for d in documents if d in by_doc]
@@ -300,7 +300,7 @@ def followup_features(engine: Answerer, plain: Query, history: Sequence[Turn], a
 
 
 def _view(engine: Answerer, ids: np.ndarray, anchors: Sequence[tuple[str, int]], terms: Sequence[str],
-          ) -> tuple["CorpusIndex", np.ndarray] | None:
+          ) -> tuple["SentenceSet", np.ndarray] | None:
     """``engine.view_of`` the sentences ``ids`` and the topic's answers ``anchors`` (doc_id, index), for the
     query ``terms``: the sentences a follow-up's re-ranking reads (the anchors' next sentences come with them)."""
     known = engine.index.sentence_ids
@@ -323,7 +323,7 @@ def rank_followup(answer: Answer, features: np.ndarray, weights: Sequence[float]
     answer.sentences.sort(key=lambda s: -s.score)
 
 
-def _covers(index: "CorpusIndex", question: str, doc_id: str, sentence_index: int) -> float:
+def _covers(index: "Catalogue", question: str, doc_id: str, sentence_index: int) -> float:
     """Share of the idf mass of the question's content words (not "did", "say", …) in one sentence, as
     rank.query_coverage weighs a query (a word the corpus never uses weighs like the rarest possible one)."""
     sid = index.sentence_ids.get((doc_id, sentence_index))
@@ -333,7 +333,7 @@ def _covers(index: "CorpusIndex", question: str, doc_id: str, sentence_index: in
     return float(rank.query_coverage(index, sorted(terms), np.array([sid], dtype=np.int64)).own[0])
 
 
-def asks_about_previous(index: "CorpusIndex", question: str, doc_id: str, sentence_index: int,
+def asks_about_previous(index: "Catalogue", question: str, doc_id: str, sentence_index: int,
                         reading: Reading = DEFAULT_READING) -> bool:
     """Whether ``question`` asks about the previous answer (``doc_id``, ``sentence_index``) itself rather than
     about what follows it: the answer holds at least ``reading.about_previous`` of the idf mass of the
@@ -347,7 +347,7 @@ def asks_about_previous(index: "CorpusIndex", question: str, doc_id: str, senten
 
 
 def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Reading = DEFAULT_READING, *,
-                            index: "CorpusIndex | None" = None, question: str | None = None) -> None:
+                            index: "Catalogue | None" = None, question: str | None = None) -> None:
     """The hand-set gains: re-score ``answer``'s sentences in place by their distance to the topic's earlier
     first answers (see :class:`Reading`), then re-sort them by score.
 

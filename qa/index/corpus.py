@@ -1,14 +1,25 @@
-"""The loaded index of a corpus: everything retrieval and ranking read, shared read-only between requests."""
+"""The loaded index of a corpus, and the two narrow views of it that the rest of qa reads:
+
+* :class:`SentenceSet`: what ranking reads (qa/rank.py, qa/agreement.py, the answer checks): documents, their
+  sentences with vectors and word pieces, the sentences' lexicon and the analyzer. A :class:`CorpusIndex` is
+  one; so are the sentences a sharded front gathers from its shards for one question (qa/cluster/front.py).
+* :class:`Catalogue`: what the engine, the document routes and conversations read of the corpus as a whole:
+  its documents and sentences, their lookups, each document's mean vector, the build it was loaded from. A
+  :class:`CorpusIndex` is one; so is a sharded front's catalogue, which holds no vectors or search structures.
+
+Both are read-only once made and shared between requests; their lookups are computed once, on first use.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from qa import cues, leases
+from qa import leases
 from qa.index.rows import TokenRows, VectorRows
 from qa.ingest import Skipped
 from qa.lexical import LexicalIndex
@@ -16,31 +27,24 @@ from qa.text import Analyzer
 from qa.types import Document, Passage, Sentence
 
 
-@dataclass
-class CorpusIndex:
-    """Everything retrieval needs, loaded once and shared read-only between requests."""
+class WordPieces(Protocol):
+    """Every sentence's word-piece vectors (:class:`qa.index.rows.TokenRows` on disk, or rows in memory) and
+    each vocabulary piece's weight."""
 
-    path: Path
-    manifest: dict
-    documents: dict[str, Document]
+    weights: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def of(self, sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+class SentenceLookups:
+    """Lookups over ``sentences`` and ``lexical_sentences`` that a question needs many times, each computed
+    once per instance; with the analyzer, all that reading a question against a corpus's terms needs."""
+
     sentences: list[Sentence]
-    passages: list[Passage]
-    faiss_index: object
-    sentence_vectors: VectorRows  # rows read on demand: rows[ids]
-    lexical_passages: LexicalIndex
     lexical_sentences: LexicalIndex
     analyzer: Analyzer
-    sentence_passages: list[list[int]] = field(default_factory=list)  # sentence id → passage ids
-    tokens: TokenRows | None = None  # word-piece vectors per sentence, when the build kept them
-    skipped: list[Skipped] = field(default_factory=list)  # the corpus folder's files this build did not read
-    lease: leases.Lease | None = None  # held while this build is in use, so no publish removes its folder
-
-    def __post_init__(self):
-        if not self.sentence_passages:
-            self.sentence_passages = [[] for _ in self.sentences]
-            for p in self.passages:
-                for sid in p.sentence_ids:
-                    self.sentence_passages[sid].append(p.passage_id)
 
     @cached_property
     def sentence_idf(self) -> dict[str, float]:
@@ -49,16 +53,16 @@ class CorpusIndex:
         return {t: float(lex.idf[i]) for t, i in lex.vocab.items()}
 
     @cached_property
-    def sentence_documents(self) -> np.ndarray:
-        """Sentence id → its document's ordinal: whether two sentences share a document, for many at once."""
-        ordinal: dict[str, int] = {}
-        return np.array([ordinal.setdefault(s.doc_id, len(ordinal)) for s in self.sentences], dtype=np.int64)
-
-    @cached_property
     def max_sentence_idf(self) -> float:
         """The highest idf over sentences (1.0 for an empty vocabulary): a term's salience is its share of it."""
         idf = self.sentence_idf
         return max(idf.values()) if idf else 1.0
+
+    @cached_property
+    def sentence_documents(self) -> np.ndarray:
+        """Sentence id → its document's ordinal: whether two sentences share a document, for many at once."""
+        ordinal: dict[str, int] = {}
+        return np.array([ordinal.setdefault(s.doc_id, len(ordinal)) for s in self.sentences], dtype=np.int64)
 
     @cached_property
     def sentence_ids(self) -> dict[tuple[str, int], int]:
@@ -73,6 +77,18 @@ class CorpusIndex:
             by_doc.setdefault(sentence.doc_id, []).append(i)
         return {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()}
 
+
+@dataclass(kw_only=True, eq=False)
+class SentenceSet(SentenceLookups):
+    """Sentences with everything ranking reads of them (see the module's docstring)."""
+
+    documents: dict[str, Document]
+    sentences: list[Sentence]
+    sentence_vectors: VectorRows | np.ndarray  # rows by sentence id: rows[ids]
+    lexical_sentences: LexicalIndex
+    analyzer: Analyzer
+    tokens: WordPieces | None = None  # word-piece vectors per sentence, when the build kept them
+
     @cached_property
     def document_vectors(self) -> tuple[dict[str, int], np.ndarray]:
         """doc_id → row, and each document's unit mean sentence vector (what the document is about)."""
@@ -85,10 +101,50 @@ class CorpusIndex:
         sums = np.add.reduceat(np.asarray(self.sentence_vectors[order], dtype=np.float32), starts, axis=0)
         return rows, sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
 
-    @cached_property
-    def proper_words(self) -> frozenset[str]:
-        """Casefolded words the corpus writes capitalised mid-sentence (qa.cues.proper_words)."""
-        return cues.proper_words(s.text for s in self.sentences)
+
+class Catalogue(Protocol):
+    """What the engine, the document routes and conversations read of a whole corpus (see the module's
+    docstring)."""
+
+    path: Path  # the build folder (or sharded set) in service
+    manifest: dict
+    documents: dict[str, Document]
+    sentences: list[Sentence]
+    lexical_sentences: LexicalIndex
+    analyzer: Analyzer
+    skipped: list[Skipped]
+    lease: leases.Lease | None
+
+    @property
+    def document_vectors(self) -> tuple[dict[str, int], np.ndarray]: ...
+
+    @property
+    def document_sentences(self) -> dict[str, np.ndarray]: ...
+
+    @property
+    def sentence_ids(self) -> dict[tuple[str, int], int]: ...
+
+    @property
+    def sentence_idf(self) -> dict[str, float]: ...
+
+    @property
+    def max_sentence_idf(self) -> float: ...
+
+
+@dataclass(kw_only=True, eq=False)
+class CorpusIndex(SentenceSet):
+    """One build of a corpus, loaded: its sentences (a :class:`SentenceSet`), passages with their lexical and
+    dense indexes, and the build's record. A :class:`Catalogue` too."""
+
+    path: Path
+    manifest: dict
+    passages: list[Passage]
+    faiss_index: object
+    lexical_passages: LexicalIndex
+    sentence_vectors: VectorRows  # read on demand from the build folder
+    tokens: TokenRows | None = None
+    skipped: list[Skipped] = field(default_factory=list)  # the corpus folder's files this build did not read
+    lease: leases.Lease | None = None  # held while this build is in use, so no publish removes its folder
 
     @property
     def fingerprint(self) -> str:
