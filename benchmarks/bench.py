@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import Settings
+from qa.profile import load_profile
 from qa.datasets import load_gold, load_squad
 from qa.engine import Engine
 from qa.ingest import load_corpus, split_sentences
@@ -211,7 +212,7 @@ def cmd_ann(args) -> None:
     t0 = time.perf_counter()
     ivf = index_mod.dense_index(vectors, ann_min=0)
     train_s = time.perf_counter() - t0
-    k = settings.candidate_passages
+    k = load_profile(settings.profile).ranking.candidate_passages
     exact_ms, (_, exact) = _timed_search(flat, queries, k)
     print(f"{len(vectors):,} passages, {len(queries)} SQuAD questions, top {k}; IVF nlist {ivf.nlist}, "
           f"built in {train_s:.0f} s")

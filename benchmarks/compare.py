@@ -1,8 +1,10 @@
 """Quick A/B of ranking settings on the tune splits (seeds gold and a SQuAD sample), hybrid retriever.
 
-    .venv/bin/python benchmarks/compare.py --squad 800 'w_lexical=0.6' 'w_lexical=0.3,w_context=0.5'
+    .venv/bin/python benchmarks/compare.py --squad 800 'sentence_weights.hybrid.lexical=0.5' \
+        'sentence_weights.hybrid.lexical=0.3,sentence_weights.hybrid.context=0.5'
 
-Each argument is a set of Settings overrides; the first row is the current defaults. Query vectors are
+Each argument is a set of changes to the ranking profile (qa/profile.py: paths into it, comma-separated); the
+first row is the profile in service. Query vectors are
 cached, so variants differ only in ranking work. Use `qa eval` for the figures that get reported.
 """
 
@@ -44,8 +46,9 @@ def main() -> None:
         d = data.select(args.split)
         if name == "squad":
             d.questions = d.questions[: args.squad]
+        profile = engine.profile
         for spec in ["", *args.variants]:
-            engine.settings = settings.model_copy(update=parse(spec))
+            engine.profile = profile.updated(parse(spec))
             m = summarize(run(d, EngineRunner(engine), args.mode))["overall"]
             print(f"{name:5s} {spec or 'defaults':45s} Hit@1 {m['Hit@1']:.3f} R@3 {m['Recall@3']:.3f} "
                   f"S@3 {m['Success@3']:.3f} MRR {m['MRR@10']:.3f}", flush=True)

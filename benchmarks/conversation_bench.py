@@ -153,69 +153,25 @@ BASELINES: dict[str, Method] = {
 
 CEILING = "manual rewrite asked alone (ceiling)"
 CHOSEN = "**chosen: qa.conversation default**"
-HAND = "hand-set gains (Reading.learned = False)"
-BY_SET = ("no history (floor)", CHOSEN, HAND)  # and CEILING
+BY_SET = ("no history (floor)", CHOSEN)  # and CEILING
 
-# The grid varies the hand-set gains (Reading.learned = False), which the learned follow-up ranker replaced
-# as the default; benchmarks/conversation_ltr.py measures that one.
-D = replace(conv.DEFAULT_READING, learned=False)
-# The core of the hand-set gains: HQE terms and a locality gain of 0.2 after an earlier answer, and none of
-# the finer mechanisms: no gain for the previous answer itself, no cut for a sentence that already answered
-# twice, no elliptical expansion, "that" before a verb not anaphora, no about_previous, no backward or
-# older-answer gains, no bound possessives.
-P = replace(D, locality=0.2, same_last=None, repeats=1.0, elliptical=0.0, subject_that=False, about_previous=0.0,
-            same=0.0, backward=0.0, bound_possessives=False)
-# The hand-set gains without bound possessives, backward locality and the older answers' penalty.
-E = replace(D, same=0.0, backward=0.0, bound_possessives=False)
-GRID: dict[str, conv.Reading] = {  # one change at a time from the hand-set gains
-    HAND: D,
-    "− locality (HQE terms only)": replace(D, locality=0.0),
-    "+ novelty penalty (same = −0.5, the previous answer too)": replace(D, same=-0.5, same_last=None),
+# The grid varies the reading in service one setting at a time (the hand-set follow-up gains it once varied
+# were replaced by the learned follow-up model: docs/DECISIONS.md; benchmarks/conversation_ltr.py fits that).
+D = conv.DEFAULT_READING
+GRID: dict[str, conv.Reading] = {
     "− definite-phrase anaphora": replace(D, definite_phrases=False),
     "− topic-change detection": replace(D, detect_topic_change=False),
     "max 6 history terms": replace(D, max_terms=6),
     "recency decay 0.6": replace(D, decay=0.6),
-    "locality 0.1": replace(D, locality=0.1),
-    "locality 0.2": replace(D, locality=0.2),
-    "locality 0.25": replace(D, locality=0.25),
-    "locality 0.3": replace(D, locality=0.3),
-    "locality scale 1": replace(D, locality_scale=1.0),
-    "locality backwards ×0.15": replace(D, backward=0.15),
-    "locality backwards ×0.5": replace(D, backward=0.5),
-    "+ word-piece match of the follow-up's own words": replace(D, token_match=True),
-    "+ neighbours' cosine (settings.w_context_dense)": replace(D, neighbour_cosine=True),
-    "+ word-piece match and neighbours' cosine": replace(D, token_match=True, neighbour_cosine=True),
-    # the previous answer's own gain, the repeat cut, elliptical expansion, subject "that": each varied
-    "− previous answer's own gain (same_last = same = 0)": replace(D, same_last=None),
-    "previous answer's own gain 0.3": replace(D, same_last=0.3),
-    "previous answer's own gain 0.75": replace(D, same_last=0.75),
-    "previous answer's own gain 1 (= the next sentence's)": replace(D, same_last=1.0),
-    "− repeat cut (repeats = 1)": replace(D, repeats=1.0),
-    "repeat cut ×0.5": replace(D, repeats=0.5),
     "− elliptical expansion": replace(D, elliptical=0.0),
     "elliptical answer terms ×0.5": replace(D, elliptical=0.5),
     "elliptical = at most 1 content word": replace(D, elliptical_terms=1),
     "− subject \"that\" anaphora": replace(D, subject_that=False),
-    # about_previous: no gain after a previous answer that already holds the follow-up's words
     "− about the previous answer (about_previous = 0)": replace(D, about_previous=0.0),
-    "about the previous answer from 0.3 of the words": replace(D, about_previous=0.3),
     "about the previous answer from 0.5 of the words": replace(D, about_previous=0.5),
-    "about the previous answer only with all the words (1)": replace(D, about_previous=1.0),
-    # bound possessives, backward locality, the older answers' penalty: each taken out or varied
-    "hand-set gains without the three below": E,
     "− bound \"his\"/\"her\" (a named question with one reads history)": replace(D, bound_possessives=False),
-    "− locality backwards (backward = 0)": replace(D, backward=0.0),
-    "− older answers' penalty (same = 0)": replace(D, same=0.0),
-    "older answers' penalty −0.1": replace(D, same=-0.1),
-    "older answers' penalty −0.2": replace(D, same=-0.2),
-    # the same mechanisms, each added alone to the core (locality 0.2 and HQE terms)
-    "core (locality 0.2, none of the above)": P,
-    "core + previous answer's own gain 0.5": replace(P, same_last=0.5),
-    "core + previous answer's own gain 1": replace(P, same_last=1.0),
-    "core + repeat cut": replace(P, repeats=0.0),
-    "core + subject \"that\"": replace(P, subject_that=True),
-    "core + elliptical terms (0 words)": replace(P, elliptical=1.0),
-    "core + elliptical terms (≤ 1 word)": replace(P, elliptical=1.0, elliptical_terms=1),
+    "− keeping the topic's documents": replace(D, keep_topic=False),
+    "no story documents (story_cosine = None)": replace(D, story_cosine=None),
 }
 
 
@@ -353,11 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         for row in turn_log:
             mark = "✓" if row["hit1"] else ("·" if not row["answerable"] else "✗")
             print(f"{mark} {row['conv']} {row['turn']} {row['kind']:<12} {row['understood_as'] or '-'}\n      → {row['top']}")
-    if args.latency:  # the hand-set gains too, in the same machine state: the learned model scores twice
-        for name, timed in (("default reading", conv.DEFAULT_READING), ("hand-set gains", D)):
-            lat = turn_latency(engine, convs, top_k, reading=timed)
-            print(f"\nturn latency (answer_turn, hybrid, {name}): p50 {lat['p50_ms']} ms, "
-                  f"p95 {lat['p95_ms']} ms over {lat['turns']} turns")
+    if args.latency:
+        lat = turn_latency(engine, convs, top_k, reading=conv.DEFAULT_READING)
+        print(f"\nturn latency (answer_turn, hybrid, the reading in service): p50 {lat['p50_ms']} ms, "
+              f"p95 {lat['p95_ms']} ms over {lat['turns']} turns")
     if args.write_doc:
         write_doc(main_table, (n, h, r), " ".join(["benchmarks/conversation_bench.py", *(argv or sys.argv[1:])]))
     return 0

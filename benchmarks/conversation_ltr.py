@@ -23,13 +23,16 @@ them. Folds are whole conversations (``--folds``); the model is also fitted on c
 sixteen conversations written blind last.
 
 It prints figures and never asserts them. Its last line is the fit on every conversation (``--c``, default
-the cross-validated choice), which qa/config.py's ``followup_model`` holds: re-run it and paste the line
+the cross-validated choice), written as a ranking profile with ``--out`` (the profile in service with its
+``followup_model`` replaced; qa/profile.py), which ``benchmarks/tune_splits.py --set profile=<it>`` weighs;
 there when the gold conversations or the features change.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -44,6 +47,7 @@ from qa import conversation as conv  # noqa: E402
 from qa import rank  # noqa: E402
 from qa.config import Settings  # noqa: E402
 from qa.engine import Engine  # noqa: E402
+from qa.profile import write_profile  # noqa: E402
 from qa.types import Answer, AnswerSentence  # noqa: E402
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
@@ -65,7 +69,7 @@ def gold_turn(engine: Engine, turn: dict, understood_as: str | None) -> conv.Tur
     return conv.Turn.from_answer(turn["question"], answer)
 
 
-def fit(engine: Engine, convs: list[dict], c: float) -> tuple[float, ...]:
+def fit(engine: Engine, convs: list[dict], c: float) -> dict[str, float]:
     """Weights of conv.FOLLOWUP_FEATURES fitted on the candidates of every history-read answerable follow-up,
     each conversation played with its gold answers as the history."""
     from sklearn.linear_model import LogisticRegression
@@ -83,18 +87,15 @@ def fit(engine: Engine, convs: list[dict], c: float) -> tuple[float, ...]:
                 ys.append(labels(answer, turn["spans"]))
             history.append(gold_turn(engine, turn, query.understood_as))
     model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit(np.vstack(xs), np.concatenate(ys))
-    return tuple(round(float(w), 3) for w in model.coef_[0])
+    return {name: round(float(w), 3) for name, w in zip(conv.FOLLOWUP_FEATURES, model.coef_[0])}
 
 
 def play(engine: Engine, convs: list[dict], reading: conv.Reading) -> list[dict]:
     return cb.play(engine, convs, cb.reading(reading), engine.settings.top_k)
 
 
-def learned(weights: tuple[float, ...]) -> conv.Reading:
-    return replace(conv.DEFAULT_READING, learned=True, followup_model=weights)
-
-
-HAND = replace(conv.DEFAULT_READING, learned=False)  # the hand-set gains
+def learned(weights: dict[str, float]) -> conv.Reading:
+    return replace(conv.DEFAULT_READING, followup_model=weights)
 
 
 def line(name: str, rows: list[dict]) -> str:
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--conversations", type=Path, default=ROOT / "eval" / "conversations.jsonl")
     ap.add_argument("--folds", type=int, default=6)
-    ap.add_argument("--c", type=float, default=10.0, help="regularisation of the printed fit on all conversations")
+    ap.add_argument("--c", type=float, default=10.0, help="regularisation of the fit on all conversations")
+    ap.add_argument("--out", type=Path, help="write that fit as a ranking profile here")
     args = ap.parse_args(argv)
     engine = Engine.open(Settings())
     convs = cb.load_conversations(args.conversations, engine)
@@ -118,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| method | follow-up Hit@1 | follow-up R@3 | topic change Hit@1 |\n|---|---|---|---|")
     print(line("floor (no history), all conversations", cb.play(engine, convs, cb.BASELINES["no history (floor)"],
                                                                   engine.settings.top_k)))
-    print(line("hand-set gains, all conversations (fitted by hand to c01–c36's tune split)", play(engine, convs, HAND)))
-    print(line("settings.followup_model, all conversations (in sample)", play(engine, convs, conv.DEFAULT_READING)))
+    print(line("the profile's followup_model, all conversations (in sample)", play(engine, convs, conv.DEFAULT_READING)))
     for c in C_GRID:
         rows = []
         for k in range(args.folds):
@@ -127,12 +128,19 @@ def main(argv: list[str] | None = None) -> int:
             rows += play(engine, held, learned(fit(engine, [cv for cv in convs if cv not in held], c)))
         print(line(f"learned, C={c}, {args.folds}-fold by conversation", rows))
     if blind and before:
-        print(line(f"hand-set gains on c{BLIND_FROM}+ (written blind)", play(engine, blind, HAND)))
         for c in C_GRID:
             print(line(f"learned, C={c}, fitted on c01–c{BLIND_FROM - 1}, on c{BLIND_FROM}+", play(engine, blind,
                        learned(fit(engine, before, c)))))
-    print(f"\nfollowup_model fitted on all {len(convs)} conversations (C={args.c}), for qa/config.py:")
-    print(list(fit(engine, convs, args.c)))
+    weights = fit(engine, convs, args.c)
+    print(f"\nfollowup_model fitted on all {len(convs)} conversations (C={args.c}):\n{json.dumps(weights)}")
+    if args.out:
+        profile = engine.profile
+        fitted = profile.updated({"followup_model": weights, "version": profile.version + 1,
+                                  "provenance": {**profile.provenance, "followup_model": {
+                                      "command": "python " + " ".join(sys.argv), "C": args.c,
+                                      "conversations": len(convs), "date": datetime.date.today().isoformat()}}},
+                                 name=args.out.stem)
+        write_profile(fitted, args.out)
     return 0
 
 

@@ -1,21 +1,24 @@
-"""Fit the hybrid abstention model's weights on the tune splits and write them into the abstention profile.
+"""Fit the hybrid abstention model's weights on the tune splits and write them into a ranking profile.
 
-    PYTHONPATH=$PWD nice -n 10 .venv/bin/python benchmarks/fit_abstention.py --out models/abstention.json
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/fit_abstention.py --squad 600 --out /tmp/abstention.json  # quicker
+    PYTHONPATH=$PWD nice -n 10 .venv/bin/python benchmarks/fit_abstention.py --out /tmp/fitted.json
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/fit_abstention.py --squad 600 --out /tmp/fitted.json  # quicker
+    QA_READER_DIR=/work/qa-train/reader-l3/model .venv/bin/python benchmarks/fit_abstention.py --out /tmp/l3.json
 
 Questions: the tune splits asked as standalone questions (seeds tune, SQuAD-half tune, WikiQA dev; CoQA's turns
 are asked within conversations, and `benchmarks/tune_splits.py` measures the result on them). For each, the
 hybrid ranking's best sentence gives the named features of ``qa.rank.DECISION_FEATURES`` (the ranking's
 evidence and qa/answer_checks.py's checks of the sentence in its context) and the reader's logit of it
-(clipped to ±``rank.READER_LOGIT_BOUND``); the label is whether the question is answerable. A logistic
+(clipped to ± the profile's bound); the label is whether the question is answerable. A logistic
 regression (scikit-learn, the ``bench`` extra) on standardised features, each split weighing the same in the
 fit (``--split-weight questions``: each question), L2 with ``C`` chosen by 5-fold cross-validated log-loss;
 its weights are brought back to the features' own scale. The threshold: of those at which at most 5 % of the
 pooled answerable questions are wrongly refused, the one deciding the most pooled questions right.
 
-Writes the profile (``--out``): the hybrid model by feature name, the reader's term ([weight, centre 0]), the
-threshold, and the command, date, data and per-split figures of the fit; the dense and bm25 models are kept
-from the profile read (``--profile``). Test splits are never read.
+Writes a ranking profile (``--out``; qa/profile.py): the profile read (``--profile``, default the one in
+service) with the hybrid model by feature name, the reader's term (weight, centre 0) and the threshold
+replaced, and the command, date, data and per-split figures of the fit in its ``provenance``. Weigh it with
+``benchmarks/tune_splits.py --set profile=<it>``; adopted, it replaces qa/profiles/default.json. Test splits
+are never read.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import numpy as np
 
 from benchmarks.tune_splits import MAX_WRONGLY_REFUSED, TuneSplit, tune_splits
 from qa import rank
-from qa.config import Settings, abstention_profile
+from qa.config import Settings
 from qa.engine import Engine
+from qa.profile import load_profile, write_profile
 
 FIT_SPLITS = ("seeds", "squad", "wikiqa")
 READER = "reader"  # the name of the reader's logit among the fitted columns
@@ -46,7 +50,8 @@ def collect(engine: Engine, split: TuneSplit) -> tuple[np.ndarray, np.ndarray]:
         logit = 0.0
         if engine.reader is not None and len(ranked.scored.ids):
             read = engine.read(ranked.index, q.question, ranked.scored, depth=1)
-            logit = float(np.clip(read.reader[0], -rank.READER_LOGIT_BOUND, rank.READER_LOGIT_BOUND))
+            bound = engine.profile.abstention.reader_logit_bound
+            logit = float(np.clip(read.reader[0], -bound, bound))
         rows.append([features[name] for name in rank.DECISION_FEATURES] + [logit])
         labels.append(q.answerable)
     return np.array(rows, dtype=np.float64), np.array(labels, dtype=bool)
@@ -85,14 +90,13 @@ def choose_threshold(p: np.ndarray, y: np.ndarray, max_wrongly: float = MAX_WRON
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, required=True, help="the abstention profile to write")
-    ap.add_argument("--profile", type=Path, default=None, help="the profile whose other models are kept")
+    ap.add_argument("--out", type=Path, required=True, help="the ranking profile to write")
+    ap.add_argument("--profile", default=None, help="the profile whose other parts are kept (default: in service)")
     ap.add_argument("--squad", type=int, default=None, help="SQuAD tune questions, a fixed sample (default: all)")
     ap.add_argument("--split-weight", choices=["equal", "questions"], default="equal")
     args = ap.parse_args()
-    settings = Settings()
-    profile_path = args.profile or settings.abstention_profile
-    profile = abstention_profile(profile_path)
+    settings = Settings(**({"profile": args.profile} if args.profile else {}))
+    profile = load_profile(settings.profile)
     columns, labels, split_of = [], [], []
     for split in tune_splits(settings, FIT_SPLITS, squad=args.squad):
         update = {} if split.index_name is None else {"index_name": split.index_name}
@@ -120,20 +124,17 @@ def main() -> None:
         print(f"{name}: {figures[name]}", flush=True)
     reader_weight = weights.pop(READER)
     hybrid = {k: v for k, v in weights.items() if k == "bias" or v != 0.0}
-    out = {
-        "version": int(profile.get("version", 0)) + 1,
-        "about": profile.get("about", ""),
-        "models": {**profile["models"], "hybrid": hybrid},
-        "reader": {"weight": round(reader_weight, 4), "centre": 0.0},
-        "threshold": round(threshold, 4),
-        "threshold_within": profile.get("threshold_within", profile["threshold"]),
-        "fit": {"command": "python " + " ".join(sys.argv), "date": datetime.date.today().isoformat(),
-                "splits": counts, "split_weight": args.split_weight, "C": c,
-                "label": "the question is answerable", "figures_at_threshold": figures},
-    }
-    args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps({k: out[k] for k in ("models", "reader", "threshold")}["models"]["hybrid"], indent=1))
-    print(f"reader {out['reader']}, threshold {out['threshold']}, C {c}")
+    fitted = profile.updated({"abstention.models.hybrid": hybrid, "abstention.reader.weight": round(reader_weight, 4),
+                              "abstention.reader.centre": 0.0, "abstention.threshold": round(threshold, 4),
+                              "version": profile.version + 1,
+                              "provenance": {**profile.provenance, "abstention": {
+                                  "command": "python " + " ".join(sys.argv), "date": datetime.date.today().isoformat(),
+                                  "splits": counts, "split_weight": args.split_weight, "C": c,
+                                  "label": "the question is answerable", "figures_at_threshold": figures}}},
+                             name=args.out.stem)
+    write_profile(fitted, args.out)
+    print(json.dumps(hybrid, indent=1))
+    print(f"reader weight {fitted.abstention.reader_weight}, threshold {fitted.abstention.threshold}, C {c}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from qa.cues import proper_words_of
 from qa import index as index_mod
 from qa.agreement import NearSentences
 from qa.config import Settings
+from qa.profile import load_profile
 
 
 def timed(fn):
@@ -39,13 +40,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[20_000, 40_000])
     args = parser.parse_args()
     s = Settings()
+    r = load_profile(s.profile).ranking
     index = index_mod.load(s.index_root / "squad-v2-dev")
     vectors = np.asarray(index.sentence_vectors, dtype=np.float32)
     documents = index.sentence_documents
     vocabulary = claims.Vocabulary(proper_words_of(index))
     keys, keys_s = timed(lambda: np.array([claims.wording_key(x.text, vocabulary) for x in index.sentences],
                                           dtype=np.int64))
-    table, table_s = timed(lambda: NearSentences.compute(vectors, documents, keys, s.near_threshold, s.near_limit))
+    table, table_s = timed(lambda: NearSentences.compute(vectors, documents, keys, r.near_cosine, r.near_limit))
     kept = np.arange(len(vectors))
     changed = documents == documents[len(documents) // 2]
     kept[changed] = -1
@@ -63,7 +65,7 @@ def main() -> None:
         grown /= np.linalg.norm(grown, axis=1, keepdims=True)
         docs = np.concatenate([documents + r * (int(documents.max()) + 1) for r in range(reps)])[:n]
         grown_table, seconds = timed(lambda: NearSentences.compute(grown, docs, np.zeros(n, np.int64),
-                                                                   s.near_threshold, s.near_limit))
+                                                                   r.near_cosine, r.near_limit))
         report["grown"].append({"sentences": n, "table_s": round(seconds, 2), "pairs": int(len(grown_table.neighbours))})
     if report["grown"]:
         last = report["grown"][-1]

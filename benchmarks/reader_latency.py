@@ -1,4 +1,4 @@
-"""The reader's cost per question for each number of sentences it reads (``reader_depth``), for each reader.
+"""The reader's cost per question for each number of sentences it reads (the profile's ``reader.depth``), for each reader.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/reader_latency.py --reader models/reader \
         --reader /var/tmp/qa-train/reader-l6/model --depths 1,3,5,10,15
@@ -30,8 +30,9 @@ def main() -> None:
     ap.add_argument("--depths", default="1,3,5,10,15,20")
     ap.add_argument("--repeat", type=int, default=3, help="runs per question and depth (the fastest is kept)")
     args = ap.parse_args()
-    settings = Settings(reader_depth=0)
+    settings = Settings()
     engine = Engine.open(settings)
+    engine = engine.with_index(engine.index, profile=engine.profile.updated({"reader.depth": 0}))  # ranker alone
     gold = load_gold(PROJECT_ROOT / "eval" / "gold.jsonl", load_corpus(settings.corpus_dir))
     tops = []
     for q in gold.questions:

@@ -4,10 +4,10 @@
         [--split tune] [--squad 1500]
 
 For every question the hybrid ranker's candidates are scored once (reader off) and the reader reads the
-first ``max(DEPTHS)`` of them; each (depth, w_reader) is then a re-ordering of those arrays
+first ``max(DEPTHS)`` of them; each (depth, weight) of the profile's ``reader`` is then a re-ordering of those arrays
 (:func:`qa.rank.with_reader`). Sentence-level Hit@1 / MRR@10 (a near-duplicate grouped by the engine counts
 as its own rank here, so the figures sit slightly under ``qa eval``'s). Then, at the chosen depth and weight,
-the abstention term ``abstain_reader`` = [weight, centre]: unanswerable questions refused against answerable
+the profile's abstention reader term (weight, centre): unanswerable questions refused against answerable
 ones wrongly refused. Run with ``--split test`` only to report, never to choose.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from qa.config import Settings
 from qa.datasets import GoldQuestion, load_gold, load_squad
 from qa.engine import Engine
 from qa.ingest import load_corpus
+from qa.profile import Profile, load_profile
 from qa.reader import load_reader
 
 DEPTHS = (5, 10, 15, 20)
@@ -75,16 +76,19 @@ def ranking(reads: list[Read], depth: int, weight: float) -> tuple[float, float]
     return float(np.mean(hits)), float(np.mean(rr))
 
 
-def abstention(reads: list[Read], settings: Settings, depth: int, weight: float,
+def abstention(reads: list[Read], profile: Profile, depth: int, weight: float,
                term: tuple[float, float]) -> tuple[float, float]:
-    """(unanswerable refused, answerable wrongly refused) with the reader's abstention term ``term``."""
+    """(unanswerable refused, answerable wrongly refused) with the reader's abstention term ``term``
+    (weight, centre) in ``profile``'s model."""
+    a = replace(profile.abstention, reader_weight=term[0], reader_centre=term[1])
     refused_un, refused_ans = [], []
     for r in reads:
         scored = rank.with_reader(r.scored, r.logits[:depth], weight)
         best = int(scored.ids[0]) if len(scored.ids) else None
-        features = {**rank.abstention_features(scored), **answer_checks.check_best(r.index, r.question.question, best)}
-        conf = rank.confidence(rank.log_odds(features, settings.abstain_model["hybrid"]), scored, term)
-        (refused_ans if r.question.answerable else refused_un).append(conf < settings.abstain_threshold)
+        features = {**rank.abstention_features(scored, a.token_match_centre),
+                    **answer_checks.check_best(r.index, r.question.question, best)}
+        conf = rank.confidence(rank.log_odds(features, a.models["hybrid"]), scored, a)
+        (refused_ans if r.question.answerable else refused_un).append(conf < a.threshold)
     return float(np.mean(refused_un)) if refused_un else 0.0, float(np.mean(refused_ans)) if refused_ans else 0.0
 
 
@@ -94,7 +98,9 @@ def main() -> None:
     ap.add_argument("--split", default="tune", choices=["tune", "test"])
     ap.add_argument("--squad", type=int, default=1500, help="SQuAD-half questions of the split (sampled)")
     args = ap.parse_args()
-    settings = Settings(reader_depth=0)  # the ranker alone; the reader is applied here
+    settings = Settings()
+    profile = load_profile(settings.profile)
+    alone = profile.updated({"reader.depth": 0})  # the ranker alone; the reader is applied here
     reader = load_reader(args.reader)
     seeds = load_gold(settings.corpus_dir.parent / "eval" / "gold.jsonl", load_corpus(settings.corpus_dir))
     squad = load_squad(settings.shared_data_dir)
@@ -102,14 +108,15 @@ def main() -> None:
     squad_questions = random.Random(0).sample(squad_questions, min(args.squad, len(squad_questions)))
     squad_engine = Engine.open(settings.model_copy(update={"index_name": "squad-v2-dev"}),
                                documents=squad.documents, layout=False)
-    sets = {"seeds": read_all(Engine.open(settings), reader, [q for q in seeds.questions if q.split == args.split],
+    squad_engine, seed_engine = (e.with_index(e.index, profile=alone) for e in (squad_engine, Engine.open(settings)))
+    sets = {"seeds": read_all(seed_engine, reader, [q for q in seeds.questions if q.split == args.split],
                               max(DEPTHS)),
             "squad": read_all(squad_engine, reader, squad_questions, max(DEPTHS))}
     for name, reads in sets.items():
         ms = [r.reader_ms for r in reads]
         print(f"{name}: {len(reads)} questions; reader {np.median(ms):.1f} ms median per question "
               f"({max(DEPTHS)} sentences)")
-    print("\n| depth | w_reader | seeds Hit@1 | seeds MRR@10 | SQuAD Hit@1 | SQuAD MRR@10 |\n|---|---|---|---|---|---|")
+    print("\n| depth | reader weight | seeds Hit@1 | seeds MRR@10 | SQuAD Hit@1 | SQuAD MRR@10 |\n|---|---|---|---|---|---|")
     best = (-1.0, 0, 0.0)
     for depth in DEPTHS:
         for weight in WEIGHTS:
@@ -118,12 +125,12 @@ def main() -> None:
             if (sh + qh) / 2 > best[0] + 1e-9:
                 best = ((sh + qh) / 2, depth, weight)
     _, depth, weight = best
-    print(f"\nbest by mean Hit@1: depth {depth}, w_reader {weight}")
+    print(f"\nbest by mean Hit@1: depth {depth}, reader weight {weight}")
     print("\n| abstain weight | centre | seeds refused unanswerable | seeds wrongly refused | SQuAD refused "
           "unanswerable | SQuAD wrongly refused |\n|---|---|---|---|---|---|")
     for aw in ABSTAIN_WEIGHTS:
         for centre in ABSTAIN_CENTRES if aw else (0.0,):
-            (su, sa), (qu, qa) = (abstention(sets[k], settings, depth, weight, (aw, centre)) for k in ("seeds", "squad"))
+            (su, sa), (qu, qa) = (abstention(sets[k], profile, depth, weight, (aw, centre)) for k in ("seeds", "squad"))
             print(f"| {aw} | {centre} | {su:.3f} | {sa:.3f} | {qu:.3f} | {qa:.3f} |", flush=True)
 
 

@@ -1,9 +1,10 @@
 """A configuration against the baseline on all the tune splits together, counted in questions: the evidence of
 the adoption rule (docs/QUALITY.md).
 
-    PYTHONPATH=$PWD nice -n 10 .venv/bin/python benchmarks/tune_splits.py --set w_reader=0.1 --set reader_depth=5
+    PYTHONPATH=$PWD nice -n 10 .venv/bin/python benchmarks/tune_splits.py --set reader.weight=0.1 --set reader.depth=5
     PYTHONPATH=$PWD nice -n 10 .venv/bin/python benchmarks/tune_splits.py --config variant.json --json /tmp/ab.json
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/tune_splits.py --set abstain_threshold=0.6 --squad 500 --coqa 40
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/tune_splits.py --set abstention.threshold=0.6 --squad 500 --coqa 40
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/tune_splits.py --set profile=/tmp/fitted.json --set reader_dir=/tmp/r
     PYTHONPATH=$PWD .venv/bin/python benchmarks/tune_splits.py --choose-threshold     # the threshold in use
 
 The tune splits: the seed gold set's tune split, SQuAD-half's tune split, CoQA's tune dialogues (asked turn by
@@ -11,10 +12,12 @@ turn as conversations, openers and follow-ups, as `qa eval --dataset coqa --spli
 WikiQA's dev file (every question asked of all its pages, `qa eval --dataset wikiqa --split tune`); hybrid
 retriever. Test splits are never read here.
 
-A configuration is a set of ``Settings`` overrides (``--set name=value``, the value read as JSON when it
-parses, and/or ``--config`` a JSON object of them); the baseline is the default ``Settings`` (with
-``--baseline-set`` / ``--baseline-config`` another). Settings that shape the index (the encoder, passages) get
-an index of their own under ``--variant-index-root``.
+A configuration is a set of overrides (``--set name=value``, the value read as JSON when it parses, and/or
+``--config`` a JSON object of them): a name with a dot is a path into the ranking profile (``reader.weight``,
+``sentence_weights.hybrid.token``), any other a ``Settings`` field (``reader_dir``, ``profile``, ``model_path``;
+``qa.profile.configured``). The baseline is the default ``Settings`` and profile (with ``--baseline-set`` /
+``--baseline-config`` another). Settings that shape the index (the encoder, passages) get an index of their own
+under ``--variant-index-root``.
 
 Every question (a CoQA turn is a question) scores a point for Hit@1 (answerable ones) and a point for its
 decision (answered when answerable, refused when not), at each configuration's own threshold. A question is
@@ -46,6 +49,7 @@ from qa import dialogue_eval, evaluate, refusal
 from qa.config import PROJECT_ROOT, Settings
 from qa.datasets import COQA_FILE, Dataset, load_coqa, load_gold, load_squad, load_wikiqa_pages
 from qa.engine import Engine, build_spec
+from qa.profile import configured
 from qa.ingest import load_corpus
 
 SPLITS = ("seeds", "squad", "coqa", "wikiqa")
@@ -232,8 +236,9 @@ def table(rows: dict[str, dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--set", dest="sets", action="append", default=[], help="a Settings override, name=value")
-    ap.add_argument("--config", type=Path, help="a JSON object of Settings overrides")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="name=value: a profile path (with a dot) or a Settings field")
+    ap.add_argument("--config", type=Path, help="a JSON object of such overrides")
     ap.add_argument("--baseline-set", action="append", default=[], help="an override of the baseline")
     ap.add_argument("--baseline-config", type=Path)
     ap.add_argument("--splits", default=",".join(SPLITS), help="comma-separated, of " + ", ".join(SPLITS))
@@ -245,12 +250,13 @@ def main() -> None:
     ap.add_argument("--choose-threshold", action="store_true", help="choose the configuration's threshold")
     ap.add_argument("--json", type=Path, help="write the figures (and every question's outcome) here")
     args = ap.parse_args()
-    base = Settings(**parse_overrides(args.baseline_set, args.baseline_config))
     overrides = parse_overrides(args.sets, args.config)
-    variant = Settings(**{**parse_overrides(args.baseline_set, args.baseline_config), **overrides})
-    splits = tune_splits(base, [s for s in args.splits.split(",") if s], args.squad, args.coqa, args.wikiqa)
+    baseline = parse_overrides(args.baseline_set, args.baseline_config)
     rows, outcomes = {}, {}
     with tempfile.TemporaryDirectory(prefix="qa-tune-") as store:
+        base = configured(baseline, Path(store), "baseline")
+        variant = configured({**baseline, **overrides}, Path(store), "variant")
+        splits = tune_splits(base, [s for s in args.splits.split(",") if s], args.squad, args.coqa, args.wikiqa)
         engines = Engines(base, variant, args.variant_index_root or base.index_root / "_variant", Path(store))
         for split in splits:
             base_engine, variant_engine = engines.pair(split)

@@ -12,7 +12,7 @@ and after it in its document):
 A sentence that mentions the subject but holds no answer of the asked kind, or that speaks of another
 subject, is not an answer. The checks are named features (:data:`CHECKS`) of the best sentence that join the
 abstention model of :mod:`qa.rank` with weights fitted on the tune splits (benchmarks/fit_abstention.py);
-none decides alone. The kind cues also nudge the ranking (``Settings.w_answer_type``).
+none decides alone. The kind cues also nudge the ranking (the profile's ``answer_type`` weight).
 """
 
 from __future__ import annotations
@@ -101,6 +101,11 @@ ANSWER_TYPES = (
                           r"\bstands? for\b|\b(is|are) (called|named)\b", re.I)),
 )
 _BY_NAME = {t.name: t for t in ANSWER_TYPES}
+
+
+def kind_names() -> tuple[str, ...]:
+    """The names of the kinds of answer a question can ask for, in the order they are tried."""
+    return tuple(_BY_NAME)
 # The kinds whose missing cue the ranking reports itself (qa.rank's ``type_missing`` and ``strict_type_missing``,
 # with the weights of the hand-set rule); the kinds after them are read only for questions none of these
 # match, and weigh through ``kind_missing_nearby``.

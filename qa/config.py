@@ -1,8 +1,9 @@
 """All configuration in one place. Every field can be set from the environment with the ``QA_`` prefix
 (``QA_CORPUS_DIR=seeds``) or a ``.env`` file; the CLI and the HTTP app pass overrides explicitly.
 
-The retrieval and scoring defaults below were chosen by measurement with ``qa eval`` on the tune split of
-the seed gold set and on SQuAD 2.0 (see docs/DECISIONS.md); change them only with new figures.
+Settings hold what an operator chooses: paths, limits, workers, timeouts, security, the models and the
+ranking profile. Every scoring parameter is the profile's (qa/profile.py), chosen by measurement on the tune
+splits (docs/DECISIONS.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Retriever = Literal["hybrid", "bm25", "dense"]
@@ -107,80 +108,24 @@ class Settings(BaseSettings):
     token_vectors: bool = Field(True, description="keep every sentence's word-piece vectors for the ranker's "
                                                   "token match (about 12 KB per sentence on disk)")
 
-    # Retrieval.
+    # Answering. How sentences are scored and when the answer is "not found" is the ranking profile's
+    # (qa/profile.py: every weight, model and threshold by name, in one versioned file).
+    profile: str = Field("default", description="the ranking profile: a name of qa/profiles/ or a path to a "
+                                                "profile file (benchmarks write them)")
     retriever: Retriever = "hybrid"
-    rrf_k: int = 60
-    candidate_passages: int = Field(30, ge=1, description="passages taken from each retriever before fusion")
+    top_k: int = Field(5, ge=1, le=20)
+    abstain_threshold: float | None = Field(None, ge=0, le=1, description="confidence under which the answer is "
+                                            "'not found in the corpus'; default: the profile's (README: the "
+                                            "trade-off)")
+    abstain_threshold_within: float | None = Field(None, ge=0, le=1, description="the same for a question "
+                                                   "answered within given sentences (a follow-up kept to its "
+                                                   "topic's documents); default: the profile's")
     ann_min_passages: int = Field(100_000, ge=1, description="from this many passages the dense index is IVF "
                                                              "(approximate, much faster) instead of flat (exact)")
     ann_nprobe: int = Field(64, ge=1, description="IVF lists scanned per query (docs/PERFORMANCE.md: recall)")
-    top_k: int = Field(5, ge=1, le=20)
-
-    # Sentence scoring weights (see qa/rank.py).
-    w_dense: float = 1.0
-    w_lexical: float = 0.6
-    w_answer_type: float = 0.15
-    # The cues of the kinds added with qa/answer_checks.py inform the decision to answer only: their weight in the
-    # ranking is not measured yet (benchmarks/tune_splits.py --set 'w_answer_kinds={}' weighs them as the others).
-    w_answer_kinds: dict[str, float] = Field({"names": 0.0, "organisation": 0.0, "place": 0.0, "reason": 0.0,
-                                              "definition": 0.0},
-                                             description="an answer kind's own cue weight in the ranking "
-                                                         "(qa/answer_checks.py's kinds); the others weigh "
-                                                         "w_answer_type")
-    w_context: float = 0.4  # hybrid: query terms found only in a neighbouring sentence of the same document
-    w_context_dense: float = 0.6  # hybrid: a neighbour's cosine to the question above the sentence's own
-    w_token: float = 3.5  # hybrid: word-piece match of the question in the sentence (rank.token_match)
-    w_context_token: float = 1.5  # hybrid: the word-piece match that only the neighbours add
-    w_name_context: float = Field(0.5, ge=0, le=1, description="hybrid: share of the word-piece match that "
-                                  "a question's names (rank.name_pieces) take from a sentence's neighbours")
-    token_depth: int = Field(15, ge=1, description="sentences, best by the other features, that the word-piece "
-                                                   "match re-scores, with their neighbours (the same quality as "
-                                                   "all ~75 at a fraction of the cost; docs/DECISIONS.md)")
-    heading_penalty: float = 0.15
-    duplicate_threshold: float = 0.86  # cosine above which two sentences count as the same statement
-    near_threshold: float = Field(0.7, ge=0, le=1, description="cosine from which a sentence of another document "
-                                  "is compared with an answer sentence for the same claim or a disagreement "
-                                  "(qa/agreement.py; its table is made per index build)")
-    near_limit: int = Field(32, ge=0, description="closest sentences of other documents a sentence's table keeps "
-                                                  "(0: no search beyond the question's candidates)")
-
-    # Abstention: a logistic model per retriever over the named features of qa.rank.DECISION_FEATURES (the
-    # ranking's evidence about its best sentence and qa/answer_checks.py's checks of it) gives the probability
-    # that the best sentence answers; under the threshold the answer is "not found in the corpus". The model,
-    # the reader's term and the threshold come from the abstention profile (models/abstention.json, written by
-    # benchmarks/fit_abstention.py from the tune splits; docs/QUALITY.md), unless set here or by QA_ABSTAIN_*.
-    abstention_profile: Path = Field(PROJECT_ROOT / "models" / "abstention.json",
-                                     description="the abstention profile: per-retriever weights by feature "
-                                                 "name, the reader's term and the threshold")
-    abstain_model: dict[str, dict[str, float]] = Field(default_factory=dict, description="retriever → {'bias', "
-                                                       "feature name → weight}; default: the profile's")
-    abstain_threshold: float = Field(0.5, ge=0, le=1, description="confidence under which the answer is 'not "
-                                     "found in the corpus'; default: the profile's (README: the trade-off)")
-    abstain_threshold_within: float = Field(0.5, ge=0, le=1, description="the same for a question answered "
-                                            "within given sentences (a follow-up kept to its topic's documents), "
-                                            "whose confidence reads lower; default: the profile's")
-    # The learned follow-up ranker: weights of qa.conversation.FOLLOWUP_FEATURES, in that order, whose sum is a
-    # history-read follow-up candidate's log-odds of answering (hybrid only). A logistic regression (C = 10,
-    # chosen by 6-fold cross-validation by conversation) fitted on all 52 gold conversations of
-    # eval/conversations.jsonl by `benchmarks/conversation_ltr.py --c 10`, which prints these numbers.
-    followup_model: list[float] = [8.634, 1.09, -0.009, 1.541, 1.756, 2.002, 2.161, 1.471, -0.236, 0.194, -0.673,
-                                   0.475, -1.496, -2.889, -0.099, -3.354]
-
-    # Reader.
-    # A cross-encoder trained here (benchmarks/train_reader.py, qa/reader.py) reads the question with the
-    # ranker's first `reader_depth` sentences (hybrid only); `w_reader` times its logit is added to their
-    # scores, and `abstain_reader` [weight, centre] adds weight · (best sentence's logit − centre) to the
-    # abstention model's log-odds. It does not change the index. On the tune splits every `w_reader` > 0
-    # lowered Hit@1 (seeds and SQuAD-half), and [0.5, −4] answered one more answerable seed question at no
-    # cost on SQuAD-half: so the reader reads only the best sentence, for abstention (docs/MODELS.md).
     reader_dir: Path | None = Field(PROJECT_ROOT / "models" / "reader", description="folder of the shipped "
-                                    "reader (model.onnx, tokenizer.json, manifest.json); None: no reader")
-    reader_depth: int = Field(1, ge=0, description="sentences, best by the ranker, that the reader re-scores "
-                                                    "(0: reader off)")
-    w_reader: float = Field(0.0, ge=0, description="weight of the reader's logit in a re-scored sentence's score")
-    abstain_reader: list[float] = Field([0.0, 0.0], min_length=2, max_length=2,
-                                        description="[weight, centre] of the best sentence's reader logit in the "
-                                                    "abstention model's log-odds; default: the profile's")
+                                    "reader (model.onnx, tokenizer.json, manifest.json; qa/reader.py); None: no "
+                                    "reader. What it reads and weighs is the profile's")
     reader_threads: int = Field(1, ge=1, description="onnxruntime threads of the reader per question")
 
     # The HTTP service (`qa serve`).
@@ -224,23 +169,6 @@ class Settings(BaseSettings):
     max_turns: int = Field(50, ge=1, description="turns kept per conversation")
     max_age_days: float = Field(30.0, gt=0, description="conversations idle longer than this are dropped")
 
-    @model_validator(mode="after")
-    def _abstention_from_profile(self) -> "Settings":
-        """The abstention settings not given explicitly are the profile's (a retriever's model given replaces the
-        profile's for that retriever only)."""
-        given = self.model_fields_set
-        profile = abstention_profile(self.abstention_profile)
-        # A retriever's model given replaces the profile's; the others stay the profile's.
-        self.abstain_model = {**{mode: dict(weights) for mode, weights in profile["models"].items()},
-                              **self.abstain_model}
-        if "abstain_reader" not in given:
-            self.abstain_reader = [float(profile["reader"]["weight"]), float(profile["reader"]["centre"])]
-        if "abstain_threshold" not in given:
-            self.abstain_threshold = float(profile["threshold"])
-        if "abstain_threshold_within" not in given:
-            self.abstain_threshold_within = float(profile.get("threshold_within", profile["threshold"]))
-        return self
-
     def onnx_path(self) -> Path:
         """Where the query-time ONNX export of the model lives (shared by every index under index_root), one
         folder per model (:func:`model_key`: names and a hash of the weights). Version 2 of the export also
@@ -257,11 +185,3 @@ class Settings(BaseSettings):
             return self.index_root / self.index_name
         folder = self.corpus_dir.resolve()
         return self.index_root / f"{folder.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"
-
-
-@lru_cache(maxsize=8)
-def abstention_profile(path: Path) -> dict:
-    """The abstention profile at ``path`` (models/abstention.json): read once per process."""
-    import json
-
-    return json.loads(Path(path).read_text(encoding="utf-8"))

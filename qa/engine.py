@@ -16,6 +16,7 @@ import numpy as np
 from qa import index as index_mod
 from qa import agreement, answer_checks, claims, rank, retrieve
 from qa.cues import proper_words_of
+from qa.profile import Profile, load_profile
 from qa.config import RETRIEVERS, Settings, model_key
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import Corpus, IngestLimits, read_corpus
@@ -58,8 +59,9 @@ class Engine:
     """Load once, answer many. Thread-safe for concurrent ``ask`` calls (all state is read-only)."""
 
     def __init__(self, settings: Settings, corpus_index: index_mod.Catalogue, encoder=None,
-                 query_encoder: Future | None = None):
+                 query_encoder: Future | None = None, profile: Profile | None = None):
         self.settings = settings
+        self.profile = profile or load_profile(settings.profile)  # every scoring parameter (qa/profile.py)
         self.index = corpus_index
         self._encoder = encoder
         self._query_encoder = None
@@ -70,8 +72,18 @@ class Engine:
         import faiss  # already loaded with the index
 
         faiss.omp_set_num_threads(settings.search_threads)
-        for mode, model in settings.abstain_model.items():  # e.g. QA_ABSTAIN_MODEL naming a feature that is gone
-            rank.check_model(model, f"abstain_model[{mode!r}]")
+
+    @property
+    def threshold(self) -> float:
+        """The confidence under which a standalone question is "not found": the settings' or the profile's."""
+        given = self.settings.abstain_threshold
+        return self.profile.abstention.threshold if given is None else given
+
+    @property
+    def threshold_within(self) -> float:
+        """The same for a question answered within given sentences (a follow-up kept to its topic)."""
+        given = self.settings.abstain_threshold_within
+        return self.profile.abstention.threshold_within if given is None else given
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -142,10 +154,13 @@ class Engine:
                 return self
             return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe))
 
-    def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None) -> "Engine":
-        """This engine's models and conversation store over another index; with ``settings``, answering with
-        those (ones that do not shape the index: weights, the reader, abstention)."""
-        engine = Engine(settings or self.settings, corpus_index, self._encoder)
+    def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None,
+                   profile: Profile | None = None) -> "Engine":
+        """This engine's models and conversation store over another index; with ``settings`` or ``profile``,
+        answering with those (settings that do not shape the index)."""
+        if profile is None and (settings is None or settings.profile == self.settings.profile):
+            profile = self.profile
+        engine = Engine(settings or self.settings, corpus_index, self._encoder, profile=profile)
         with self._encoder_lock:
             engine._query_encoder, engine._pending_query_encoder = self._query_encoder, self._pending_query_encoder
         with self._conversations_lock:
@@ -280,11 +295,11 @@ class Engine:
 
     def ranked(self, query: Query, mode: str, within: np.ndarray | None = None) -> Ranked:
         """The candidate sentences scored, with the index their ids refer to (a sharded front: a view)."""
-        s = self.settings
+        r = self.profile.ranking
         if within is None:
             passages = retrieve.retrieve(self.index, query.terms, query.vector, mode=mode,
-                                         depth=s.candidate_passages, rrf_k=s.rrf_k)
-            ids = rank.candidate_sentences(self.index.passages, passages, depth=s.candidate_passages)
+                                         depth=r.candidate_passages, rrf_k=r.rrf_k)
+            ids = rank.candidate_sentences(self.index.passages, passages, depth=r.candidate_passages)
         else:
             ids = np.asarray(within, dtype=np.int64)
         return Ranked(self.index, self.score_candidates(self.index, ids, query, mode))
@@ -292,12 +307,11 @@ class Engine:
     def score_candidates(self, index: index_mod.SentenceSet, ids: np.ndarray, query: Query,
                          mode: str) -> rank.ScoredSentences:
         """Score the candidate sentences ``ids`` of ``index`` with the weights ``mode`` uses."""
-        s = self.settings
-        weights = rank.Weights.for_mode(mode, s, neighbour_cosine=query.neighbour_cosine)
-        pieces = "token" in rank.MODE_FEATURES[mode]  # the word pieces and names are read where they weigh
+        weights = rank.Weights.for_mode(mode, self.profile, neighbour_cosine=query.neighbour_cosine)
+        pieces = weights.reads_pieces  # the word pieces and names are read where they weigh
         scored = rank.score_sentences(index, ids, query.terms, query.vector, weights, query.text,
                                       query.tokens if pieces else None, query.names if pieces else None)
-        if mode == "hybrid" and s.w_reader > 0:  # the reader's weights were chosen for hybrid
+        if mode == "hybrid" and self.profile.reader.weight > 0:  # the reader's weight was chosen for hybrid
             return self.read(index, query.text, scored)
         return scored
 
@@ -307,7 +321,7 @@ class Engine:
         from qa.reader import ReaderFiles, load_reader
 
         s = self.settings
-        if s.reader_dir is None or s.reader_depth == 0:
+        if s.reader_dir is None or self.profile.reader.depth == 0:
             return None
         if not ReaderFiles(s.reader_dir).exists():
             log.warning("no reader in %s: answering with the ranker alone", s.reader_dir)
@@ -316,13 +330,13 @@ class Engine:
 
     def read(self, index: index_mod.SentenceSet, question: str, scored: rank.ScoredSentences,
              depth: int | None = None) -> rank.ScoredSentences:
-        """The ranking after the reader re-read the ranker's first ``depth`` (default ``reader_depth``) sentences
+        """The ranking after the reader re-read the ranker's first ``depth`` (default: the profile's) sentences
         of ``index``."""
         if self.reader is None or not len(scored.ids):
             return scored
-        depth = self.settings.reader_depth if depth is None else depth
+        depth = self.profile.reader.depth if depth is None else depth
         texts = [index.sentences[i].text for i in scored.ids[:depth].tolist()]
-        return rank.with_reader(scored, self.reader.score(question, texts), self.settings.w_reader)
+        return rank.with_reader(scored, self.reader.score(question, texts), self.profile.reader.weight)
 
     def answer(self, query: Query, *, top_k: int, mode: str, abstain: bool = True,
                within: np.ndarray | None = None) -> Answer:
@@ -334,7 +348,7 @@ class Engine:
         """
         ranked = self.ranked(query, mode, within)
         scored = ranked.scored
-        threshold = self.settings.abstain_threshold if within is None else self.settings.abstain_threshold_within
+        threshold = self.threshold if within is None else self.threshold_within
         conf = self.confidence(ranked, query.text, mode, exact=not abstain, threshold=threshold)
         answered = conf >= threshold
         if not answered and abstain:
@@ -349,13 +363,13 @@ class Engine:
         """The first ``top_k`` statements of a ranking, each with the places that state the same and those
         that differ in a name, number or date: among the candidates, then (when ``ranked`` is over the
         corpus index) among every other document's sentences close to it (``near_sentences``)."""
-        s = self.settings
+        r = self.profile.ranking
         table = self.near_sentences if ranked.corpus_ids is None else None  # a view's ids are not the table's
-        groups = agreement.group_statements(ranked.index, ranked.scored.ids, top_k, s.duplicate_threshold,
-                                            s.near_threshold, self.claim_vocabulary,
+        groups = agreement.group_statements(ranked.index, ranked.scored.ids, top_k, r.duplicate_cosine,
+                                            r.near_cosine, self.claim_vocabulary,
                                             None if table is None else table.keys)
         if table is not None:
-            agreement.widen(ranked.index, groups, table, s.duplicate_threshold, self.claim_vocabulary)
+            agreement.widen(ranked.index, groups, table, r.duplicate_cosine, self.claim_vocabulary)
         return groups
 
     @cached_property
@@ -370,37 +384,37 @@ class Engine:
         return self._near_sentences()
 
     def _near_sentences(self, previous: "Engine | None" = None) -> agreement.NearSentences | None:
-        s = self.settings
-        if s.near_limit == 0:
+        r = self.profile.ranking
+        if r.near_limit == 0:
             return None
         before = None
         if previous is not None and "near_sentences" in previous.__dict__:
             before = (previous.index, previous.near_sentences)
-        return agreement.near_sentences(self.index, s.near_threshold, s.near_limit, self.claim_vocabulary, before)
+        return agreement.near_sentences(self.index, r.near_cosine, r.near_limit, self.claim_vocabulary, before)
 
     def decision_features(self, ranked: Ranked, question: str) -> dict[str, float]:
         """What the abstention model weighs (``rank.DECISION_FEATURES``): the ranking's evidence about its best
         sentence and the answer checks of that sentence in its context (qa/answer_checks.py)."""
         scored = ranked.scored
         best = int(scored.ids[0]) if len(scored.ids) else None
-        return {**rank.abstention_features(scored), **answer_checks.check_best(ranked.index, question, best)}
+        return {**rank.abstention_features(scored, self.profile.abstention.token_match_centre),
+                **answer_checks.check_best(ranked.index, question, best)}
 
     def confidence(self, ranked: Ranked, question: str, mode: str, *, exact: bool = False,
                    threshold: float | None = None) -> float:
         """The probability that the best sentence of ``ranked`` answers. In hybrid mode the reader's logit
-        joins it (``abstain_reader``); when the ranking was not read already, the reader reads the best
+        joins it (the profile's reader term); when the ranking was not read already, the reader reads the best
         sentence only if its bounded term could change the decision at the threshold
         (``rank.reader_could_decide``), or always when ``exact`` (a confidence compared with other thresholds:
         ``abstain=False``, the evaluation's refusal curve). ``threshold``: the one the decision is taken at
-        (default ``abstain_threshold``)."""
-        s = self.settings
-        threshold = s.abstain_threshold if threshold is None else threshold
-        scored, term = ranked.scored, tuple(s.abstain_reader)
-        z = rank.log_odds(self.decision_features(ranked, question), s.abstain_model[mode])
-        if mode == "hybrid" and scored.reader is None and len(scored.ids) and term[0] and \
-                (exact or rank.reader_could_decide(z, term, threshold)):
+        (default :attr:`threshold`)."""
+        threshold = self.threshold if threshold is None else threshold
+        scored, abstention = ranked.scored, self.profile.abstention
+        z = rank.log_odds(self.decision_features(ranked, question), abstention.models[mode])
+        if mode == "hybrid" and scored.reader is None and len(scored.ids) and abstention.reader_weight and \
+                (exact or rank.reader_could_decide(z, abstention, threshold)):
             scored = self.read(ranked.index, question, scored, depth=1)  # one sentence: the order stays
-        return rank.confidence(z, scored, term)
+        return rank.confidence(z, scored, abstention)
 
     @property
     def conversations(self) -> Conversations:

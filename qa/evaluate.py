@@ -211,8 +211,10 @@ def evaluate_selection(questions: list[CandidateQuestion], scorers: dict[str, Ca
 
 def selection_scorers(settings) -> dict[str, Callable]:
     """What answer sentence selection is measured with: MiniLM's cosine (the ranker's dense feature), the
-    reader alone, and, where ``w_reader`` > 0, the two as the ranker adds them (``w_dense`` · cosine +
-    ``w_reader`` · logit)."""
+    reader alone, and, where the profile's reader weight is above 0, the two as the hybrid ranker adds them
+    (the dense weight · cosine + the reader weight · logit)."""
+    from qa.profile import load_profile
+
     from qa.embed import Encoder, onnx_encoder, onnx_ready
     from qa.reader import load_reader
 
@@ -226,9 +228,10 @@ def selection_scorers(settings) -> dict[str, Callable]:
     if settings.reader_dir is not None:
         reader = load_reader(settings.reader_dir, settings.reader_threads)
         scorers["reader"] = reader.score
-        if settings.w_reader > 0:
-            scorers[f"dense + {settings.w_reader:g} × reader"] = (
-                lambda q, s: settings.w_dense * cosine(q, s) + settings.w_reader * reader.score(q, s))
+        dense, weight = load_profile(settings.profile).sentence_weights["hybrid"]["dense"], \
+            load_profile(settings.profile).reader.weight
+        if weight > 0:
+            scorers[f"dense + {weight:g} × reader"] = lambda q, s: dense * cosine(q, s) + weight * reader.score(q, s)
     return scorers
 
 
@@ -275,6 +278,7 @@ def run_evaluation(run: EvalRun, settings, note: Callable[[str], None] = lambda 
     write the report files: one outcome, or two for WikiQA (its candidates ranked alone, then its pages)."""
     from qa import reports
     from qa.datasets import load_squad, load_wikiqa, load_wikiqa_pages
+    from qa.profile import load_profile
 
     if run.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {run.dataset!r}: choose one of {', '.join(DATASETS)}")
@@ -300,12 +304,12 @@ def run_evaluation(run: EvalRun, settings, note: Callable[[str], None] = lambda 
     data = data.select(run.split)
     if run.limit:
         data.questions = data.questions[:run.limit]
-    report = evaluate_dataset(data, _runner(run, settings, data, note), list(run.retrievers),
-                              settings.abstain_threshold)
+    profile = load_profile(settings.profile)
+    threshold = profile.abstention.threshold if settings.abstain_threshold is None else settings.abstain_threshold
+    report = evaluate_dataset(data, _runner(run, settings, data, note), list(run.retrievers), threshold)
     report["meta"] = {**_meta(run, settings), "questions": len(data.questions),
                       "via": run.http or "in-process engine", "passage_size": settings.passage_size,
-                      "passage_overlap": settings.passage_overlap, "rrf_k": settings.rrf_k,
-                      "abstain_threshold": settings.abstain_threshold}
+                      "passage_overlap": settings.passage_overlap, "abstain_threshold": threshold}
     paths = reports.write_report(report, run.out_dir, run.stem(data.name))
     outcomes.append(EvalOutcome(report, paths, reports.markdown(report)))
     return outcomes
@@ -339,7 +343,10 @@ def _runner(run: EvalRun, settings, data: Dataset, note: Callable[[str], None]):
 def _meta(run: EvalRun, settings) -> dict:
     import datetime
 
-    return {"date": datetime.date.today().isoformat(), "split": run.split, "command": run.command}
+    from qa.profile import load_profile
+
+    return {"date": datetime.date.today().isoformat(), "split": run.split, "profile": load_profile(settings.profile).label,
+            "command": run.command}
 
 
 def _run_dialogues(run: EvalRun, settings, note: Callable[[str], None]) -> EvalOutcome:

@@ -21,6 +21,7 @@ from qa.cues import NAME
 from qa.index import SentenceLookups, SentenceSet
 from qa.retrieve import Ranking
 from qa.text import POSSESSIVE
+from qa.profile import Abstention, Profile
 from qa.types import AnswerSentence, Citation, Disagreement, Passage
 
 # A sentence opening with one of these usually needs the previous one to be understood.
@@ -29,17 +30,20 @@ _LEANING_OPENERS = ("they ", "he ", "she ", "it ", "this ", "these ", "that ", "
 
 @dataclass(frozen=True)
 class Weights:
+    """What a sentence's score is made of, for one retriever: the weight of each feature
+    (``qa.profile.SENTENCE_FEATURES``; 0 where it does not use one) and how the features are read."""
+
     dense: float
     lexical: float
     heading_penalty: float
-    answer_type: float = 0.0
-    context: float = 0.0  # weight of the query terms found only in the neighbouring sentences
-    context_dense: float = 0.0  # weight of a neighbour's cosine above the sentence's own
-    token: float = 0.0  # weight of the word-piece match (token_match)
-    context_token: float = 0.0  # weight of the word-piece match that only the neighbours add
-    name_context: float = 0.0  # share of the match a question's names take from the neighbours
-    token_depth: int = 15  # sentences, best by the other features, that the word-piece match re-scores
-    answer_kinds: dict[str, float] = field(default_factory=dict)  # an answer kind's own cue weight (else answer_type)
+    answer_type: float  # the cue of a number, date or person where the question asks for one
+    context: float  # the query terms found only in the neighbouring sentences
+    context_dense: float  # a neighbour's cosine above the sentence's own
+    token: float  # the word-piece match (token_match)
+    context_token: float  # the word-piece match that only the neighbours add
+    name_context: float  # share of the match a question's names take from the neighbours
+    token_depth: int  # sentences, best by the other features, that the word-piece match re-scores
+    answer_kinds: dict[str, float] = field(default_factory=dict)  # the other answer kinds' own cue weights
 
     def answer_kind(self, kind: str | None) -> float:
         """The weight of the cue of answer kind ``kind`` (qa/answer_checks.py) in a sentence's score."""
@@ -47,30 +51,20 @@ class Weights:
             return 0.0
         return float(self.answer_kinds.get(kind, self.answer_type))
 
+    @property
+    def reads_pieces(self) -> bool:
+        """Whether the question's word pieces (and names) weigh in the score."""
+        return self.token > 0 or self.context_token > 0
+
     @classmethod
-    def for_mode(cls, mode: str, settings, *, neighbour_cosine: bool = True) -> "Weights":
-        """The weights retriever ``mode`` scores with: each feature of :data:`MODE_FEATURES` ``[mode]`` takes
-        its ``Settings`` weight (:data:`WEIGHT_SETTINGS`), every other one 0. ``neighbour_cosine``: the
-        question's neighbour cosines were computed (``Query.neighbour_cosine``)."""
-        used = MODE_FEATURES[mode] - (set() if neighbour_cosine else {"context_dense"})
-        return cls(**{name: float(getattr(settings, key)) if name in used else 0.0
-                      for name, key in WEIGHT_SETTINGS.items()},
-                   token_depth=settings.token_depth,
-                   answer_kinds=dict(settings.w_answer_kinds))
-
-
-# Each weighted feature of a sentence's score and the Settings field that holds its weight.
-WEIGHT_SETTINGS = {"dense": "w_dense", "lexical": "w_lexical", "heading_penalty": "heading_penalty", "answer_type": "w_answer_type", "context": "w_context",
-                   "context_dense": "w_context_dense", "token": "w_token", "context_token": "w_context_token",
-                   "name_context": "w_name_context"}
-_SHARED = frozenset({"heading_penalty", "answer_type", "name_context"})
-# The features each retriever scores sentences with: a mode is data. The neighbour and word-piece features
-# were measured (and their weights chosen) for hybrid only.
-MODE_FEATURES: dict[str, frozenset[str]] = {
-    "bm25": _SHARED | {"lexical"},
-    "dense": _SHARED | {"dense"},
-    "hybrid": _SHARED | {"dense", "lexical", "context", "context_dense", "token", "context_token"},
-}
+    def for_mode(cls, mode: str, profile: Profile, *, neighbour_cosine: bool = True) -> "Weights":
+        """The weights retriever ``mode`` scores with, from ``profile``. ``neighbour_cosine``: the question's
+        neighbour cosines may weigh (not for a follow-up read with its history, ``Query.neighbour_cosine``)."""
+        w = dict(profile.sentence_weights[mode])
+        if not neighbour_cosine:
+            w["context_dense"] = 0.0
+        r = profile.ranking
+        return cls(**w, name_context=r.name_context, token_depth=r.token_depth, answer_kinds=dict(r.answer_kinds))
 
 
 @dataclass(frozen=True)
@@ -332,16 +326,13 @@ FEATURES = ("dense", "coverage", "best_coverage", "unseen", "type_missing", "mar
             "strict_type_missing", "unseen_name")
 DECISION_FEATURES = FEATURES + CHECKS
 
-# The token-match feature is the best sentence's match minus this: where the best sentences of questions the
-# corpus cannot answer sit (SQuAD questions asked of the seed articles: mean 0.28, 95th percentile 0.40),
-# just above the lowest answerable seed question's. Centring it keeps the rest of the rule unchanged
-# wherever there is no match to read (bm25 mode, follow-ups, an index without word-piece vectors): 0 there.
-TOKEN_MATCH_CENTRE = 0.35
-
-
-def abstention_features(scored: ScoredSentences) -> dict[str, float]:
+def abstention_features(scored: ScoredSentences, token_match_centre: float) -> dict[str, float]:
     """What the confidence model sees of the ranking (:data:`FEATURES`): how well the best sentence matches,
     and what the corpus lacks.
+
+    ``token_match``: the best sentence's word-piece match minus ``token_match_centre`` (the profile's: where
+    the best sentences of questions the corpus cannot answer sit), so that it is 0 wherever there is no match
+    to read (bm25 mode, follow-ups, an index without word-piece vectors);
 
     ``type_missing``: the question asks for a type of answer the best sentence does not carry;
     ``strict_type_missing``: the same where the wording leaves no doubt ("how many", "the name of");
@@ -354,20 +345,12 @@ def abstention_features(scored: ScoredSentences) -> dict[str, float]:
                 "strict_type_missing": float(asked.strict and asked.name in RANKED_KINDS),
                 "unseen_name": float(scored.unseen_name)}
     margin = float(scored.scores[0] - scored.scores[1]) if len(scored.ids) > 1 else float(scored.scores[0])
-    token = 0.0 if scored.token is None else float(scored.token[0]) - TOKEN_MATCH_CENTRE
+    token = 0.0 if scored.token is None else float(scored.token[0]) - token_match_centre
     missing = asked.name in RANKED_KINDS and not scored.typed[0]
     return {"dense": float(scored.dense[0]), "coverage": float(scored.coverage[0]),
             "best_coverage": float(scored.coverage.max()), "unseen": float(scored.unseen),
             "type_missing": float(missing), "margin": margin, "token_match": token,
             "strict_type_missing": float(missing and asked.strict), "unseen_name": float(scored.unseen_name)}
-
-
-def check_model(model: dict[str, float], where: str = "abstain_model") -> None:
-    """A ValueError unless every weight of ``model`` names ``bias`` or one of :data:`DECISION_FEATURES`."""
-    unknown = sorted(set(model) - {"bias", *DECISION_FEATURES})
-    if unknown:
-        raise ValueError(f"{where} weighs unknown features {unknown}: use 'bias' and the names of "
-                         f"qa.rank.DECISION_FEATURES ({', '.join(DECISION_FEATURES)})")
 
 
 def log_odds(features: dict[str, float], model: dict[str, float]) -> float:
@@ -376,28 +359,29 @@ def log_odds(features: dict[str, float], model: dict[str, float]) -> float:
     return float(model.get("bias", 0.0)) + sum(float(w) * features[name] for name, w in model.items() if name != "bias")
 
 
-READER_LOGIT_BOUND = 8.0  # the reader's logit is clipped to ±this in the abstention term, so its effect is bounded
-
-
-def confidence(z: float, scored: ScoredSentences, reader: tuple[float, float] = (0.0, 0.0)) -> float:
+def confidence(z: float, scored: ScoredSentences, abstention: Abstention) -> float:
     """Probability that the best sentence of ``scored`` answers: the logistic of ``z`` (:func:`log_odds`) and,
-    where the reader read the best sentence (:func:`with_reader`), ``reader`` = (weight, centre) adding weight ·
-    (its logit, clipped to ±:data:`READER_LOGIT_BOUND`, − centre). 0 without a candidate."""
+    where the reader read the best sentence (:func:`with_reader`), the profile's reader term: weight · (its
+    logit, clipped to ± the bound so that its effect is bounded, − centre). 0 without a candidate."""
     if not len(scored.ids):
         return 0.0
-    if scored.reader is not None and reader[0] and np.isfinite(scored.reader[0]):
-        z += reader[0] * (float(np.clip(scored.reader[0], -READER_LOGIT_BOUND, READER_LOGIT_BOUND)) - reader[1])
+    a = abstention
+    if scored.reader is not None and a.reader_weight and np.isfinite(scored.reader[0]):
+        logit = float(np.clip(scored.reader[0], -a.reader_logit_bound, a.reader_logit_bound))
+        z += a.reader_weight * (logit - a.reader_centre)
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
-def reader_could_decide(z: float, reader: tuple[float, float], threshold: float) -> bool:
+def reader_could_decide(z: float, abstention: Abstention, threshold: float) -> bool:
     """Whether the reader's abstention term, whatever its (bounded) logit, could move a confidence of log-odds
     ``z`` across ``threshold``. When it cannot, reading is skipped: the decision is the same and the question
     costs a model run less (the reader is about a third of a question's CPU)."""
-    if not reader[0] or not 0.0 < threshold < 1.0:
+    a = abstention
+    if not a.reader_weight or not 0.0 < threshold < 1.0:
         return False
     z -= float(np.log(threshold / (1.0 - threshold)))
-    low, high = sorted((reader[0] * (-READER_LOGIT_BOUND - reader[1]), reader[0] * (READER_LOGIT_BOUND - reader[1])))
+    low, high = sorted((a.reader_weight * (-a.reader_logit_bound - a.reader_centre),
+                        a.reader_weight * (a.reader_logit_bound - a.reader_centre)))
     return z + low < 0.0 <= z + high
 
 

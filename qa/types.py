@@ -181,4 +181,4 @@ class Query:
     understood_as: str | None = None
     tokens: tuple[np.ndarray, np.ndarray] | None = None  # the question's token vectors and word-piece ids
     names: np.ndarray | None = None  # which of those pieces spell a name (rank.name_pieces)
-    neighbour_cosine: bool = True  # score a sentence by its neighbours' cosine too (settings.w_context_dense)
+    neighbour_cosine: bool = True  # score a sentence by its neighbours' cosine too (the profile's ``context_dense``)

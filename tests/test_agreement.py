@@ -12,6 +12,7 @@ from qa.agreement import NearSentences
 from qa.config import Settings
 from qa.engine import Engine, build_spec
 from qa.ingest import load_corpus
+from qa.profile import load_profile
 from tests.fakes import HashedEncoder
 
 CLASH = "Six Taliban fighters were killed in the clash near Torkham on Monday, officials in Nangarhar said."
@@ -37,16 +38,18 @@ ARTICLES = {
 QUESTION = "Were six Taliban fighters killed in the clash near Torkham on Monday, say officials in Nangarhar?"
 
 
-def _engine(tmp_path, articles: dict[str, str], **settings) -> Engine:
+def _engine(tmp_path, articles: dict[str, str], **profile_changes) -> Engine:
+    """An engine over ``articles`` on the stand-in encoder; ``profile_changes``: the profile's values to change,
+    by path (``ranking__near_limit=0`` for ``ranking.near_limit``)."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name, text in articles.items():
         (corpus / name).write_text(text, encoding="utf-8")
-    s = Settings(corpus_dir=corpus, index_root=tmp_path / "index", data_dir=tmp_path / "var", onnx_queries=False,
-                 **settings)
+    s = Settings(corpus_dir=corpus, index_root=tmp_path / "index", data_dir=tmp_path / "var", onnx_queries=False)
     encoder = HashedEncoder()
     index_mod.build(load_corpus(corpus), encoder, build_spec(s), s.index_dir())
-    return Engine(s, index_mod.load(s.index_dir()), encoder)
+    profile = load_profile().updated({k.replace("__", "."): v for k, v in profile_changes.items()})
+    return Engine(s, index_mod.load(s.index_dir()), encoder, profile=profile)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def test_a_copy_is_also_in_and_a_changed_one_disagrees(engine):
 
 def test_disagreements_are_found_beyond_the_candidates(tmp_path):
     """With one candidate passage, the changed copies are no candidates: the index's table finds them."""
-    engine = _engine(tmp_path, ARTICLES, candidate_passages=1)
+    engine = _engine(tmp_path, ARTICLES, ranking__candidate_passages=1)
     scored = engine.score(engine.query("Six Taliban fighters killed Torkham Monday Nangarhar trucks fruit vegetables", "bm25"), "bm25")
     docs = {engine.index.sentences[i].doc_id for i in scored.ids.tolist()}
     assert not docs & {"tribune.txt", "herald.txt", "daily.txt"}
@@ -86,7 +89,7 @@ def test_disagreements_are_found_beyond_the_candidates(tmp_path):
 
 
 def test_without_the_table_only_candidates_are_compared(tmp_path):
-    engine = _engine(tmp_path, ARTICLES, candidate_passages=1, near_limit=0)
+    engine = _engine(tmp_path, ARTICLES, ranking__candidate_passages=1, ranking__near_limit=0)
     assert engine.near_sentences is None
     _, first = _first(engine, "Six Taliban fighters killed Torkham Monday Nangarhar trucks fruit vegetables", retriever="bm25")
     assert first.disagrees == []
@@ -181,7 +184,8 @@ def test_an_updated_table_equals_one_computed_afresh():
 
 def test_the_table_is_saved_with_the_build_and_read_back(engine):
     table = engine.near_sentences
-    path = agreement.table_path(engine.index, engine.settings.near_threshold, engine.settings.near_limit)
+    r = engine.profile.ranking
+    path = agreement.table_path(engine.index, r.near_cosine, r.near_limit)
     assert path.exists() and path.parent == engine.index.path
     again = NearSentences.load(path)
     assert _table_pairs(again) == _table_pairs(table) and again.threshold == pytest.approx(table.threshold)
@@ -203,8 +207,9 @@ def test_a_changed_corpus_carries_the_table_over(tmp_path, engine):
     index_mod.build(load_corpus(corpus), encoder, build_spec(s), s.index_dir())
     second = first.with_index(index_mod.load(s.index_dir()))
     keys = [claims.wording_key(x.text, second.claim_vocabulary) for x in second.index.sentences]
+    r = second.profile.ranking
     fresh = NearSentences.compute(np.asarray(second.index.sentence_vectors), second.index.sentence_documents, keys,
-                                  s.near_threshold, s.near_limit)
+                                  r.near_cosine, r.near_limit)
     assert _table_pairs(second.near_sentences) == _table_pairs(fresh)
     _, head = _first(second, QUESTION)
     assert "extra.txt" in {d.citation.doc_id for d in head.disagrees}
@@ -215,22 +220,22 @@ def test_every_seed_sentence_is_in_one_statement(seed_engine):
     duplicate cosine) or a disagreement with it (of another document, within the near cosine)."""
     from qa import claims
 
-    index, s = seed_engine.index, seed_engine.settings
+    index, r = seed_engine.index, seed_engine.profile.ranking
     ids = np.arange(len(index.sentences))
-    groups = agreement.group_statements(index, ids, len(ids), s.duplicate_threshold, s.near_threshold)
+    groups = agreement.group_statements(index, ids, len(ids), r.duplicate_cosine, r.near_cosine)
     members = [sid for g in groups for sid in [g.head, *g.same, *(d for d, _ in g.differ)]]
     assert sorted(members) == ids.tolist()
     vectors = np.asarray(index.sentence_vectors)
     text = [x.text for x in index.sentences]
     for g in groups:
         for other in g.same:
-            assert float(vectors[g.head] @ vectors[other]) >= s.duplicate_threshold
+            assert float(vectors[g.head] @ vectors[other]) >= r.duplicate_cosine
             assert claims.compare(text[g.head], text[other]).verdict == "same"
         for other, differs in g.differ:
             assert index.sentences[other].doc_id != index.sentences[g.head].doc_id
             assert claims.compare(text[g.head], text[other]).differs == differs
     assert any(g.same and index.sentences[g.same[0]].doc_id != index.sentences[g.head].doc_id for g in groups)
-    assert len(agreement.group_statements(index, ids, 3, s.duplicate_threshold, s.near_threshold)) == 3
+    assert len(agreement.group_statements(index, ids, 3, r.duplicate_cosine, r.near_cosine)) == 3
 
 
 # -- what the user sees: the API, its schema, the stored turns and the CLI -----------------------------------

@@ -80,7 +80,8 @@ def single(cluster_settings, corpus):
     one index then does (docs/SCALE.md)."""
     from qa.engine import Engine
 
-    return Engine.open(cluster_settings.model_copy(update={"near_limit": 0}), documents=corpus)
+    engine = Engine.open(cluster_settings, documents=corpus)
+    return engine.with_index(engine.index, profile=engine.profile.updated({"ranking.near_limit": 0}))
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """End to end on the real seed corpus: the sentence a reader would cite comes first."""
 
+import json
+
 import pytest
 
 from qa.config import RETRIEVERS
@@ -75,9 +77,13 @@ def test_unknown_retriever_is_rejected(seed_engine):
         seed_engine.ask("Who is Bilawal Bhutto?", retriever="magic")
 
 
-def test_an_abstention_model_naming_an_unknown_feature_is_refused_at_start(seed_engine):
+def test_a_profile_naming_an_unknown_feature_is_refused_at_start(seed_engine, tmp_path):
     from qa.engine import Engine
+    from qa.profile import ProfileError, load_profile
 
-    short = seed_engine.settings.model_copy(update={"abstain_model": {"hybrid": {"bias": -1.8, "cosine": 6.0}}})
-    with pytest.raises(ValueError, match="abstain_model"):
-        Engine(short, seed_engine.index)
+    data = load_profile().to_dict()
+    data["abstention"]["models"]["hybrid"]["cosine"] = 6.0  # a feature that is not one
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ProfileError, match="unknown features"):
+        Engine(seed_engine.settings.model_copy(update={"profile": str(path)}), seed_engine.index)

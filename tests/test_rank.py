@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from qa import rank
+from qa.profile import load_profile
 
 TORKHAM_DOC = "004_efe84b1d27e376f8.txt"
+PROFILE = load_profile()
+CENTRE = PROFILE.abstention.token_match_centre
 
 
 def _sid(index, doc_id: str, starts_with: str) -> int:
@@ -64,9 +69,9 @@ def test_a_strict_type_the_best_sentence_lacks_is_an_abstention_feature(seed_eng
     scored = seed_engine.score(seed_engine.query("How many people were in the group moved from Dor Baba?", "hybrid"),
                                "hybrid")
     assert scored.asked.strict and not scored.typed[0]
-    assert rank.abstention_features(scored)[strict] == 1.0
+    assert rank.abstention_features(scored, CENTRE)[strict] == 1.0
     loose = seed_engine.score(seed_engine.query("Who is now allowed to cross at Torkham?", "hybrid"), "hybrid")
-    assert rank.abstention_features(loose)[strict] == 0.0  # a loose wording never vetoes
+    assert rank.abstention_features(loose, CENTRE)[strict] == 0.0  # a loose wording never vetoes
 
 
 def _naive_token_match(index, question_tokens, question_ids, sid) -> float:
@@ -175,7 +180,7 @@ def test_a_name_the_corpus_never_uses(seed_engine):
     assert not rank.names_unseen(index, "What did Bilawal Bhutto say in Munich?")  # both names are in the articles
     assert not rank.names_unseen(index, "Zebras are not mentioned?")  # the opening capital is not a name
     scored = seed_engine.score(seed_engine.query("Who won the Wimbledon final last year?", "hybrid"), "hybrid")
-    assert rank.abstention_features(scored)["unseen_name"] == 1.0
+    assert rank.abstention_features(scored, CENTRE)["unseen_name"] == 1.0
 
 
 def _scored(n: int) -> rank.ScoredSentences:
@@ -196,44 +201,42 @@ def test_the_reader_reorders_only_the_sentences_it_read():
     assert rank.with_reader(scored, np.zeros(0, dtype=np.float32), 0.5) is scored
 
 
+def _term(weight: float, centre: float, bound: float = 8.0):
+    return replace(PROFILE.abstention, reader_weight=weight, reader_centre=centre, reader_logit_bound=bound)
+
+
 def test_the_reader_term_moves_the_confidence_by_the_best_logit():
     scored = rank.with_reader(_scored(3), np.array([2.0, 0.0, 0.0], dtype=np.float32), 0.1)
-    assert rank.confidence(0.0, scored) == pytest.approx(0.5)
-    assert rank.confidence(0.0, scored, (1.0, 2.0)) == pytest.approx(0.5)
-    assert rank.confidence(0.0, scored, (1.0, 0.0)) == pytest.approx(1 / (1 + np.exp(-2.0)))
-    assert rank.confidence(0.0, _scored(3), (1.0, 0.0)) == pytest.approx(0.5)  # not read: no reader term
+    assert rank.confidence(0.0, scored, _term(0.0, 0.0)) == pytest.approx(0.5)
+    assert rank.confidence(0.0, scored, _term(1.0, 2.0)) == pytest.approx(0.5)
+    assert rank.confidence(0.0, scored, _term(1.0, 0.0)) == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert rank.confidence(0.0, _scored(3), _term(1.0, 0.0)) == pytest.approx(0.5)  # not read: no reader term
 
 
 def test_the_reader_term_is_bounded_and_read_only_where_it_could_decide():
     far = rank.with_reader(_scored(3), np.array([40.0, 0.0, 0.0], dtype=np.float32), 0.0)
-    bound = rank.READER_LOGIT_BOUND
-    assert rank.confidence(0.0, far, (1.0, 0.0)) == pytest.approx(1 / (1 + np.exp(-bound)))
+    assert rank.confidence(0.0, far, _term(1.0, 0.0, bound=8.0)) == pytest.approx(1 / (1 + np.exp(-8.0)))
     # log-odds 0 against threshold 0.5: any logit of the reader's sign decides
-    assert rank.reader_could_decide(0.0, (0.5, -4.0), 0.5)
+    assert rank.reader_could_decide(0.0, _term(0.5, -4.0), 0.5)
     # log-odds far beyond what the bounded term can undo: the decision is taken without reading
-    assert not rank.reader_could_decide(30.0, (0.5, -4.0), 0.5)
-    assert not rank.reader_could_decide(-30.0, (0.5, -4.0), 0.5)
-    assert not rank.reader_could_decide(0.0, (0.0, -4.0), 0.5)  # no reader term
+    assert not rank.reader_could_decide(30.0, _term(0.5, -4.0), 0.5)
+    assert not rank.reader_could_decide(-30.0, _term(0.5, -4.0), 0.5)
+    assert not rank.reader_could_decide(0.0, _term(0.0, -4.0), 0.5)  # no reader term
     # against another threshold the same log-odds may be out of reach: log(0.99 / 0.01) = 4.6 > 0.5 · 8
-    assert not rank.reader_could_decide(0.0, (0.5, 0.0), 0.99)
+    assert not rank.reader_could_decide(0.0, _term(0.5, 0.0), 0.99)
 
 
 def test_the_abstention_model_weighs_features_by_name():
     features = {name: 0.0 for name in rank.DECISION_FEATURES} | {"dense": 0.5, "subject_missing": 1.0}
     assert rank.log_odds(features, {"bias": -1.0, "dense": 4.0, "subject_missing": -2.0}) == pytest.approx(-1.0)
     assert rank.log_odds(features, {}) == 0.0  # a feature the model does not name weighs 0
-    rank.check_model({"bias": 1.0, "terms_missing_nearby": -3.0})
-    with pytest.raises(ValueError, match="unknown features"):
-        rank.check_model({"bias": 1.0, "cosine": 2.0})
 
 
-def test_a_mode_is_the_set_of_features_it_weighs():
-    from qa.config import Settings
-
-    s = Settings()
-    hybrid, bm25 = rank.Weights.for_mode("hybrid", s), rank.Weights.for_mode("bm25", s)
-    assert hybrid.token == s.w_token and hybrid.dense == s.w_dense and hybrid.lexical == s.w_lexical
-    assert bm25.dense == 0.0 and bm25.token == 0.0 and bm25.context == 0.0 and bm25.lexical == s.w_lexical
-    assert rank.Weights.for_mode("dense", s).lexical == 0.0
-    assert rank.Weights.for_mode("hybrid", s, neighbour_cosine=False).context_dense == 0.0
-    assert set(rank.MODE_FEATURES) == set(s.abstain_model)  # every retriever has its features and its refusal
+def test_a_retriever_weighs_the_features_its_profile_gives_it():
+    weights = PROFILE.sentence_weights
+    hybrid, bm25 = rank.Weights.for_mode("hybrid", PROFILE), rank.Weights.for_mode("bm25", PROFILE)
+    assert hybrid.token == weights["hybrid"]["token"] > 0 and hybrid.lexical == weights["hybrid"]["lexical"]
+    assert bm25.dense == 0.0 and bm25.token == 0.0 and bm25.context == 0.0 and bm25.lexical > 0
+    assert rank.Weights.for_mode("dense", PROFILE).lexical == 0.0
+    assert rank.Weights.for_mode("hybrid", PROFILE, neighbour_cosine=False).context_dense == 0.0
+    assert hybrid.reads_pieces and not bm25.reads_pieces

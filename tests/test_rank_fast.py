@@ -49,7 +49,7 @@ def test_a_number_question_is_refused_when_no_candidate_holds_a_number(fast_engi
     """The strict answer-type veto: "how many" over sentences that name no quantity."""
     question = "How many tents did the relief agencies send?"
     scored = fast_engine.score(fast_engine.query(question, "hybrid"), "hybrid")
-    features = rank.abstention_features(scored)
+    features = rank.abstention_features(scored, fast_engine.profile.abstention.token_match_centre)
     assert features["strict_type_missing"] == 1.0
     answer = fast_engine.ask(question)
     assert not answer.answered and answer.message == NOT_FOUND and answer.sentences == []
@@ -72,14 +72,15 @@ def test_abstain_false_keeps_the_ranking(fast_engine):
 
 def test_confidence_is_the_logistic_model_over_the_features(fast_engine):
     ranked = fast_engine.ranked(fast_engine.query(KILLED, "hybrid"), "hybrid")
-    model = fast_engine.settings.abstain_model["hybrid"]
+    abstention = fast_engine.profile.abstention
+    model = abstention.models["hybrid"]
     features = fast_engine.decision_features(ranked, KILLED)
     assert set(features) == set(rank.DECISION_FEATURES)
     z = model["bias"] + sum(w * features[name] for name, w in model.items() if name != "bias")
     expected = 1 / (1 + np.exp(-z))
-    if fast_engine.reader is None or not fast_engine.settings.abstain_reader[0]:
+    if fast_engine.reader is None or not abstention.reader_weight:
         assert fast_engine.confidence(ranked, KILLED, "hybrid", exact=True) == pytest.approx(expected)
-    assert rank.confidence(0.0, ranked.scored) == pytest.approx(0.5)
+    assert rank.confidence(0.0, ranked.scored, abstention) == pytest.approx(0.5)  # not read: no reader term
 
 
 def test_a_question_answered_within_given_sentences_has_a_threshold_of_its_own(fast_engine):

@@ -60,20 +60,20 @@ def test_the_engine_rescored_its_first_sentences_with_the_reader(seed_engine):
     question = "When did the Torkham border crossing reopen?"
     ranked = seed_engine.ranked(seed_engine.query(question, "hybrid"), "hybrid")
     read = seed_engine.read(ranked.index, question, ranked.scored)
-    depth = min(seed_engine.settings.reader_depth, len(read.ids))
+    depth = min(seed_engine.profile.reader.depth, len(read.ids))
     assert np.isfinite(read.reader[:depth]).all() and np.isnan(read.reader[depth:]).all()
     assert (np.diff(read.scores[:depth]) <= 1e-6).all()  # ordered by the new score (rank.with_reader)
 
 
 def test_with_the_shipped_weights_the_reader_reads_only_where_it_could_change_the_decision(seed_engine):
-    s = seed_engine.settings
-    assert s.w_reader == 0  # the shipped default: the reader only joins the decision to answer
+    abstention, threshold = seed_engine.profile.abstention, seed_engine.threshold
+    assert seed_engine.profile.reader.weight == 0  # the shipped profile: the reader only joins the decision
     for question in ("When did the Torkham border crossing reopen?", "What is the capital of Afghanistan?"):
         ranked = seed_engine.ranked(seed_engine.query(question, "hybrid"), "hybrid")
         assert ranked.scored.reader is None  # scoring alone does not run the reader
         full = seed_engine.confidence(ranked, question, "hybrid", exact=True)  # always read
         lazy = seed_engine.confidence(ranked, question, "hybrid")
-        assert (full >= s.abstain_threshold) == (lazy >= s.abstain_threshold)
-        z = rank.log_odds(seed_engine.decision_features(ranked, question), s.abstain_model["hybrid"])
-        if rank.reader_could_decide(z, tuple(s.abstain_reader), s.abstain_threshold):
+        assert (full >= threshold) == (lazy >= threshold)
+        z = rank.log_odds(seed_engine.decision_features(ranked, question), abstention.models["hybrid"])
+        if rank.reader_could_decide(z, abstention, threshold):
             assert lazy == full

@@ -200,13 +200,13 @@ class ShardedEngine(Engine):
 
     def _candidates(self, query: Query, mode: str) -> tuple[np.ndarray, bool]:
         """The candidate sentences (corpus-wide ids), as one index lists them, and whether a shard failed."""
-        depth = self.settings.candidate_passages
+        depth = self.profile.ranking.candidate_passages
         asked = self.shards.fan_out("candidates", {i: (query.terms, query.vector, mode, depth)
                                                     for i in range(len(self.shards))})
         found: list[Candidates] = [c for c in asked.values() if c is not None]
         retrievers = len(found[0].rankings) if found else 0
         parts = [merge_rankings([c.rankings[j] for c in found], depth) for j in range(retrievers)]
-        passages = retrieve.fuse(parts, self.settings.rrf_k) if parts \
+        passages = retrieve.fuse(parts, self.profile.ranking.rrf_k) if parts \
             else retrieve.Ranking.empty()
         listed = {pid: Passage(pid, "", sids) for c in found for pid, sids in c.passage_sentences.items()}
         return rank.candidate_sentences(listed, passages, depth=depth), len(found) < len(self.shards)

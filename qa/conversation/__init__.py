@@ -15,11 +15,11 @@ The chosen combination and its measurement are in docs/CONVERSATIONS.md (benchma
 
 from qa.conversation.expansion import (NEW_TOPIC, definite_references, history_terms, is_elliptical, self_contained,
                                        starts_topic, topic_turns, understand)
-from qa.conversation.followup import (FOLLOWUP_FEATURES, SAME_DOCUMENTS, Evidence, Focus, answer_turn,
-                                      asks_about_previous, covers_corpus, focus, followup_features, outside_evidence,
-                                      prefer_previous_answers, rank_followup, refocus, sentences_of, topic_answers,
-                                      topic_documents, topic_question)
-from qa.conversation.reading import DEFAULT_READING, Reading
+from qa.conversation.followup import (SAME_DOCUMENTS, Evidence, Focus, answer_turn, asks_about_previous,
+                                      covers_corpus, focus, followup_features, outside_evidence, rank_followup,
+                                      refocus, same_story, sentences_of, topic_answers, topic_documents,
+                                      topic_question)
+from qa.conversation.reading import DEFAULT_READING, FOLLOWUP_FEATURES, Reading, default_reading
 from qa.conversation.service import Conversations, attach_store, store_of
 from qa.conversation.store import (CLI_NAMESPACE, HTTP_NAMESPACE, MAX_ID_CHARS, STORE_FILE, ConversationStore, Turn,
                                    UnknownConversation, utc_now, validate_id)
@@ -27,7 +27,7 @@ from qa.conversation.store import (CLI_NAMESPACE, HTTP_NAMESPACE, MAX_ID_CHARS, 
 __all__ = ["CLI_NAMESPACE", "DEFAULT_READING", "FOLLOWUP_FEATURES", "HTTP_NAMESPACE", "MAX_ID_CHARS", "NEW_TOPIC",
            "SAME_DOCUMENTS", "STORE_FILE", "ConversationStore", "Conversations", "Evidence", "Focus", "Reading",
            "Turn", "UnknownConversation", "answer_turn", "asks_about_previous", "attach_store", "covers_corpus",
-           "definite_references", "focus", "followup_features", "history_terms", "is_elliptical", "outside_evidence",
-           "prefer_previous_answers", "rank_followup", "refocus", "self_contained", "sentences_of", "starts_topic",
+           "default_reading", "definite_references", "focus", "followup_features", "history_terms", "is_elliptical",
+           "outside_evidence", "rank_followup", "refocus", "same_story", "self_contained", "sentences_of", "starts_topic",
            "store_of", "topic_answers", "topic_documents", "topic_question", "topic_turns", "understand", "utc_now",
            "validate_id"]

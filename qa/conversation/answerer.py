@@ -12,11 +12,13 @@ from qa.types import Answer, Document, Query
 if TYPE_CHECKING:
     from qa.config import Settings
     from qa.index import Catalogue, SentenceSet
+    from qa.profile import Profile
     from qa.rank import ScoredSentences
 
 
 class Answerer(Protocol):
     settings: "Settings"
+    profile: "Profile"
     index: "Catalogue"
 
     def validated(self, question: str, mode: str) -> str:

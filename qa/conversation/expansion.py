@@ -158,5 +158,5 @@ def understand(question: str, history: Sequence[Turn], engine: Answerer, *, mode
     # Never None here: the turn continues the topic (see topic_turns), even when it added no term.
     understood = f"{question} [+ {', '.join(surfaces)}]" if surfaces else f"{question} [with the previous turns]"
     return replace(plain, question=question, text=text, terms=plain.terms + [stem for stem, _, _ in added],
-                   vector=vector, understood_as=understood, tokens=plain.tokens if reading.token_match else None,
-                   neighbour_cosine=reading.neighbour_cosine)
+                   vector=vector, understood_as=understood, tokens=None,
+                   neighbour_cosine=False)  # a follow-up is not scored by these (Reading)

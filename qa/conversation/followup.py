@@ -11,8 +11,8 @@ A history-read follow-up's candidates are then re-ranked: a follow-up's answer i
 answer or a sentence just after it in the same article (the "dialogue flow" of conversational QA), but not
 a sentence that has already answered twice, nor the sentences after the previous answer when that answer
 already holds the follow-up's own words. With the hybrid retriever a logistic model weighs these signals
-(:func:`followup_features`, :func:`rank_followup`); with bm25 and dense, for which it was not fitted, the
-hand-set gains of :func:`prefer_previous_answers` do.
+(:func:`followup_features`, :func:`rank_followup`; the profile's ``followup_model``); bm25 and dense, for
+which it was not fitted, keep their own order.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 from qa import rank
 from qa.conversation.answerer import Answerer
 from qa.conversation.expansion import NEW_TOPIC, is_elliptical, self_contained, starts_topic, topic_turns, understand
-from qa.conversation.reading import DEFAULT_READING, Reading
+from qa.conversation.reading import DEFAULT_READING, FOLLOWUP_FEATURES, Reading
 from qa.conversation.store import Turn
 from qa.cues import content_terms
 from qa.types import Answer, Query
@@ -210,11 +210,11 @@ def answer_turn(engine: Answerer, question: str, history: Sequence[Turn], *, top
         query.understood_as = NEW_TOPIC + question
     within = sentences_of(engine.index, chosen.documents) if chosen.documents else None
     extra = {} if abstain else {"abstain": False}
-    learned = reading.learned and mode == "hybrid"  # the model was fitted on hybrid scores only
-    flows = bool(history) and not starts_topic(query.understood_as) and (reading.locality != 0 or learned)
+    # The follow-up model was fitted on hybrid scores: the other retrievers keep their order.
+    flows = bool(history) and not starts_topic(query.understood_as) and mode == "hybrid"
     answer = engine.answer(query, top_k=top_k + (reading.extra_candidates if flows else 0), mode=mode,
                            within=within, **extra)
-    read = not flows or follow_the_dialogue(engine, answer, plain, history, within, reading, learned)
+    read = not flows or follow_the_dialogue(engine, answer, plain, history, within, reading)
     # a shard was missing: the topic's documents chosen without it, or answered without the dialogue's flow
     answer.degraded = answer.degraded or chosen.degraded or not read
     if flows:
@@ -225,25 +225,16 @@ def answer_turn(engine: Answerer, question: str, history: Sequence[Turn], *, top
 
 
 def follow_the_dialogue(engine: Answerer, answer: Answer, plain: Query, history: Sequence[Turn],
-                        within: np.ndarray | None, reading: Reading, learned: bool) -> bool:
-    """Re-rank a follow-up's candidates in place by the dialogue's flow: the learned model (hybrid) or the
-    hand-set gains. False when the sentences it reads could not be gathered (a sharded front missing a
-    shard); the candidates then keep the engine's order."""
-    if learned:
-        features = followup_features(engine, plain, history, answer, within=within, reading=reading)
-        if features is not None:
-            rank_followup(answer, features, reading.followup_model or engine.settings.followup_model)
-        return features is not None
-    seen = _view(engine, np.zeros(0, dtype=np.int64), topic_answers(history),
-                 content_terms(plain.question, engine.index.analyzer))
-    prefer_previous_answers(answer, history, reading, index=seen[0] if seen else None, question=plain.question)
-    return seen is not None
+                        within: np.ndarray | None, reading: Reading) -> bool:
+    """Re-rank a follow-up's candidates in place by the dialogue's flow (the learned model). False when the
+    sentences it reads could not be gathered (a sharded front missing a shard); the candidates then keep the
+    engine's order."""
+    features = followup_features(engine, plain, history, answer, within=within, reading=reading)
+    if features is not None:
+        rank_followup(answer, features, reading.followup_model or engine.profile.followup_model)
+    return features is not None
 
 
-FOLLOWUP_FEATURES = ("with history", "alone", "alone cosine", "alone coverage", "previous answer", "1 after it",
-                     "2 after it", "1 before it", "older answer", "1 after an older", "1 before an older",
-                     "same article", "answered twice", "about previous × 1 after", "elliptical × previous",
-                     "elliptical × 1 after")
 _F = {name: i for i, name in enumerate(FOLLOWUP_FEATURES)}  # column of each feature
 # The columns that mark a candidate k sentences after (k < 0: before) the previous answer, then an older one.
 _PLACES = {0: "previous answer", 1: "1 after it", 2: "2 after it", -1: "1 before it"}
@@ -309,15 +300,15 @@ def _view(engine: Answerer, ids: np.ndarray, anchors: Sequence[tuple[str, int]],
     return engine.view_of(wanted, list(dict.fromkeys(terms)))
 
 
-def rank_followup(answer: Answer, features: np.ndarray, weights: Sequence[float]) -> None:
+def rank_followup(answer: Answer, features: np.ndarray, weights: dict[str, float]) -> None:
     """Re-score ``answer``'s sentences in place as ``features @ weights`` (the learned model's log-odds that
-    a sentence answers the follow-up) and re-sort them."""
-    if len(weights) != len(FOLLOWUP_FEATURES):
-        raise ValueError(f"followup_model has {len(weights)} weights for {len(FOLLOWUP_FEATURES)} features: "
+    a sentence answers the follow-up; a weight per :data:`FOLLOWUP_FEATURES` name) and re-sort them."""
+    if set(weights) != set(FOLLOWUP_FEATURES):
+        raise ValueError(f"a follow-up model weighs {sorted(weights)}, not the features {list(FOLLOWUP_FEATURES)}: "
                          "re-fit it with benchmarks/conversation_ltr.py")
     if not answer.sentences:
         return
-    scores = features @ np.asarray(weights, dtype=np.float64)
+    scores = features @ np.array([weights[name] for name in FOLLOWUP_FEATURES], dtype=np.float64)
     for s, score in zip(answer.sentences, scores.tolist()):
         s.score = score
     answer.sentences.sort(key=lambda s: -s.score)
@@ -344,44 +335,3 @@ def asks_about_previous(index: "Catalogue", question: str, doc_id: str, sentence
         return False
     held = _covers(index, question, doc_id, sentence_index)
     return held >= reading.about_previous and _covers(index, question, doc_id, sentence_index + 1) <= held
-
-
-def prefer_previous_answers(answer: Answer, history: Sequence[Turn], reading: Reading = DEFAULT_READING, *,
-                            index: "Catalogue | None" = None, question: str | None = None) -> None:
-    """The hand-set gains: re-score ``answer``'s sentences in place by their distance to the topic's earlier
-    first answers (see :class:`Reading`), then re-sort them by score.
-
-    An earlier answer escapes the novelty penalty when it contains at least ``repeat_coverage`` of the
-    idf mass of the new question's own content words: then it answers the new question too. Likewise, the
-    sentences after the previous answer gain nothing from it when the question asks about that answer itself
-    (:func:`asks_about_previous`). Both need ``index`` and ``question``.
-    """
-    anchors: list[tuple[str, int, float, bool]] = []  # (doc_id, sentence index, recency weight, most recent)
-    for d, turn in enumerate(reversed(topic_turns(history)), start=1):
-        if turn.answered and turn.citations:
-            c = turn.citations[0]
-            anchors.append((c.doc_id, c.sentence_index, reading.decay ** (d - 1), not anchors))
-    if not anchors:
-        return
-    answered = Counter((doc, idx) for doc, idx, _, _ in anchors)
-    about = asks_about_previous(index, question, *anchors[0][:2], reading) \
-        if index is not None and question is not None else False
-    for s in answer.sentences:
-        c = s.citation
-        times = answered[(c.doc_id, c.sentence_index)]
-        gains = [0.0]
-        for doc_id, idx, weight, last in anchors:
-            if c.doc_id != doc_id:
-                continue
-            k = c.sentence_index - idx
-            same = reading.same_last if last and reading.same_last is not None else reading.same
-            shape = same if k == 0 else float(np.exp(-(abs(k) - 1) / reading.locality_scale))
-            if k > 0 and about and last:
-                shape = 0.0  # the follow-up asks about the previous answer, not what comes after it
-            if k == 0 and shape < 0 and index is not None and question is not None \
-                    and _covers(index, question, doc_id, idx) >= reading.repeat_coverage:
-                shape = 0.0
-            gains.append(reading.locality * weight * shape * (reading.backward if k < 0 else 1.0)
-                         * (reading.repeats if times >= 2 else 1.0))
-        s.score = float(s.score) + (min(gains) if min(gains) < 0 else max(gains))
-    answer.sentences.sort(key=lambda s: -s.score)

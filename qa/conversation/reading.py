@@ -1,11 +1,19 @@
 """How a conversation's history is used: the :class:`Reading` settings, passed explicitly to every function
-of the package that reads one. The defaults are the combination chosen by measurement
-(docs/CONVERSATIONS.md, docs/COQA.md); benchmarks vary them.
+of the package that reads one. Their values are the ranking profile's ``conversation`` section (qa/profile.py:
+the combination chosen by measurement, docs/CONVERSATIONS.md and docs/COQA.md); benchmarks vary them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+
+# The learned follow-up model's features (qa/conversation/followup.py computes them), by name: the profile's
+# ``followup_model`` gives each a weight.
+FOLLOWUP_FEATURES = ("with history", "alone", "alone cosine", "alone coverage", "previous answer", "1 after it",
+                     "2 after it", "1 before it", "older answer", "1 after an older", "1 before an older",
+                     "same article", "answered twice", "about previous × 1 after", "elliptical × previous",
+                     "elliptical × 1 after")
 
 
 @dataclass(frozen=True)
@@ -27,37 +35,17 @@ class Reading:
     - ``elliptical``/``elliptical_terms``: a follow-up with at most ``elliptical_terms`` content words of
       its own ("Why?") carries too little for the topic's questions to pick a sentence; it also takes the
       previous answer's salient terms at weight ``elliptical`` (as HQE weighs a question).
-    - ``token_match``: score a history-read follow-up's sentences by the word-piece match of its own words
-      too (rank.token_match), as a standalone question is. Off: a follow-up's own words are few and vague
-      ("When did it reopen?"), and the match outweighed the history's terms (tune split, measured).
-    - ``neighbour_cosine``: let a neighbour's cosine raise a history-read follow-up's sentences, as it does a
-      standalone question's (settings.w_context_dense). Off: on the tune split it pulled follow-ups to the
-      sentences beside their answers (Hit@1 0.72 → 0.62, measured).
+    A history-read follow-up's own words are few and vague ("When did it reopen?"): its sentences are not
+    scored by their word-piece match or by a neighbour's closer cosine, as a standalone question's are (on the
+    tune split both pulled follow-ups away from their answers: docs/DECISIONS.md).
 
-    Re-ranking a history-read follow-up's ``extra_candidates`` more candidates than asked for
-    (qa/conversation/followup.py):
-
-    - ``learned``: with the hybrid retriever, by the logistic model of ``settings.followup_model`` (or
-      ``followup_model``: weights other than the settings', which benchmarks fit) over
-      FOLLOWUP_FEATURES (fitted by benchmarks/conversation_ltr.py). Otherwise (``learned`` off, or the
-      bm25 and dense retrievers, for which the model was not fitted) by the hand-set gains below.
-    - ``locality``/``locality_scale``/``same``/``backward``: a follow-up's answer is usually in or just
-      after the previous answer in the same article (conversational QA's "dialogue flow"): a sentence
-      ``k ≥ 1`` sentences after an earlier first answer of the topic gains
-      ``locality × exp(-(k-1)/locality_scale)`` (× that turn's recency weight); ``same`` scales the gain
-      of the earlier answer itself (negative: a novelty penalty, waived when the sentence holds at least
-      ``repeat_coverage`` of the question's own idf mass: it answers this question too), ``backward`` that
-      of sentences before it. ``locality`` 0: no re-ranking.
-    - ``same_last``: the ``same`` of the most recent answer (None: ``same``). Positive (0.5: half the gain of
-      the next sentence): the answer to a follow-up is often in the sentence that answered the previous one
-      ("Who made that claim?" after "According to the diplomat, …").
-    - ``repeats``: scales the gain of a sentence that already answered two or more turns of the topic (0: it
-      gains nothing).
-    - ``about_previous``: a follow-up whose own content words are already in the previous answer (at least
-      this share of their idf mass), and no more so in the sentence after it, asks about that answer, not
-      about what follows it ("When did it reopen?" after "On Friday, the crossing reopened…"). A feature of
-      the learned model; in the hand-set gains the sentences after the previous answer then gain nothing.
-      0: off.
+    Re-ranking a history-read follow-up's ``extra_candidates`` more candidates than asked for, with the
+    hybrid retriever (qa/conversation/followup.py): by the learned model (the profile's ``followup_model``,
+    or ``followup_model`` here: weights by :data:`FOLLOWUP_FEATURES` name, which benchmarks fit) over where
+    each candidate lies against the topic's earlier answers. ``about_previous``: a follow-up whose own content
+    words are already in the previous answer (at least this share of their idf mass), and no more so in the
+    sentence after it, asks about that answer, not about what follows it ("When did it reopen?" after "On
+    Friday, the crossing reopened…"): a feature of the model.
 
     Topic keeping (qa/conversation/followup.py):
 
@@ -77,35 +65,40 @@ class Reading:
       turn's time; docs/COQA.md).
     """
 
-    decay: float = 1.0
-    topic_floor: float = 0.5
-    max_terms: int = 4
-    min_salience: float = 0.2
-    detect_topic_change: bool = True
-    definite_phrases: bool = True
-    subject_that: bool = True
-    bound_possessives: bool = True
-    elliptical: float = 1.0
-    elliptical_terms: int = 0
-    token_match: bool = False
-    neighbour_cosine: bool = False
-    extra_candidates: int = 10
-    learned: bool = True
-    followup_model: tuple[float, ...] | None = None
-    locality: float = 0.15
-    locality_scale: float = 2.0
-    same: float = -0.05
-    backward: float = 0.3
-    repeat_coverage: float = 0.5
-    same_last: float | None = 0.5
-    repeats: float = 0.0
-    about_previous: float = 0.75
-    keep_topic: bool = True
-    new_topic_margin: float = 1.0
-    switch_margin: float = 0.0
-    focus_documents: int = 1
-    story_cosine: float | None = 0.85
-    refocus_turns: int | None = 12
+    decay: float
+    topic_floor: float
+    max_terms: int
+    min_salience: float
+    detect_topic_change: bool
+    definite_phrases: bool
+    subject_that: bool
+    bound_possessives: bool
+    elliptical: float
+    elliptical_terms: int
+    extra_candidates: int
+    about_previous: float
+    keep_topic: bool
+    new_topic_margin: float
+    switch_margin: float
+    focus_documents: int
+    story_cosine: float | None
+    refocus_turns: int | None
+    followup_model: dict[str, float] | None = None  # None: the profile's
 
 
-DEFAULT_READING = Reading()
+def default_reading() -> Reading:
+    """The reading of the profile in service by default (qa/profiles/default.json)."""
+    return _default_reading()
+
+
+@lru_cache(maxsize=1)
+def _default_reading() -> Reading:
+    from qa.profile import load_profile
+
+    return Reading(**load_profile().conversation)
+
+
+def __getattr__(name: str):
+    if name == "DEFAULT_READING":  # read from the profile on first use, not at import
+        return default_reading()
+    raise AttributeError(name)
