@@ -133,6 +133,7 @@ def test_eval_on_your_own_gold_file_names_the_report_after_it(seed_settings, see
     assert written and all(name.startswith("desk-questions-") for name in written)
     report = json.loads(next((tmp_path / "reports").glob("*.json")).read_text(encoding="utf-8"))
     assert report["dataset"] == "desk-questions" and report["meta"]["questions"] == 1
+    assert report["meta"]["profile"].startswith("default@")  # the ranking profile measured, by name and hash
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "q1"}\n', encoding="utf-8")
     r = runner.invoke(app, ["eval", "--gold", str(bad), "--index-root", str(seed_settings.index_root)])

@@ -57,3 +57,12 @@ def test_a_changed_profile_is_checked_written_and_read_back(tmp_path):
         load_profile().updated({"reader.wieght": 1.0})
     with pytest.raises(ProfileError, match="no profile 'nonesuch'"):
         load_profile("nonesuch")
+
+
+def test_benchmark_overrides_set_settings_and_write_a_changed_profile(tmp_path):
+    from qa.profile import configured
+
+    settings = configured({"top_k": 3, "reader.weight": 0.25}, tmp_path, "variant")
+    assert settings.top_k == 3 and settings.profile == str(tmp_path / "variant.json")
+    assert load_profile(settings.profile).reader.weight == 0.25
+    assert configured({"top_k": 3}, tmp_path).profile == "default"  # no profile change: the one in service
