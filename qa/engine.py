@@ -13,14 +13,14 @@ from functools import cached_property
 
 import numpy as np
 
-from qa import index as index_mod
 from qa import agreement, answer_checks, claims, rank, retrieve
-from qa.cues import proper_words_of
-from qa.profile import Profile, load_profile
+from qa import index as index_mod
 from qa.config import RETRIEVERS, Settings, model_key
+from qa.conversation import Conversations, ConversationStore
+from qa.cues import proper_words_of
 from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
 from qa.ingest import Corpus, IngestLimits, read_corpus
-from qa.conversation import Conversations, ConversationStore
+from qa.profile import Profile, load_profile
 from qa.types import Answer, Document, Query
 
 log = logging.getLogger(__name__)
