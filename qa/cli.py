@@ -19,8 +19,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from qa.config import RETRIEVERS, Settings
-from qa.console import (describe, err, error_line, note, open_engine, out, print_answer, print_corpus_summary,
-                        print_sources, visible)
+from qa import console
+from qa.console import (describe, err, error_line, note, out, print_answer, print_corpus_summary, print_sources,
+                        visible)
 from qa.evaluate import DATASETS, DEFAULT_GOLD, SPLITS
 from qa.types import Answer
 
@@ -74,6 +75,17 @@ def settings_from(corpus: Path | None, index_root: Path | None, **overrides) -> 
 def fail(message: str, code: int = 2) -> None:
     err.print(error_line(message))
     raise typer.Exit(code)
+
+
+def open_engine(settings: Settings, *, rebuild: bool = False, quiet: bool = False):
+    """The engine (:func:`qa.console.open_engine`: a progress bar while an index is built); a corpus or an
+    index that cannot be used is a usage error, said in one line (exit 2)."""
+    from qa.index import IndexUnavailable
+
+    try:
+        return console.open_engine(settings, rebuild=rebuild, quiet=quiet)
+    except (IndexUnavailable, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
 
 
 def checked_conversation(name: str | None) -> None:
