@@ -12,6 +12,7 @@ Both are read-only once made and shared between requests; their lookups are comp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from qa import leases
-from qa.index.rows import TokenRows, VectorRows
+from qa.index.rows import VectorRows
+from qa.index.stacked import StackedLexicon, StackedRows
 from qa.ingest import Skipped
 from qa.lexical import LexicalIndex
 from qa.text import Analyzer
@@ -84,8 +85,8 @@ class SentenceSet(SentenceLookups):
 
     documents: dict[str, Document]
     sentences: list[Sentence]
-    sentence_vectors: VectorRows | np.ndarray  # rows by sentence id: rows[ids]
-    lexical_sentences: LexicalIndex
+    sentence_vectors: VectorRows | StackedRows | np.ndarray  # rows by sentence id: rows[ids]
+    lexical_sentences: LexicalIndex | StackedLexicon
     analyzer: Analyzer
     tokens: WordPieces | None = None  # word-piece vectors per sentence, when the build kept them
 
@@ -102,6 +103,12 @@ class SentenceSet(SentenceLookups):
         return rows, sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
 
 
+class Held(Protocol):
+    """A hold on folders another process may remove (qa/leases.py), released when the index is let go."""
+
+    def release(self) -> None: ...
+
+
 class Catalogue(Protocol):
     """What the engine, the document routes and conversations read of a whole corpus (see the module's
     docstring)."""
@@ -113,7 +120,7 @@ class Catalogue(Protocol):
     lexical_sentences: LexicalIndex
     analyzer: Analyzer
     skipped: list[Skipped]
-    lease: leases.Lease | None
+    lease: Held | None
 
     @property
     def document_vectors(self) -> tuple[dict[str, int], np.ndarray]: ...
@@ -138,13 +145,11 @@ class CorpusIndex(SentenceSet):
 
     path: Path
     manifest: dict
-    passages: list[Passage]
-    faiss_index: object
-    lexical_passages: LexicalIndex
-    sentence_vectors: VectorRows  # read on demand from the build folder
-    tokens: TokenRows | None = None
+    passages: Sequence[Passage]  # by passage id
+    faiss_index: object  # FAISS's search(query, k) and ntotal over the passage vectors
+    lexical_passages: LexicalIndex | StackedLexicon
     skipped: list[Skipped] = field(default_factory=list)  # the corpus folder's files this build did not read
-    lease: leases.Lease | None = None  # held while this build is in use, so no publish removes its folder
+    lease: Held | None = None  # held while this build is in use, so no publish removes its folder
 
     @property
     def fingerprint(self) -> str:

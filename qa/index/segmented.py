@@ -1,0 +1,217 @@
+"""An index made of segments, read as one: :func:`compose` turns loaded segments (each a
+:class:`~qa.index.corpus.CorpusIndex` of its own documents, with local ids) and the documents deleted from
+each into one :class:`SegmentedIndex` with global ids, whose every answer is the one an index built from
+scratch over the live documents gives (qa/index/stacked.py: corpus-wide BM25 statistics and word-piece
+weights over the live documents).
+
+Ids: segment ``s`` holds the global sentence ids ``sentence_offsets[s]`` onwards and the global passage ids
+``passage_offsets[s]`` onwards. A deleted document keeps its ids (nothing is renumbered until a merge) but is
+in no lookup, no posting and no search result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+import numpy as np
+
+from qa import leases
+from qa.index.corpus import CorpusIndex
+from qa.index.rows import gather_ranges, piece_frequencies
+from qa.index.stacked import StackedLexicon, StackedRows
+from qa.types import Document, Passage
+
+
+def content_pieces(vocabulary: Sequence[str], stopwords: frozenset[str]) -> np.ndarray:
+    """Per word piece of the vocabulary: whether it can say what a text is about (not a stop word,
+    punctuation or a special token); the others weigh 0 in the word-piece match."""
+    return np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
+                     and piece not in stopwords for piece in vocabulary], dtype=bool)
+
+
+def piece_weights(df: np.ndarray, n: int, content: np.ndarray) -> np.ndarray:
+    """Each piece's idf over ``n`` sentences, ``df`` of which hold it; 0 for a piece that is not content."""
+    idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
+    return np.where(content, np.maximum(idf, 0.0), 0.0).astype(np.float32)
+
+
+class StackedTokens:
+    """The word pieces of several segments' sentences by global sentence id (as
+    :class:`qa.index.rows.TokenRows` gives one segment's), with weights over the live sentences of all."""
+
+    def __init__(self, parts: Sequence, sentence_offsets: np.ndarray, live: Sequence[np.ndarray],
+                 content: np.ndarray):
+        self.parts = list(parts)
+        self.sentence_offsets = np.asarray(sentence_offsets, dtype=np.int64)
+        df = np.zeros(len(content), dtype=np.int64)
+        for part, mask in zip(self.parts, live):
+            starts, ends = part.offsets[:-1][mask], part.offsets[1:][mask]
+            rows = gather_ranges(starts, ends - starts)
+            local = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+            df += piece_frequencies(np.asarray(part._ids[rows]), local, len(content))
+        self.weights = piece_weights(df, int(sum(int(m.sum()) for m in live)), content)
+
+    def __len__(self) -> int:
+        return int(self.sentence_offsets[-1])
+
+    def of(self, sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The word pieces of ``sentence_ids``, sentence after sentence: int8 vectors, each row's scale, and
+        where each sentence's rows start."""
+        sentence_ids = np.asarray(sentence_ids, dtype=np.int64)
+        part = np.searchsorted(self.sentence_offsets, sentence_ids, side="right") - 1
+        lengths = np.zeros(len(sentence_ids), dtype=np.int64)
+        blocks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for p in np.unique(part).tolist():
+            at = np.flatnonzero(part == p)
+            local = sentence_ids[at] - self.sentence_offsets[p]
+            offsets = self.parts[p].offsets
+            lengths[at] = offsets[local + 1] - offsets[local]
+            blocks[p] = (at, *self.parts[p].of(local)[:2])
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        dim = next(iter(blocks.values()))[1].shape[1] if blocks else 0
+        rows = np.empty((int(starts[-1]), dim), dtype=np.int8)
+        scales = np.empty(int(starts[-1]), dtype=np.float32)
+        for at, part_rows, part_scales in blocks.values():
+            where = gather_ranges(starts[at], lengths[at])
+            rows[where], scales[where] = part_rows, part_scales
+        return rows, scales, starts[:-1]
+
+
+class StackedDense:
+    """The passages' dense indexes of several segments searched as one (FAISS's ``search`` and ``ntotal``):
+    each segment asked for enough to make up for its deleted passages, merged by score, then id."""
+
+    def __init__(self, parts: Sequence, passage_offsets: np.ndarray, live: Sequence[np.ndarray]):
+        self.parts = list(parts)
+        self.offsets = np.asarray(passage_offsets, dtype=np.int64)
+        self.live = list(live)
+        self.dead = [int((~m).sum()) for m in self.live]
+        self.ntotal = int(sum(int(m.sum()) for m in self.live))
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = [], []
+        for p, (index, mask) in enumerate(zip(self.parts, self.live)):
+            wanted = min(k + self.dead[p], index.ntotal)
+            if wanted <= 0:
+                continue
+            s, i = index.search(query, wanted)
+            keep = i[0] >= 0
+            s, i = s[0][keep], i[0][keep].astype(np.int64)
+            alive = mask[i]
+            scores.append(s[alive])
+            ids.append(i[alive] + self.offsets[p])
+        out_scores = np.full((1, k), -np.inf, dtype=np.float32)
+        out_ids = np.full((1, k), -1, dtype=np.int64)
+        if scores:
+            s, i = np.concatenate(scores), np.concatenate(ids)
+            order = np.lexsort((i, -s))[:k]
+            out_scores[0, :len(order)], out_ids[0, :len(order)] = s[order], i[order]
+        return out_scores, out_ids
+
+
+class StackedPassages(Sequence):
+    """The segments' passages by global passage id, with global sentence ids (made on demand: a question
+    reads a few dozen)."""
+
+    def __init__(self, parts: Sequence[Sequence[Passage]], passage_offsets: np.ndarray,
+                 sentence_offsets: np.ndarray):
+        self.parts = list(parts)
+        self.offsets = np.asarray(passage_offsets, dtype=np.int64)
+        self.sentence_offsets = np.asarray(sentence_offsets, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, pid):
+        if isinstance(pid, slice):
+            return [self[i] for i in range(*pid.indices(len(self)))]
+        p = int(np.searchsorted(self.offsets, pid, side="right") - 1)
+        local = self.parts[p][int(pid - self.offsets[p])]
+        base = int(self.sentence_offsets[p])
+        return Passage(int(pid), local.doc_id, tuple(base + s for s in local.sentence_ids))
+
+
+class Leases:
+    """The leases of every segment (and of the generation) an index was loaded from, released together."""
+
+    def __init__(self, held: Sequence[leases.Lease]):
+        self.held = list(held)
+
+    def release(self) -> None:
+        for lease in self.held:
+            lease.release()
+
+
+@dataclass(kw_only=True, eq=False)
+class SegmentedIndex(CorpusIndex):
+    """A :class:`CorpusIndex` over segments (see the module's docstring): its lookups leave deleted documents
+    out, and a document replaced in a later segment is found there only."""
+
+    segments: list[CorpusIndex] = field(default_factory=list)
+    live_sentences: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    sentence_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+
+    @cached_property
+    def sentence_documents(self) -> np.ndarray:
+        """Sentence id → the ordinal of its document in its segment, distinct across segments (a document
+        replaced in a later segment is another document there)."""
+        parts, base = [], 0
+        for segment in self.segments:
+            ordinals = segment.sentence_documents
+            parts.append(ordinals + base)
+            base += int(ordinals.max()) + 1 if len(ordinals) else 0
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    @cached_property
+    def sentence_ids(self) -> dict[tuple[str, int], int]:
+        return {(s.doc_id, s.index): i for i, s in enumerate(self.sentences) if self.live_sentences[i]}
+
+    @cached_property
+    def document_sentences(self) -> dict[str, np.ndarray]:
+        by_doc: dict[str, list[int]] = {}
+        for i in np.flatnonzero(self.live_sentences).tolist():
+            by_doc.setdefault(self.sentences[i].doc_id, []).append(i)
+        return {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()}
+
+
+def compose(segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], *, path, manifest: dict,
+            content: np.ndarray | None, skipped: list | None = None,
+            held: Sequence[leases.Lease] = ()) -> SegmentedIndex:
+    """One index over ``segments``, each without its documents named in ``deleted`` (the same position).
+    ``content``: :func:`content_pieces` of the encoder's vocabulary (the word-piece weights are computed over
+    the live sentences of all segments); None when the segments keep no word pieces."""
+    if not segments or len(segments) != len(deleted):
+        raise ValueError("one set of deleted documents per segment, and at least one segment")
+    live_sentences, live_passages = [], []
+    for seg, gone in zip(segments, deleted):
+        ordinal = {doc_id: i for i, doc_id in enumerate(seg.documents)}
+        alive = np.array([doc_id not in gone for doc_id in seg.documents], dtype=bool)
+        doc_of_sentence = np.fromiter((ordinal[s.doc_id] for s in seg.sentences), dtype=np.int64,
+                                      count=len(seg.sentences))
+        live_sentences.append(alive[doc_of_sentence] if len(doc_of_sentence) else np.zeros(0, dtype=bool))
+        live_passages.append(np.array([p.doc_id not in gone for p in seg.passages], dtype=bool))
+    sentence_offsets = np.concatenate([[0], np.cumsum([len(s.sentences) for s in segments])]).astype(np.int64)
+    passage_offsets = np.concatenate([[0], np.cumsum([len(s.passages) for s in segments])]).astype(np.int64)
+    documents: dict[str, Document] = {}
+    for seg, gone in zip(segments, deleted):
+        documents.update({d: doc for d, doc in seg.documents.items() if d not in gone})
+    documents = dict(sorted(documents.items()))
+    first = segments[0].analyzer
+    lemmas = {w: lemma for seg in segments for w, lemma in seg.analyzer.lemmas.items()}
+    keeps_pieces = content is not None and all(seg.tokens is not None for seg in segments)
+    return SegmentedIndex(
+        path=path, manifest=manifest, documents=documents,
+        sentences=[s for seg in segments for s in seg.sentences],
+        passages=StackedPassages([seg.passages for seg in segments], passage_offsets, sentence_offsets),
+        faiss_index=StackedDense([seg.faiss_index for seg in segments], passage_offsets, live_passages),
+        sentence_vectors=StackedRows([seg.sentence_vectors for seg in segments]),
+        lexical_passages=StackedLexicon([seg.lexical_passages for seg in segments], live_passages),
+        lexical_sentences=StackedLexicon([seg.lexical_sentences for seg in segments], live_sentences),
+        analyzer=replace(first, lemmas=lemmas),
+        tokens=StackedTokens([seg.tokens for seg in segments], sentence_offsets, live_sentences, content)
+        if keeps_pieces else None,
+        skipped=list(skipped or []), lease=Leases(held),
+        segments=list(segments), live_sentences=np.concatenate(live_sentences),
+        sentence_offsets=sentence_offsets)
