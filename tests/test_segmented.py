@@ -6,7 +6,7 @@ import pytest
 from qa import index as index_mod
 from qa.config import Settings
 from qa.engine import Engine, build_spec
-from qa.index.segmented import compose, content_pieces
+from qa.index.segmented import compose
 from qa.profile import load_profile
 from qa.types import Document
 from tests.fakes import HashedEncoder
@@ -39,9 +39,7 @@ def engines(tmp_path_factory):
     profile = load_profile().updated({"ranking.near_limit": 0})
     first = _segment(tmp, "s1", [A, B, C], encoder, settings)
     second = _segment(tmp, "s2", [C2, D], encoder, settings)
-    content = content_pieces(encoder.vocabulary, first.analyzer.stopwords)
-    composed = compose([first, second], [frozenset({"c.txt"}), frozenset()], path=tmp / "gen", manifest={},
-                       content=content)
+    composed = compose([first, second], [frozenset({"c.txt"}), frozenset()], path=tmp / "gen", manifest={})
     whole = _segment(tmp, "whole", [A, B, C2, D], encoder, settings)
     return (Engine(settings, composed, encoder, profile=profile), Engine(settings, whole, encoder, profile=profile))
 
@@ -70,3 +68,45 @@ def test_a_deleted_document_is_in_no_lookup(engines):
     assert np.allclose(index.tokens.weights, whole.index.tokens.weights)
     assert composed.ask("Who led the delegation to Kabul?").sentences[0].text.startswith("A delegation led by the "
                                                                                          "foreign minister")
+
+
+def test_passage_count_is_what_make_passages_makes():
+    from qa.index.spec import make_passages, passage_count
+    from qa.types import Sentence
+
+    for n in range(0, 12):
+        sentences = [Sentence("d", i, i, i + 1, "x") for i in range(n)]
+        for size, overlap in ((3, 1), (2, 0), (4, 2), (1, 0)):
+            assert passage_count(n, size, overlap) == len(make_passages(sentences, size, overlap)), (n, size)
+
+
+def test_an_update_publishes_a_generation_that_answers_as_a_full_build(tmp_path):
+    from qa.index.build import write_build
+    from qa.index.segments import update
+
+    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
+                        onnx_queries=False)
+    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
+    profile = load_profile().updated({"ranking.near_limit": 0})
+    target = tmp_path / "live"
+    index_mod.build([A, B, C], encoder, spec, target)
+    first = index_mod.load(target)
+
+    def segment(docs):
+        return write_build(docs, encoder, spec, target, reuse=False)
+
+    update(target, first, [C2, D], [], [A, B, C2, D], segment, spec)
+    second = index_mod.load(target, loaded=[first])
+    assert second.segments[0] is first and len(second.segments) == 2  # the segment in service is shared
+    assert second.manifest["documents"] == 4 and second.manifest["segments"][0]["deleted"] == ["c.txt"]
+    whole = _segment(tmp_path, "whole", [A, B, C2, D], encoder, settings)
+    for mode in ("bm25", "hybrid"):
+        for question in QUESTIONS:
+            ours = _answer(Engine(settings, second, encoder, profile=profile), question, mode)
+            assert ours == _answer(Engine(settings, whole, encoder, profile=profile), question, mode), question
+    update(target, second, [], ["b.txt"], [A, C2, D], segment, spec)  # a deletion: no new segment
+    third = index_mod.load(target, loaded=second.segments)
+    assert sorted(third.documents) == ["a.txt", "c.txt", "d.txt"] and len(third.segments) == 2
+    assert not Engine(settings, third, encoder, profile=profile).ask("What did relief agencies send?",
+                                                                     retriever="bm25").answered
+    assert sorted(p.name for p in target.glob("build-*")) == sorted(s.path.name for s in third.segments)

@@ -4,6 +4,7 @@ build lock that makes processes sharing the folder build one after the other."""
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -24,15 +25,27 @@ CURRENT = "current"
 TMP_PREFIX = ".tmp-"  # a build is written into TMP_PREFIX + its name, then renamed
 
 
+def referenced(folder: Path) -> set[str]:
+    """The folders a published folder needs: itself, and the segments a generation lists
+    (qa/index/segments.py)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {folder.name}
+    return {folder.name, *(e["name"] for e in manifest.get("segments", []) if isinstance(e, dict) and "name" in e)}
+
+
 def publish(target: Path, build_dir: Path) -> None:
-    """Point ``target/current`` at ``build_dir`` atomically, then remove the builds nothing points at and
-    no process holds a lease on (:mod:`qa.leases`: a server still loading or serving one keeps it; a later
-    publish removes it once its readers have moved). Call with :func:`build_lock` held."""
+    """Point ``target/current`` at ``build_dir`` (a build, or a generation of segments) atomically, then
+    remove the builds and generations it does not need and no process holds a lease on (:mod:`qa.leases`: a
+    server still loading or serving one keeps it; a later publish removes it once its readers have moved).
+    Call with :func:`build_lock` held."""
     link = target / f".{CURRENT}-{uuid.uuid4().hex[:8]}"
     os.symlink(build_dir.name, link)
     os.replace(link, target / CURRENT)
-    for old in target.glob("build-*"):
-        if old.name != build_dir.name:
+    keep = referenced(build_dir)
+    for old in [*target.glob("build-*"), *target.glob("gen-*")]:
+        if old.name not in keep:
             try:
                 leases.remove_unleased(old, trash=target / f"{TMP_PREFIX}{old.name}")
             except OSError as exc:  # the new build is published whatever happens to an old one

@@ -98,6 +98,8 @@ class TokenRows:
         self.scales = np.load(folder / "token_scales.npy")  # 4 bytes a word piece: kept in memory
         self.offsets = np.load(folder / "token_offsets.npy")
         self.weights = np.load(folder / "token_weights.npy")
+        content = folder / "token_content.npy"  # which pieces are content (weights over other segments' too)
+        self.content = np.load(content) if content.exists() else None
         # Mapped now, read only by a rebuild that reuses this build: a mapping, like an open file, stays
         # readable once the build folder is removed, so a loaded index never reads its folder by path again.
         self._ids = np.load(folder / "token_ids.npy", mmap_mode="r")
@@ -118,11 +120,12 @@ class TokenRows:
 
     @staticmethod
     def write(folder: Path, tokens: SentenceTokens, previous: TokenRows | None,
-              weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+              weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray], content: np.ndarray | None = None) -> None:
         """Write every sentence's word pieces: those of newly encoded sentences quantised here, those of
         reused ones copied byte for byte from ``previous`` (no decoding, no second rounding), one copy per
         run of consecutive rows. At 100,000 sentences the vectors are over a gigabyte, so the copy stays
-        in the kernel (``os.copy_file_range``) instead of passing through NumPy."""
+        in the kernel (``os.copy_file_range``) instead of passing through NumPy. ``content``
+        (:func:`content_pieces`) is kept so that weights over several segments can be computed later."""
         source = tokens.previous_rows
         reused = source >= 0
         if reused.any() and previous is None:
@@ -161,6 +164,8 @@ class TokenRows:
         np.save(folder / "token_offsets.npy", offsets)
         np.save(folder / "token_ids.npy", ids)
         np.save(folder / "token_weights.npy", weights_of(ids, offsets).astype(np.float32))
+        if content is not None:
+            np.save(folder / "token_content.npy", content)
 
 
 @dataclass
@@ -211,9 +216,19 @@ def piece_frequencies(ids: np.ndarray, offsets: np.ndarray, vocabulary_size: int
 
 def weights_of_pieces(df: np.ndarray, n: int, vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
     """:func:`token_weights` from the pieces' sentence frequencies ``df`` over ``n`` sentences."""
+    return piece_weights(df, n, content_pieces(vocabulary, stopwords))
+
+
+def content_pieces(vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
+    """Per word piece of the vocabulary: whether it can say what a text is about (not a stop word,
+    punctuation or a special token); the others weigh 0 in the word-piece match."""
+    return np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
+                     and piece not in stopwords for piece in vocabulary], dtype=bool)
+
+
+def piece_weights(df: np.ndarray, n: int, content: np.ndarray) -> np.ndarray:
+    """Each piece's idf over ``n`` sentences, ``df`` of which hold it; 0 for a piece that is not content."""
     idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
-    content = np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
-                        and piece not in stopwords for piece in vocabulary], dtype=bool)
     return np.where(content, np.maximum(idf, 0.0), 0.0).astype(np.float32)
 
 

@@ -19,22 +19,9 @@ import numpy as np
 
 from qa import leases
 from qa.index.corpus import CorpusIndex
-from qa.index.rows import gather_ranges, piece_frequencies
+from qa.index.rows import gather_ranges, piece_frequencies, piece_weights
 from qa.index.stacked import StackedLexicon, StackedRows
 from qa.types import Document, Passage
-
-
-def content_pieces(vocabulary: Sequence[str], stopwords: frozenset[str]) -> np.ndarray:
-    """Per word piece of the vocabulary: whether it can say what a text is about (not a stop word,
-    punctuation or a special token); the others weigh 0 in the word-piece match."""
-    return np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
-                     and piece not in stopwords for piece in vocabulary], dtype=bool)
-
-
-def piece_weights(df: np.ndarray, n: int, content: np.ndarray) -> np.ndarray:
-    """Each piece's idf over ``n`` sentences, ``df`` of which hold it; 0 for a piece that is not content."""
-    idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
-    return np.where(content, np.maximum(idf, 0.0), 0.0).astype(np.float32)
 
 
 class StackedTokens:
@@ -177,11 +164,10 @@ class SegmentedIndex(CorpusIndex):
 
 
 def compose(segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], *, path, manifest: dict,
-            content: np.ndarray | None, skipped: list | None = None,
-            held: Sequence[leases.Lease] = ()) -> SegmentedIndex:
-    """One index over ``segments``, each without its documents named in ``deleted`` (the same position).
-    ``content``: :func:`content_pieces` of the encoder's vocabulary (the word-piece weights are computed over
-    the live sentences of all segments); None when the segments keep no word pieces."""
+            skipped: list | None = None, held: Sequence[leases.Lease] = ()) -> SegmentedIndex:
+    """One index over ``segments``, each without its documents named in ``deleted`` (the same position). The
+    word-piece weights are computed over the live sentences of all segments, from the content pieces each
+    segment recorded (:func:`qa.index.rows.content_pieces`); without word pieces in every segment, none."""
     if not segments or len(segments) != len(deleted):
         raise ValueError("one set of deleted documents per segment, and at least one segment")
     live_sentences, live_passages = [], []
@@ -200,6 +186,7 @@ def compose(segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], 
     documents = dict(sorted(documents.items()))
     first = segments[0].analyzer
     lemmas = {w: lemma for seg in segments for w, lemma in seg.analyzer.lemmas.items()}
+    content = segments[0].tokens.content if segments[0].tokens is not None else None
     keeps_pieces = content is not None and all(seg.tokens is not None for seg in segments)
     return SegmentedIndex(
         path=path, manifest=manifest, documents=documents,

@@ -115,5 +115,17 @@ def make_passages(sentences: list[Sentence], size: int, overlap: int) -> list[Pa
     return passages
 
 
+def passage_count(n_sentences: int, size: int, overlap: int) -> int:
+    """How many passages :func:`make_passages` makes of a document of ``n_sentences`` sentences."""
+    if n_sentences <= 0:
+        return 0
+    step, count = size - overlap, 0
+    for i in range(0, n_sentences, step):
+        count += 1
+        if min(i + size, n_sentences) == n_sentences:
+            break
+    return count
+
+
 def passage_text(passage: Passage, sentences: list[Sentence]) -> str:
     return " ".join(sentences[j].text for j in passage.sentence_ids)

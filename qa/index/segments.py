@@ -1,0 +1,137 @@
+"""Generations: an index published as a list of immutable segments plus deletion marks.
+
+A segment is a build folder (``build-…``: qa/index/storage.py) of some documents. A generation is a small
+folder (``gen-…``) whose ``manifest.json`` lists its segments in order, each with the ids of its documents
+that are deleted (replaced in a later segment, or removed), and records the corpus fingerprint and the
+spec as a build's manifest does. ``current`` points at a build folder (one segment, nothing deleted) or at a
+generation; publishing one is the same atomic link swap.
+
+An update writes one small segment of the changed documents (only they are split and embedded) and a new
+generation: the segments before it, the changed and removed documents marked deleted in them, and the new
+one last. Readers lease the generation and every segment it lists before reading them, so a publish never
+removes a folder a process is reading or serving (:mod:`qa.leases`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from qa import leases
+from qa.index.corpus import CorpusIndex
+from qa.index.publish import TMP_PREFIX, publish
+from qa.index.spec import FORMAT_VERSION, BuildSpec, IndexCorrupt, corpus_fingerprint, passage_count
+from qa.ingest import Skipped
+from qa.types import Document
+
+GENERATION_PREFIX = "gen-"
+SEGMENTS = "segments"  # the manifest key listing a generation's segments: [{"name", "deleted": [doc ids]}]
+
+
+def is_generation(manifest: dict) -> bool:
+    return SEGMENTS in manifest
+
+
+def entries_of(index: CorpusIndex) -> list[dict]:
+    """The segments of a loaded index with their deleted documents: a generation's list, or its one build."""
+    if is_generation(index.manifest):
+        return [{"name": e["name"], "deleted": list(e["deleted"])} for e in index.manifest[SEGMENTS]]
+    return [{"name": index.path.name, "deleted": []}]
+
+
+def write_generation(target: Path, entries: list[dict], manifest: dict, skipped: Sequence[Skipped]) -> Path:
+    """A complete generation folder under ``target`` (not yet published)."""
+    name = f"{GENERATION_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    tmp = target / f"{TMP_PREFIX}{name}"
+    tmp.mkdir()
+    try:
+        (tmp / "skipped.json").write_text(json.dumps([s.to_dict() for s in skipped], ensure_ascii=False),
+                                          encoding="utf-8")
+        full = {"format_version": FORMAT_VERSION, **manifest, SEGMENTS: entries,
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (tmp / "manifest.json").write_text(json.dumps(full, ensure_ascii=False), encoding="utf-8")
+        tmp.rename(target / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target / name
+
+
+def update(target: Path, current: CorpusIndex, changed: list[Document], removed: Sequence[str],
+           all_documents: list[Document], write_segment: Callable[[list[Document]], Path], spec: BuildSpec,
+           skipped: Sequence[Skipped] = ()) -> Path:
+    """Publish a generation over ``current``'s segments in which ``changed`` (added or replaced documents)
+    and ``removed`` (ids) take effect: their earlier versions marked deleted, the changed documents written
+    as one new segment by ``write_segment`` (a build folder of just them). ``all_documents``: the corpus
+    after the change (its fingerprint is recorded). Call with the build lock held; returns the generation."""
+    gone = {d.doc_id for d in changed} | set(removed)
+    entries = entries_of(current)
+    held = _documents_by_segment(current)
+    for entry in entries:
+        entry["deleted"] = sorted(set(entry["deleted"]) | (gone & held.get(entry["name"], set())))
+    entries = [e for e in entries if set(held.get(e["name"], set())) - set(e["deleted"])]  # drop empty ones
+    if changed:
+        entries.append({"name": write_segment(changed).name, "deleted": []})
+    if not entries:
+        raise ValueError("the corpus would have no document left")
+    counts = _counts(current, gone, target / entries[-1]["name"] if changed else None, spec)
+    manifest = {**spec.to_dict(), "dim": current.manifest["dim"], "splitter": current.manifest.get("splitter"),
+                "corpus_fingerprint": corpus_fingerprint(all_documents, skipped), **counts,
+                "skipped": len(skipped)}
+    generation = write_generation(target, entries, manifest, skipped)
+    publish(target, generation)
+    return generation
+
+
+def _documents_by_segment(index: CorpusIndex) -> dict[str, set[str]]:
+    segments = getattr(index, "segments", None) or [index]
+    return {seg.path.name: set(seg.documents) for seg in segments}
+
+
+def _counts(current: CorpusIndex, gone: set[str], new_segment: Path | None, spec: BuildSpec) -> dict:
+    """The generation's documents, sentences and passages: the current index's live ones not ``gone``, and
+    the new segment's."""
+    by_doc = current.document_sentences
+    lengths = [len(ids) for d, ids in by_doc.items() if d not in gone]
+    counts = {"documents": len(lengths), "sentences": sum(lengths),
+              "passages": sum(passage_count(n, spec.passage_size, spec.passage_overlap) for n in lengths)}
+    if new_segment is not None:
+        added = json.loads((new_segment / "manifest.json").read_text(encoding="utf-8"))
+        for key in counts:
+            counts[key] += int(added[key])
+    return counts
+
+
+def lease_segments(target: Path, manifest: dict) -> list[leases.Lease]:
+    """Leases on every segment a generation lists (:class:`qa.leases.FolderGone` when one was removed: the
+    generation was replaced and collected meanwhile, and the caller loads the current one)."""
+    held = []
+    try:
+        for entry in manifest[SEGMENTS]:
+            held.append(leases.take(target / entry["name"]))
+    except BaseException:
+        for lease in held:
+            lease.release()
+        raise
+    return held
+
+
+def check_generation(target: Path, manifest: dict) -> None:
+    for entry in manifest.get(SEGMENTS, []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
+                or not isinstance(entry.get("deleted"), list):
+            raise IndexCorrupt(f"the index at {target} lists a segment it cannot read ({entry!r}): "
+                               "run `qa index --rebuild`")
+
+
+def live_fraction(index: CorpusIndex) -> np.ndarray:
+    """Per segment of a loaded index: the share of its documents still live (what a merge policy weighs)."""
+    segments = getattr(index, "segments", None) or [index]
+    deleted = {e["name"]: len(e["deleted"]) for e in entries_of(index)}
+    return np.array([1.0 - deleted.get(s.path.name, 0) / max(len(s.documents), 1) for s in segments])
