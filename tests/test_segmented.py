@@ -95,16 +95,17 @@ def test_an_update_publishes_a_generation_that_answers_as_a_full_build(tmp_path)
     def segment(docs):
         return write_build(docs, encoder, spec, target, reuse=False)
 
-    update(target, first, [C2, D], [], [A, B, C2, D], segment, spec)
+    update(target, first, [C2, D], [], segment, spec)
     second = index_mod.load(target, loaded=[first])
     assert second.segments[0] is first and len(second.segments) == 2  # the segment in service is shared
     assert second.manifest["documents"] == 4 and second.manifest["segments"][0]["deleted"] == ["c.txt"]
+    assert second.fingerprint == index_mod.corpus_fingerprint([A, B, C2, D])  # the folder need not be read
     whole = _segment(tmp_path, "whole", [A, B, C2, D], encoder, settings)
     for mode in ("bm25", "hybrid"):
         for question in QUESTIONS:
             ours = _answer(Engine(settings, second, encoder, profile=profile), question, mode)
             assert ours == _answer(Engine(settings, whole, encoder, profile=profile), question, mode), question
-    update(target, second, [], ["b.txt"], [A, C2, D], segment, spec)  # a deletion: no new segment
+    update(target, second, [], ["b.txt"], segment, spec)  # a deletion: no new segment
     third = index_mod.load(target, loaded=second.segments)
     assert sorted(third.documents) == ["a.txt", "c.txt", "d.txt"] and len(third.segments) == 2
     answer = Engine(settings, third, encoder, profile=profile).ask("What did relief agencies send?",

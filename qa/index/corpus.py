@@ -150,7 +150,16 @@ class CorpusIndex(SentenceSet):
     lexical_passages: LexicalIndex | StackedLexicon
     skipped: list[Skipped] = field(default_factory=list)  # the corpus folder's files this build did not read
     lease: Held | None = None  # held while this build is in use, so no publish removes its folder
+    stored_fields: dict[str, dict] = field(default_factory=dict)  # doc_id → its fields as documents.json keeps them
 
     @property
     def fingerprint(self) -> str:
         return self.manifest["corpus_fingerprint"]
+
+    @cached_property
+    def fingerprint_chunks(self) -> dict[str, bytes]:
+        """Each live document's part of the corpus fingerprint (qa.index.spec.document_chunk), so an update
+        can record the fingerprint of the corpus after it without reading the corpus folder again."""
+        from qa.index.spec import document_chunk
+
+        return {d: document_chunk(d, doc.raw, self.stored_fields.get(d, {})) for d, doc in self.documents.items()}

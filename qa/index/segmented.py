@@ -156,6 +156,13 @@ class SegmentedIndex(CorpusIndex):
         return {(s.doc_id, s.index): i for i, s in enumerate(self.sentences) if self.live_sentences[i]}
 
     @cached_property
+    def fingerprint_chunks(self) -> dict[str, bytes]:
+        chunks: dict[str, bytes] = {}
+        for segment in self.segments:  # a later segment's version of a document wins
+            chunks.update({d: c for d, c in segment.fingerprint_chunks.items() if d in self.documents})
+        return chunks
+
+    @cached_property
     def document_sentences(self) -> dict[str, np.ndarray]:
         by_doc: dict[str, list[int]] = {}
         for i in np.flatnonzero(self.live_sentences).tolist():

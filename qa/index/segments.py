@@ -26,7 +26,8 @@ import numpy as np
 from qa import leases
 from qa.index.corpus import CorpusIndex
 from qa.index.publish import TMP_PREFIX, publish
-from qa.index.spec import FORMAT_VERSION, BuildSpec, IndexCorrupt, corpus_fingerprint, passage_count
+from qa.index.spec import (FORMAT_VERSION, BuildSpec, IndexCorrupt, document_chunk, document_fields,
+                           fingerprint_of, passage_count)
 from qa.ingest import Skipped
 from qa.types import Document
 
@@ -64,12 +65,13 @@ def write_generation(target: Path, entries: list[dict], manifest: dict, skipped:
 
 
 def update(target: Path, current: CorpusIndex, changed: list[Document], removed: Sequence[str],
-           all_documents: list[Document], write_segment: Callable[[list[Document]], Path], spec: BuildSpec,
+           write_segment: Callable[[list[Document]], Path], spec: BuildSpec,
            skipped: Sequence[Skipped] = ()) -> Path:
     """Publish a generation over ``current``'s segments in which ``changed`` (added or replaced documents)
     and ``removed`` (ids) take effect: their earlier versions marked deleted, the changed documents written
-    as one new segment by ``write_segment`` (a build folder of just them). ``all_documents``: the corpus
-    after the change (its fingerprint is recorded). Call with the build lock held; returns the generation."""
+    as one new segment by ``write_segment`` (a build folder of just them). The corpus fingerprint after the
+    change is computed from the index's own record of its documents: the corpus folder is not read. Call with
+    the build lock held; returns the generation."""
     gone = {d.doc_id for d in changed} | set(removed)
     entries = entries_of(current)
     held = _documents_by_segment(current)
@@ -81,8 +83,10 @@ def update(target: Path, current: CorpusIndex, changed: list[Document], removed:
     if not entries:
         raise ValueError("the corpus would have no document left")
     counts = _counts(current, gone, target / entries[-1]["name"] if changed else None, spec)
+    chunks = {d: c for d, c in current.fingerprint_chunks.items() if d not in gone}
+    chunks.update({d.doc_id: document_chunk(d.doc_id, d.raw, document_fields(d)) for d in changed})
     manifest = {**spec.to_dict(), "dim": current.manifest["dim"], "splitter": current.manifest.get("splitter"),
-                "corpus_fingerprint": corpus_fingerprint(all_documents, skipped), **counts,
+                "corpus_fingerprint": fingerprint_of(chunks, skipped), **counts,
                 "skipped": len(skipped)}
     generation = write_generation(target, entries, manifest, skipped)
     publish(target, generation)

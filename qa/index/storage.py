@@ -211,8 +211,8 @@ def _load_build(target: Path, build_dir: Path, lease: leases.Lease | None, nprob
         path=build_dir, manifest=manifest, documents=documents, sentences=sentences, passages=passages,
         faiss_index=findex, sentence_vectors=sentence_vectors, lexical_passages=lexical_p,
         lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"], lemmas), tokens=tokens,
-        skipped=skipped,
-        lease=lease,
+        skipped=skipped, lease=lease,
+        stored_fields={d["doc_id"]: {k: v for k, v in d.items() if k not in ("doc_id", "raw")} for d in raw_docs},
     )
 
 
