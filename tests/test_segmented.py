@@ -112,3 +112,44 @@ def test_an_update_publishes_a_generation_that_answers_as_a_full_build(tmp_path)
                                                                    retriever="bm25", abstain=False)
     assert all(s.citation.doc_id != "b.txt" for s in answer.sentences)
     assert sorted(p.name for p in target.glob("build-*")) == sorted(s.path.name for s in third.segments)
+
+
+def test_the_merge_policy_merges_a_full_tier_and_rewrites_a_mostly_deleted_segment():
+    from qa.index.merge import MergePolicy
+
+    policy = MergePolicy(per_tier=3, floor=100, max_deleted=0.5)
+    assert policy.tier(10) == policy.tier(299) == 0 and policy.tier(300) == 1 and policy.tier(3000) == 2
+    assert policy.choose([50, 60], [0.0, 0.0]) is None
+    assert policy.choose([5000, 50, 40, 60, 30], [0.0] * 5) == [1, 2, 4]  # the 3 smallest of tier 0
+    assert policy.choose([5000, 50], [0.0, 0.6]) == [1]
+
+
+def test_merged_segments_answer_as_before_and_later_deletions_carry_over(tmp_path):
+    from qa.index.build import write_build
+    from qa.index.segments import merge_segments, update
+
+    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
+                        onnx_queries=False)
+    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
+    profile = load_profile().updated({"ranking.near_limit": 0})
+    target = tmp_path / "live"
+    index_mod.build([A, B], encoder, spec, target)
+
+    def segment(docs):
+        return write_build(docs, encoder, spec, target, reuse=False)
+
+    first = index_mod.load(target)
+    update(target, first, [C], [], segment, spec)
+    second = index_mod.load(target, loaded=[first])
+    update(target, second, [C2, D], [], segment, spec)
+    third = index_mod.load(target, loaded=second.segments)
+    # a deletion published while the merge is written: the merged segment must not bring b.txt back
+    update(target, third, [], ["b.txt"], segment, spec)
+    merge_segments(target, third, [0, 1, 2], spec, ann_min_passages=100_000)
+    merged = index_mod.load(target)
+    assert len(merged.segments) == 1 and sorted(merged.documents) == ["a.txt", "c.txt", "d.txt"]
+    assert merged.fingerprint_chunks.keys() == {"a.txt", "c.txt", "d.txt"}
+    whole = _segment(tmp_path, "whole", [A, C2, D], encoder, settings)
+    for question in QUESTIONS:
+        ours = _answer(Engine(settings, merged, encoder, profile=profile), question, "hybrid")
+        assert ours == _answer(Engine(settings, whole, encoder, profile=profile), question, "hybrid"), question

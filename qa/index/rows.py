@@ -169,6 +169,43 @@ class TokenRows:
 
 
 @dataclass
+class CopiedTokens:
+    """Word pieces copied as stored from loaded segments (a merge): for each source, the
+    :class:`TokenRows` and the local ids of the sentences taken from it, in the merged order."""
+
+    sources: list[tuple[TokenRows, np.ndarray]]
+    content: np.ndarray
+
+    def write(self, folder: Path) -> None:
+        """The token files of the merged sentences: rows copied file to file, one copy per run of consecutive
+        sentences; the piece weights over the merged sentences."""
+        lengths = [rows.offsets[ids + 1] - rows.offsets[ids] for rows, ids in self.sources]
+        offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [])]).astype(np.int64)
+        dim = self.sources[0][0].vectors.shape[1]
+        ids_out = np.empty(offsets[-1], dtype=np.int32)
+        scales = np.empty(offsets[-1], dtype=np.float32)
+        with open(folder / "token_vectors.npy", "wb") as fh:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int8)), "fortran_order": False,
+                      "shape": (int(offsets[-1]), int(dim))}
+            np.lib.format.write_array_header_1_0(fh, header)
+            fh.flush()
+            data_at, at = fh.tell(), 0
+            for rows, ids in self.sources:
+                for first, last in _runs(ids.astype(np.int64)):
+                    lo, hi = int(rows.offsets[ids[first]]), int(rows.offsets[ids[last - 1] + 1])
+                    ids_out[at:at + hi - lo], scales[at:at + hi - lo] = rows._ids[lo:hi], rows.scales[lo:hi]
+                    _copy_bytes(rows.vectors, lo, hi, fh.fileno(), data_at + at * dim)
+                    at += hi - lo
+            os.ftruncate(fh.fileno(), data_at + int(offsets[-1]) * dim)
+        np.save(folder / "token_scales.npy", scales)
+        np.save(folder / "token_offsets.npy", offsets)
+        np.save(folder / "token_ids.npy", ids_out)
+        weights = piece_weights(piece_frequencies(ids_out, offsets, len(self.content)), len(offsets) - 1, self.content)
+        np.save(folder / "token_weights.npy", weights)
+        np.save(folder / "token_content.npy", self.content)
+
+
+@dataclass
 class SentenceTokens:
     """Where each sentence's word pieces come from: a row of the previous build (``previous_rows``, copied
     as stored) or this build's encoding (-1; their float16 vectors, offsets and ids, sentence after sentence)."""

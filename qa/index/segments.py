@@ -139,3 +139,41 @@ def live_fraction(index: CorpusIndex) -> np.ndarray:
     segments = getattr(index, "segments", None) or [index]
     deleted = {e["name"]: len(e["deleted"]) for e in entries_of(index)}
     return np.array([1.0 - deleted.get(s.path.name, 0) / max(len(s.documents), 1) for s in segments])
+
+
+def merge_segments(target: Path, current: CorpusIndex, positions: Sequence[int], spec: BuildSpec,
+                   ann_min_passages: int) -> Path | None:
+    """Merge the segments at ``positions`` of the loaded generation ``current`` into one and publish the
+    generation that holds it in their place. The merge is written without the build lock (it copies data,
+    which can take a while at scale, and updates go on meanwhile); the lock is taken only to publish, over
+    the generation published by then: documents deleted from the merged segments since are marked deleted
+    in the new one. Returns the published generation; None when the corpus was rebuilt meanwhile (the merged
+    segments are gone: the merge is dropped)."""
+    from qa.index.merge import merge
+    from qa.index.publish import build_lock, published_build
+
+    segments = getattr(current, "segments", None) or [current]
+    entries = entries_of(current)
+    chosen = [segments[i] for i in positions]
+    merged = merge(target, chosen, [frozenset(entries[i]["deleted"]) for i in positions], spec, ann_min_passages)
+    names = {s.path.name: s for s in chosen}
+    live_then = {d for i in positions for d in segments[i].documents if d not in set(entries[i]["deleted"])}
+    with build_lock(target):
+        latest_dir = target / (published_build(target) or "")
+        latest = json.loads((latest_dir / "manifest.json").read_text(encoding="utf-8"))
+        latest_entries = [dict(e) for e in latest.get(SEGMENTS, [{"name": latest_dir.name, "deleted": []}])]
+        if not any(e["name"] in names for e in latest_entries):
+            shutil.rmtree(merged, ignore_errors=True)
+            return None
+        still = {d for e in latest_entries if e["name"] in names
+                 for d in set(names[e["name"]].documents) - set(e["deleted"])}
+        gone_since = sorted(live_then - still)
+        at = min((k for k, e in enumerate(latest_entries) if e["name"] in names), default=len(latest_entries))
+        kept = [e for e in latest_entries if e["name"] not in names]
+        kept.insert(min(at, len(kept)), {"name": merged.name, "deleted": gone_since})
+        manifest = {k: v for k, v in latest.items() if k not in (SEGMENTS, "format_version", "built_at")}
+        skipped = [Skipped(**s) for s in json.loads((latest_dir / "skipped.json").read_text(encoding="utf-8"))] \
+            if (latest_dir / "skipped.json").exists() else []
+        generation = write_generation(target, kept, manifest, skipped)
+        publish(target, generation)
+    return generation

@@ -16,7 +16,7 @@ import numpy as np
 from qa import leases
 from qa.index.corpus import CorpusIndex
 from qa.index.publish import CURRENT, TMP_PREFIX, published_build
-from qa.index.rows import SentenceTokens, TokenRows, VectorRows
+from qa.index.rows import CopiedTokens, SentenceTokens, TokenRows, VectorRows
 from qa.index.spec import (FORMAT_VERSION, KINDS, BuildSpec, IndexCorrupt, IndexMissing, corpus_fingerprint,
                            document_fields)
 from qa.ingest import Skipped
@@ -38,11 +38,12 @@ class BuildParts:
     lexical_passages: LexicalIndex
     lexical_sentences: LexicalIndex
     analyzer: Analyzer
-    tokens: SentenceTokens | None = None  # the sentences' word pieces, when the spec keeps them
+    tokens: SentenceTokens | CopiedTokens | None = None  # the sentences' word pieces, when the spec keeps them
     previous_tokens: TokenRows | None = None  # the build that ``tokens``' reused rows come from
     token_weights: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # (ids, offsets) → piece weights
     piece_content: np.ndarray | None = None  # which vocabulary pieces are content (rows.content_pieces)
     skipped: Sequence[Skipped] = ()  # the corpus folder's files not read
+    stored_fields: dict[str, dict] | None = None  # documents' fields as an earlier build stored them (a merge)
 
 
 def save_build(target: Path, parts: BuildParts, manifest: dict, started: float) -> Path:
@@ -57,7 +58,10 @@ def save_build(target: Path, parts: BuildParts, manifest: dict, started: float) 
     tmp_dir.mkdir()
     docs, sentences, passages, skipped = parts.docs, parts.sentences, parts.passages, parts.skipped
     try:
-        _write_json(tmp_dir / "documents.json", [{"doc_id": d.doc_id, "raw": d.raw, **document_fields(d)} for d in docs])
+        stored = parts.stored_fields or {}
+        _write_json(tmp_dir / "documents.json", [{"doc_id": d.doc_id, "raw": d.raw,
+                                                  **(stored[d.doc_id] if d.doc_id in stored else document_fields(d))}
+                                                 for d in docs])
         _write_json(tmp_dir / "skipped.json", [entry.to_dict() for entry in skipped])
         np.save(tmp_dir / "sentences.npy", _sentence_table(sentences, docs))
         _write_json(tmp_dir / "passages.json", [[p.doc_id, list(p.sentence_ids)] for p in passages])
@@ -66,7 +70,9 @@ def save_build(target: Path, parts: BuildParts, manifest: dict, started: float) 
         parts.lexical_passages.save(tmp_dir, "bm25_passages")
         parts.lexical_sentences.save(tmp_dir, "bm25_sentences")
         _write_json(tmp_dir / "lemmas.json", parts.analyzer.lemmas)
-        if parts.tokens is not None:
+        if isinstance(parts.tokens, CopiedTokens):
+            parts.tokens.write(tmp_dir)
+        elif parts.tokens is not None:
             TokenRows.write(tmp_dir, parts.tokens, parts.previous_tokens, parts.token_weights, parts.piece_content)
         manifest = {
             "format_version": FORMAT_VERSION,
