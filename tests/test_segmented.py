@@ -143,11 +143,13 @@ def test_merged_segments_answer_as_before_and_later_deletions_carry_over(tmp_pat
     second = index_mod.load(target, loaded=[first])
     update(target, second, [C2, D], [], segment, spec)
     third = index_mod.load(target, loaded=second.segments)
+    assert len(third.segments) == 2  # the segment of C alone was dropped once C was replaced
     # a deletion published while the merge is written: the merged segment must not bring b.txt back
     update(target, third, [], ["b.txt"], segment, spec)
-    merge_segments(target, third, [0, 1, 2], spec, ann_min_passages=100_000)
+    merge_segments(target, third, [0, 1], spec, ann_min_passages=100_000)
     merged = index_mod.load(target)
     assert len(merged.segments) == 1 and sorted(merged.documents) == ["a.txt", "c.txt", "d.txt"]
+    assert merged.manifest["segments"][0]["deleted"] == ["b.txt"]
     assert merged.fingerprint_chunks.keys() == {"a.txt", "c.txt", "d.txt"}
     whole = _segment(tmp_path, "whole", [A, C2, D], encoder, settings)
     for question in QUESTIONS:
