@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from qa import index as index_mod
+from qa.index import reuse
 from qa.api import create_app
 from qa.engine import Engine, build_spec
 from qa.ingest import IngestLimits, load_corpus
@@ -64,8 +65,8 @@ def test_incremental_add_change_remove_equal_a_full_rebuild(tmp_path, seed_engin
     (corpus / "bridge.txt").unlink()
 
     split: list[str] = []
-    original_split = index_mod.split_sentences
-    monkeypatch.setattr(index_mod, "split_sentences", lambda d, **kw: split.append(d.doc_id) or original_split(d, **kw))
+    original_split = reuse.split_sentences
+    monkeypatch.setattr(reuse, "split_sentences", lambda d, **kw: split.append(d.doc_id) or original_split(d, **kw))
     updated = first.refreshed()
     assert updated is not first and sorted(split) == ["library.txt", "observatory.txt"]  # the rest is reused
     inc = updated.index
