@@ -166,9 +166,15 @@ def near_sentences(index: CorpusIndex, threshold: float, limit: int, vocabulary:
     table = NearSentences.load(path)
     if table is not None and len(table) == len(index.sentences):
         return table
-    vectors = np.asarray(index.sentence_vectors, dtype=np.float32)
+    vectors = np.array(index.sentence_vectors, dtype=np.float32)
     documents = index.sentence_documents
+    live = getattr(index, "live_sentences", None)  # a segmented index keeps deleted documents' sentences
+    if live is not None:
+        vectors[~live] = 0.0  # within no cosine of anything: never a near sentence
+
     def key_of(sid: int) -> int:
+        if live is not None and not live[sid]:
+            return 0  # no wording key: never paired by its wording
         return claims.wording_key(index.sentences[sid].text, vocabulary)
 
     if previous is not None and previous[1] is not None:

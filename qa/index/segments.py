@@ -93,9 +93,13 @@ def update(target: Path, current: CorpusIndex, changed: list[Document], removed:
     return generation
 
 
+def segments_of(index: CorpusIndex) -> list[CorpusIndex]:
+    """The loaded segments of an index: a generation's, or the one build it is."""
+    return list(getattr(index, "segments", None) or [index])
+
+
 def _documents_by_segment(index: CorpusIndex) -> dict[str, set[str]]:
-    segments = getattr(index, "segments", None) or [index]
-    return {seg.path.name: set(seg.documents) for seg in segments}
+    return {seg.path.name: set(seg.documents) for seg in segments_of(index)}
 
 
 def _counts(current: CorpusIndex, gone: set[str], new_segment: Path | None, spec: BuildSpec) -> dict:
