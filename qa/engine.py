@@ -174,8 +174,26 @@ class Engine:
                 index_mod.update(target, index, changed, removed,
                                  lambda part: index_mod.write_build(part, self.query_encoder, spec, target, progress,
                                                                     reuse=False), spec, skipped)
+                self._merge_small_segments(target, spec)
                 return
         index_mod.build(docs, self.query_encoder, spec, target, progress, reuse=True, skipped=skipped)
+
+    def _merge_small_segments(self, target, spec: index_mod.BuildSpec) -> None:
+        """Merge the segments the policy picks (qa/index/merge.py) while they are small (up to
+        ``MergePolicy.floor`` × ``per_tier`` live sentences together: milliseconds of copying), right after the
+        update that made them due; larger merges are left to :func:`qa.index.merge_segments` in the background."""
+        from qa.index.merge import MergePolicy
+
+        policy = MergePolicy()
+        loaded = index_mod.load(target, nprobe=self.settings.ann_nprobe, loaded=index_mod.segments_of(self.index))
+        try:
+            sizes, shares = index_mod.segment_sizes(loaded)
+            positions = policy.choose(sizes, shares)
+            if positions and sum(sizes[i] for i in positions) <= policy.floor * policy.per_tier:
+                index_mod.merge_segments(target, loaded, positions, spec, self.settings.ann_min_passages)
+        finally:
+            if loaded.lease is not None:
+                loaded.lease.release()
 
     def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None,
                    profile: Profile | None = None) -> "Engine":

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 
 from qa import leases
 from qa.index.corpus import CorpusIndex
@@ -98,6 +97,18 @@ def segments_of(index: CorpusIndex) -> list[CorpusIndex]:
     return list(getattr(index, "segments", None) or [index])
 
 
+def segment_sizes(index: CorpusIndex) -> tuple[list[int], list[float]]:
+    """Per segment of a loaded index: its live sentences, and the share of its documents deleted (what the
+    merge policy weighs)."""
+    segments = segments_of(index)
+    live = getattr(index, "live_sentences", None)
+    offsets = getattr(index, "sentence_offsets", None)
+    deleted = {e["name"]: len(e["deleted"]) for e in entries_of(index)}
+    sizes = [int(live[offsets[i]:offsets[i + 1]].sum()) if live is not None else len(s.sentences)
+             for i, s in enumerate(segments)]
+    return sizes, [deleted.get(s.path.name, 0) / max(len(s.documents), 1) for s in segments]
+
+
 def _documents_by_segment(index: CorpusIndex) -> dict[str, set[str]]:
     return {seg.path.name: set(seg.documents) for seg in segments_of(index)}
 
@@ -136,13 +147,6 @@ def check_generation(target: Path, manifest: dict) -> None:
                 or not isinstance(entry.get("deleted"), list):
             raise IndexCorrupt(f"the index at {target} lists a segment it cannot read ({entry!r}): "
                                "run `qa index --rebuild`")
-
-
-def live_fraction(index: CorpusIndex) -> np.ndarray:
-    """Per segment of a loaded index: the share of its documents still live (what a merge policy weighs)."""
-    segments = getattr(index, "segments", None) or [index]
-    deleted = {e["name"]: len(e["deleted"]) for e in entries_of(index)}
-    return np.array([1.0 - deleted.get(s.path.name, 0) / max(len(s.documents), 1) for s in segments])
 
 
 def merge_segments(target: Path, current: CorpusIndex, positions: Sequence[int], spec: BuildSpec,
