@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND = "not found in the corpus"
 MAX_QUESTION_CHARS = 1000
-SEGMENT_SHARE = 0.25  # a change of up to this share of the corpus's text is indexed as a new segment
 
 
 class InvalidQuestion(ValueError):
@@ -134,7 +133,7 @@ class Engine:
     def refreshed(self, progress: Callable[[str, int, int], None] | None = None, *,
                   select: Callable[[list[Document]], list[Document]] | None = None) -> "Engine":
         """An engine over the corpus folder as it is now: when it changed since the published build, the
-        change is indexed (:meth:`_index_change`: a small one as a new segment, a large one by a build) and
+        change is indexed (:func:`qa.index.index_change`: a small one as a new segment, a large one by a build) and
         published; when another process published a newer build, that one is loaded. Returns ``self`` when
         nothing changed. The new engine shares this one's models, conversation store and loaded segments, so
         swapping it in costs no model load and no re-reading of unchanged segments.
@@ -150,50 +149,13 @@ class Engine:
             current, why = index_mod.index_is_current(target, docs, spec, corpus.skipped)
             if not current:
                 log.info("updating the index (%s)", why)
-                self._index_change(target, spec, docs, corpus.skipped, progress)
+                index_mod.index_change(target, self.index, docs, corpus.skipped, spec, self.query_encoder, progress,
+                                       nprobe=self.settings.ann_nprobe,
+                                       ann_min_passages=self.settings.ann_min_passages)
             if index_mod.published_build(target) == self.index.path.name:
                 return self
             return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe,
                                                   loaded=index_mod.segments_of(self.index)))
-
-    def _index_change(self, target, spec: index_mod.BuildSpec, docs: list[Document], skipped,
-                      progress: Callable[[str, int, int], None] | None) -> None:
-        """Index the folder's ``docs``: when this engine's index is the one published, built with ``spec``,
-        and the changed documents hold at most ``SEGMENT_SHARE`` of the corpus's text, they become one new
-        segment (only they are split and embedded) with their earlier versions, and removed documents,
-        marked deleted; otherwise a build of the whole corpus, reusing what the published build holds."""
-        index = self.index
-        if index_mod.published_build(target) == index.path.name and isinstance(index, index_mod.CorpusIndex) \
-                and all(index.manifest.get(k) == v for k, v in spec.to_dict().items()):
-            have = index.fingerprint_chunks
-            changed = [d for d in docs if have.get(d.doc_id) != index_mod.document_chunk(
-                d.doc_id, d.raw, index_mod.document_fields(d))]
-            folder = {d.doc_id for d in docs}
-            removed = [d for d in have if d not in folder]
-            if sum(len(d.raw) for d in changed) <= SEGMENT_SHARE * sum(len(d.raw) for d in docs):
-                index_mod.update(target, index, changed, removed,
-                                 lambda part: index_mod.write_build(part, self.query_encoder, spec, target, progress,
-                                                                    reuse=False), spec, skipped)
-                self._merge_small_segments(target, spec)
-                return
-        index_mod.build(docs, self.query_encoder, spec, target, progress, reuse=True, skipped=skipped)
-
-    def _merge_small_segments(self, target, spec: index_mod.BuildSpec) -> None:
-        """Merge the segments the policy picks (qa/index/merge.py) while they are small (up to
-        ``MergePolicy.floor`` × ``per_tier`` live sentences together: milliseconds of copying), right after the
-        update that made them due; larger merges are left to :func:`qa.index.merge_segments` in the background."""
-        from qa.index.merge import MergePolicy
-
-        policy = MergePolicy()
-        loaded = index_mod.load(target, nprobe=self.settings.ann_nprobe, loaded=index_mod.segments_of(self.index))
-        try:
-            sizes, shares = index_mod.segment_sizes(loaded)
-            positions = policy.choose(sizes, shares)
-            if positions and sum(sizes[i] for i in positions) <= policy.floor * policy.per_tier:
-                index_mod.merge_segments(target, loaded, positions, spec, self.settings.ann_min_passages)
-        finally:
-            if loaded.lease is not None:
-                loaded.lease.release()
 
     def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None,
                    profile: Profile | None = None) -> "Engine":

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-
 from qa import leases
 from qa.index.corpus import CorpusIndex
 from qa.index.publish import TMP_PREFIX, publish
@@ -31,6 +30,7 @@ from qa.ingest import Skipped
 from qa.types import Document
 
 GENERATION_PREFIX = "gen-"
+SEGMENT_SHARE = 0.25  # a change of up to this share of the corpus's text is indexed as a new segment
 SEGMENTS = "segments"  # the manifest key listing a generation's segments: [{"name", "deleted": [doc ids]}]
 
 
@@ -185,3 +185,48 @@ def merge_segments(target: Path, current: CorpusIndex, positions: Sequence[int],
         generation = write_generation(target, kept, manifest, skipped)
         publish(target, generation)
     return generation
+
+
+def index_change(target: Path, index: CorpusIndex, docs: list[Document], skipped: Sequence[Skipped],
+                 spec: BuildSpec, encoder, progress: Callable[[str, int, int], None] | None = None, *,
+                 nprobe: int = 64, ann_min_passages: int = 100_000) -> None:
+    """Index the corpus folder's ``docs`` over ``index`` (the one in service). When it is the index published,
+    built with ``spec``, and the changed documents hold at most ``SEGMENT_SHARE`` of the corpus's text, they
+    become one new segment (only they are split and embedded) with their earlier versions and the removed
+    documents marked deleted, and the small merges that makes due follow; otherwise the whole corpus is built
+    again, reusing what the published build holds. Call with the build lock held."""
+    from qa.index.build import build, write_build
+    from qa.index.publish import published_build
+
+    if published_build(target) == index.path.name and all(index.manifest.get(k) == v
+                                                             for k, v in spec.to_dict().items()):
+        have = index.fingerprint_chunks
+        changed = [d for d in docs if have.get(d.doc_id) != document_chunk(d.doc_id, d.raw, document_fields(d))]
+        folder = {d.doc_id for d in docs}
+        removed = [d for d in have if d not in folder]
+        if sum(len(d.raw) for d in changed) <= SEGMENT_SHARE * sum(len(d.raw) for d in docs):
+            update(target, index, changed, removed,
+                   lambda part: write_build(part, encoder, spec, target, progress, reuse=False), spec, skipped)
+            merge_small_segments(target, index, spec, nprobe=nprobe, ann_min_passages=ann_min_passages)
+            return
+    build(docs, encoder, spec, target, progress, reuse=True, skipped=skipped)
+
+
+def merge_small_segments(target: Path, index: CorpusIndex, spec: BuildSpec, *, nprobe: int = 64,
+                         ann_min_passages: int = 100_000) -> None:
+    """Merge the segments the policy picks (qa/index/merge.py) while they are small (up to
+    ``MergePolicy.floor`` × ``per_tier`` live sentences together: milliseconds of copying), right after the
+    update that made them due; larger merges are :func:`merge_segments`' in the background."""
+    from qa.index.merge import MergePolicy
+    from qa.index.storage import load
+
+    policy = MergePolicy()
+    loaded = load(target, nprobe=nprobe, loaded=segments_of(index))
+    try:
+        sizes, shares = segment_sizes(loaded)
+        positions = policy.choose(sizes, shares)
+        if positions and sum(sizes[i] for i in positions) <= policy.floor * policy.per_tier:
+            merge_segments(target, loaded, positions, spec, ann_min_passages)
+    finally:
+        if loaded.lease is not None:
+            loaded.lease.release()
