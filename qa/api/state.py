@@ -118,7 +118,8 @@ class ServiceState:
                 if self.swap_in_if_current(engine):
                     break
                 retire(engine)
-                engine = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe))
+                engine = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe,
+                                                            loaded=index_mod.segments_of(engine.index)))
             self.error = None
             self.loaded_at = _now()
             log.info("engine ready in %.1f s: %s", time.perf_counter() - t0, engine.index.path)
