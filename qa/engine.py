@@ -18,7 +18,8 @@ from qa import index as index_mod
 from qa.config import RETRIEVERS, Settings, model_key
 from qa.conversation import Conversations, ConversationStore
 from qa.cues import proper_words_of
-from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
+from qa.embed import (BatchingEncoder, Embedded, OnnxEncoder, bulk_encoder, load_encoder, onnx_encoder, onnx_ready,
+                      start_query_encoder)
 from qa.ingest import Corpus, IngestLimits, read_corpus
 from qa.profile import Profile, load_profile
 from qa.types import Answer, Document, Query
@@ -122,7 +123,7 @@ class Engine:
                     if not current:
                         if on_rebuild:
                             on_rebuild(why)
-                        bulk, encoder = cls._build_encoder(settings, docs)
+                        bulk, encoder = bulk_encoder(settings, lambda: sample_texts(docs))
                         index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild, skipped=skipped)
         engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
         if settings.onnx_queries and not onnx_ready(settings):
@@ -157,6 +158,20 @@ class Engine:
             return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe,
                                                   loaded=index_mod.segments_of(self.index)))
 
+    def with_files(self, file_ids: list[str]) -> "Engine":
+        """This engine with the corpus folder's files ``file_ids`` indexed as they are now (added, replaced or
+        removed), reading only them (:func:`qa.index.apply_files`): an upload or a deletion through the API.
+        :meth:`refreshed` (the whole folder) when the index published is not this engine's."""
+        target, s = self.settings.index_dir(), self.settings
+        with index_mod.build_lock(target):
+            if not index_mod.apply_files(target, self.index, s.corpus_dir, file_ids, build_spec(s), self.query_encoder,
+                                         IngestLimits.from_settings(s), nprobe=s.ann_nprobe,
+                                         ann_min_passages=s.ann_min_passages):
+                return self.refreshed()
+            if index_mod.published_build(target) == self.index.path.name:
+                return self
+            return self.with_index(index_mod.load(target, nprobe=s.ann_nprobe, loaded=index_mod.segments_of(self.index)))
+
     def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None,
                    profile: Profile | None = None) -> "Engine":
         """This engine's models and conversation store over another index; with ``settings`` or ``profile``,
@@ -172,37 +187,12 @@ class Engine:
         engine.near_sentences = engine._near_sentences(previous=self)  # only the changed documents searched
         return engine
 
-    @classmethod
-    def _build_encoder(cls, settings: Settings, docs: list[Document]):
-        """The encoder for bulk encoding and the torch encoder if it had to be loaded.
-
-        The ONNX export gives the same vectors (checked when it was made) about twice as fast as torch and
-        without torch's start-up, so builds use it once it exists; the first build exports it."""
-        if onnx_ready(settings):
-            return onnx_encoder(settings, bulk=True), None
-        encoder = cls._load_encoder(settings)
-        if not settings.onnx_queries:
-            return encoder, encoder
-        from qa.embed import export_onnx
-        from qa.ingest import split_sentences
-
-        sample = [s.text for d in docs[:50] for s in split_sentences(d)][:200]
-        if not export_onnx(encoder, settings.onnx_path(), sample):
-            return encoder, encoder
-        return onnx_encoder(settings, bulk=True), encoder
-
-    @staticmethod
-    def _load_encoder(settings: Settings):
-        from qa.embed import Encoder
-
-        return Encoder(settings.resolved_model_path())
-
     @property
     def encoder(self):
         """The sentence-transformers encoder (torch): loaded only when an index is built or as a fallback."""
         with self._encoder_lock:
             if self._encoder is None:
-                self._encoder = self._load_encoder(self.settings)
+                self._encoder = load_encoder(self.settings)
             return self._encoder
 
     @property
@@ -440,6 +430,13 @@ class Engine:
 
     def document(self, doc_id: str) -> Document | None:
         return self.index.documents.get(doc_id)
+
+
+def sample_texts(docs: list[Document]) -> list[str]:
+    """Up to 200 sentences of the first documents: what an ONNX export is checked on against torch."""
+    from qa.ingest import split_sentences
+
+    return [s.text for d in docs[:50] for s in split_sentences(d)][:200]
 
 
 def validate_question(question: str) -> str:

@@ -180,7 +180,7 @@ class Updater:
                     corpus.remove(name)
                     corpus.remove_folders(made)
 
-            self._refresh_or_undo(undo)
+            self._refresh_or_undo(undo, name)
             return self._result(name, created=before is None)
 
     def delete(self, doc_id: str) -> UpdateResult:
@@ -190,7 +190,7 @@ class Updater:
             if before is None:
                 raise UnknownDocument(name)
             corpus.remove(name)
-            self._refresh_or_undo(lambda: corpus.write(name, before, mtime_ns=self._settled_now()))
+            self._refresh_or_undo(lambda: corpus.write(name, before, mtime_ns=self._settled_now()), name)
             return self._result(name, created=False)
 
     def refresh(self) -> bool:
@@ -203,13 +203,14 @@ class Updater:
             self.state.engine = fresh  # the swap: one reference assignment
             return fresh is not engine
 
-    def _refresh_or_undo(self, undo: Callable[[], None]) -> None:
-        """Update the index; if that fails, put the folder back as it was so it agrees with the index."""
+    def _refresh_or_undo(self, undo: Callable[[], None], name: str) -> None:
+        """Index the changed file ``name`` (only it is read); if that fails, put the folder back as it was so
+        it agrees with the index."""
         engine = self.state.engine
         if engine is None:
             raise RuntimeError("the engine is not loaded yet")
         try:
-            self.state.engine = engine.refreshed(select=self._settled(engine))
+            self.state.engine = engine.with_files([name])
         except BaseException:
             try:
                 undo()

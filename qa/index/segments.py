@@ -230,3 +230,33 @@ def merge_small_segments(target: Path, index: CorpusIndex, spec: BuildSpec, *, n
     finally:
         if loaded.lease is not None:
             loaded.lease.release()
+
+
+def apply_files(target: Path, index: CorpusIndex, folder: Path, file_ids: Sequence[str], spec: BuildSpec, encoder,
+                limits, *, nprobe: int = 64, ann_min_passages: int = 100_000) -> bool:
+    """Index the corpus folder's files ``file_ids`` (added, replaced or removed: an upload, a deletion) over
+    ``index``, reading only them: their documents become one new segment, the versions ``index`` holds and
+    those of removed files are marked deleted, and the skipped report is updated for them. False, and
+    nothing done, when ``index`` is not the one published or was built with another spec (the caller then
+    reads the whole folder). Call with the build lock held."""
+    from qa import formats
+    from qa.index.build import write_build
+    from qa.index.publish import published_build
+    from qa.ingest import read_files
+
+    if published_build(target) != index.path.name or any(index.manifest.get(k) != v
+                                                         for k, v in spec.to_dict().items()):
+        return False
+    touched = set(file_ids)
+    now = read_files(folder, touched, limits)
+    have = index.fingerprint_chunks
+    changed = [d for d in now.documents if have.get(d.doc_id) != document_chunk(d.doc_id, d.raw, document_fields(d))]
+    present = {d.doc_id for d in now.documents}
+    removed = [d for d in index.documents if formats.file_of(d) in touched and d not in present]
+    skipped = [s for s in index.skipped if s.path not in touched] + now.skipped
+    if not changed and not removed and skipped == index.skipped:
+        return True
+    update(target, index, changed, removed, lambda part: write_build(part, encoder, spec, target, reuse=False),
+           spec, skipped)
+    merge_small_segments(target, index, spec, nprobe=nprobe, ann_min_passages=ann_min_passages)
+    return True

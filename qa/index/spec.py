@@ -65,11 +65,12 @@ def document_chunk(doc_id: str, raw: str, fields: dict) -> bytes:
 
 
 def fingerprint_of(chunks: Mapping[str, bytes], skipped: Sequence[Skipped] = ()) -> str:
-    """The corpus fingerprint from each document's :func:`document_chunk` (in id order) and the skipped files."""
+    """The corpus fingerprint from each document's :func:`document_chunk` (in id order) and the skipped files
+    (in path order: an update that read some files only records the same as a read of the whole folder)."""
     h = hashlib.sha256()
     for doc_id in sorted(chunks):
         h.update(chunks[doc_id])
-    for entry in skipped:
+    for entry in sorted(skipped, key=lambda s: (s.path, s.reason, s.detail or "")):
         h.update(json.dumps(entry.to_dict(), ensure_ascii=False).encode())
     return h.hexdigest()
 
