@@ -155,3 +155,60 @@ def test_merged_segments_answer_as_before_and_later_deletions_carry_over(tmp_pat
     for question in QUESTIONS:
         ours = _answer(Engine(settings, merged, encoder, profile=profile), question, "hybrid")
         assert ours == _answer(Engine(settings, whole, encoder, profile=profile), question, "hybrid"), question
+
+
+def _story(n: int, version: int) -> Document:
+    """A small made-up article, different for each ``n`` and ``version``, whose words overlap other stories'."""
+    rng = np.random.default_rng(n * 1000 + version)
+    places = ["Quenton", "Aldgate", "Kestrel", "Torkham", "Sindh", "Kabul", "Zorvane", "Marlow"]
+    things = ["bridge", "harbour", "library", "observatory", "crossing", "market", "school", "clinic"]
+    verbs = ["reopened", "closed", "expanded", "flooded", "moved", "opened"]
+    days = ["Monday", "Tuesday", "Friday", "Sunday"]
+    lines = [f"Report {n} version {version}"]
+    for k in range(int(rng.integers(2, 6))):
+        lines.append(f"The {rng.choice(things)} in {rng.choice(places)} {rng.choice(verbs)} on "
+                     f"{rng.choice(days)} after {int(rng.integers(2, 90))} days, note{n}x{version}x{k} said.")
+    return Document(f"story-{n:03d}.txt", f"Report {n}", lines[0] + "\n\n" + " ".join(lines[1:]) + "\n")
+
+
+def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuild(tmp_path):
+    from qa.index.build import write_build
+    from qa.index.segments import merge_small_segments, update
+
+    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
+                        onnx_queries=False)
+    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
+    profile = load_profile().updated({"ranking.near_limit": 0})
+    target = tmp_path / "live"
+    corpus = {n: _story(n, 0) for n in range(12)}
+    index_mod.build(list(corpus.values()), encoder, spec, target)
+    index = index_mod.load(target)
+    rng = np.random.default_rng(7)
+    version = 1
+
+    def segment(docs):
+        return write_build(docs, encoder, spec, target, reuse=False)
+
+    for step in range(200):
+        action = rng.choice(["add", "replace", "delete"], p=[0.4, 0.4, 0.2])
+        if action == "delete" and len(corpus) > 3:
+            n = int(rng.choice(sorted(corpus)))
+            removed, changed = [corpus.pop(n).doc_id], []
+        else:
+            n = int(rng.integers(0, 40)) if action == "add" else int(rng.choice(sorted(corpus)))
+            corpus[n], removed = _story(n, version), []
+            changed, version = [corpus[n]], version + 1
+        update(target, index, changed, removed, segment, spec)
+        merge_small_segments(target, index_mod.load(target, loaded=index_mod.segments_of(index)), spec)
+        index = index_mod.load(target, loaded=index_mod.segments_of(index))
+        if step % 50 == 49 or step == 199:
+            whole_target = tmp_path / f"whole-{step}"
+            index_mod.build(sorted(corpus.values(), key=lambda d: d.doc_id), encoder, spec, whole_target)
+            whole = index_mod.load(whole_target)
+            assert index.fingerprint == whole.fingerprint
+            ours, theirs = (Engine(settings, x, encoder, profile=profile) for x in (index, whole))
+            for question in ("When did the bridge in Quenton reopen?", "Which market closed on Friday?",
+                             "What flooded in Sindh?"):
+                for mode in ("bm25", "hybrid"):
+                    assert _answer(ours, question, mode) == _answer(theirs, question, mode), (step, question, mode)
+    assert len(index_mod.segments_of(index)) < 40  # merges kept the segments few
