@@ -115,6 +115,10 @@ class TokenRows:
         rows = gather_ranges(starts, lengths)
         return self.vectors.ranges(starts, ends), self.scales[rows], np.concatenate([[0], np.cumsum(lengths)])[:-1]
 
+    def piece_ids(self, rows: np.ndarray) -> np.ndarray:
+        """The vocabulary ids of the word-piece rows ``rows`` (rows, not sentences)."""
+        return np.asarray(self._ids[rows])
+
     def ids_of(self, sentence_id: int) -> np.ndarray:
         return np.array(self._ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])
 

@@ -37,7 +37,7 @@ class StackedTokens:
             starts, ends = part.offsets[:-1][mask], part.offsets[1:][mask]
             rows = gather_ranges(starts, ends - starts)
             local = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
-            df += piece_frequencies(np.asarray(part._ids[rows]), local, len(content))
+            df += piece_frequencies(part.piece_ids(rows), local, len(content))
         self.weights = piece_weights(df, int(sum(int(m.sum()) for m in live)), content)
 
     def __len__(self) -> int:
