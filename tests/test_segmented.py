@@ -212,3 +212,59 @@ def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuil
                 for mode in ("bm25", "hybrid"):
                     assert _answer(ours, question, mode) == _answer(theirs, question, mode), (step, question, mode)
     assert len(index_mod.segments_of(index)) < 40  # merges kept the segments few
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from qa import index as index_mod
+from qa.config import Settings
+from qa.engine import build_spec
+from qa.index.build import write_build
+from qa.index.segments import merge_small_segments, update
+from tests.fakes import HashedEncoder
+from tests.test_segmented import _story
+
+target, log, first = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+settings = Settings(corpus_dir=target, index_root=target.parent, onnx_queries=False)
+encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
+index = index_mod.load(target)
+for n in range(first, first + 10_000):
+    update(target, index, [_story(n, 0)], [], lambda docs: write_build(docs, encoder, spec, target, reuse=False), spec)
+    with log.open("a") as fh:  # acknowledged: the update is published
+        fh.write(f"{n}\\n")
+    merge_small_segments(target, index, spec)
+    index = index_mod.load(target, loaded=index_mod.segments_of(index))
+"""
+
+
+def test_kill_9_during_updates_and_merges_loses_no_acknowledged_change(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from qa.config import PROJECT_ROOT
+
+    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path, onnx_queries=False)
+    target = tmp_path / "live"
+    index_mod.build([_story(1000, 0)], HashedEncoder(), build_spec(settings, layout=True), target)
+    log = tmp_path / "acknowledged.txt"
+    log.write_text("")
+    rng = np.random.default_rng(3)
+    first = 0
+    for round_ in range(6):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(target), str(log), str(first)], cwd=PROJECT_ROOT,
+                                 env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+        time.sleep(1.5 + float(rng.uniform(0, 2.0)))  # at any moment: mid-segment, mid-merge, mid-publish
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        acknowledged = [int(x) for x in log.read_text().split()]
+        index = index_mod.load(target)  # opens, whatever the moment of the kill
+        held = {d for d in index.documents}
+        assert {f"story-{n:03d}.txt" for n in acknowledged} <= held, round_
+        assert "story-1000.txt" in held
+        first = (max(acknowledged) + 1) if acknowledged else first
+        index.lease.release()
+    assert len(acknowledged) > 6  # the rounds did update
