@@ -6,8 +6,8 @@
 For every seed gold question the hybrid ranker's first sentences are read by each reader (int8 ONNX, one
 onnxruntime thread, as the engine runs it) at each depth; the median and 95th percentile milliseconds of the
 reader alone. Against the budget (docs/PERFORMANCE.md: HTTP p50 ≤ 15 ms, ≥ 150 req/s at 32 connections)
-the reader's share is what a question's ~8 ms leaves; `benchmarks/http_bench.py` with ``QA_READER_DEPTH`` and
-``QA_W_READER`` set measures a configuration end to end.
+the reader's share is what a question's ~8 ms leaves; `benchmarks/http_bench.py` with ``QA_PROFILE`` (a profile
+with the reader's depth and weight set: benchmarks/profile_variant.py) measures a configuration end to end.
 """
 
 from __future__ import annotations
