@@ -172,6 +172,7 @@ def _story(n: int, version: int) -> Document:
 
 
 def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuild(tmp_path):
+    """120 random changes (the benchmark runs 200 on SQuAD-half), checked against a full rebuild twice."""
     from qa.index.build import write_build
     from qa.index.segments import merge_small_segments, update
 
@@ -189,7 +190,7 @@ def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuil
     def segment(docs):
         return write_build(docs, encoder, spec, target, reuse=False)
 
-    for step in range(200):
+    for step in range(120):
         action = rng.choice(["add", "replace", "delete"], p=[0.4, 0.4, 0.2])
         if action == "delete" and len(corpus) > 3:
             n = int(rng.choice(sorted(corpus)))
@@ -201,7 +202,7 @@ def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuil
         update(target, index, changed, removed, segment, spec)
         merge_small_segments(target, index_mod.load(target, loaded=index_mod.segments_of(index)), spec)
         index = index_mod.load(target, loaded=index_mod.segments_of(index))
-        if step % 50 == 49 or step == 199:
+        if step in (59, 119):
             whole_target = tmp_path / f"whole-{step}"
             index_mod.build(sorted(corpus.values(), key=lambda d: d.doc_id), encoder, spec, whole_target)
             whole = index_mod.load(whole_target)
@@ -254,7 +255,7 @@ def test_kill_9_during_updates_and_merges_loses_no_acknowledged_change(tmp_path)
     log.write_text("")
     rng = np.random.default_rng(3)
     first = 0
-    for round_ in range(6):
+    for round_ in range(4):
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(target), str(log), str(first)], cwd=PROJECT_ROOT,
                                  env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
         time.sleep(1.5 + float(rng.uniform(0, 2.0)))  # at any moment: mid-segment, mid-merge, mid-publish
@@ -267,4 +268,4 @@ def test_kill_9_during_updates_and_merges_loses_no_acknowledged_change(tmp_path)
         assert "story-1000.txt" in held
         first = (max(acknowledged) + 1) if acknowledged else first
         index.lease.release()
-    assert len(acknowledged) > 6  # the rounds did update
+    assert len(acknowledged) > 4  # the rounds did update
