@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.text import Text
 from typer.core import TyperGroup
@@ -35,10 +34,12 @@ class OneLineErrors(TyperGroup):
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except click.UsageError as exc:
-            fail(exc.format_message(), code=2)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit):
+        except (typer.Exit, typer.Abort):
             raise
+        except typer.TyperException as exc:  # Typer's (vendored click's) own errors: a usage error exits 2
+            if getattr(exc, "exit_code", None) != 2:
+                raise
+            fail(exc.format_message(), code=2)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except Exception as exc:
