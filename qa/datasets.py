@@ -117,6 +117,7 @@ class TurnLine(BaseModel):
     kind: str = Field("question", min_length=1)
     answerable: bool | None = None
     evidence: list[EvidenceLine] = []
+    note: str | None = None
 
 
 class ConversationLine(BaseModel):
