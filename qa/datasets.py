@@ -174,9 +174,10 @@ def load_gold(gold_file: Path, documents: list[Document], conversations_file: Pa
             problems.append(str(exc))
             return None
 
+    lines = read_lines(gold_file, GoldLine)
     questions = [located(str(item.id), item, docs, f"{gold_file.name}:{n} ({item.id})", item.split)
-                 for n, item in read_lines(gold_file, GoldLine)]
-    ids = [q.qid for q in questions if q is not None]
+                 for n, item in lines]
+    ids = [str(item.id) for _, item in lines]
     if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
         problems.append(f"{gold_file.name}: duplicate question ids: {', '.join(duplicates[:10])}")
     conversations: dict[str, list[GoldQuestion]] = {}

@@ -1,4 +1,4 @@
-"""Reader leases on folders that another process may delete: a build of the index today, a segment later.
+"""Reader leases on folders that another process may delete (a build folder of the index).
 
 A reader takes a *shared* lease (``flock(LOCK_SH)`` on the folder's ``.lease`` file) before it reads the
 folder and keeps it for as long as it may read there; whoever retires folders removes one only when it can

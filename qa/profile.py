@@ -11,6 +11,7 @@ hash go into every ``qa eval`` report.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, fields
@@ -88,15 +89,16 @@ class Profile:
         return f"{self.name}@{self.sha256[:12]}"
 
     def to_dict(self) -> dict:
+        """The profile as its file holds it (a copy: changing it changes no loaded profile)."""
         a = self.abstention
-        return {"format": FORMAT, "name": self.name, "version": self.version, "about": self.about,
+        return copy.deepcopy({"format": FORMAT, "name": self.name, "version": self.version, "about": self.about,
                 "ranking": _fields(self.ranking), "sentence_weights": self.sentence_weights,
                 "abstention": {"models": a.models, "threshold": a.threshold, "threshold_within": a.threshold_within,
                                "token_match_centre": a.token_match_centre,
                                "reader": {"weight": a.reader_weight, "centre": a.reader_centre,
                                           "logit_bound": a.reader_logit_bound}},
                 "reader": _fields(self.reader), "followup_model": self.followup_model,
-                "conversation": self.conversation, "provenance": self.provenance}
+                "conversation": self.conversation, "provenance": self.provenance})
 
     def updated(self, changes: dict[str, Any], name: str | None = None) -> "Profile":
         """This profile with ``changes`` (dotted paths into its JSON form, e.g. ``"reader.weight"`` or
@@ -187,7 +189,7 @@ def parse_profile(text: str, where: str) -> Profile:
                                f"(known: {', '.join(known)})")
         check.numbers(models[mode], f"abstention.models.{mode}", tuple(models[mode]))
     reader_term = check.numbers(abstention["reader"], "abstention.reader", ("weight", "centre", "logit_bound"))
-    reader = check.keys(top["reader"], "reader", ("depth", "weight"))
+    reader = check.numbers(top["reader"], "reader", ("depth", "weight"))
     followup = check.numbers(top["followup_model"], "followup_model", FOLLOWUP_FEATURES)
     conversation = check.keys(top["conversation"], "conversation",
                               [f.name for f in fields(Reading) if f.name != "followup_model"])

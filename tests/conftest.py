@@ -81,18 +81,6 @@ def encoder(seed_engine):
 @pytest.fixture(scope="session")
 def fast_engine(tmp_path_factory):
     """An engine over FAST_CORPUS whose vectors come from tests.fakes.HashedEncoder (no model is loaded)."""
-    from qa import index as index_mod
-    from qa.config import Settings
-    from qa.engine import Engine, build_spec
-    from qa.ingest import load_corpus
-    from tests.fakes import HashedEncoder
+    from tests.fakes import engine_over
 
-    base = tmp_path_factory.mktemp("fast")
-    corpus = base / "corpus"
-    corpus.mkdir()
-    for name, text in FAST_CORPUS.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    settings = Settings(corpus_dir=corpus, index_root=base / "index", data_dir=base / "var", onnx_queries=False)
-    encoder = HashedEncoder()
-    index_mod.build(load_corpus(corpus), encoder, build_spec(settings), settings.index_dir())
-    return Engine(settings, index_mod.load(settings.index_dir(), nprobe=settings.ann_nprobe), encoder)
+    return engine_over(tmp_path_factory.mktemp("fast"), FAST_CORPUS)

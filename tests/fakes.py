@@ -79,3 +79,21 @@ def turn(question: str, understood_as: str | None = None, texts: list[str] | Non
     texts = texts or []
     return Turn(question, understood_as, bool(texts), [cite(index=i) for i in range(len(texts))],
                 utc_now(), texts)
+
+
+def engine_over(folder: Path, articles: dict[str, str], profile=None):
+    """An engine over ``articles`` (file name → text) written into ``folder``/corpus, built with
+    :class:`HashedEncoder` (no model), answering with ``profile`` (default: the shipped one)."""
+    from qa import index as index_mod
+    from qa.config import Settings
+    from qa.engine import Engine, build_spec
+    from qa.ingest import load_corpus
+
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    for name, text in articles.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    settings = Settings(corpus_dir=corpus, index_root=folder / "index", data_dir=folder / "var", onnx_queries=False)
+    encoder = HashedEncoder()
+    index_mod.build(load_corpus(corpus), encoder, build_spec(settings), settings.index_dir())
+    return Engine(settings, index_mod.load(settings.index_dir(), nprobe=settings.ann_nprobe), encoder, profile=profile)

@@ -13,7 +13,7 @@ from qa.config import Settings
 from qa.engine import Engine, build_spec
 from qa.ingest import load_corpus
 from qa.profile import load_profile
-from tests.fakes import HashedEncoder
+from tests.fakes import HashedEncoder, engine_over
 
 CLASH = "Six Taliban fighters were killed in the clash near Torkham on Monday, officials in Nangarhar said."
 ARTICLES = {
@@ -41,15 +41,8 @@ QUESTION = "Were six Taliban fighters killed in the clash near Torkham on Monday
 def _engine(tmp_path, articles: dict[str, str], **profile_changes) -> Engine:
     """An engine over ``articles`` on the stand-in encoder; ``profile_changes``: the profile's values to change,
     by path (``ranking__near_limit=0`` for ``ranking.near_limit``)."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for name, text in articles.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    s = Settings(corpus_dir=corpus, index_root=tmp_path / "index", data_dir=tmp_path / "var", onnx_queries=False)
-    encoder = HashedEncoder()
-    index_mod.build(load_corpus(corpus), encoder, build_spec(s), s.index_dir())
     profile = load_profile().updated({k.replace("__", "."): v for k, v in profile_changes.items()})
-    return Engine(s, index_mod.load(s.index_dir()), encoder, profile=profile)
+    return engine_over(tmp_path, articles, profile)
 
 
 @pytest.fixture(scope="module")

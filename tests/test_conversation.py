@@ -65,11 +65,8 @@ def test_follow_up_is_read_with_history(engine):
     assert "Torkham" in query.understood_as
     assert {"reopen", "torkham"} <= set(query.terms) and query.terms.count("reopen") >= 1  # its own terms, once
     assert query.vector is not None and abs(float(query.vector @ query.vector) - 1.0) < 1e-4
-    # the word-piece match is for standalone questions (Reading.token_match): a follow-up's words are too few
-    assert query.tokens is None
-    matched = conv.understand("When did it reopen?", history, engine, reading=replace(conv.DEFAULT_READING,
-                                                                                       token_match=True))
-    assert engine.index.tokens.weights[matched.tokens[1]].any()  # "reopen" is a content piece
+    # the word-piece match and a neighbour's cosine are for standalone questions: a follow-up's words are too few
+    assert query.tokens is None and not query.neighbour_cosine
 
 
 def test_elliptical_question_without_entity_uses_history(engine):

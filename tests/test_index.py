@@ -344,7 +344,7 @@ def test_a_killed_build_leaves_no_split_worker_or_resource_tracker(tmp_path):
     import time
 
     script = (
-        "from qa import index as m\nfrom qa.types import Document\n"
+        "from qa.index import reuse as m\nfrom qa.types import Document\n"
         "m.PARALLEL_SPLIT_CHARS = 0\nm.os.cpu_count = lambda: 2\n"
         "text = 'Title\\n\\n' + ' '.join(f'Sentence number {i} says something.' for i in range(3000))\n"
         "docs = [Document(f'd{i}.txt', 'Title', text) for i in range(400)]\n"
