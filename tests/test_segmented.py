@@ -118,7 +118,8 @@ def test_the_merge_policy_merges_a_full_tier_and_rewrites_a_mostly_deleted_segme
     from qa.index.merge import MergePolicy
 
     policy = MergePolicy(per_tier=3, floor=100, max_deleted=0.5)
-    assert policy.tier(10) == policy.tier(299) == 0 and policy.tier(300) == 1 and policy.tier(3000) == 2
+    assert policy.tier(10) == policy.tier(299) == 0 and policy.tier(300) == policy.tier(899) == 1
+    assert policy.tier(900) == 2 and policy.tier(3000) == 3
     assert policy.choose([50, 60], [0.0, 0.0]) is None
     assert policy.choose([5000, 50, 40, 60, 30], [0.0] * 5) == [1, 2, 4]  # the 3 smallest of tier 0
     assert policy.choose([5000, 50], [0.0, 0.6]) == [1]

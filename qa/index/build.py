@@ -75,11 +75,11 @@ def write_build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
                                                 if previous else 0),
                 "encoded_texts": encoded[0]}
     content = content_pieces(encoder.vocabulary, analyzer.stopwords)
-    parts = BuildParts(docs, sentences, passages, findex, vectors, lexical_p, lexical_s, analyzer, tokens,
-                       previous.tokens if previous else None,
-                       lambda ids, offsets: piece_weights(piece_frequencies(ids, offsets, len(content)),
-                                                          len(offsets) - 1, content),
-                       skipped, content)
+    parts = BuildParts(docs, sentences, passages, findex, vectors, lexical_p, lexical_s, analyzer, tokens=tokens,
+                       previous_tokens=previous.tokens if previous else None,
+                       token_weights=lambda ids, offsets: piece_weights(piece_frequencies(ids, offsets, len(content)),
+                                                                        len(offsets) - 1, content),
+                       piece_content=content, skipped=skipped)
     return save_build(target, parts, manifest, t0)
 
 

@@ -66,6 +66,18 @@ class SentenceLookups:
         return np.array([ordinal.setdefault(s.doc_id, len(ordinal)) for s in self.sentences], dtype=np.int64)
 
     @cached_property
+    def document_names(self) -> list[str]:
+        """The documents' ids by the ordinals of :attr:`sentence_documents`."""
+        return list(dict.fromkeys(s.doc_id for s in self.sentences))
+
+    @cached_property
+    def sentence_order(self) -> np.ndarray | None:
+        """Each sentence's position in the corpus's canonical order (by document id, then place in the
+        document), which breaks ties between equal scores; None when the ids are in that order (a build:
+        its documents are sorted by id). An index of segments numbers its sentences otherwise."""
+        return None
+
+    @cached_property
     def sentence_ids(self) -> dict[tuple[str, int], int]:
         """(doc_id, sentence index in the document) → global sentence id."""
         return {(s.doc_id, s.index): i for i, s in enumerate(self.sentences)}
@@ -155,6 +167,17 @@ class CorpusIndex(SentenceSet):
     @property
     def fingerprint(self) -> str:
         return self.manifest["corpus_fingerprint"]
+
+    @cached_property
+    def passage_documents(self) -> np.ndarray:
+        """Passage id → its document's ordinal (as :attr:`sentence_documents` numbers them)."""
+        first = np.fromiter((p.sentence_ids[0] for p in self.passages), dtype=np.int64, count=len(self.passages))
+        return self.sentence_documents[first] if len(first) else first
+
+    @cached_property
+    def passage_order(self) -> np.ndarray | None:
+        """As :attr:`sentence_order`, for passages."""
+        return None
 
     @cached_property
     def fingerprint_chunks(self) -> dict[str, bytes]:

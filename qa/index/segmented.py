@@ -156,6 +156,17 @@ class SegmentedIndex(CorpusIndex):
         return {(s.doc_id, s.index): i for i, s in enumerate(self.sentences) if self.live_sentences[i]}
 
     @cached_property
+    def sentence_order(self) -> np.ndarray:
+        """Sentences by document id, then segment, then place: the order of a build of the live documents."""
+        return canonical_order([seg.sentence_documents for seg in self.segments],
+                               [seg.document_names for seg in self.segments])
+
+    @cached_property
+    def passage_order(self) -> np.ndarray:
+        return canonical_order([seg.passage_documents for seg in self.segments],
+                               [seg.document_names for seg in self.segments])
+
+    @cached_property
     def fingerprint_chunks(self) -> dict[str, bytes]:
         chunks: dict[str, bytes] = {}
         for segment in self.segments:  # a later segment's version of a document wins
@@ -168,6 +179,19 @@ class SegmentedIndex(CorpusIndex):
         for i in np.flatnonzero(self.live_sentences).tolist():
             by_doc.setdefault(self.sentences[i].doc_id, []).append(i)
         return {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()}
+
+
+def canonical_order(ordinals: Sequence[np.ndarray], names: Sequence[list[str]]) -> np.ndarray:
+    """Each row's position when the rows of all segments are ordered by their document's id, then segment,
+    then id: ``ordinals[s]`` gives segment ``s``'s rows' documents as ordinals into ``names[s]``."""
+    ranks = {name: r for r, name in enumerate(sorted({n for seg in names for n in seg}))}
+    doc_rank = np.concatenate([np.array([ranks[n] for n in seg], dtype=np.int64)[rows] if len(rows) else rows
+                               for rows, seg in zip(ordinals, names)])
+    segment = np.concatenate([np.full(len(rows), s, dtype=np.int64) for s, rows in enumerate(ordinals)])
+    by_key = np.lexsort((np.arange(len(doc_rank)), segment, doc_rank))
+    order = np.empty_like(by_key)
+    order[by_key] = np.arange(len(by_key))
+    return order
 
 
 def compose(segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], *, path, manifest: dict,
