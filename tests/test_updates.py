@@ -312,9 +312,10 @@ def test_json_nested_too_deep_is_a_400_before_it_is_parsed(served):
 def test_a_failed_index_update_undoes_the_write_and_the_folders_it_made(served, monkeypatch):
     client, corpus, _ = served
 
-    def cannot_index(self, progress=None, **kwargs):
+    def cannot_index(self, *args, **kwargs):
         raise ValueError("the corpus cannot be indexed")
 
+    monkeypatch.setattr(Engine, "with_files", cannot_index)  # how an upload is indexed
     monkeypatch.setattr(Engine, "refreshed", cannot_index)
     r = client.put("/documents/made/here/x.txt", content=NEW, headers={**AUTH, "Content-Type": "text/plain"})
     assert r.status_code == 409
