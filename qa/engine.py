@@ -150,9 +150,7 @@ class Engine:
             current, why = index_mod.index_is_current(target, docs, spec, corpus.skipped)
             if not current:
                 log.info("updating the index (%s)", why)
-                index_mod.index_change(target, self.index, docs, corpus.skipped, spec, self.query_encoder, progress,
-                                       nprobe=self.settings.ann_nprobe,
-                                       ann_min_passages=self.settings.ann_min_passages)
+                index_mod.index_change(target, self.index, docs, corpus.skipped, spec, self.query_encoder, progress)
             if index_mod.published_build(target) == self.index.path.name:
                 return self
             return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe,
@@ -165,12 +163,18 @@ class Engine:
         target, s = self.settings.index_dir(), self.settings
         with index_mod.build_lock(target):
             if not index_mod.apply_files(target, self.index, s.corpus_dir, file_ids, build_spec(s), self.query_encoder,
-                                         IngestLimits.from_settings(s), nprobe=s.ann_nprobe,
-                                         ann_min_passages=s.ann_min_passages):
+                                         IngestLimits.from_settings(s)):
                 return self.refreshed()
             if index_mod.published_build(target) == self.index.path.name:
                 return self
             return self.with_index(index_mod.load(target, nprobe=s.ann_nprobe, loaded=index_mod.segments_of(self.index)))
+
+    def merge_due(self) -> int:
+        """Publish the merges of segments the policy finds due (qa/index/merge.py); how many (0 when another
+        process merges). This engine is not changed: load the published index to serve them."""
+        s = self.settings
+        return index_mod.merge_due(s.index_dir(), self.index, build_spec(s), nprobe=s.ann_nprobe,
+                                   ann_min_passages=s.ann_min_passages)
 
     def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None,
                    profile: Profile | None = None) -> "Engine":

@@ -147,6 +147,7 @@ class Updater:
     def __init__(self, state):
         self.state = state
         self._lock = threading.Lock()
+        self.merges = BackgroundMerges(state)
 
     @property
     def busy(self) -> bool:
@@ -181,7 +182,9 @@ class Updater:
                     corpus.remove_folders(made)
 
             self._refresh_or_undo(undo, name)
-            return self._result(name, created=before is None)
+            result = self._result(name, created=before is None)
+        self.merges.request()
+        return result
 
     def delete(self, doc_id: str) -> UpdateResult:
         name = validate_doc_id(doc_id)
@@ -191,7 +194,9 @@ class Updater:
                 raise UnknownDocument(name)
             corpus.remove(name)
             self._refresh_or_undo(lambda: corpus.write(name, before, mtime_ns=self._settled_now()), name)
-            return self._result(name, created=False)
+            result = self._result(name, created=False)
+        self.merges.request()
+        return result
 
     def refresh(self) -> bool:
         """Bring the engine in service up to date with the folder; whether it changed."""
@@ -201,7 +206,9 @@ class Updater:
                 return False
             fresh = engine.refreshed(select=self._settled(engine))
             self.state.engine = fresh  # the swap: one reference assignment
-            return fresh is not engine
+        if fresh is not engine:
+            self.merges.request()
+        return fresh is not engine
 
     def _refresh_or_undo(self, undo: Callable[[], None], name: str) -> None:
         """Index the changed file ``name`` (only it is read); if that fails, put the folder back as it was so
@@ -237,6 +244,42 @@ class Updater:
     def _result(self, name: str, *, created: bool) -> UpdateResult:
         m = self.state.engine.index.manifest
         return UpdateResult(name, created, self.state.engine.index.path.name, m["documents"], m["sentences"])
+
+
+class BackgroundMerges:
+    """Merges the index's segments in a thread of its own after updates (``Engine.merge_due``: the merge
+    policy of qa/index/merge.py), so that neither questions nor updates wait for a merge; each merge is
+    published, and the service then loads it, sharing the segments it holds (``refresh_to_published``)."""
+
+    def __init__(self, state):
+        self.state = state
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self.merged = 0  # merges this process published
+
+    def request(self) -> None:
+        """Check for due merges soon (an update was published)."""
+        self._wake.set()
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="qa-merge", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while self._wake.wait():
+            self._wake.clear()
+            engine = self.state.engine
+            if engine is None:
+                continue
+            try:
+                done = engine.merge_due()
+            except Exception as exc:  # the segments stay as they are; the next update tries again
+                log.warning("merging the index's segments failed: %s", exc)
+                continue
+            if done:
+                self.merged += done
+                self.state.refresh_to_published(self.state.engine)
 
 
 class SettledChanges:

@@ -175,7 +175,7 @@ def _story(n: int, version: int) -> Document:
 def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuild(tmp_path):
     """120 random changes, checked against a full rebuild after 60 and after 120."""
     from qa.index.build import write_build
-    from qa.index.segments import merge_small_segments, update
+    from qa.index.segments import merge_due, update
 
     settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
                         onnx_queries=False)
@@ -186,7 +186,7 @@ def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuil
     index_mod.build(list(corpus.values()), encoder, spec, target)
     index = index_mod.load(target)
     rng = np.random.default_rng(7)
-    version = 1
+    version, merges = 1, 0
 
     def segment(docs):
         return write_build(docs, encoder, spec, target, reuse=False)
@@ -201,7 +201,7 @@ def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuil
             corpus[n], removed = _story(n, version), []
             changed, version = [corpus[n]], version + 1
         update(target, index, changed, removed, segment, spec)
-        merge_small_segments(target, index_mod.load(target, loaded=index_mod.segments_of(index)), spec)
+        merges += merge_due(target, index, spec)
         index = index_mod.load(target, loaded=index_mod.segments_of(index))
         if step in (59, 119):
             whole_target = tmp_path / f"whole-{step}"
@@ -213,7 +213,42 @@ def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuil
                              "What flooded in Sindh?"):
                 for mode in ("bm25", "hybrid"):
                     assert _answer(ours, question, mode) == _answer(theirs, question, mode), (step, question, mode)
-    assert len(index_mod.segments_of(index)) < 40  # merges kept the segments few
+    assert merges > 0 and len(index_mod.segments_of(index)) < 40  # merges kept the segments few
+
+
+def test_an_index_held_through_a_merge_answers_as_before_and_keeps_its_folders(tmp_path):
+    from qa.index.build import write_build
+    from qa.index.merge import MergePolicy
+    from qa.index.segments import merge_due, update
+
+    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
+                        onnx_queries=False)
+    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
+    profile = load_profile().updated({"ranking.near_limit": 0})
+    target = tmp_path / "live"
+    index_mod.build([A, B], encoder, spec, target)
+
+    def segment(docs):
+        return write_build(docs, encoder, spec, target, reuse=False)
+
+    held = index_mod.load(target)
+    for doc in (C, D):
+        update(target, held, [doc], [], segment, spec)
+        previous, held = held, index_mod.load(target, loaded=index_mod.segments_of(held))
+        previous.lease.release()
+    assert len(held.segments) == 3
+    before = [_answer(Engine(settings, held, encoder, profile=profile), q, "hybrid") for q in QUESTIONS]
+    assert merge_due(target, held, spec, policy=MergePolicy(per_tier=2, floor=1)) >= 1
+    merged = index_mod.load(target)
+    assert len(merged.segments if hasattr(merged, "segments") else [merged]) < 3
+    assert all(segment.path.is_dir() for segment in held.segments)  # leased: not removed under a reader
+    assert [_answer(Engine(settings, held, encoder, profile=profile), q, "hybrid") for q in QUESTIONS] == before
+    assert [_answer(Engine(settings, merged, encoder, profile=profile), q, "hybrid") for q in QUESTIONS] == before
+    held.lease.release()
+    update(target, merged, [C2], [], segment, spec)  # the next publish removes what no reader holds
+    in_use = {p.name for p in target.glob("build-*")}
+    assert not any(segment.path.name in in_use for segment in held.segments
+                   if segment.path.name not in {s.path.name for s in index_mod.segments_of(merged)})
 
 
 CHILD = """
@@ -223,7 +258,8 @@ from qa import index as index_mod
 from qa.config import Settings
 from qa.engine import build_spec
 from qa.index.build import write_build
-from qa.index.segments import merge_small_segments, update
+from qa.index.merge import MergePolicy
+from qa.index.segments import merge_due, update
 from tests.fakes import HashedEncoder
 from tests.test_segmented import _story
 
@@ -235,7 +271,7 @@ for n in range(first, first + 10_000):
     update(target, index, [_story(n, 0)], [], lambda docs: write_build(docs, encoder, spec, target, reuse=False), spec)
     with log.open("a") as fh:  # acknowledged: the update is published
         fh.write(f"{n}\\n")
-    merge_small_segments(target, index, spec)
+    merge_due(target, index, spec, policy=MergePolicy(per_tier=3, floor=2))  # a merge every few updates
     index = index_mod.load(target, loaded=index_mod.segments_of(index))
 """
 

@@ -153,6 +153,30 @@ def test_put_writes_the_file_and_answers_from_it_then_delete_removes_it(served):
     assert client.get("/health").json()["updating"] is False
 
 
+def test_uploads_become_segments_that_are_merged_in_the_background(served):
+    from qa.api.state import updater_of_app
+
+    client, corpus, app = served
+    updater = updater_of_app(app)
+    names = [f"notice-{k:02d}.txt" for k in range(11)]  # the default policy merges 10 small segments
+    for k, name in enumerate(names):
+        text = f"Notice {k}\n\nThe ferry to Islet {k} leaves at {k + 6} in the morning from pier {k + 20}.\n"
+        assert client.put(f"/documents/{name}", content=text.encode(), headers={**AUTH, "Content-Type": "text/plain"}
+                          ).status_code == 201
+    deadline = time.monotonic() + 120
+    while updater.merges.merged == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert updater.merges.merged >= 1
+    while len(index_mod.segments_of(app.state.qa.engine.index)) > 3 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the service loads the merged generation
+    index = app.state.qa.engine.index
+    assert len(index_mod.segments_of(index)) <= 3 and set(names) <= set(index.documents)
+    answer = client.post("/ask", json={"question": "From which pier does the ferry to Islet 7 leave?"}).json()
+    assert answer["sentences"][0]["doc_id"] == "notice-07.txt"
+    for name in names:
+        assert client.delete(f"/documents/{name}", headers=AUTH).status_code == 200
+
+
 def test_a_page_put_into_a_subfolder_is_read_as_html_and_cited_by_its_path(served):
     client, corpus, _ = served
     page = (b"<html><head><title>Observatory opens</title></head><body><nav>Home | World</nav>"

@@ -14,7 +14,7 @@ a half-written index and a server keeps answering from the old build until then.
 """
 
 from qa.index.build import build, dense_index, write_build
-from qa.index.segments import apply_files, index_change, merge_segments, segment_sizes, segments_of, update
+from qa.index.segments import apply_files, index_change, merge_due, merge_segments, segment_sizes, segments_of, update
 from qa.index.corpus import Catalogue, CorpusIndex, SentenceLookups, SentenceSet, WordPieces
 from qa.index.publish import CURRENT, TMP_PREFIX, build_lock, build_running, publish, published_build
 from qa.index.reuse import encode_texts, split_documents
@@ -25,7 +25,7 @@ from qa.index.spec import (FORMAT_VERSION, KINDS, BuildSpec, IndexCorrupt, Index
                            split_key, splitter_version)
 from qa.index.storage import BuildParts, index_is_current, load, read_manifest, save_build
 
-__all__ = ["build", "dense_index", "write_build", "apply_files", "index_change", "merge_segments", "segment_sizes", "segments_of", "update", "document_chunk",
+__all__ = ["build", "dense_index", "write_build", "apply_files", "index_change", "merge_due", "merge_segments", "segment_sizes", "segments_of", "update", "document_chunk",
            "document_fields", "Catalogue", "CorpusIndex", "SentenceLookups", "SentenceSet", "WordPieces", "CURRENT", "TMP_PREFIX", "build_lock", "build_running", "publish",
            "published_build", "encode_texts", "split_documents", "SentenceTokens", "TokenRows", "VectorRows",
            "gather_ranges", "mean_vectors", "piece_frequencies", "token_weights", "weights_of_pieces",

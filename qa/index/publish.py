@@ -23,6 +23,7 @@ CURRENT = "current"
 
 
 TMP_PREFIX = ".tmp-"  # a build is written into TMP_PREFIX + its name, then renamed
+MERGING = ".merging"  # where a merge writes its segment, out of reach of builds and publishes, until it is published
 
 
 def referenced(folder: Path) -> set[str]:
@@ -89,6 +90,27 @@ def build_lock(target: Path) -> Iterator[None]:
             yield
         finally:
             held.discard(lock_file)
+
+
+@contextmanager
+def merge_lock(target: Path) -> Iterator[bool]:
+    """Held by the one process that merges the segments of ``target`` (qa/index/segments.py); yields whether
+    this caller got it: a merge never waits for another, the holder merges whatever is due. Whoever gets it
+    removes what a merge that was killed left in ``MERGING``."""
+    staging = target / MERGING
+    staging.mkdir(parents=True, exist_ok=True)
+    with open(target / ".merge.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            for stale in staging.iterdir():
+                shutil.rmtree(stale, ignore_errors=True)
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def build_running(target: Path) -> bool:

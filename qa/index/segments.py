@@ -152,18 +152,20 @@ def check_generation(target: Path, manifest: dict) -> None:
 def merge_segments(target: Path, current: CorpusIndex, positions: Sequence[int], spec: BuildSpec,
                    ann_min_passages: int) -> Path | None:
     """Merge the segments at ``positions`` of the loaded generation ``current`` into one and publish the
-    generation that holds it in their place. The merge is written without the build lock (it copies data,
-    which can take a while at scale, and updates go on meanwhile); the lock is taken only to publish, over
-    the generation published by then: documents deleted from the merged segments since are marked deleted
-    in the new one. Returns the published generation; None when the corpus was rebuilt meanwhile (the merged
-    segments are gone: the merge is dropped)."""
+    generation that holds it in their place. The merged segment is written into ``target/MERGING`` without
+    the build lock (it copies data, which takes a while at scale, and updates go on meanwhile); the lock is
+    taken only to move it beside the others and publish, over the generation published by then: documents
+    deleted from the merged segments since are marked deleted in the new one. Returns the published
+    generation; None when the merged segments are all gone meanwhile (the corpus was rebuilt, or another
+    merge took them): the merge is dropped. Call with :func:`qa.index.publish.merge_lock` held."""
     from qa.index.merge import merge
-    from qa.index.publish import build_lock, published_build
+    from qa.index.publish import MERGING, build_lock, published_build
 
-    segments = getattr(current, "segments", None) or [current]
+    segments = segments_of(current)
     entries = entries_of(current)
     chosen = [segments[i] for i in positions]
-    merged = merge(target, chosen, [frozenset(entries[i]["deleted"]) for i in positions], spec, ann_min_passages)
+    merged = merge(target / MERGING, chosen, [frozenset(entries[i]["deleted"]) for i in positions], spec,
+                   ann_min_passages)
     names = {s.path.name: s for s in chosen}
     live_then = {d for i in positions for d in segments[i].documents if d not in set(entries[i]["deleted"])}
     with build_lock(target):
@@ -182,18 +184,55 @@ def merge_segments(target: Path, current: CorpusIndex, positions: Sequence[int],
         manifest = {k: v for k, v in latest.items() if k not in (SEGMENTS, "format_version", "built_at")}
         skipped = [Skipped(**s) for s in json.loads((latest_dir / "skipped.json").read_text(encoding="utf-8"))] \
             if (latest_dir / "skipped.json").exists() else []
+        merged = merged.rename(target / merged.name)
         generation = write_generation(target, kept, manifest, skipped)
         publish(target, generation)
     return generation
 
 
+def merge_due(target: Path, index: CorpusIndex, spec: BuildSpec, *, nprobe: int = 64,
+              ann_min_passages: int = 100_000, policy=None, up_to: int | None = None) -> int:
+    """Make the merges the policy (qa/index/merge.py) finds due on the index published at ``target``, one
+    after the other, each published as it is done; only merges of at most ``up_to`` live sentences when
+    given. Does nothing when another process is merging (it merges what is due) or when the published index
+    was built with another spec. ``index``: the one in service, whose segments are shared, not read again.
+    Returns the number of merges published."""
+    from qa.index.merge import MergePolicy
+    from qa.index.publish import merge_lock
+    from qa.index.storage import load
+
+    policy = policy or MergePolicy()
+    done = 0
+    with merge_lock(target) as mine:
+        if not mine:
+            return 0
+        current = load(target, nprobe=nprobe, loaded=segments_of(index))
+        try:
+            if any(current.manifest.get(k) != v for k, v in spec.to_dict().items()):
+                return 0
+            while True:
+                sizes, shares = segment_sizes(current)
+                positions = policy.choose(sizes, shares)
+                if not positions or (up_to is not None and sum(sizes[i] for i in positions) > up_to):
+                    break
+                if merge_segments(target, current, positions, spec, ann_min_passages) is None:
+                    break
+                done += 1
+                previous, current = current, load(target, nprobe=nprobe, loaded=segments_of(current))
+                if previous.lease is not None:
+                    previous.lease.release()
+        finally:
+            if current.lease is not None:
+                current.lease.release()
+    return done
+
+
 def index_change(target: Path, index: CorpusIndex, docs: list[Document], skipped: Sequence[Skipped],
-                 spec: BuildSpec, encoder, progress: Callable[[str, int, int], None] | None = None, *,
-                 nprobe: int = 64, ann_min_passages: int = 100_000) -> None:
+                 spec: BuildSpec, encoder, progress: Callable[[str, int, int], None] | None = None) -> None:
     """Index the corpus folder's ``docs`` over ``index`` (the one in service). When it is the index published,
     built with ``spec``, and the changed documents hold at most ``SEGMENT_SHARE`` of the corpus's text, they
     become one new segment (only they are split and embedded) with their earlier versions and the removed
-    documents marked deleted, and the small merges that makes due follow; otherwise the whole corpus is built
+    documents marked deleted (merging comes later: :func:`merge_due`); otherwise the whole corpus is built
     again, reusing what the published build holds. Call with the build lock held."""
     from qa.index.build import build, write_build
     from qa.index.publish import published_build
@@ -207,33 +246,12 @@ def index_change(target: Path, index: CorpusIndex, docs: list[Document], skipped
         if sum(len(d.raw) for d in changed) <= SEGMENT_SHARE * sum(len(d.raw) for d in docs):
             update(target, index, changed, removed,
                    lambda part: write_build(part, encoder, spec, target, progress, reuse=False), spec, skipped)
-            merge_small_segments(target, index, spec, nprobe=nprobe, ann_min_passages=ann_min_passages)
             return
     build(docs, encoder, spec, target, progress, reuse=True, skipped=skipped)
 
 
-def merge_small_segments(target: Path, index: CorpusIndex, spec: BuildSpec, *, nprobe: int = 64,
-                         ann_min_passages: int = 100_000) -> None:
-    """Merge the segments the policy picks (qa/index/merge.py) while they are small (up to
-    ``MergePolicy.floor`` × ``per_tier`` live sentences together: milliseconds of copying), right after the
-    update that made them due; larger merges are :func:`merge_segments`' in the background."""
-    from qa.index.merge import MergePolicy
-    from qa.index.storage import load
-
-    policy = MergePolicy()
-    loaded = load(target, nprobe=nprobe, loaded=segments_of(index))
-    try:
-        sizes, shares = segment_sizes(loaded)
-        positions = policy.choose(sizes, shares)
-        if positions and sum(sizes[i] for i in positions) <= policy.floor * policy.per_tier:
-            merge_segments(target, loaded, positions, spec, ann_min_passages)
-    finally:
-        if loaded.lease is not None:
-            loaded.lease.release()
-
-
 def apply_files(target: Path, index: CorpusIndex, folder: Path, file_ids: Sequence[str], spec: BuildSpec, encoder,
-                limits, *, nprobe: int = 64, ann_min_passages: int = 100_000) -> bool:
+                limits) -> bool:
     """Index the corpus folder's files ``file_ids`` (added, replaced or removed: an upload, a deletion) over
     ``index``, reading only them: their documents become one new segment, the versions ``index`` holds and
     those of removed files are marked deleted, and the skipped report is updated for them. False, and
@@ -258,5 +276,4 @@ def apply_files(target: Path, index: CorpusIndex, folder: Path, file_ids: Sequen
         return True
     update(target, index, changed, removed, lambda part: write_build(part, encoder, spec, target, reuse=False),
            spec, skipped)
-    merge_small_segments(target, index, spec, nprobe=nprobe, ann_min_passages=ann_min_passages)
     return True
