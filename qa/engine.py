@@ -133,11 +133,10 @@ class Engine:
 
     def refreshed(self, progress: Callable[[str, int, int], None] | None = None, *,
                   select: Callable[[list[Document]], list[Document]] | None = None) -> "Engine":
-        """An engine over the corpus folder as it is now: when it changed since the published build, the
-        change is indexed (:func:`qa.index.index_change`: a small one as a new segment, a large one by a build) and
-        published; when another process published a newer build, that one is loaded. Returns ``self`` when
-        nothing changed. The new engine shares this one's models, conversation store and loaded segments, so
-        swapping it in costs no model load and no re-reading of unchanged segments.
+        """An engine over the corpus folder as it is now: a change since the published build is indexed
+        (:func:`qa.index.index_change`: a small one as a segment, a large one by a build) and published; a newer
+        build another process published is loaded; ``self`` when nothing changed. It shares this engine's
+        models, conversation store and loaded segments (no model load, no re-reading of unchanged segments).
 
         The folder is read with the build lock held: a change another process made (and acknowledged) while
         this one waited is then in what is built, never overwritten by a build of the folder as it was.
@@ -157,8 +156,8 @@ class Engine:
                                                   loaded=index_mod.segments_of(self.index)))
 
     def with_files(self, file_ids: list[str]) -> "Engine":
-        """This engine with the corpus folder's files ``file_ids`` indexed as they are now (added, replaced or
-        removed), reading only them (:func:`qa.index.apply_files`): an upload or a deletion through the API.
+        """This engine with the folder's files ``file_ids`` indexed as they are now (added, replaced or removed),
+        reading only them (:func:`qa.index.apply_files`): an upload or a deletion through the API; or
         :meth:`refreshed` (the whole folder) when the index published is not this engine's."""
         target, s = self.settings.index_dir(), self.settings
         with index_mod.build_lock(target):
