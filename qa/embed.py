@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,7 @@ class OnnxEncoder:
             return np.vstack([self.encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
         return np.ascontiguousarray(self.session.run(["embedding"], self._feeds(texts))[0], dtype=np.float32)
 
-    @property
+    @cached_property
     def vocabulary(self) -> list[str]:
         """Word pieces by id."""
         return [self.tokenizer.id_to_token(i) for i in range(self.tokenizer.get_vocab_size())]

@@ -30,8 +30,7 @@ NOT_FOUND = "not found in the corpus"
 MAX_QUESTION_CHARS = 1000
 
 
-class InvalidQuestion(ValueError):
-    pass
+class InvalidQuestion(ValueError): ...
 
 
 @dataclass(frozen=True)
@@ -177,8 +176,8 @@ class Engine:
 
     def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None,
                    profile: Profile | None = None) -> "Engine":
-        """This engine's models and conversation store over another index; with ``settings`` or ``profile``,
-        answering with those (settings that do not shape the index)."""
+        """This engine's models and conversation store over another index; with ``settings`` or ``profile``
+        (settings that do not shape the index), answering with those."""
         if profile is None and (settings is None or settings.profile == self.settings.profile):
             profile = self.profile
         engine = Engine(settings or self.settings, corpus_index, self._encoder, profile=profile)
@@ -187,7 +186,8 @@ class Engine:
         with self._conversations_lock:
             if self._conversations is not None:
                 engine.conversations = self._conversations.for_engine(engine)
-        engine.near_sentences = engine._near_sentences(previous=self)  # only the changed documents searched
+        proper_words_of(corpus_index, previous=self.index)  # both: only the changed documents read again
+        engine.near_sentences = engine._near_sentences(previous=self)
         return engine
 
     @property

@@ -70,6 +70,27 @@ def test_a_deleted_document_is_in_no_lookup(engines):
                                                                                          "foreign minister")
 
 
+def test_the_composed_lookups_are_those_of_one_index(engines):
+    from qa.cues import proper_words_of
+
+    composed, whole = (e.index for e in engines)
+    texts = lambda index: {d: [index.sentences[int(i)].text for i in ids]  # noqa: E731
+                           for d, ids in index.document_sentences.items()}
+    assert texts(composed) == texts(whole)
+    assert {k: composed.sentences[i].text for k, i in composed.sentence_ids.items()} == \
+        {k: whole.sentences[i].text for k, i in whole.sentence_ids.items()}
+    assert ("c.txt", 1) in composed.sentence_ids and ("c.txt", 99) not in composed.sentence_ids
+    rows, vectors = composed.document_vectors
+    whole_rows, whole_vectors = whole.document_vectors
+    assert rows.keys() == whole_rows.keys()
+    assert all(np.allclose(vectors[rows[d]], whole_vectors[whole_rows[d]], atol=1e-6) for d in rows)
+    first = composed.segments[0]
+    fresh = compose(composed.segments, composed.deleted, path=composed.path, manifest={})  # nothing cached yet
+    proper_words_of(first)
+    assert proper_words_of(fresh, previous=first) == proper_words_of(whole)  # counted from the change only
+    assert "defence" not in proper_words_of(composed) and "kabul" in proper_words_of(whole)
+
+
 def test_passage_count_is_what_make_passages_makes():
     from qa.index.spec import make_passages, passage_count
     from qa.types import Sentence

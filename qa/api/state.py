@@ -222,10 +222,8 @@ def catalog(engine: Engine) -> Catalog:
     with _catalog_lock:
         if _catalog is not None and _catalog.index is engine.index:
             return _catalog
-        ranges: dict[str, tuple[int, int]] = {}
-        for sid, s in enumerate(engine.index.sentences):
-            first, _ = ranges.get(s.doc_id, (sid, sid))
-            ranges[s.doc_id] = (first, sid + 1)
+        ranges = {doc_id: (int(ids[0]), int(ids[-1]) + 1)  # a document's sentences are consecutive ids
+                  for doc_id, ids in engine.index.document_sentences.items() if len(ids)}
         docs = sorted(engine.index.documents.values(), key=lambda d: d.doc_id)
         counts = {doc_id: last - first for doc_id, (first, last) in ranges.items()}
         listing = DocumentList(count=len(docs), documents=[

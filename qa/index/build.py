@@ -65,15 +65,17 @@ def write_build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         encoded[0] = total
         step("embed", done, total)
 
+    t_embed = time.perf_counter()
     vectors, tokens = encode_texts(encoder, texts, embedded, previous,
                                    keep_tokens=len(sentences) if spec.token_vectors else 0, known_rows=previous_rows)
+    t_embed = time.perf_counter() - t_embed
     findex = dense_index(mean_vectors(vectors, passages), spec.ann_min_passages)  # a passage: its sentences' mean
 
     manifest = {**spec.to_dict(), "dim": encoder.dim, "splitter": splitter_version(),
                 "corpus_fingerprint": corpus_fingerprint(docs, skipped),
                 "split_documents": len(docs) - (sum(split_key(d.raw, layout_key(d)) in previous.splits for d in docs)
                                                 if previous else 0),
-                "encoded_texts": encoded[0]}
+                "encoded_texts": encoded[0], "embed_seconds": round(t_embed, 3)}
     content = content_pieces(encoder.vocabulary, analyzer.stopwords)
     parts = BuildParts(docs, sentences, passages, findex, vectors, lexical_p, lexical_s, analyzer, tokens=tokens,
                        previous_tokens=previous.tokens if previous else None,

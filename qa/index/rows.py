@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -263,8 +264,15 @@ def weights_of_pieces(df: np.ndarray, n: int, vocabulary: list[str], stopwords: 
 def content_pieces(vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
     """Per word piece of the vocabulary: whether it can say what a text is about (not a stop word,
     punctuation or a special token); the others weigh 0 in the word-piece match."""
-    return np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
+    return _content_pieces(tuple(vocabulary), stopwords)
+
+
+@lru_cache(maxsize=4)  # one model's vocabulary and stop words: every update's segment asks again
+def _content_pieces(vocabulary: tuple[str, ...], stopwords: frozenset[str]) -> np.ndarray:
+    content = np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
                      and piece not in stopwords for piece in vocabulary], dtype=bool)
+    content.setflags(write=False)  # shared by every caller
+    return content
 
 
 def piece_weights(df: np.ndarray, n: int, content: np.ndarray) -> np.ndarray:

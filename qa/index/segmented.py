@@ -11,7 +11,7 @@ in no lookup, no posting and no search result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -120,6 +120,27 @@ class StackedPassages(Sequence):
         return Passage(int(pid), local.doc_id, tuple(base + s for s in local.sentence_ids))
 
 
+class SentenceIds(Mapping):
+    """(doc_id, sentence index in the document) → global sentence id over the live documents, looked up in
+    their sentence tables rather than made as one dictionary per generation."""
+
+    def __init__(self, sentences: Sequence, document_sentences: dict[str, np.ndarray]):
+        self.sentences, self.by_doc = sentences, document_sentences
+
+    def __getitem__(self, key: tuple[str, int]) -> int:
+        doc_id, index = key
+        ids = self.by_doc.get(doc_id)
+        if ids is None or not 0 <= index < len(ids) or self.sentences[int(ids[index])].index != index:
+            raise KeyError(key)
+        return int(ids[index])
+
+    def __iter__(self):
+        return ((d, self.sentences[int(i)].index) for d, ids in self.by_doc.items() for i in ids)
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids in self.by_doc.values())
+
+
 class Leases:
     """The leases of every segment (and of the generation) an index was loaded from, released together."""
 
@@ -137,6 +158,7 @@ class SegmentedIndex(CorpusIndex):
     out, and a document replaced in a later segment is found there only."""
 
     segments: list[CorpusIndex] = field(default_factory=list)
+    deleted: list[frozenset[str]] = field(default_factory=list)  # per segment: its documents not live
     live_sentences: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     sentence_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
 
@@ -152,8 +174,8 @@ class SegmentedIndex(CorpusIndex):
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     @cached_property
-    def sentence_ids(self) -> dict[tuple[str, int], int]:
-        return {(s.doc_id, s.index): i for i, s in enumerate(self.sentences) if self.live_sentences[i]}
+    def sentence_ids(self) -> "SentenceIds":
+        return SentenceIds(self.sentences, self.document_sentences)
 
     @cached_property
     def sentence_order(self) -> np.ndarray:
@@ -175,10 +197,24 @@ class SegmentedIndex(CorpusIndex):
 
     @cached_property
     def document_sentences(self) -> dict[str, np.ndarray]:
-        by_doc: dict[str, list[int]] = {}
-        for i in np.flatnonzero(self.live_sentences).tolist():
-            by_doc.setdefault(self.sentences[i].doc_id, []).append(i)
-        return {d: np.array(ids, dtype=np.int64) for d, ids in by_doc.items()}
+        """Each live document's global sentence ids, from its segment's own table (no pass over the corpus)."""
+        out: dict[str, np.ndarray] = {}
+        for segment, gone, base in zip(self.segments, self.deleted, self.sentence_offsets.tolist()):
+            out.update({d: ids + base for d, ids in segment.document_sentences.items() if d not in gone})
+        return dict(sorted(out.items()))
+
+    @cached_property
+    def document_vectors(self) -> tuple[dict[str, int], np.ndarray]:
+        """Each live document's unit mean sentence vector, taken from its segment's own table."""
+        names, blocks = [], []
+        for segment, gone in zip(self.segments, self.deleted):
+            rows, vectors = segment.document_vectors
+            keep = [(d, r) for d, r in rows.items() if d not in gone]
+            names += [d for d, _ in keep]
+            blocks.append(vectors[np.array([r for _, r in keep], dtype=np.int64)])
+        order = sorted(range(len(names)), key=names.__getitem__)
+        stacked = np.concatenate(blocks) if blocks else np.zeros((0, self.sentence_vectors.shape[1]), np.float32)
+        return {names[i]: r for r, i in enumerate(order)}, stacked[np.array(order, dtype=np.int64)]
 
 
 def canonical_order(ordinals: Sequence[np.ndarray], names: Sequence[list[str]]) -> np.ndarray:
@@ -231,5 +267,6 @@ def compose(segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], 
         tokens=StackedTokens([seg.tokens for seg in segments], sentence_offsets, live_sentences, content)
         if keeps_pieces else None,
         skipped=list(skipped or []), lease=Leases(held),
-        segments=list(segments), live_sentences=np.concatenate(live_sentences),
+        segments=list(segments), deleted=[frozenset(gone) for gone in deleted],
+        live_sentences=np.concatenate(live_sentences),
         sentence_offsets=sentence_offsets)
