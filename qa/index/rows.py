@@ -14,6 +14,9 @@ import numpy as np
 from qa.types import Passage
 
 
+QUANTISE_ROWS = 1 << 16  # word-piece rows quantised at once when a build writes them (about 100 MB of float32)
+
+
 def gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The positions ``starts[i]`` to ``starts[i] + lengths[i]`` for each ``i``, one range after the other."""
     bounds = np.concatenate([[0], np.cumsum(lengths)])
@@ -141,10 +144,8 @@ class TokenRows:
         if reused.any():
             lengths[reused] = previous.offsets[source[reused] + 1] - previous.offsets[source[reused]]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        new_vectors = tokens.vectors.astype(np.float32)
-        new_scales = np.maximum(np.abs(new_vectors).max(axis=1, initial=0.0), 1e-12) / 127.0
-        new_rows = np.round(new_vectors / new_scales[:, None]).astype(np.int8)
-        dim = new_rows.shape[1] if not reused.any() else previous.vectors.shape[1]
+        new_scales = np.maximum(np.abs(tokens.vectors).max(axis=1, initial=0.0).astype(np.float32), 1e-12) / 127.0
+        dim = tokens.vectors.shape[1] if not reused.any() else previous.vectors.shape[1]
         ids = np.empty(offsets[-1], dtype=np.int32)
         scales = np.empty(offsets[-1], dtype=np.float32)
         new_at = np.concatenate([[0], np.cumsum(~reused)])  # sentence → its position among the new ones
@@ -163,7 +164,10 @@ class TokenRows:
                 else:
                     lo, hi = tokens.offsets[new_at[first]], tokens.offsets[new_at[last]]
                     ids[out], scales[out] = tokens.ids[lo:hi], new_scales[lo:hi]
-                    os.pwrite(fh.fileno(), new_rows[lo:hi].tobytes(), data_at + out.start * dim)
+                    for at in range(lo, hi, QUANTISE_ROWS):  # a block at a time: float32 copies stay small
+                        end = min(at + QUANTISE_ROWS, hi)
+                        block = np.round(tokens.vectors[at:end].astype(np.float32) / new_scales[at:end, None])
+                        os.pwrite(fh.fileno(), block.astype(np.int8).tobytes(), data_at + (out.start + at - lo) * dim)
             os.ftruncate(fh.fileno(), data_at + int(offsets[-1]) * dim)
         np.save(folder / "token_scales.npy", scales)
         np.save(folder / "token_offsets.npy", offsets)
