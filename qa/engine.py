@@ -130,50 +130,6 @@ class Engine:
         engine.near_sentences  # made with the build (or read back) here, not by the first question
         return engine
 
-    def refreshed(self, progress: Callable[[str, int, int], None] | None = None, *,
-                  select: Callable[[list[Document]], list[Document]] | None = None) -> "Engine":
-        """An engine over the corpus folder as it is now: a change since the published build is indexed
-        (:func:`qa.index.index_change`: a small one as a segment, a large one by a build) and published; a newer
-        build another process published is loaded; ``self`` when nothing changed. It shares this engine's
-        models, conversation store and loaded segments (no model load, no re-reading of unchanged segments).
-
-        The folder is read with the build lock held: a change another process made (and acknowledged) while
-        this one waited is then in what is built, never overwritten by a build of the folder as it was.
-        ``select`` chooses what of the folder's documents to index (``qa.updates.settled_documents``)."""
-        target = self.settings.index_dir()
-        spec = build_spec(self.settings)
-        with index_mod.build_lock(target):
-            corpus = read_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
-            docs = corpus.documents if select is None else select(corpus.documents)
-            current, why = index_mod.index_is_current(target, docs, spec, corpus.skipped)
-            if not current:
-                log.info("updating the index (%s)", why)
-                index_mod.index_change(target, self.index, docs, corpus.skipped, spec, self.query_encoder, progress)
-            if index_mod.published_build(target) == self.index.path.name:
-                return self
-            return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe,
-                                                  loaded=index_mod.segments_of(self.index)))
-
-    def with_files(self, file_ids: list[str]) -> "Engine":
-        """This engine with the folder's files ``file_ids`` indexed as they are now (added, replaced or removed),
-        reading only them (:func:`qa.index.apply_files`): an upload or a deletion through the API; or
-        :meth:`refreshed` (the whole folder) when the index published is not this engine's."""
-        target, s = self.settings.index_dir(), self.settings
-        with index_mod.build_lock(target):
-            if not index_mod.apply_files(target, self.index, s.corpus_dir, file_ids, build_spec(s), self.query_encoder,
-                                         IngestLimits.from_settings(s)):
-                return self.refreshed()
-            if index_mod.published_build(target) == self.index.path.name:
-                return self
-            return self.with_index(index_mod.load(target, nprobe=s.ann_nprobe, loaded=index_mod.segments_of(self.index)))
-
-    def merge_due(self) -> int:
-        """Publish the merges of segments the policy finds due (qa/index/merge.py); how many (0 when another
-        process merges). This engine is not changed: load the published index to serve them."""
-        s = self.settings
-        return index_mod.merge_due(s.index_dir(), self.index, build_spec(s), nprobe=s.ann_nprobe,
-                                   ann_min_passages=s.ann_min_passages)
-
     def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None,
                    profile: Profile | None = None) -> "Engine":
         """This engine's models and conversation store over another index; with ``settings`` or ``profile``

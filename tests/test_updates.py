@@ -1,5 +1,5 @@
 """Incremental index updates and document updates while serving (qa/updates.py, qa/api/routes/documents.py,
-``Engine.refreshed``), over a copy of the seed corpus with a few small documents made here."""
+``qa.updates.refreshed``), over a copy of the seed corpus with a few small documents made here."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from qa.index import reuse
 from qa.api import create_app
 from qa.engine import Engine, build_spec
 from qa.ingest import IngestLimits, load_corpus
-from qa.updates import (BadDocument, SettledChanges, Updater, UploadTooLarge, corpus_signature, settled_documents,
-                        upload_file_bytes,
-                        validate_doc_id, watch_folder)
+from qa import updates
+from qa.updates import (BadDocument, SettledChanges, Updater, UploadTooLarge, corpus_signature, refreshed,
+                        settled_documents, upload_file_bytes, validate_doc_id, watch_folder)
 from tests.conftest import SEEDS
 
 TOKEN = "s3cret-admin-token"
@@ -67,7 +67,7 @@ def test_incremental_add_change_remove_equal_a_full_rebuild(tmp_path, seed_engin
     split: list[str] = []
     original_split = reuse.split_sentences
     monkeypatch.setattr(reuse, "split_sentences", lambda d, **kw: split.append(d.doc_id) or original_split(d, **kw))
-    updated = first.refreshed()
+    updated = refreshed(first)
     assert updated is not first and sorted(split) == ["library.txt", "observatory.txt"]  # the rest is reused
     inc = updated.index  # the build in service, and one segment of the changed documents
     assert [e["deleted"] for e in inc.manifest["segments"]] == [["bridge.txt", "library.txt"], []]
@@ -92,7 +92,7 @@ def test_incremental_add_change_remove_equal_a_full_rebuild(tmp_path, seed_engin
         assert [(s.citation.doc_id, s.citation.sentence_index) for s in x.sentences] == \
                [(s.citation.doc_id, s.citation.sentence_index) for s in y.sentences]
     assert updated.ask("Who opened the Zorvane observatory?").sentences[0].citation.doc_id == "observatory.txt"
-    assert updated.refreshed() is updated  # nothing changed since
+    assert refreshed(updated) is updated  # nothing changed since
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +174,33 @@ def test_uploads_become_segments_that_are_merged_in_the_background(served):
     answer = client.post("/ask", json={"question": "From which pier does the ferry to Islet 7 leave?"}).json()
     assert answer["sentences"][0]["doc_id"] == "notice-07.txt"
     for name in names:
+        assert client.delete(f"/documents/{name}", headers=AUTH).status_code == 200
+
+
+def test_an_upload_after_a_merge_published_elsewhere_still_reads_only_its_file(served, monkeypatch):
+    from qa.index.merge import MergePolicy
+
+    client, corpus, app = served
+    for name in ("merge-a.txt", "merge-b.txt"):
+        text = f"{name}\n\nThe {name[6]} quay in Dunmarrow reopened in May.\n"
+        assert client.put(f"/documents/{name}", content=text.encode(), headers={**AUTH, "Content-Type": "text/plain"}
+                          ).status_code == 201
+    engine = app.state.qa.engine
+    assert index_mod.merge_due(engine.settings.index_dir(), engine.index, build_spec(engine.settings),
+                               policy=MergePolicy(per_tier=2, floor=1)) >= 1
+    assert index_mod.published_build(engine.settings.index_dir()) != engine.index.path.name  # not served yet
+
+    def whole_folder(*args, **kwargs):
+        raise AssertionError("the whole folder was read for one upload")
+
+    monkeypatch.setattr(updates, "refreshed", whole_folder)
+    r = client.put("/documents/merge-c.txt", content=b"Quay\n\nThe c quay in Dunmarrow closed in June.\n",
+                   headers={**AUTH, "Content-Type": "text/plain"})
+    assert r.status_code == 201, r.text
+    answer = client.post("/ask", json={"question": "When did the c quay in Dunmarrow close?"}).json()
+    assert answer["sentences"][0]["doc_id"] == "merge-c.txt"
+    monkeypatch.undo()
+    for name in ("merge-a.txt", "merge-b.txt", "merge-c.txt"):
         assert client.delete(f"/documents/{name}", headers=AUTH).status_code == 200
 
 
@@ -339,8 +366,8 @@ def test_a_failed_index_update_undoes_the_write_and_the_folders_it_made(served, 
     def cannot_index(self, *args, **kwargs):
         raise ValueError("the corpus cannot be indexed")
 
-    monkeypatch.setattr(Engine, "with_files", cannot_index)  # how an upload is indexed
-    monkeypatch.setattr(Engine, "refreshed", cannot_index)
+    monkeypatch.setattr(updates, "with_files", cannot_index)  # how an upload is indexed
+    monkeypatch.setattr(updates, "refreshed", cannot_index)
     r = client.put("/documents/made/here/x.txt", content=NEW, headers={**AUTH, "Content-Type": "text/plain"})
     assert r.status_code == 409
     assert not (corpus / "made").exists()
@@ -365,7 +392,7 @@ def test_a_refresh_reads_the_folder_only_once_it_holds_the_build_lock(tmp_path, 
     result = {}
     with real_lock(target):
         monkeypatch.setattr(index_mod, "build_lock", noting_lock)
-        refresher = threading.Thread(target=lambda: result.setdefault("engine", engine.refreshed()))
+        refresher = threading.Thread(target=lambda: result.setdefault("engine", refreshed(engine)))
         refresher.start()
         assert waiting.wait(60)
         (corpus / "late.txt").write_text("Late news\n\n" + NEW + "\n", encoding="utf-8")
