@@ -126,6 +126,17 @@ class TokenRows:
     def ids_of(self, sentence_id: int) -> np.ndarray:
         return np.array(self._ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])
 
+    def frequencies(self, vocabulary_size: int, sentence_ids: np.ndarray | None = None) -> np.ndarray:
+        """Per word piece of the vocabulary: how many of ``sentence_ids`` hold it; of every sentence when None
+        (computed once: an index of segments sums these over its segments)."""
+        if sentence_ids is None:
+            if getattr(self, "_all_frequencies", None) is None or len(self._all_frequencies) != vocabulary_size:
+                self._all_frequencies = piece_frequencies(np.asarray(self._ids), self.offsets, vocabulary_size)
+            return self._all_frequencies
+        starts, ends = self.offsets[sentence_ids], self.offsets[sentence_ids + 1]
+        local = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+        return piece_frequencies(self.piece_ids(gather_ranges(starts, ends - starts)), local, vocabulary_size)
+
     @staticmethod
     def write(folder: Path, tokens: SentenceTokens, previous: TokenRows | None,
               weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray], content: np.ndarray | None = None) -> None:

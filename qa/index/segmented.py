@@ -19,7 +19,7 @@ import numpy as np
 
 from qa import leases
 from qa.index.corpus import CorpusIndex
-from qa.index.rows import gather_ranges, piece_frequencies, piece_weights
+from qa.index.rows import gather_ranges, piece_weights
 from qa.index.stacked import StackedLexicon, StackedRows
 from qa.types import Document, Passage
 
@@ -33,11 +33,12 @@ class StackedTokens:
         self.parts = list(parts)
         self.sentence_offsets = np.asarray(sentence_offsets, dtype=np.int64)
         df = np.zeros(len(content), dtype=np.int64)
-        for part, mask in zip(self.parts, live):
-            starts, ends = part.offsets[:-1][mask], part.offsets[1:][mask]
-            rows = gather_ranges(starts, ends - starts)
-            local = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
-            df += piece_frequencies(part.piece_ids(rows), local, len(content))
+        for part, mask in zip(self.parts, live):  # each segment's counts, less those of its deleted sentences
+            dead = np.flatnonzero(~mask)
+            if len(dead) * 2 <= len(mask):
+                df += part.frequencies(len(content)) - (part.frequencies(len(content), dead) if len(dead) else 0)
+            else:
+                df += part.frequencies(len(content), np.flatnonzero(mask))
         self.weights = piece_weights(df, int(sum(int(m.sum()) for m in live)), content)
 
     def __len__(self) -> int:
