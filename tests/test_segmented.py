@@ -91,6 +91,33 @@ def test_the_composed_lookups_are_those_of_one_index(engines):
     assert "defence" not in proper_words_of(composed) and "kabul" in proper_words_of(whole)
 
 
+def test_the_near_sentence_table_of_an_update_is_that_of_a_build(tmp_path):
+    from qa.index.build import write_build
+    from qa.index.segments import update
+
+    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
+                        onnx_queries=False)
+    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
+    echo = Document("e.txt", "Border", A.raw.replace("Monday", "Tuesday"))  # A's sentences, a day changed
+    echo2 = Document("e.txt", "Border", A.raw.replace("Monday", "Sunday"))
+    target = tmp_path / "live"
+    index_mod.build([A, B, C, echo], encoder, spec, target)
+    first = Engine(settings, index_mod.load(target), encoder)
+    assert first.near_sentences is not None and len(first.near_sentences.neighbours)  # A and echo pair up
+    update(target, first.index, [C2, D, echo2], [], lambda d: write_build(d, encoder, spec, target, reuse=False),
+           spec)
+    second = first.with_index(index_mod.load(target, loaded=index_mod.segments_of(first.index)))
+    whole = _segment(tmp_path, "whole", [A, B, C2, D, echo2], encoder, settings)
+    rebuilt = Engine(settings, whole, encoder)
+
+    def pairs(engine):
+        index, table = engine.index, engine.near_sentences
+        name = lambda i: (index.sentences[i].doc_id, index.sentences[i].index)  # noqa: E731
+        return {(name(a), name(b), round(float(c), 5)) for a, b, c in zip(*table.pairs())}
+
+    assert pairs(second) == pairs(rebuilt) and pairs(rebuilt)
+
+
 def test_passage_count_is_what_make_passages_makes():
     from qa.index.spec import make_passages, passage_count
     from qa.types import Sentence

@@ -11,6 +11,8 @@ in no lookup, no posting and no search result.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -178,6 +180,24 @@ class SegmentedIndex(CorpusIndex):
     def sentence_ids(self) -> "SentenceIds":
         return SentenceIds(self.sentences, self.document_sentences)
 
+    def range_search(self, queries: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """FAISS's ``range_search`` over the live sentence vectors of all segments (limits, cosines, global
+        ids): each segment searched through an exact index of its own vectors, made once per loaded segment,
+        so a change is compared with the corpus without a matrix of all of it."""
+        found_q, found_ids, found_cos = [], [], []
+        for segment, base, end in zip(self.segments, self.sentence_offsets[:-1].tolist(),
+                                      self.sentence_offsets[1:].tolist()):
+            lims, cos, ids = _flat_search(segment).range_search(queries, threshold)
+            ids = ids.astype(np.int64)
+            keep = self.live_sentences[base:end][ids]
+            found_q.append(np.repeat(np.arange(len(queries)), np.diff(lims.astype(np.int64)))[keep])
+            found_ids.append(ids[keep] + base)
+            found_cos.append(cos[keep])
+        q = np.concatenate(found_q)
+        order = np.argsort(q, kind="stable")
+        limits = np.searchsorted(q[order], np.arange(len(queries) + 1)).astype(np.int64)
+        return limits, np.concatenate(found_cos)[order], np.concatenate(found_ids)[order]
+
     @cached_property
     def sentence_order(self) -> np.ndarray:
         """Sentences by document id, then segment, then place: the order of a build of the live documents."""
@@ -216,6 +236,24 @@ class SegmentedIndex(CorpusIndex):
         order = sorted(range(len(names)), key=names.__getitem__)
         stacked = np.concatenate(blocks) if blocks else np.zeros((0, self.sentence_vectors.shape[1]), np.float32)
         return {names[i]: r for r, i in enumerate(order)}, stacked[np.array(order, dtype=np.int64)]
+
+
+_flat_searches: "weakref.WeakKeyDictionary[CorpusIndex, object]" = weakref.WeakKeyDictionary()
+_flat_lock = threading.Lock()
+
+
+def _flat_search(segment: CorpusIndex):
+    """An exact FAISS index of a segment's sentence vectors, kept as long as the segment is loaded."""
+    import faiss
+
+    with _flat_lock:
+        flat = _flat_searches.get(segment)
+        if flat is None:
+            vectors = np.ascontiguousarray(np.asarray(segment.sentence_vectors), dtype=np.float32)
+            flat = faiss.IndexFlatIP(vectors.shape[1])
+            flat.add(vectors)
+            _flat_searches[segment] = flat
+    return flat
 
 
 def canonical_order(ordinals: Sequence[np.ndarray], names: Sequence[list[str]]) -> np.ndarray:
