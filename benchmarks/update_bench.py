@@ -1,23 +1,25 @@
-"""Adding one document to a built index: wall time of `qa index`, and of `PUT /documents/{id}` until the
-document answers a question.
+"""Changing a built index: wall time of `qa index` after a file changes, and of `PUT /documents/{id}` until
+the document answers a question, with the time spent embedding its text apart.
 
     .venv/bin/python benchmarks/update_bench.py --copies 1     # the SQuAD-half corpus: 646 paragraphs
     .venv/bin/python benchmarks/update_bench.py --copies 24    # 15,504 documents, 101,496 sentences
+    .venv/bin/python benchmarks/update_bench.py --copies 240 --http-only   # about a million sentences
 
 The corpus is every paragraph of ``squad-v2.0-dev-half.json.gz`` (QA_SHARED_DATA_DIR) written as a
 ``.txt`` file, ``"<article title> <copy>\\n\\n<paragraph>\\n"``, ``--copies`` times into
 ``--work/copies-N/corpus``; its index is ``--work/index/copies-N`` (the index root, and so the exported
-query model, is shared by the runs). Copies differ in their headline
-only: the index holds every sentence of every copy (split, stored, searched), while each distinct text is
-embedded once, so the first build of 100,000 sentences takes minutes rather than an hour. The first build
-is not timed; it is skipped when the index is already current.
+query model, is shared by the runs). Copies differ in their headline only: the index holds every sentence
+of every copy (split, stored, searched), while each distinct text is embedded once, so the first build of
+100,000 sentences takes minutes rather than an hour. The first build is not timed; it is skipped when the
+index is already current.
 
 Steps, each a fresh process as a user runs them:
-  1. `qa index` with nothing changed;
-  2. one new document written into the folder, then `qa index` (the incremental update);
-  3. `qa serve --workers 1` with an admin token; `PUT /documents/{id}` of another new document, then
-     `POST /ask` with its question: the time from sending the PUT to the answer citing the new document;
-     then `DELETE` of it. The two added documents are removed at the end (and the index updated).
+  1. `qa index` with nothing changed; one new document written into the folder, then `qa index`; the
+     document removed, then `qa index` (skipped with ``--http-only``);
+  2. `qa serve --workers 1` with an admin token; ``--puts`` new documents (default 20), each `PUT
+     /documents/{id}` and then `POST /ask` with its question: the time from sending the PUT to its
+     response, and to the answer (which should cite the new document); the embedding time of each is the
+     new segment's ``embed_seconds``; then each is `DELETE`d. Background merges run meanwhile, as they would.
 `build_seconds` is the index build alone (from the manifest): the rest of a `qa index` is starting
 Python, reading and fingerprinting the corpus, and loading the new build. Prints a JSON report.
 """
@@ -41,8 +43,6 @@ QA = [sys.executable, "-m", "qa.cli"]
 TOKEN = "update-bench-token"
 ADDED = ("zz-observatory.txt", "Observatory opens\n\nThe Zorvane observatory was opened by astronomer Ilse Varga "
          "in Quenton. Its telescope has a mirror of eight metres.\n", "Who opened the Zorvane observatory?")
-PUT = ("zz-ferry.txt", "Ferry news\n\nThe Orlen ferry now sails twice a day to the island of Vesk. Tickets cost "
-       "nine crowns.\n", "How often does the Orlen ferry sail to Vesk?")
 
 
 def write_corpus(shared: Path, folder: Path, copies: int) -> int:
@@ -78,16 +78,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_and_put(env: dict, log: Path) -> dict:
+def new_documents(n: int) -> list[tuple[str, str, str]]:
+    """``n`` short made-up news items (id, text, a question only it answers), each about a name of its own."""
+    first = ["Zor", "Vel", "Kes", "Ald", "Mar", "Tor", "Quen", "Isl", "Brin", "Oster"]
+    second = ["vane", "mora", "trel", "gate", "low", "ham", "ton", "ke", "dale", "wick"]
+    out = []
+    for k in range(n):
+        place = first[k % 10] + second[(k // 10 + 3 * k) % 10]
+        text = (f"Ferry news {k}\n\nThe ferry to {place} now sails {k % 5 + 2} times a day from pier {k + 11}. "
+                f"Tickets to {place} cost {k + 4} crowns. The harbour master said the new timetable starts in "
+                f"{['March', 'April', 'May', 'June'][k % 4]}.\n")
+        out.append((f"zz-ferry-{k:02d}.txt", text, f"From which pier does the ferry to {place} sail?"))
+    return out
+
+
+def percentiles(values: list[float]) -> dict:
+    xs = sorted(values)
+    at = lambda q: xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]  # noqa: E731
+    return {"p50": round(at(0.5), 3), "p95": round(at(0.95), 3), "max": round(xs[-1], 3)}
+
+
+def newest_segment(index_dir: Path) -> dict:
+    """The manifest of the last segment the published index lists (an update's new segment)."""
+    published = index_dir / "current"
+    top = json.loads((published / "manifest.json").read_text(encoding="utf-8"))
+    name = top["segments"][-1]["name"] if "segments" in top else None
+    return json.loads((index_dir / name / "manifest.json").read_text(encoding="utf-8")) if name else top
+
+
+def serve_and_put(env: dict, log: Path, index_dir: Path, puts: int) -> dict:
+    """``qa serve --workers 1``; ``puts`` new documents PUT one after the other, each followed by its question;
+    then each DELETEd. Embedding time is read from each new segment's manifest (``embed_seconds``)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([*QA, "serve", "--workers", "1", "--port", str(port), "--no-access-log"],
                               env={**env, "QA_ADMIN_TOKEN": TOKEN}, cwd=ROOT, stdout=log.open("w"),
                               stderr=subprocess.STDOUT)
     auth = {"Authorization": f"Bearer {TOKEN}"}
+    docs = new_documents(puts)
+    put_s, answer_s, embed_s, cited, segments, delete_s = [], [], [], 0, [], []
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
-            deadline = time.monotonic() + 900
+            deadline = time.monotonic() + 1800
             while time.monotonic() < deadline:
                 try:
                     if client.get("/health").json().get("ready"):
@@ -95,20 +127,28 @@ def serve_and_put(env: dict, log: Path) -> dict:
                 except (httpx.TransportError, ValueError):
                     pass
                 time.sleep(0.5)
-            doc_id, text, question = PUT
-            t0 = time.perf_counter()
-            put = client.put(f"/documents/{doc_id}", content=text.encode(),
-                             headers={**auth, "Content-Type": "text/plain"})
-            put.raise_for_status()
-            t_put = time.perf_counter() - t0
-            answer = client.post("/ask", json={"question": question}).json()
-            t_answer = time.perf_counter() - t0
-            cited = answer["sentences"][0]["doc_id"] if answer["sentences"] else None
-            t1 = time.perf_counter()
-            client.delete(f"/documents/{doc_id}", headers=auth).raise_for_status()
-            t_delete = time.perf_counter() - t1
-        return {"put_seconds": round(t_put, 2), "put_until_answer_seconds": round(t_answer, 2),
-                "answer_cites_new_document": cited == doc_id, "delete_seconds": round(t_delete, 2)}
+            client.post("/ask", json={"question": "warm up"})
+            for doc_id, text, question in docs:
+                t0 = time.perf_counter()
+                client.put(f"/documents/{doc_id}", content=text.encode(),
+                           headers={**auth, "Content-Type": "text/plain"}).raise_for_status()
+                put_s.append(time.perf_counter() - t0)
+                answer = client.post("/ask", json={"question": question}).json()
+                answer_s.append(time.perf_counter() - t0)
+                cited += bool(answer["sentences"]) and answer["sentences"][0]["doc_id"] == doc_id
+                segment = newest_segment(index_dir)
+                embed_s.append(float(segment.get("embed_seconds", 0.0)))
+                top = json.loads((index_dir / "current" / "manifest.json").read_text(encoding="utf-8"))
+                segments.append(len(top.get("segments", [1])))
+            for doc_id, _, _ in docs:
+                t1 = time.perf_counter()
+                client.delete(f"/documents/{doc_id}", headers=auth).raise_for_status()
+                delete_s.append(time.perf_counter() - t1)
+        apart = [a - e for a, e in zip(answer_s, embed_s)]
+        return {"puts": puts, "put_seconds": percentiles(put_s), "put_until_answer_seconds": percentiles(answer_s),
+                "embed_seconds": percentiles(embed_s), "put_until_answer_without_embed_seconds": percentiles(apart),
+                "answers_citing_the_new_document": cited, "segments_after_each_put": segments,
+                "delete_seconds": percentiles(delete_s)}
     finally:
         server.terminate()
         server.wait(60)
@@ -119,10 +159,12 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qa-update-bench"))
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--puts", type=int, default=20, help="documents PUT (then DELETEd) through the server")
+    parser.add_argument("--http-only", action="store_true", help="skip the `qa index` steps")
     args = parser.parse_args()
     base = args.work / f"copies-{args.copies}"
     corpus, index_root = base / "corpus", args.work / "index"
-    for name in (ADDED[0], PUT[0]):
+    for name in [ADDED[0], *(d[0] for d in new_documents(args.puts))]:
         (corpus / name).unlink(missing_ok=True)
     files = write_corpus(args.shared, corpus, args.copies)
     env = {**os.environ, "QA_CORPUS_DIR": str(corpus), "QA_INDEX_ROOT": str(index_root), "HF_HUB_OFFLINE": "1",
@@ -133,16 +175,17 @@ def main() -> None:
     report: dict = {"copies": args.copies, "documents": files, "first_or_catch_up_seconds": t_first}
     m = manifest(index_dir)
     report["sentences"], report["passages"] = m["sentences"], m["passages"]
-    report["unchanged_index_seconds"] = qa_index(env)
-    doc_id, text, question = ADDED
-    (corpus / doc_id).write_text(text, encoding="utf-8")
-    report["add_one_index_seconds"] = qa_index(env)
-    m = manifest(index_dir)
-    report["add_one_build_seconds"] = m["build_seconds"]
-    report["add_one_split_documents"], report["add_one_encoded_texts"] = m["split_documents"], m["encoded_texts"]
-    report["http"] = serve_and_put(env, base / "serve.log")
-    (corpus / doc_id).unlink()
-    report["remove_one_index_seconds"] = qa_index(env)
+    if not args.http_only:
+        report["unchanged_index_seconds"] = qa_index(env)
+        doc_id, text, question = ADDED
+        (corpus / doc_id).write_text(text, encoding="utf-8")
+        report["add_one_index_seconds"] = qa_index(env)
+        m = manifest(index_dir)
+        report["add_one_build_seconds"] = m["build_seconds"]
+        report["add_one_split_documents"], report["add_one_encoded_texts"] = m["split_documents"], m["encoded_texts"]
+        (corpus / doc_id).unlink()
+        report["remove_one_index_seconds"] = qa_index(env)
+    report["http"] = serve_and_put(env, base / "serve.log", index_dir, args.puts)
     report["load_average"] = os.getloadavg()
     report["cpus"] = os.cpu_count()
     print(json.dumps(report, indent=2))

@@ -55,26 +55,30 @@ class NearSentences:
         return self.neighbours[lo:hi], self.cosines[lo:hi]
 
     @classmethod
-    def compute(cls, vectors: np.ndarray, documents: np.ndarray, keys: np.ndarray, threshold: float, limit: int,
-                rows: np.ndarray | None = None, batch: int = 4096) -> NearSentences:
+    def compute(cls, vectors, documents: np.ndarray, keys: np.ndarray, threshold: float, limit: int,
+                rows: np.ndarray | None = None, batch: int = 4096, search=None) -> NearSentences:
         """The table of sentences ``vectors`` (unit rows; ``documents[i]``: sentence i's document ordinal;
         ``keys[i]``: its wording key), holding the pairs that involve ``rows`` (default: every sentence): each
-        of ``rows`` against every sentence of another document, and the same pairs seen from the other side."""
+        of ``rows`` against every sentence of another document, and the same pairs seen from the other side.
+        ``search``: FAISS's ``range_search`` over all of ``vectors`` when the caller has one (an index of
+        segments searches each); ``vectors`` then need only give rows by id (``vectors[ids]``)."""
         import faiss
 
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         keys = np.asarray(keys, dtype=np.int64)
-        n = len(vectors)
+        n = len(keys)
         rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
         if not n or not len(rows):
             none = np.zeros(0, np.int64)
             return cls.from_pairs(n, none, none, np.zeros(0, np.float32), keys, threshold, limit)
-        search = faiss.IndexFlatIP(vectors.shape[1])
-        search.add(vectors)
+        if search is None:
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            flat = faiss.IndexFlatIP(vectors.shape[1])
+            flat.add(vectors)
+            search = flat.range_search
         found_a, found_b, found_cos = [], [], []
         for start in range(0, len(rows), batch):
             part = rows[start:start + batch]
-            lims, cos, ids = search.range_search(vectors[part], threshold)
+            lims, cos, ids = search(np.ascontiguousarray(vectors[part], dtype=np.float32), threshold)
             owner = np.repeat(part, np.diff(lims.astype(np.int64)))
             other = documents[ids] != documents[owner]
             found_a.append(owner[other])
@@ -83,7 +87,8 @@ class NearSentences:
         same_a, same_b = same_key_pairs(keys, documents, rows)
         found_a.append(same_a)
         found_b.append(same_b)
-        found_cos.append(np.einsum("ij,ij->i", vectors[same_a], vectors[same_b]).astype(np.float32))
+        found_cos.append(np.einsum("ij,ij->i", np.asarray(vectors[same_a], dtype=np.float32),
+                                   np.asarray(vectors[same_b], dtype=np.float32)).astype(np.float32))
         a, b, cos = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_cos)
         # Both directions of each pair, once: a pair found from both ends (both sentences in rows) twice.
         pairs = np.concatenate([np.stack([a, b]), np.stack([b, a])], axis=1)
@@ -111,22 +116,24 @@ class NearSentences:
         owner = np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.offsets))
         return owner, self.neighbours, self.cosines
 
-    def updated(self, kept: np.ndarray, vectors: np.ndarray, documents: np.ndarray,
-                key_of: Callable[[int], int]) -> NearSentences:
+    def updated(self, kept: np.ndarray, vectors, documents: np.ndarray, key_of: Callable[[int], int],
+                search=None, live: np.ndarray | None = None) -> NearSentences:
         """The table of a changed index: ``kept[i]`` is old sentence i's id in the new index (-1: its
         document changed or went); ``key_of(i)``, new sentence i's wording key, is asked for the others only.
         The pairs between kept sentences are carried over; the new index's other sentences (changed and
-        added documents) are searched against all of it. The result equals :meth:`compute` over the new
-        index (up to ``limit`` ties)."""
-        n = len(vectors)
-        fresh = np.ones(n, dtype=bool)
+        added documents) are searched against all of it (``search``: as :meth:`compute` takes it). ``live``:
+        the new index's live sentences (an index of segments keeps deleted ones), the others never paired.
+        The result equals :meth:`compute` over the new index (up to ``limit`` ties)."""
+        n = len(documents)
+        fresh = np.ones(n, dtype=bool) if live is None else np.array(live, dtype=bool)  # a dead one: no pairs
         fresh[kept[kept >= 0]] = False
         keys = np.zeros(n, dtype=np.int64)
         keys[kept[kept >= 0]] = self.keys[kept >= 0]
         keys[fresh] = [key_of(i) for i in np.flatnonzero(fresh).tolist()]
         a, b, cos = self.pairs()
         carried = (kept[a] >= 0) & (kept[b] >= 0)
-        new = NearSentences.compute(vectors, documents, keys, self.threshold, self.limit, np.flatnonzero(fresh))
+        new = NearSentences.compute(vectors, documents, keys, self.threshold, self.limit, np.flatnonzero(fresh),
+                                    search=search)
         na, nb, ncos = new.pairs()
         return NearSentences.from_pairs(n, np.concatenate([kept[a[carried]], na]),
                                         np.concatenate([kept[b[carried]], nb]),
@@ -166,13 +173,24 @@ def near_sentences(index: CorpusIndex, threshold: float, limit: int, vocabulary:
     table = NearSentences.load(path)
     if table is not None and len(table) == len(index.sentences):
         return table
-    vectors = np.asarray(index.sentence_vectors, dtype=np.float32)
     documents = index.sentence_documents
+    live = getattr(index, "live_sentences", None)  # a segmented index keeps deleted documents' sentences
+    search = getattr(index, "range_search", None)  # an index of segments: each searched, no matrix of all
+    if previous is not None and previous[1] is not None and search is not None:
+        vectors = index.sentence_vectors  # rows read by id: the changed documents' and same-wording pairs'
+    else:
+        search = None
+        vectors = np.array(index.sentence_vectors, dtype=np.float32)
+        if live is not None:
+            vectors[~live] = 0.0  # within no cosine of anything: never a near sentence
+
     def key_of(sid: int) -> int:
+        if live is not None and not live[sid]:
+            return 0  # no wording key: never paired by its wording
         return claims.wording_key(index.sentences[sid].text, vocabulary)
 
     if previous is not None and previous[1] is not None:
-        table = previous[1].updated(kept_sentences(previous[0], index), vectors, documents, key_of)
+        table = previous[1].updated(kept_sentences(previous[0], index), vectors, documents, key_of, search, live)
     else:
         keys = np.fromiter((key_of(i) for i in range(len(index.sentences))), dtype=np.int64, count=len(index.sentences))
         table = NearSentences.compute(vectors, documents, keys, threshold, limit)

@@ -26,7 +26,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal
 
 from text_to_num import alpha2digit, text2num
@@ -103,12 +103,35 @@ class Slot:
     end: int
 
 
+class ProperSet(frozenset):
+    """Proper words as the comparison caches' key: hashed and compared by a digest of the words made once, so a
+    cache lookup never compares two large sets word by word (an updated index brings an equal new set)."""
+
+    def __new__(cls, words: Collection[str] = ()):
+        self = super().__new__(cls, words)
+        self.digest = hashlib.blake2b("\n".join(sorted(self)).encode(), digest_size=16).digest()
+        return self
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ProperSet) and self.digest == other.digest
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """What the corpus says about its words: ``proper`` holds the casefolded words it writes capitalised
     mid-sentence (``qa.cues.proper_words_of``), so that a sentence's first word can be read as a name."""
 
     proper: Collection[str] = frozenset()
+
+    @cached_property
+    def proper_set(self) -> ProperSet:
+        return self.proper if isinstance(self.proper, ProperSet) else ProperSet(self.proper)
 
 
 @dataclass(frozen=True)
@@ -275,8 +298,11 @@ def _skeleton(text: str, proper: frozenset[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _proper(vocabulary: Vocabulary | None) -> frozenset[str]:
-    return frozenset(vocabulary.proper) if vocabulary else frozenset()
+_NO_PROPER = ProperSet()
+
+
+def _proper(vocabulary: Vocabulary | None) -> ProperSet:
+    return vocabulary.proper_set if vocabulary else _NO_PROPER
 
 
 def wording_key(sentence: str, vocabulary: Vocabulary | None = None, min_words: int = 2) -> int:

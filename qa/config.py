@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     allow_reload: bool = Field(False, description="serve POST /admin/reload")
     admin_token: SecretStr | None = Field(None, description="bearer token that administrative requests (document "
                                           "updates, reload) must carry; without it those routes are refused")
-    follow_seconds: float = Field(1.0, ge=0, description="how often a server checks whether another process "
+    refresh_seconds: float = Field(1.0, ge=0, description="how often a server checks whether another process "
                                                          "(a worker's reload, `qa index`) published a new "
                                                          "build of its index, and then loads it; 0: never")
     serve_pin_cores: bool = Field(True, description="pin each worker process to a core of its own when there "

@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from functools import cached_property
 
 from qa.text import Analyzer, words
 
@@ -69,35 +71,87 @@ def anaphora(question: str, *, subject_that: bool = False, bound_possessives: bo
     return found
 
 
+class ProperWordCounts:
+    """How often each casefolded word is written capitalised mid-sentence and in lower case: what
+    :func:`proper_words` decides from, kept so that an index changed by a few documents is counted again from
+    those documents' sentences only (:meth:`changed`)."""
+
+    def __init__(self, upper: Counter, lower: Counter):
+        self.upper, self.lower = upper, lower
+
+    @classmethod
+    def of_texts(cls, texts: Iterable[str]) -> "ProperWordCounts":
+        counts = cls(Counter(), Counter())
+        counts._add(texts, 1)
+        return counts
+
+    def changed(self, removed: Iterable[str], added: Iterable[str]) -> "ProperWordCounts":
+        """The counts of the texts less ``removed`` plus ``added`` (a new object: this one stays as it is)."""
+        counts = ProperWordCounts(self.upper.copy(), self.lower.copy())
+        counts._add(removed, -1)
+        counts._add(added, 1)
+        return counts
+
+    def _add(self, texts: Iterable[str], sign: int) -> None:
+        upper, lower = self.upper, self.lower
+        for text in texts:
+            for i, w in enumerate(words(text)):
+                key = w.casefold()
+                if w[:1].isupper():
+                    if i > 0:
+                        upper[key] += sign
+                else:
+                    lower[key] += sign
+
+    @cached_property
+    def words(self) -> frozenset[str]:
+        lower = self.lower
+        return frozenset(k for k, n in self.upper.items() if n > 0 and n >= lower.get(k, 0))
+
+
 def proper_words(texts: Iterable[str]) -> frozenset[str]:
     """Casefolded words that ``texts`` write capitalised mid-sentence at least as often as in lower case."""
-    upper: dict[str, int] = {}
-    lower: dict[str, int] = {}
-    for text in texts:
-        for i, w in enumerate(words(text)):
-            key = w.casefold()
-            if w[:1].isupper():
-                if i > 0:
-                    upper[key] = upper.get(key, 0) + 1
-            else:
-                lower[key] = lower.get(key, 0) + 1
-    return frozenset(k for k, n in upper.items() if n >= lower.get(k, 0))
+    return ProperWordCounts.of_texts(texts).words
 
 
-_proper_words_of: "weakref.WeakKeyDictionary[object, frozenset[str]]" = weakref.WeakKeyDictionary()
+_proper_counts: "weakref.WeakKeyDictionary[object, ProperWordCounts]" = weakref.WeakKeyDictionary()
 _proper_words_lock = threading.Lock()
 
 
-def proper_words_of(index) -> frozenset[str]:
-    """:func:`proper_words` of an index's sentences (anything with ``sentences``), computed once per index
-    and kept as long as the index is."""
+def proper_words_of(index, previous=None) -> frozenset[str]:
+    """:func:`proper_words` of an index's sentences, computed once per index and kept as long as the index is.
+    With ``previous`` (an index this one replaces, whose words were computed), only the documents that
+    differ between the two are read: their old sentences' counts taken out, their new ones' put in."""
     with _proper_words_lock:
-        found = _proper_words_of.get(index)
-    if found is None:
-        found = proper_words(s.text for s in index.sentences)
+        counts = _proper_counts.get(index)
+        before = _proper_counts.get(previous) if previous is not None else None
+    if counts is None:
+        changes = _changed_documents(previous, index) if before is not None else None
+        if changes is None:
+            counts = ProperWordCounts.of_texts(_texts_of(index, list(index.document_sentences)))  # live ones
+        else:
+            counts = before.changed(_texts_of(previous, changes[0]), _texts_of(index, changes[1]))
         with _proper_words_lock:
-            _proper_words_of[index] = found
-    return found
+            _proper_counts[index] = counts
+    return counts.words
+
+
+def _changed_documents(previous, index) -> tuple[list[str], list[str]] | None:
+    """The documents of ``previous`` that ``index`` no longer holds as they were, and those it holds anew
+    (by each document's fingerprint chunk); None when most of the corpus changed (counting it all is cheaper)."""
+    old, new = previous.fingerprint_chunks, index.fingerprint_chunks
+    gone = [d for d, chunk in old.items() if new.get(d) != chunk]
+    came = [d for d, chunk in new.items() if old.get(d) != chunk]
+    if len(gone) + len(came) > len(new) // 2:
+        return None
+    return gone, came
+
+
+def _texts_of(index, doc_ids: list[str]) -> Iterator[str]:
+    by_doc = index.document_sentences
+    for d in doc_ids:
+        for i in by_doc.get(d, ()):
+            yield index.sentences[int(i)].text
 
 
 def entities(question: str, proper: frozenset[str]) -> list[str]:

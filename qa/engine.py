@@ -18,7 +18,8 @@ from qa import index as index_mod
 from qa.config import RETRIEVERS, Settings, model_key
 from qa.conversation import Conversations, ConversationStore
 from qa.cues import proper_words_of
-from qa.embed import BatchingEncoder, Embedded, OnnxEncoder, onnx_encoder, onnx_ready, start_query_encoder
+from qa.embed import (BatchingEncoder, Embedded, OnnxEncoder, bulk_encoder, load_encoder, onnx_encoder, onnx_ready,
+                      start_query_encoder)
 from qa.ingest import Corpus, IngestLimits, read_corpus
 from qa.profile import Profile, load_profile
 from qa.types import Answer, Document, Query
@@ -29,8 +30,7 @@ NOT_FOUND = "not found in the corpus"
 MAX_QUESTION_CHARS = 1000
 
 
-class InvalidQuestion(ValueError):
-    pass
+class InvalidQuestion(ValueError): ...
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class Engine:
                     if not current:
                         if on_rebuild:
                             on_rebuild(why)
-                        bulk, encoder = cls._build_encoder(settings, docs)
+                        bulk, encoder = bulk_encoder(settings, lambda: sample_texts(docs))
                         index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild, skipped=skipped)
         engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
         if settings.onnx_queries and not onnx_ready(settings):
@@ -130,34 +130,10 @@ class Engine:
         engine.near_sentences  # made with the build (or read back) here, not by the first question
         return engine
 
-    def refreshed(self, progress: Callable[[str, int, int], None] | None = None, *,
-                  select: Callable[[list[Document]], list[Document]] | None = None) -> "Engine":
-        """An engine over the corpus folder as it is now: when it changed since the published build, the
-        index is rebuilt incrementally (``index.build`` with reuse) and published; when another process
-        published a newer build, that one is loaded. Returns ``self`` when nothing changed. The new engine
-        shares this one's models and conversation store, so swapping it in costs no model load.
-
-        The folder is read with the build lock held: a change another process made (and acknowledged) while
-        this one waited is then in what is built, never overwritten by a build of the folder as it was.
-        ``select`` chooses what of the folder's documents to index (``qa.updates.settled_documents``)."""
-        target = self.settings.index_dir()
-        spec = build_spec(self.settings)
-        with index_mod.build_lock(target):
-            corpus = read_corpus(self.settings.corpus_dir, IngestLimits.from_settings(self.settings))
-            docs = corpus.documents if select is None else select(corpus.documents)
-            current, why = index_mod.index_is_current(target, docs, spec, corpus.skipped)
-            if not current:
-                log.info("updating the index (%s)", why)
-                index_mod.build(docs, self.query_encoder, spec, target, progress, reuse=True,
-                                skipped=corpus.skipped)
-            if index_mod.published_build(target) == self.index.path.name:
-                return self
-            return self.with_index(index_mod.load(target, nprobe=self.settings.ann_nprobe))
-
     def with_index(self, corpus_index: index_mod.CorpusIndex, settings: Settings | None = None,
                    profile: Profile | None = None) -> "Engine":
-        """This engine's models and conversation store over another index; with ``settings`` or ``profile``,
-        answering with those (settings that do not shape the index)."""
+        """This engine's models and conversation store over another index; with ``settings`` or ``profile``
+        (settings that do not shape the index), answering with those."""
         if profile is None and (settings is None or settings.profile == self.settings.profile):
             profile = self.profile
         engine = Engine(settings or self.settings, corpus_index, self._encoder, profile=profile)
@@ -166,40 +142,16 @@ class Engine:
         with self._conversations_lock:
             if self._conversations is not None:
                 engine.conversations = self._conversations.for_engine(engine)
-        engine.near_sentences = engine._near_sentences(previous=self)  # only the changed documents searched
+        proper_words_of(corpus_index, previous=self.index)  # both: only the changed documents read again
+        engine.near_sentences = engine._near_sentences(previous=self)
         return engine
-
-    @classmethod
-    def _build_encoder(cls, settings: Settings, docs: list[Document]):
-        """The encoder for bulk encoding and the torch encoder if it had to be loaded.
-
-        The ONNX export gives the same vectors (checked when it was made) about twice as fast as torch and
-        without torch's start-up, so builds use it once it exists; the first build exports it."""
-        if onnx_ready(settings):
-            return onnx_encoder(settings, bulk=True), None
-        encoder = cls._load_encoder(settings)
-        if not settings.onnx_queries:
-            return encoder, encoder
-        from qa.embed import export_onnx
-        from qa.ingest import split_sentences
-
-        sample = [s.text for d in docs[:50] for s in split_sentences(d)][:200]
-        if not export_onnx(encoder, settings.onnx_path(), sample):
-            return encoder, encoder
-        return onnx_encoder(settings, bulk=True), encoder
-
-    @staticmethod
-    def _load_encoder(settings: Settings):
-        from qa.embed import Encoder
-
-        return Encoder(settings.resolved_model_path())
 
     @property
     def encoder(self):
         """The sentence-transformers encoder (torch): loaded only when an index is built or as a fallback."""
         with self._encoder_lock:
             if self._encoder is None:
-                self._encoder = self._load_encoder(self.settings)
+                self._encoder = load_encoder(self.settings)
             return self._encoder
 
     @property
@@ -437,6 +389,13 @@ class Engine:
 
     def document(self, doc_id: str) -> Document | None:
         return self.index.documents.get(doc_id)
+
+
+def sample_texts(docs: list[Document]) -> list[str]:
+    """Up to 200 sentences of the first documents: what an ONNX export is checked on against torch."""
+    from qa.ingest import split_sentences
+
+    return [s.text for d in docs[:50] for s in split_sentences(d)][:200]
 
 
 def validate_question(question: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -92,6 +92,27 @@ def read_corpus(folder: Path, limits: IngestLimits | None = None) -> Corpus:
     for s in skipped:
         log.log(logging.INFO if s.reason in QUIET_REASONS else logging.WARNING, "skipping %s: %s", s.path,
                 s.detail or s.reason)
+    return Corpus(sorted(docs, key=lambda d: d.doc_id), skipped)
+
+
+def read_files(folder: Path, file_ids: Iterable[str], limits: IngestLimits | None = None) -> Corpus:
+    """The documents of just the files ``file_ids`` of the corpus folder (those that exist), and what of them
+    was not read, as :func:`read_corpus` reads them: an update that knows which files changed reads only them."""
+    limits = limits or default_limits()
+    root = folder.resolve()
+    docs: list[Document] = []
+    skipped: list[Skipped] = []
+    for file_id in sorted(set(file_ids)):
+        path = folder / file_id
+        if not os.path.lexists(path):
+            continue
+        entry = _checked(path, file_id, root)
+        if isinstance(entry, Skipped):
+            skipped.append(entry)
+            continue
+        found, missed = read_corpus_file(*entry, limits)
+        docs.extend(found)
+        skipped.extend(missed)
     return Corpus(sorted(docs, key=lambda d: d.doc_id), skipped)
 
 

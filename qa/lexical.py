@@ -35,6 +35,14 @@ class CorpusStatistics:
         return cls(bm.idf, total_length / n_docs)
 
 
+def okapi_idf(df: np.ndarray, n_docs: int, epsilon: float = 0.25) -> np.ndarray:
+    """rank-bm25's BM25Okapi idf of terms held by ``df`` of ``n_docs`` documents (the terms in vocabulary
+    order): log((N − df + 0.5) / (df + 0.5)), a negative value floored at ``epsilon`` × the mean idf."""
+    idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
+    idf = np.where(idf < 0, epsilon * idf.mean(), idf) if len(idf) else idf
+    return np.asarray(idf, dtype=np.float32)
+
+
 @dataclass
 class LexicalIndex:
     vocab: dict[str, int]  # term → row of the postings
@@ -95,10 +103,9 @@ class LexicalIndex:
         rows = renumber[term_ids]
         order = np.lexsort((doc_ids, rows))
         df = df[kept]
-        idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
-        idf = np.where(idf < 0, epsilon * idf.mean(), idf) if len(idf) else idf
+        idf = okapi_idf(df, n_docs, epsilon)
         doc_len = np.bincount(doc_ids, weights=tfs, minlength=n_docs).astype(np.int32)
-        return cls({terms[t]: i for i, t in enumerate(kept)}, idf.astype(np.float32), doc_len,
+        return cls({terms[t]: i for i, t in enumerate(kept)}, idf, doc_len,
                    np.concatenate([[0], np.cumsum(df)]).astype(np.int64), doc_ids[order].astype(np.int32),
                    tfs[order].astype(np.int32), float(doc_len.sum() / n_docs), k1, b)
 

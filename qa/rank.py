@@ -19,7 +19,7 @@ from qa.agreement import Statement
 from qa.answer_checks import CHECKS, RANKED_KINDS, AskedType, answer_type_match, asked_type
 from qa.cues import NAME
 from qa.index import SentenceLookups, SentenceSet
-from qa.retrieve import Ranking
+from qa.retrieve import Ranking, tie_keys
 from qa.text import POSSESSIVE
 from qa.profile import Abstention, Profile
 from qa.types import AnswerSentence, Citation, Disagreement, Passage
@@ -290,7 +290,7 @@ def score_sentences(index: SentenceSet, ids: np.ndarray, terms: list[str],
             own = token_match(index, *question_tokens, ids[best])
         tokens[best] = own
         combined += weights.token * tokens
-    order = np.lexsort((ids, -combined))
+    order = np.lexsort((tie_keys(ids, index.sentence_order), -combined))
     return ScoredSentences(ids[order], combined[order], dense[order], coverage[order], typed[order],
                            asked, unseen, None if tokens is None else tokens[order], names_unseen(index, question))
 

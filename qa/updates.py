@@ -23,8 +23,9 @@ from pathlib import Path
 from qa import formats
 from qa import index as index_mod
 from qa.confined import Folder
+from qa.engine import Engine, build_spec
 from qa.formats import DocumentError, DocumentTooLarge, JsonTooDeep
-from qa.ingest import IngestLimits, document_from_upload
+from qa.ingest import IngestLimits, document_from_upload, read_corpus
 from qa.types import Document
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,70 @@ def settled_documents(docs: list[Document], in_service: dict[str, Document], fol
     return sorted(kept, key=lambda d: d.doc_id)
 
 
+# -- applying changes to an engine's index ------------------------------------------------------------------
+
+
+def refreshed(engine: Engine, progress: Callable[[str, int, int], None] | None = None, *,
+              select: Callable[[list[Document]], list[Document]] | None = None) -> Engine:
+    """An engine over the corpus folder as it is now: a change since the published index is indexed
+    (:func:`qa.index.index_change`: a small one as a segment, a large one by a build) and published;
+    ``engine`` itself when nothing changed. It shares ``engine``'s models, conversation store and loaded
+    segments.
+
+    The folder is read with the build lock held: a change another process made (and acknowledged) while
+    this one waited is then in what is built, never overwritten by a build of the folder as it was.
+    ``select`` chooses what of the folder's documents to index (:func:`settled_documents`)."""
+    target, spec = engine.settings.index_dir(), build_spec(engine.settings)
+    with index_mod.build_lock(target):
+        base = published(engine)
+        corpus = read_corpus(engine.settings.corpus_dir, IngestLimits.from_settings(engine.settings))
+        docs = corpus.documents if select is None else select(corpus.documents)
+        current, why = index_mod.index_is_current(target, docs, spec, corpus.skipped)
+        if not current:
+            log.info("updating the index (%s)", why)
+            index_mod.index_change(target, base.index, docs, corpus.skipped, spec, engine.query_encoder, progress)
+        return _after(engine, base)
+
+
+def with_files(engine: Engine, file_ids: list[str]) -> Engine:
+    """An engine with the folder's files ``file_ids`` indexed as they are now (added, replaced or removed),
+    reading only them (:func:`qa.index.apply_files`): an upload or a deletion through the API."""
+    target, s = engine.settings.index_dir(), engine.settings
+    with index_mod.build_lock(target):
+        base = published(engine)
+        if not index_mod.apply_files(target, base.index, s.corpus_dir, file_ids, build_spec(s), engine.query_encoder,
+                                     IngestLimits.from_settings(s)):
+            return refreshed(base)
+        return _after(engine, base)
+
+
+def published(engine: Engine) -> Engine:
+    """``engine``, or one over the index published since (another process's update, a merge) sharing its
+    loaded segments: what an update applies to."""
+    target = engine.settings.index_dir()
+    if index_mod.published_build(target) == engine.index.path.name:
+        return engine
+    return engine.with_index(index_mod.load(target, nprobe=engine.settings.ann_nprobe,
+                                            loaded=index_mod.segments_of(engine.index)))
+
+
+def _after(engine: Engine, base: Engine) -> Engine:
+    """The engine over what is published after an update made over ``base``; an intermediate ``base`` (neither
+    ``engine`` nor the result) lets its index go."""
+    fresh = published(base)
+    if base is not engine and fresh is not base and base.index.lease is not None:
+        base.index.lease.release()
+    return fresh
+
+
+def merge_due(engine: Engine) -> int:
+    """Publish the merges of segments the policy finds due (qa/index/merge.py); how many (0 when another
+    process merges). ``engine`` is not changed: load the published index to serve them."""
+    s = engine.settings
+    return index_mod.merge_due(s.index_dir(), engine.index, build_spec(s), nprobe=s.ann_nprobe,
+                               ann_min_passages=s.ann_min_passages)
+
+
 class Updater:
     """Applies document updates to a service's engine holder (an object with ``settings`` and a
     swappable ``engine``, e.g. ``qa.api.state.ServiceState``). ``busy`` while one runs."""
@@ -147,6 +212,7 @@ class Updater:
     def __init__(self, state):
         self.state = state
         self._lock = threading.Lock()
+        self.merges = BackgroundMerges(state)
 
     @property
     def busy(self) -> bool:
@@ -180,8 +246,10 @@ class Updater:
                     corpus.remove(name)
                     corpus.remove_folders(made)
 
-            self._refresh_or_undo(undo)
-            return self._result(name, created=before is None)
+            self._refresh_or_undo(undo, name)
+            result = self._result(name, created=before is None)
+        self.merges.request()
+        return result
 
     def delete(self, doc_id: str) -> UpdateResult:
         name = validate_doc_id(doc_id)
@@ -190,8 +258,10 @@ class Updater:
             if before is None:
                 raise UnknownDocument(name)
             corpus.remove(name)
-            self._refresh_or_undo(lambda: corpus.write(name, before, mtime_ns=self._settled_now()))
-            return self._result(name, created=False)
+            self._refresh_or_undo(lambda: corpus.write(name, before, mtime_ns=self._settled_now()), name)
+            result = self._result(name, created=False)
+        self.merges.request()
+        return result
 
     def refresh(self) -> bool:
         """Bring the engine in service up to date with the folder; whether it changed."""
@@ -199,17 +269,20 @@ class Updater:
             engine = self.state.engine
             if engine is None:
                 return False
-            fresh = engine.refreshed(select=self._settled(engine))
+            fresh = refreshed(engine, select=self._settled(engine))
             self.state.engine = fresh  # the swap: one reference assignment
-            return fresh is not engine
+        if fresh is not engine:
+            self.merges.request()
+        return fresh is not engine
 
-    def _refresh_or_undo(self, undo: Callable[[], None]) -> None:
-        """Update the index; if that fails, put the folder back as it was so it agrees with the index."""
+    def _refresh_or_undo(self, undo: Callable[[], None], name: str) -> None:
+        """Index the changed file ``name`` (only it is read); if that fails, put the folder back as it was so
+        it agrees with the index."""
         engine = self.state.engine
         if engine is None:
             raise RuntimeError("the engine is not loaded yet")
         try:
-            self.state.engine = engine.refreshed(select=self._settled(engine))
+            self.state.engine = with_files(engine, [name])
         except BaseException:
             try:
                 undo()
@@ -236,6 +309,42 @@ class Updater:
     def _result(self, name: str, *, created: bool) -> UpdateResult:
         m = self.state.engine.index.manifest
         return UpdateResult(name, created, self.state.engine.index.path.name, m["documents"], m["sentences"])
+
+
+class BackgroundMerges:
+    """Merges the index's segments in a thread of its own after updates (:func:`merge_due`: the merge
+    policy of qa/index/merge.py), so that neither questions nor updates wait for a merge; each merge is
+    published, and the service then loads it, sharing the segments it holds (``refresh_to_published``)."""
+
+    def __init__(self, state):
+        self.state = state
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self.merged = 0  # merges this process published
+
+    def request(self) -> None:
+        """Check for due merges soon (an update was published)."""
+        self._wake.set()
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="qa-merge", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while self._wake.wait():
+            self._wake.clear()
+            engine = self.state.engine
+            if engine is None:
+                continue
+            try:
+                done = merge_due(engine)
+            except Exception as exc:  # the segments stay as they are; the next update tries again
+                log.warning("merging the index's segments failed: %s", exc)
+                continue
+            if done:
+                self.merged += done
+                self.state.refresh_to_published(self.state.engine)
 
 
 class SettledChanges:

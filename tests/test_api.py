@@ -480,7 +480,7 @@ def test_a_server_follows_a_build_that_another_process_publishes(tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(SEEDS, corpus)
     settings = Settings(corpus_dir=corpus, index_root=tmp_path / "index", data_dir=tmp_path / "data",
-                        follow_seconds=0.05)
+                        refresh_seconds=0.05)
     app = create_app(Engine.open(settings), follow_index=True)
     with TestClient(app) as c:
         old_print = c.get("/health").json()["corpus_fingerprint"]

@@ -423,7 +423,7 @@ def test_a_load_whose_build_is_replaced_and_removed_meanwhile_loads_the_current_
 def test_the_build_lock_can_be_taken_again_by_the_thread_that_holds_it(tmp_path):
     target = tmp_path / "idx"
     with index_mod.build_lock(target):
-        with index_mod.build_lock(target):  # e.g. an update that holds it calls Engine.refreshed
+        with index_mod.build_lock(target):  # e.g. an update that holds it calls qa.updates.refreshed
             assert index_mod.build_running(target)
         assert index_mod.build_running(target)  # released by the outer hold only
     assert not index_mod.build_running(target)

@@ -1,5 +1,5 @@
 """Incremental index updates and document updates while serving (qa/updates.py, qa/api/routes/documents.py,
-``Engine.refreshed``), over a copy of the seed corpus with a few small documents made here."""
+``qa.updates.refreshed``), over a copy of the seed corpus with a few small documents made here."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from qa.index import reuse
 from qa.api import create_app
 from qa.engine import Engine, build_spec
 from qa.ingest import IngestLimits, load_corpus
-from qa.updates import (BadDocument, SettledChanges, Updater, UploadTooLarge, corpus_signature, settled_documents,
-                        upload_file_bytes,
-                        validate_doc_id, watch_folder)
+from qa import updates
+from qa.updates import (BadDocument, SettledChanges, Updater, UploadTooLarge, corpus_signature, refreshed,
+                        settled_documents, upload_file_bytes, validate_doc_id, watch_folder)
 from tests.conftest import SEEDS
 
 TOKEN = "s3cret-admin-token"
@@ -51,8 +51,8 @@ def settings_for(seed_settings, corpus, **extra):
     return seed_settings.model_copy(update={"corpus_dir": corpus, "data_dir": corpus.parent / "var", **extra})
 
 
-def content(idx: index_mod.CorpusIndex):
-    return [(s.doc_id, s.index, s.start, s.end, s.text, s.kind) for s in idx.sentences]
+def content_of(sentences):
+    return [(s.doc_id, s.index, s.start, s.end, s.text, s.kind) for s in sentences]
 
 
 def test_incremental_add_change_remove_equal_a_full_rebuild(tmp_path, seed_engine, seed_settings, monkeypatch):
@@ -67,27 +67,23 @@ def test_incremental_add_change_remove_equal_a_full_rebuild(tmp_path, seed_engin
     split: list[str] = []
     original_split = reuse.split_sentences
     monkeypatch.setattr(reuse, "split_sentences", lambda d, **kw: split.append(d.doc_id) or original_split(d, **kw))
-    updated = first.refreshed()
+    updated = refreshed(first)
     assert updated is not first and sorted(split) == ["library.txt", "observatory.txt"]  # the rest is reused
-    inc = updated.index
-    assert inc.manifest["split_documents"] == 2 and inc.manifest["encoded_texts"] == 4  # the new sentences only
+    inc = updated.index  # the build in service, and one segment of the changed documents
+    assert [e["deleted"] for e in inc.manifest["segments"]] == [["bridge.txt", "library.txt"], []]
+    assert sorted(inc.segments[1].documents) == ["library.txt", "observatory.txt"]
+    assert inc.segments[0] is first.index  # shared, not read again
 
     docs = load_corpus(corpus)
     full_dir = index_mod.build(docs, first.query_encoder, build_spec(settings), tmp_path / "full", reuse=False)
     full = index_mod.load(tmp_path / "full")
-    assert full.path == full_dir and content(inc) == content(full)
-    assert inc.passages == full.passages
-    assert np.allclose(np.asarray(inc.sentence_vectors), np.asarray(full.sentence_vectors), atol=1e-5)
-    assert np.array_equal(inc.tokens.offsets, full.tokens.offsets)
-    everything = np.arange(len(inc.sentences))
-    a, b = inc.tokens.of(everything), full.tokens.of(everything)
-    assert np.abs(a[0].astype(int) - b[0].astype(int)).max() <= 1 and np.allclose(a[1], b[1], rtol=1e-3)
-    assert np.array_equal(np.load(inc.path / "token_ids.npy"), np.load(full.path / "token_ids.npy"))
+    assert full.path == full_dir and inc.fingerprint == full.fingerprint
+    live = [inc.sentences[i] for i in np.flatnonzero(inc.live_sentences).tolist()]
+    assert sorted(content_of(live)) == sorted(content_of(full.sentences))
+    assert inc.lexical_sentences.vocab == full.lexical_sentences.vocab
+    assert np.allclose(inc.lexical_sentences.idf, full.lexical_sentences.idf)
+    assert inc.lexical_passages.n_docs == full.lexical_passages.n_docs and inc.faiss_index.ntotal == len(full.passages)
     assert np.allclose(inc.tokens.weights, full.tokens.weights)
-    for lex in ("lexical_passages", "lexical_sentences"):
-        x, y = getattr(inc, lex), getattr(full, lex)
-        assert x.vocab == y.vocab and np.array_equal(x.docs, y.docs) and np.array_equal(x.tfs, y.tfs)
-        assert np.allclose(x.idf, y.idf)
     from_full = updated.with_index(full)
     for question in ("Who opened the Zorvane observatory?", "What did the library add?",
                      "Why was the Torkham crossing closed?", "When was the Aldgate bridge closed?"):
@@ -96,7 +92,7 @@ def test_incremental_add_change_remove_equal_a_full_rebuild(tmp_path, seed_engin
         assert [(s.citation.doc_id, s.citation.sentence_index) for s in x.sentences] == \
                [(s.citation.doc_id, s.citation.sentence_index) for s in y.sentences]
     assert updated.ask("Who opened the Zorvane observatory?").sentences[0].citation.doc_id == "observatory.txt"
-    assert updated.refreshed() is updated  # nothing changed since
+    assert refreshed(updated) is updated  # nothing changed since
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +151,57 @@ def test_put_writes_the_file_and_answers_from_it_then_delete_removes_it(served):
     assert client.get("/documents/observatory.txt").status_code == 404
     assert client.delete("/documents/observatory.txt", headers=AUTH).status_code == 404
     assert client.get("/health").json()["updating"] is False
+
+
+def test_uploads_become_segments_that_are_merged_in_the_background(served):
+    from qa.api.state import updater_of_app
+
+    client, corpus, app = served
+    updater = updater_of_app(app)
+    names = [f"notice-{k:02d}.txt" for k in range(11)]  # the default policy merges 10 small segments
+    for k, name in enumerate(names):
+        text = f"Notice {k}\n\nThe ferry to Islet {k} leaves at {k + 6} in the morning from pier {k + 20}.\n"
+        assert client.put(f"/documents/{name}", content=text.encode(), headers={**AUTH, "Content-Type": "text/plain"}
+                          ).status_code == 201
+    deadline = time.monotonic() + 120
+    while updater.merges.merged == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert updater.merges.merged >= 1
+    while len(index_mod.segments_of(app.state.qa.engine.index)) > 3 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the service loads the merged generation
+    index = app.state.qa.engine.index
+    assert len(index_mod.segments_of(index)) <= 3 and set(names) <= set(index.documents)
+    answer = client.post("/ask", json={"question": "From which pier does the ferry to Islet 7 leave?"}).json()
+    assert answer["sentences"][0]["doc_id"] == "notice-07.txt"
+    for name in names:
+        assert client.delete(f"/documents/{name}", headers=AUTH).status_code == 200
+
+
+def test_an_upload_after_a_merge_published_elsewhere_still_reads_only_its_file(served, monkeypatch):
+    from qa.index.merge import MergePolicy
+
+    client, corpus, app = served
+    for name in ("merge-a.txt", "merge-b.txt"):
+        text = f"{name}\n\nThe {name[6]} quay in Dunmarrow reopened in May.\n"
+        assert client.put(f"/documents/{name}", content=text.encode(), headers={**AUTH, "Content-Type": "text/plain"}
+                          ).status_code == 201
+    engine = app.state.qa.engine
+    assert index_mod.merge_due(engine.settings.index_dir(), engine.index, build_spec(engine.settings),
+                               policy=MergePolicy(per_tier=2, floor=1)) >= 1
+    assert index_mod.published_build(engine.settings.index_dir()) != engine.index.path.name  # not served yet
+
+    def whole_folder(*args, **kwargs):
+        raise AssertionError("the whole folder was read for one upload")
+
+    monkeypatch.setattr(updates, "refreshed", whole_folder)
+    r = client.put("/documents/merge-c.txt", content=b"Quay\n\nThe c quay in Dunmarrow closed in June.\n",
+                   headers={**AUTH, "Content-Type": "text/plain"})
+    assert r.status_code == 201, r.text
+    answer = client.post("/ask", json={"question": "When did the c quay in Dunmarrow close?"}).json()
+    assert answer["sentences"][0]["doc_id"] == "merge-c.txt"
+    monkeypatch.undo()
+    for name in ("merge-a.txt", "merge-b.txt", "merge-c.txt"):
+        assert client.delete(f"/documents/{name}", headers=AUTH).status_code == 200
 
 
 def test_a_page_put_into_a_subfolder_is_read_as_html_and_cited_by_its_path(served):
@@ -316,10 +363,11 @@ def test_json_nested_too_deep_is_a_400_before_it_is_parsed(served):
 def test_a_failed_index_update_undoes_the_write_and_the_folders_it_made(served, monkeypatch):
     client, corpus, _ = served
 
-    def cannot_index(self, progress=None, **kwargs):
+    def cannot_index(self, *args, **kwargs):
         raise ValueError("the corpus cannot be indexed")
 
-    monkeypatch.setattr(Engine, "refreshed", cannot_index)
+    monkeypatch.setattr(updates, "with_files", cannot_index)  # how an upload is indexed
+    monkeypatch.setattr(updates, "refreshed", cannot_index)
     r = client.put("/documents/made/here/x.txt", content=NEW, headers={**AUTH, "Content-Type": "text/plain"})
     assert r.status_code == 409
     assert not (corpus / "made").exists()
@@ -344,7 +392,7 @@ def test_a_refresh_reads_the_folder_only_once_it_holds_the_build_lock(tmp_path, 
     result = {}
     with real_lock(target):
         monkeypatch.setattr(index_mod, "build_lock", noting_lock)
-        refresher = threading.Thread(target=lambda: result.setdefault("engine", engine.refreshed()))
+        refresher = threading.Thread(target=lambda: result.setdefault("engine", refreshed(engine)))
         refresher.start()
         assert waiting.wait(60)
         (corpus / "late.txt").write_text("Late news\n\n" + NEW + "\n", encoding="utf-8")

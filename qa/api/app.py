@@ -39,7 +39,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     on ``app.state.qa`` by the caller, as tests do). ``allow_reload`` adds ``POST /admin/reload``.
     ``ask_workers`` bounds the questions answered at once (default: ``settings.ask_workers``).
     ``follow_index`` loads each new build of the index another process publishes (``ServiceState.follow``,
-    every ``settings.follow_seconds``). ``watch`` updates the index when files of the corpus folder change
+    every ``settings.refresh_seconds``). ``watch`` updates the index when files of the corpus folder change
     (``qa serve --watch``, qa/updates.py)."""
     settings = settings or (engine.settings if engine is not None else Settings())
     state = ServiceState(settings, engine)
@@ -51,7 +51,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, *
     async def lifespan(app: FastAPI):
         if state.engine is None and load_on_startup:
             state.start_loading()
-        stop = state.follow(settings.follow_seconds) if follow_index and settings.follow_seconds else None
+        stop = state.follow(settings.refresh_seconds) if follow_index and settings.refresh_seconds else None
         watching = watch_folder(updater_of_app(app), settings.watch_seconds, settings.watch_quiet_s) \
             if watch else None
         yield

@@ -202,7 +202,7 @@ class DocumentUpdated(BaseModel):
     doc_id: str
     created: bool = Field(description="true: a new document; false: an existing one was replaced or deleted")
     build: str = Field(description="the index build now answering questions (in this worker process; the "
-                                   "others load it within `follow_seconds`)")
+                                   "others load it within `refresh_seconds`)")
     documents: int
     sentences: int
 

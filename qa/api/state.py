@@ -101,10 +101,29 @@ class ServiceState:
                 if engine is None or published in (None, tried, engine.index.path.name) or self.busy:
                     continue
                 log.info("a new build of the index was published (%s): loading it", published)
-                tried = published if self.start_loading(check_corpus=False) else tried
+                tried = published if not self.refresh_to_published(engine) else None
 
         threading.Thread(target=watch, name="qa-index-follow", daemon=True).start()
         return stop
+
+    def refresh_to_published(self, engine: Engine) -> bool:
+        """Swap in ``engine`` over the index published now, sharing the segments it holds (a generation that
+        adds a segment reads only that one): how a worker picks up another process's update. False when it
+        could not be loaded (reported by /health; the engine in service stays)."""
+        if not self._loading.acquire(blocking=False):
+            return True  # a load is under way: it serves the newest build once done
+        try:
+            fresh = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe,
+                                                     loaded=index_mod.segments_of(engine.index)))
+            if not self.swap_in_if_current(fresh):
+                retire(fresh)
+            return True
+        except Exception as exc:
+            log.warning("could not load the published index: %s", exc)
+            self.error = str(exc)
+            return False
+        finally:
+            self._loading.release()
 
     def _load(self, check_corpus: bool = True) -> None:
         try:
@@ -118,7 +137,8 @@ class ServiceState:
                 if self.swap_in_if_current(engine):
                     break
                 retire(engine)
-                engine = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe))
+                engine = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe,
+                                                            loaded=index_mod.segments_of(engine.index)))
             self.error = None
             self.loaded_at = _now()
             log.info("engine ready in %.1f s: %s", time.perf_counter() - t0, engine.index.path)
@@ -202,10 +222,8 @@ def catalog(engine: Engine) -> Catalog:
     with _catalog_lock:
         if _catalog is not None and _catalog.index is engine.index:
             return _catalog
-        ranges: dict[str, tuple[int, int]] = {}
-        for sid, s in enumerate(engine.index.sentences):
-            first, _ = ranges.get(s.doc_id, (sid, sid))
-            ranges[s.doc_id] = (first, sid + 1)
+        ranges = {doc_id: (int(ids[0]), int(ids[-1]) + 1)  # a document's sentences are consecutive ids
+                  for doc_id, ids in engine.index.document_sentences.items() if len(ids)}
         docs = sorted(engine.index.documents.values(), key=lambda d: d.doc_id)
         counts = {doc_id: last - first for doc_id, (first, last) in ranges.items()}
         listing = DocumentList(count=len(docs), documents=[

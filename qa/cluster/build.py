@@ -76,11 +76,11 @@ def _write(folder: Path, text: sh.ShardText, vectors: sh.ShardVectors, stats: sh
 
 def ensure_onnx_export(settings: Settings, docs: list[Document]) -> None:
     """Make the model's ONNX export the encoder actors load, as a single build would (once per index root)."""
-    from qa.embed import onnx_ready
-    from qa.engine import Engine
+    from qa.embed import bulk_encoder, onnx_ready
+    from qa.engine import sample_texts
 
     if not onnx_ready(settings):
-        Engine._build_encoder(settings, docs)
+        bulk_encoder(settings, lambda: sample_texts(docs))
 
 
 def build_sharded(docs: list[Document], settings: Settings, *, shards: int, workers: int,

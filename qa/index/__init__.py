@@ -13,17 +13,20 @@ a half-written index and a server keeps answering from the old build until then.
 * :mod:`qa.index.rows`: vectors and word pieces read row by row from disk.
 """
 
-from qa.index.build import build, dense_index
+from qa.index.build import build, dense_index, write_build
+from qa.index.segments import apply_files, index_change, merge_due, merge_segments, segment_sizes, segments_of, update
 from qa.index.corpus import Catalogue, CorpusIndex, SentenceLookups, SentenceSet, WordPieces
 from qa.index.publish import CURRENT, TMP_PREFIX, build_lock, build_running, publish, published_build
 from qa.index.reuse import encode_texts, split_documents
 from qa.index.rows import (SentenceTokens, TokenRows, VectorRows, gather_ranges, mean_vectors, piece_frequencies,
                            token_weights, weights_of_pieces)
 from qa.index.spec import (FORMAT_VERSION, KINDS, BuildSpec, IndexCorrupt, IndexMissing, IndexUnavailable,
-                           corpus_fingerprint, make_passages, passage_text, split_key, splitter_version)
+                           corpus_fingerprint, document_chunk, document_fields, make_passages, passage_text,
+                           split_key, splitter_version)
 from qa.index.storage import BuildParts, index_is_current, load, read_manifest, save_build
 
-__all__ = ["build", "dense_index", "Catalogue", "CorpusIndex", "SentenceLookups", "SentenceSet", "WordPieces", "CURRENT", "TMP_PREFIX", "build_lock", "build_running", "publish",
+__all__ = ["build", "dense_index", "write_build", "apply_files", "index_change", "merge_due", "merge_segments", "segment_sizes", "segments_of", "update", "document_chunk",
+           "document_fields", "Catalogue", "CorpusIndex", "SentenceLookups", "SentenceSet", "WordPieces", "CURRENT", "TMP_PREFIX", "build_lock", "build_running", "publish",
            "published_build", "encode_texts", "split_documents", "SentenceTokens", "TokenRows", "VectorRows",
            "gather_ranges", "mean_vectors", "piece_frequencies", "token_weights", "weights_of_pieces",
            "FORMAT_VERSION", "KINDS", "BuildSpec", "IndexCorrupt", "IndexMissing", "IndexUnavailable",

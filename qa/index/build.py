@@ -10,7 +10,7 @@ import numpy as np
 
 from qa.index.publish import publish
 from qa.index.reuse import analyzer_for, encode_texts, passage_counts, previous_build, sentence_counts, split_all
-from qa.index.rows import mean_vectors, token_weights
+from qa.index.rows import content_pieces, mean_vectors, piece_frequencies, piece_weights
 from qa.index.spec import BuildSpec, corpus_fingerprint, make_passages, split_key, splitter_version
 from qa.index.storage import BuildParts, save_build
 from qa.ingest import Skipped
@@ -22,7 +22,18 @@ from qa.types import Document
 def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
           progress: Callable[[str, int, int], None] | None = None, *, reuse: bool = True,
           skipped: Sequence[Skipped] = ()) -> Path:
-    """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder.
+    """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder
+    (:func:`write_build`, then :func:`qa.index.publish.publish`)."""
+    build_dir = write_build(docs, encoder, spec, target, progress, reuse=reuse, skipped=skipped)
+    publish(target, build_dir)
+    return build_dir
+
+
+def write_build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
+                progress: Callable[[str, int, int], None] | None = None, *, reuse: bool = True,
+                skipped: Sequence[Skipped] = ()) -> Path:
+    """Write a build folder of ``docs`` under ``target`` without publishing it (a whole index, or one
+    segment of a generation: qa/index/segments.py); returns it.
 
     With ``reuse`` the build in service is the starting point, so that the work is in proportion to the
     change: a document whose text it already holds keeps its sentences (not split again), and sentences
@@ -54,22 +65,24 @@ def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
         encoded[0] = total
         step("embed", done, total)
 
+    t_embed = time.perf_counter()
     vectors, tokens = encode_texts(encoder, texts, embedded, previous,
                                    keep_tokens=len(sentences) if spec.token_vectors else 0, known_rows=previous_rows)
+    t_embed = time.perf_counter() - t_embed
     findex = dense_index(mean_vectors(vectors, passages), spec.ann_min_passages)  # a passage: its sentences' mean
 
     manifest = {**spec.to_dict(), "dim": encoder.dim, "splitter": splitter_version(),
                 "corpus_fingerprint": corpus_fingerprint(docs, skipped),
                 "split_documents": len(docs) - (sum(split_key(d.raw, layout_key(d)) in previous.splits for d in docs)
                                                 if previous else 0),
-                "encoded_texts": encoded[0]}
-    parts = BuildParts(docs, sentences, passages, findex, vectors, lexical_p, lexical_s, analyzer, tokens,
-                       previous.tokens if previous else None,
-                       lambda ids, offsets: token_weights(ids, offsets, encoder.vocabulary, analyzer.stopwords),
-                       skipped)
-    build_dir = save_build(target, parts, manifest, t0)
-    publish(target, build_dir)
-    return build_dir
+                "encoded_texts": encoded[0], "embed_seconds": round(t_embed, 3)}
+    content = content_pieces(encoder.vocabulary, analyzer.stopwords)
+    parts = BuildParts(docs, sentences, passages, findex, vectors, lexical_p, lexical_s, analyzer, tokens=tokens,
+                       previous_tokens=previous.tokens if previous else None,
+                       token_weights=lambda ids, offsets: piece_weights(piece_frequencies(ids, offsets, len(content)),
+                                                                        len(offsets) - 1, content),
+                       piece_content=content, skipped=skipped)
+    return save_build(target, parts, manifest, t0)
 
 
 def dense_index(vectors: np.ndarray, ann_min: int):

@@ -12,6 +12,7 @@ Both are read-only once made and shared between requests; their lookups are comp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from qa import leases
-from qa.index.rows import TokenRows, VectorRows
+from qa.index.rows import VectorRows
+from qa.index.stacked import StackedLexicon, StackedRows
 from qa.ingest import Skipped
 from qa.lexical import LexicalIndex
 from qa.text import Analyzer
@@ -65,6 +66,18 @@ class SentenceLookups:
         return np.array([ordinal.setdefault(s.doc_id, len(ordinal)) for s in self.sentences], dtype=np.int64)
 
     @cached_property
+    def document_names(self) -> list[str]:
+        """The documents' ids by the ordinals of :attr:`sentence_documents`."""
+        return list(dict.fromkeys(s.doc_id for s in self.sentences))
+
+    @cached_property
+    def sentence_order(self) -> np.ndarray | None:
+        """Each sentence's position in the corpus's canonical order (by document id, then place in the
+        document), which breaks ties between equal scores; None when the ids are in that order (a build:
+        its documents are sorted by id). An index of segments numbers its sentences otherwise."""
+        return None
+
+    @cached_property
     def sentence_ids(self) -> dict[tuple[str, int], int]:
         """(doc_id, sentence index in the document) → global sentence id."""
         return {(s.doc_id, s.index): i for i, s in enumerate(self.sentences)}
@@ -84,8 +97,8 @@ class SentenceSet(SentenceLookups):
 
     documents: dict[str, Document]
     sentences: list[Sentence]
-    sentence_vectors: VectorRows | np.ndarray  # rows by sentence id: rows[ids]
-    lexical_sentences: LexicalIndex
+    sentence_vectors: VectorRows | StackedRows | np.ndarray  # rows by sentence id: rows[ids]
+    lexical_sentences: LexicalIndex | StackedLexicon
     analyzer: Analyzer
     tokens: WordPieces | None = None  # word-piece vectors per sentence, when the build kept them
 
@@ -102,6 +115,12 @@ class SentenceSet(SentenceLookups):
         return rows, sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
 
 
+class Held(Protocol):
+    """A hold on folders another process may remove (qa/leases.py), released when the index is let go."""
+
+    def release(self) -> None: ...
+
+
 class Catalogue(Protocol):
     """What the engine, the document routes and conversations read of a whole corpus (see the module's
     docstring)."""
@@ -113,7 +132,7 @@ class Catalogue(Protocol):
     lexical_sentences: LexicalIndex
     analyzer: Analyzer
     skipped: list[Skipped]
-    lease: leases.Lease | None
+    lease: Held | None
 
     @property
     def document_vectors(self) -> tuple[dict[str, int], np.ndarray]: ...
@@ -138,14 +157,32 @@ class CorpusIndex(SentenceSet):
 
     path: Path
     manifest: dict
-    passages: list[Passage]
-    faiss_index: object
-    lexical_passages: LexicalIndex
-    sentence_vectors: VectorRows  # read on demand from the build folder
-    tokens: TokenRows | None = None
+    passages: Sequence[Passage]  # by passage id
+    faiss_index: object  # FAISS's search(query, k) and ntotal over the passage vectors
+    lexical_passages: LexicalIndex | StackedLexicon
     skipped: list[Skipped] = field(default_factory=list)  # the corpus folder's files this build did not read
-    lease: leases.Lease | None = None  # held while this build is in use, so no publish removes its folder
+    lease: Held | None = None  # held while this build is in use, so no publish removes its folder
+    stored_fields: dict[str, dict] = field(default_factory=dict)  # doc_id → its fields as documents.json keeps them
 
     @property
     def fingerprint(self) -> str:
         return self.manifest["corpus_fingerprint"]
+
+    @cached_property
+    def passage_documents(self) -> np.ndarray:
+        """Passage id → its document's ordinal (as :attr:`sentence_documents` numbers them)."""
+        first = np.fromiter((p.sentence_ids[0] for p in self.passages), dtype=np.int64, count=len(self.passages))
+        return self.sentence_documents[first] if len(first) else first
+
+    @cached_property
+    def passage_order(self) -> np.ndarray | None:
+        """As :attr:`sentence_order`, for passages."""
+        return None
+
+    @cached_property
+    def fingerprint_chunks(self) -> dict[str, bytes]:
+        """Each live document's part of the corpus fingerprint (qa.index.spec.document_chunk), so an update
+        can record the fingerprint of the corpus after it without reading the corpus folder again."""
+        from qa.index.spec import document_chunk
+
+        return {d: document_chunk(d, doc.raw, self.stored_fields.get(d, {})) for d, doc in self.documents.items()}

@@ -4,6 +4,7 @@ build lock that makes processes sharing the folder build one after the other."""
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -22,17 +23,30 @@ CURRENT = "current"
 
 
 TMP_PREFIX = ".tmp-"  # a build is written into TMP_PREFIX + its name, then renamed
+MERGING = ".merging"  # where a merge writes its segment, out of reach of builds and publishes, until it is published
+
+
+def referenced(folder: Path) -> set[str]:
+    """The folders a published folder needs: itself, and the segments a generation lists
+    (qa/index/segments.py)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {folder.name}
+    return {folder.name, *(e["name"] for e in manifest.get("segments", []) if isinstance(e, dict) and "name" in e)}
 
 
 def publish(target: Path, build_dir: Path) -> None:
-    """Point ``target/current`` at ``build_dir`` atomically, then remove the builds nothing points at and
-    no process holds a lease on (:mod:`qa.leases`: a server still loading or serving one keeps it; a later
-    publish removes it once its readers have moved). Call with :func:`build_lock` held."""
+    """Point ``target/current`` at ``build_dir`` (a build, or a generation of segments) atomically, then
+    remove the builds and generations it does not need and no process holds a lease on (:mod:`qa.leases`: a
+    server still loading or serving one keeps it; a later publish removes it once its readers have moved).
+    Call with :func:`build_lock` held."""
     link = target / f".{CURRENT}-{uuid.uuid4().hex[:8]}"
     os.symlink(build_dir.name, link)
     os.replace(link, target / CURRENT)
-    for old in target.glob("build-*"):
-        if old.name != build_dir.name:
+    keep = referenced(build_dir)
+    for old in [*target.glob("build-*"), *target.glob("gen-*")]:
+        if old.name not in keep:
             try:
                 leases.remove_unleased(old, trash=target / f"{TMP_PREFIX}{old.name}")
             except OSError as exc:  # the new build is published whatever happens to an old one
@@ -76,6 +90,27 @@ def build_lock(target: Path) -> Iterator[None]:
             yield
         finally:
             held.discard(lock_file)
+
+
+@contextmanager
+def merge_lock(target: Path) -> Iterator[bool]:
+    """Held by the one process that merges the segments of ``target`` (qa/index/segments.py); yields whether
+    this caller got it: a merge never waits for another, the holder merges whatever is due. Whoever gets it
+    removes what a merge that was killed left in ``MERGING``."""
+    staging = target / MERGING
+    staging.mkdir(parents=True, exist_ok=True)
+    with open(target / ".merge.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            for stale in staging.iterdir():
+                shutil.rmtree(stale, ignore_errors=True)
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def build_running(target: Path) -> bool:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from qa.types import Passage
+
+
+QUANTISE_ROWS = 1 << 16  # word-piece rows quantised at once when a build writes them (about 100 MB of float32)
 
 
 def gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -98,6 +102,8 @@ class TokenRows:
         self.scales = np.load(folder / "token_scales.npy")  # 4 bytes a word piece: kept in memory
         self.offsets = np.load(folder / "token_offsets.npy")
         self.weights = np.load(folder / "token_weights.npy")
+        content = folder / "token_content.npy"  # which pieces are content (weights over other segments' too)
+        self.content = np.load(content) if content.exists() else None
         # Mapped now, read only by a rebuild that reuses this build: a mapping, like an open file, stays
         # readable once the build folder is removed, so a loaded index never reads its folder by path again.
         self._ids = np.load(folder / "token_ids.npy", mmap_mode="r")
@@ -113,16 +119,32 @@ class TokenRows:
         rows = gather_ranges(starts, lengths)
         return self.vectors.ranges(starts, ends), self.scales[rows], np.concatenate([[0], np.cumsum(lengths)])[:-1]
 
+    def piece_ids(self, rows: np.ndarray) -> np.ndarray:
+        """The vocabulary ids of the word-piece rows ``rows`` (rows, not sentences)."""
+        return np.asarray(self._ids[rows])
+
     def ids_of(self, sentence_id: int) -> np.ndarray:
         return np.array(self._ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])
 
+    def frequencies(self, vocabulary_size: int, sentence_ids: np.ndarray | None = None) -> np.ndarray:
+        """Per word piece of the vocabulary: how many of ``sentence_ids`` hold it; of every sentence when None
+        (computed once: an index of segments sums these over its segments)."""
+        if sentence_ids is None:
+            if getattr(self, "_all_frequencies", None) is None or len(self._all_frequencies) != vocabulary_size:
+                self._all_frequencies = piece_frequencies(np.asarray(self._ids), self.offsets, vocabulary_size)
+            return self._all_frequencies
+        starts, ends = self.offsets[sentence_ids], self.offsets[sentence_ids + 1]
+        local = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+        return piece_frequencies(self.piece_ids(gather_ranges(starts, ends - starts)), local, vocabulary_size)
+
     @staticmethod
     def write(folder: Path, tokens: SentenceTokens, previous: TokenRows | None,
-              weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+              weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray], content: np.ndarray | None = None) -> None:
         """Write every sentence's word pieces: those of newly encoded sentences quantised here, those of
         reused ones copied byte for byte from ``previous`` (no decoding, no second rounding), one copy per
         run of consecutive rows. At 100,000 sentences the vectors are over a gigabyte, so the copy stays
-        in the kernel (``os.copy_file_range``) instead of passing through NumPy."""
+        in the kernel (``os.copy_file_range``) instead of passing through NumPy. ``content``
+        (:func:`content_pieces`) is kept so that weights over several segments can be computed later."""
         source = tokens.previous_rows
         reused = source >= 0
         if reused.any() and previous is None:
@@ -133,10 +155,8 @@ class TokenRows:
         if reused.any():
             lengths[reused] = previous.offsets[source[reused] + 1] - previous.offsets[source[reused]]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        new_vectors = tokens.vectors.astype(np.float32)
-        new_scales = np.maximum(np.abs(new_vectors).max(axis=1, initial=0.0), 1e-12) / 127.0
-        new_rows = np.round(new_vectors / new_scales[:, None]).astype(np.int8)
-        dim = new_rows.shape[1] if not reused.any() else previous.vectors.shape[1]
+        new_scales = np.maximum(np.abs(tokens.vectors).max(axis=1, initial=0.0).astype(np.float32), 1e-12) / 127.0
+        dim = tokens.vectors.shape[1] if not reused.any() else previous.vectors.shape[1]
         ids = np.empty(offsets[-1], dtype=np.int32)
         scales = np.empty(offsets[-1], dtype=np.float32)
         new_at = np.concatenate([[0], np.cumsum(~reused)])  # sentence → its position among the new ones
@@ -155,12 +175,54 @@ class TokenRows:
                 else:
                     lo, hi = tokens.offsets[new_at[first]], tokens.offsets[new_at[last]]
                     ids[out], scales[out] = tokens.ids[lo:hi], new_scales[lo:hi]
-                    os.pwrite(fh.fileno(), new_rows[lo:hi].tobytes(), data_at + out.start * dim)
+                    for at in range(lo, hi, QUANTISE_ROWS):  # a block at a time: float32 copies stay small
+                        end = min(at + QUANTISE_ROWS, hi)
+                        block = np.round(tokens.vectors[at:end].astype(np.float32) / new_scales[at:end, None])
+                        os.pwrite(fh.fileno(), block.astype(np.int8).tobytes(), data_at + (out.start + at - lo) * dim)
             os.ftruncate(fh.fileno(), data_at + int(offsets[-1]) * dim)
         np.save(folder / "token_scales.npy", scales)
         np.save(folder / "token_offsets.npy", offsets)
         np.save(folder / "token_ids.npy", ids)
         np.save(folder / "token_weights.npy", weights_of(ids, offsets).astype(np.float32))
+        if content is not None:
+            np.save(folder / "token_content.npy", content)
+
+
+@dataclass
+class CopiedTokens:
+    """Word pieces copied as stored from loaded segments (a merge): for each source, the
+    :class:`TokenRows` and the local ids of the sentences taken from it, in the merged order."""
+
+    sources: list[tuple[TokenRows, np.ndarray]]
+    content: np.ndarray
+
+    def write(self, folder: Path) -> None:
+        """The token files of the merged sentences: rows copied file to file, one copy per run of consecutive
+        sentences; the piece weights over the merged sentences."""
+        lengths = [rows.offsets[ids + 1] - rows.offsets[ids] for rows, ids in self.sources]
+        offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [])]).astype(np.int64)
+        dim = self.sources[0][0].vectors.shape[1]
+        ids_out = np.empty(offsets[-1], dtype=np.int32)
+        scales = np.empty(offsets[-1], dtype=np.float32)
+        with open(folder / "token_vectors.npy", "wb") as fh:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int8)), "fortran_order": False,
+                      "shape": (int(offsets[-1]), int(dim))}
+            np.lib.format.write_array_header_1_0(fh, header)
+            fh.flush()
+            data_at, at = fh.tell(), 0
+            for rows, ids in self.sources:
+                for first, last in _runs(ids.astype(np.int64)):
+                    lo, hi = int(rows.offsets[ids[first]]), int(rows.offsets[ids[last - 1] + 1])
+                    ids_out[at:at + hi - lo], scales[at:at + hi - lo] = rows._ids[lo:hi], rows.scales[lo:hi]
+                    _copy_bytes(rows.vectors, lo, hi, fh.fileno(), data_at + at * dim)
+                    at += hi - lo
+            os.ftruncate(fh.fileno(), data_at + int(offsets[-1]) * dim)
+        np.save(folder / "token_scales.npy", scales)
+        np.save(folder / "token_offsets.npy", offsets)
+        np.save(folder / "token_ids.npy", ids_out)
+        weights = piece_weights(piece_frequencies(ids_out, offsets, len(self.content)), len(offsets) - 1, self.content)
+        np.save(folder / "token_weights.npy", weights)
+        np.save(folder / "token_content.npy", self.content)
 
 
 @dataclass
@@ -211,9 +273,26 @@ def piece_frequencies(ids: np.ndarray, offsets: np.ndarray, vocabulary_size: int
 
 def weights_of_pieces(df: np.ndarray, n: int, vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
     """:func:`token_weights` from the pieces' sentence frequencies ``df`` over ``n`` sentences."""
-    idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
+    return piece_weights(df, n, content_pieces(vocabulary, stopwords))
+
+
+def content_pieces(vocabulary: list[str], stopwords: frozenset[str]) -> np.ndarray:
+    """Per word piece of the vocabulary: whether it can say what a text is about (not a stop word,
+    punctuation or a special token); the others weigh 0 in the word-piece match."""
+    return _content_pieces(tuple(vocabulary), stopwords)
+
+
+@lru_cache(maxsize=4)  # one model's vocabulary and stop words: every update's segment asks again
+def _content_pieces(vocabulary: tuple[str, ...], stopwords: frozenset[str]) -> np.ndarray:
     content = np.array([any(c.isalnum() for c in piece) and not (piece.startswith("[") and piece.endswith("]"))
-                        and piece not in stopwords for piece in vocabulary], dtype=bool)
+                     and piece not in stopwords for piece in vocabulary], dtype=bool)
+    content.setflags(write=False)  # shared by every caller
+    return content
+
+
+def piece_weights(df: np.ndarray, n: int, content: np.ndarray) -> np.ndarray:
+    """Each piece's idf over ``n`` sentences, ``df`` of which hold it; 0 for a piece that is not content."""
+    idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
     return np.where(content, np.maximum(idf, 0.0), 0.0).astype(np.float32)
 
 

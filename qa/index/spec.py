@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -54,13 +54,23 @@ class BuildSpec:
 def corpus_fingerprint(docs: list[Document], skipped: Sequence[Skipped] = ()) -> str:
     """What a build was made from: every document's id, text, layout and metadata, and every file skipped
     (so a newly unreadable file is reported, not left out of the report)."""
+    return fingerprint_of({d.doc_id: document_chunk(d.doc_id, d.raw, document_fields(d)) for d in docs}, skipped)
+
+
+def document_chunk(doc_id: str, raw: str, fields: dict) -> bytes:
+    """One document's part of the corpus fingerprint: its id, its text's digest and its stored fields
+    (:func:`document_fields`, as documents.json keeps them, so a loaded index can compute it again)."""
+    return b"".join((doc_id.encode(), b"\0", hashlib.sha256(raw.encode("utf-8")).digest(),
+                     json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()))
+
+
+def fingerprint_of(chunks: Mapping[str, bytes], skipped: Sequence[Skipped] = ()) -> str:
+    """The corpus fingerprint from each document's :func:`document_chunk` (in id order) and the skipped files
+    (in path order: an update that read some files only records the same as a read of the whole folder)."""
     h = hashlib.sha256()
-    for d in sorted(docs, key=lambda d: d.doc_id):
-        h.update(d.doc_id.encode())
-        h.update(b"\0")
-        h.update(hashlib.sha256(d.raw.encode("utf-8")).digest())
-        h.update(json.dumps(document_fields(d), sort_keys=True, ensure_ascii=False).encode())
-    for entry in skipped:
+    for doc_id in sorted(chunks):
+        h.update(chunks[doc_id])
+    for entry in sorted(skipped, key=lambda s: (s.path, s.reason, s.detail or "")):
         h.update(json.dumps(entry.to_dict(), ensure_ascii=False).encode())
     return h.hexdigest()
 
@@ -113,6 +123,18 @@ def make_passages(sentences: list[Sentence], size: int, overlap: int) -> list[Pa
                 break
         start = end
     return passages
+
+
+def passage_count(n_sentences: int, size: int, overlap: int) -> int:
+    """How many passages :func:`make_passages` makes of a document of ``n_sentences`` sentences."""
+    if n_sentences <= 0:
+        return 0
+    step, count = size - overlap, 0
+    for i in range(0, n_sentences, step):
+        count += 1
+        if min(i + size, n_sentences) == n_sentences:
+            break
+    return count
 
 
 def passage_text(passage: Passage, sentences: list[Sentence]) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from qa import leases
 from qa.index.corpus import CorpusIndex
 from qa.index.publish import CURRENT, TMP_PREFIX, published_build
-from qa.index.rows import SentenceTokens, TokenRows, VectorRows
+from qa.index.rows import CopiedTokens, SentenceTokens, TokenRows, VectorRows
 from qa.index.spec import (FORMAT_VERSION, KINDS, BuildSpec, IndexCorrupt, IndexMissing, corpus_fingerprint,
                            document_fields)
 from qa.ingest import Skipped
@@ -38,10 +38,12 @@ class BuildParts:
     lexical_passages: LexicalIndex
     lexical_sentences: LexicalIndex
     analyzer: Analyzer
-    tokens: SentenceTokens | None = None  # the sentences' word pieces, when the spec keeps them
+    tokens: SentenceTokens | CopiedTokens | None = None  # the sentences' word pieces, when the spec keeps them
     previous_tokens: TokenRows | None = None  # the build that ``tokens``' reused rows come from
     token_weights: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # (ids, offsets) → piece weights
+    piece_content: np.ndarray | None = None  # which vocabulary pieces are content (rows.content_pieces)
     skipped: Sequence[Skipped] = ()  # the corpus folder's files not read
+    stored_fields: dict[str, dict] | None = None  # documents' fields as an earlier build stored them (a merge)
 
 
 def save_build(target: Path, parts: BuildParts, manifest: dict, started: float) -> Path:
@@ -56,7 +58,10 @@ def save_build(target: Path, parts: BuildParts, manifest: dict, started: float) 
     tmp_dir.mkdir()
     docs, sentences, passages, skipped = parts.docs, parts.sentences, parts.passages, parts.skipped
     try:
-        _write_json(tmp_dir / "documents.json", [{"doc_id": d.doc_id, "raw": d.raw, **document_fields(d)} for d in docs])
+        stored = parts.stored_fields or {}
+        _write_json(tmp_dir / "documents.json", [{"doc_id": d.doc_id, "raw": d.raw,
+                                                  **(stored[d.doc_id] if d.doc_id in stored else document_fields(d))}
+                                                 for d in docs])
         _write_json(tmp_dir / "skipped.json", [entry.to_dict() for entry in skipped])
         np.save(tmp_dir / "sentences.npy", _sentence_table(sentences, docs))
         _write_json(tmp_dir / "passages.json", [[p.doc_id, list(p.sentence_ids)] for p in passages])
@@ -65,8 +70,10 @@ def save_build(target: Path, parts: BuildParts, manifest: dict, started: float) 
         parts.lexical_passages.save(tmp_dir, "bm25_passages")
         parts.lexical_sentences.save(tmp_dir, "bm25_sentences")
         _write_json(tmp_dir / "lemmas.json", parts.analyzer.lemmas)
-        if parts.tokens is not None:
-            TokenRows.write(tmp_dir, parts.tokens, parts.previous_tokens, parts.token_weights)
+        if isinstance(parts.tokens, CopiedTokens):
+            parts.tokens.write(tmp_dir)
+        elif parts.tokens is not None:
+            TokenRows.write(tmp_dir, parts.tokens, parts.previous_tokens, parts.token_weights, parts.piece_content)
         manifest = {
             "format_version": FORMAT_VERSION,
             **manifest,
@@ -102,14 +109,16 @@ def _build_manifest(target: Path, build_dir: Path) -> dict:
 LOAD_ATTEMPTS = 20  # builds replaced one after the other while one process loads: each try is milliseconds
 
 
-def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
+def load(target: Path, *, nprobe: int = 64, loaded: Sequence[CorpusIndex] = ()) -> CorpusIndex:
     """Load the published build of ``target``; a clear :class:`IndexUnavailable` when it is not usable.
     ``nprobe``: inverted lists an IVF dense index scans per query (more: closer to exact, slower).
 
     The build is leased before anything of it is read, and the lease is kept with the index
     (``CorpusIndex.lease``), so no publish removes it while it is read. A build replaced and removed
     between finding and leasing it, or one that fails to load while a newer one has been published
-    since, is not an error: the build published then is loaded instead."""
+    since, is not an error: the build published then is loaded instead. A generation of segments
+    (qa/index/segments.py) is loaded as one :class:`~qa.index.segmented.SegmentedIndex`, its segments
+    leased too; segments in ``loaded`` (those of the index in service) are shared, not read again."""
     for _ in range(LOAD_ATTEMPTS):
         name = published_build(target)
         if name is None:  # no link: no index, or a folder named `current` (a copy), loaded as it is
@@ -122,7 +131,9 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
         except leases.FolderGone:
             continue
         try:
-            return _load_build(target, build_dir.resolve(), lease, nprobe)
+            return _load_published(target, build_dir.resolve(), lease, nprobe, loaded)
+        except leases.FolderGone:  # a segment of a generation replaced and collected meanwhile
+            lease.release()
         except IndexCorrupt:
             lease.release()
             if published_build(target) == build_dir.name:
@@ -130,7 +141,36 @@ def load(target: Path, *, nprobe: int = 64) -> CorpusIndex:
     raise IndexCorrupt(f"the index at {target} kept changing while it was loaded ({LOAD_ATTEMPTS} builds)")
 
 
-def _load_build(target: Path, build_dir: Path, lease: leases.Lease, nprobe: int) -> CorpusIndex:
+def _load_published(target: Path, folder: Path, lease: leases.Lease, nprobe: int,
+                    loaded: Sequence[CorpusIndex]) -> CorpusIndex:
+    """A published build, or a generation of segments."""
+    from qa.index.segmented import compose
+    from qa.index.segments import check_generation, is_generation, lease_segments
+
+    manifest = _build_manifest(target, folder)
+    if not is_generation(manifest):
+        return _load_build(target, folder, lease, nprobe)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexCorrupt(f"the index at {target} has format {manifest.get('format_version')}, this qa reads "
+                           f"{FORMAT_VERSION}: run `qa index --rebuild`")
+    check_generation(target, manifest)
+    held = lease_segments(target, manifest)
+    try:
+        known = {segment.path.name: segment for segment in loaded}
+        segments = [known.get(entry["name"]) or _load_build(target, target / entry["name"], None, nprobe)
+                    for entry in manifest["segments"]]
+        skipped_file = folder / "skipped.json"
+        skipped = [Skipped(**entry) for entry in json.loads(skipped_file.read_text(encoding="utf-8"))] \
+            if skipped_file.exists() else []
+    except BaseException:
+        for segment_lease in held:
+            segment_lease.release()
+        raise
+    return compose(segments, [frozenset(e["deleted"]) for e in manifest["segments"]], path=folder,
+                   manifest=manifest, skipped=skipped, held=[lease, *held])
+
+
+def _load_build(target: Path, build_dir: Path, lease: leases.Lease | None, nprobe: int) -> CorpusIndex:
     import faiss
 
     manifest = _build_manifest(target, build_dir)
@@ -177,8 +217,8 @@ def _load_build(target: Path, build_dir: Path, lease: leases.Lease, nprobe: int)
         path=build_dir, manifest=manifest, documents=documents, sentences=sentences, passages=passages,
         faiss_index=findex, sentence_vectors=sentence_vectors, lexical_passages=lexical_p,
         lexical_sentences=lexical_s, analyzer=Analyzer.from_dict(manifest["analyzer"], lemmas), tokens=tokens,
-        skipped=skipped,
-        lease=lease,
+        skipped=skipped, lease=lease,
+        stored_fields={d["doc_id"]: {k: v for k, v in d.items() if k not in ("doc_id", "raw")} for d in raw_docs},
     )
 
 
