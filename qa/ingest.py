@@ -79,34 +79,28 @@ def read_corpus(folder: Path, limits: IngestLimits | None = None) -> Corpus:
     ``<file>#<id>`` (:func:`qa.formats.record_doc_id`)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"corpus folder not found: {folder}")
-    limits = limits or default_limits()
-    docs: list[Document] = []
-    skipped: list[Skipped] = []
-    for entry in corpus_files(folder):
-        if isinstance(entry, Skipped):
-            skipped.append(entry)
-            continue
-        found, missed = read_corpus_file(*entry, limits)
-        docs.extend(found)
-        skipped.extend(missed)
-    for s in skipped:
+    corpus = _read_entries(corpus_files(folder), limits or default_limits())
+    for s in corpus.skipped:
         log.log(logging.INFO if s.reason in QUIET_REASONS else logging.WARNING, "skipping %s: %s", s.path,
                 s.detail or s.reason)
-    return Corpus(sorted(docs, key=lambda d: d.doc_id), skipped)
+    return corpus
 
 
 def read_files(folder: Path, file_ids: Iterable[str], limits: IngestLimits | None = None) -> Corpus:
     """The documents of just the files ``file_ids`` of the corpus folder (those that exist), and what of them
     was not read, as :func:`read_corpus` reads them: an update that knows which files changed reads only them."""
-    limits = limits or default_limits()
     root = folder.resolve()
+    entries = (_checked(folder / file_id, file_id, root) for file_id in sorted(set(file_ids))
+               if os.path.lexists(folder / file_id))
+    return _read_entries(entries, limits or default_limits())
+
+
+def _read_entries(entries: Iterable, limits: IngestLimits) -> Corpus:
+    """The documents of the files ``entries`` lists (``(path, file id)``, or a :class:`Skipped` for a file
+    not to read), sorted by id, and every file or record not read."""
     docs: list[Document] = []
     skipped: list[Skipped] = []
-    for file_id in sorted(set(file_ids)):
-        path = folder / file_id
-        if not os.path.lexists(path):
-            continue
-        entry = _checked(path, file_id, root)
+    for entry in entries:
         if isinstance(entry, Skipped):
             skipped.append(entry)
             continue

@@ -43,8 +43,51 @@ def okapi_idf(df: np.ndarray, n_docs: int, epsilon: float = 0.25) -> np.ndarray:
     return np.asarray(idf, dtype=np.float32)
 
 
+def okapi_scores(parts: list[tuple[tuple[np.ndarray, np.ndarray], float]], doc_len: np.ndarray, avgdl: float,
+                 k1: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(doc_ids, scores)`` of BM25 from each query term's postings (documents, frequencies) and idf: summed
+    into one slot per document, linear in the postings where sorting them would not be."""
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    acc = np.zeros(len(doc_len), dtype=np.float64)
+    touched = np.zeros(len(doc_len), dtype=bool)
+    for (docs, tfs), idf in parts:  # a document appears once in a term's postings
+        norm = k1 * (1 - b + b * doc_len[docs] / avgdl)
+        acc[docs] += idf * tfs * (k1 + 1) / (tfs + norm)
+        touched[docs] = True
+    ids = np.flatnonzero(touched)
+    return ids.astype(np.int64), acc[ids].astype(np.float32)
+
+
+def scores_at(scored: tuple[np.ndarray, np.ndarray], doc_ids: np.ndarray) -> np.ndarray:
+    """The scores of ``doc_ids`` in ``(ids ascending, scores)``; 0 for a document not scored."""
+    ids, vals = scored
+    out = np.zeros(len(doc_ids), dtype=np.float32)
+    if len(ids):
+        pos = np.searchsorted(ids, doc_ids)
+        hit = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == doc_ids)
+        out[hit] = vals[pos[hit]]
+    return out
+
+
+class TermTable:
+    """What a lexicon answers from its ``vocab`` (term → row) and ``idf`` (by row) alone."""
+
+    vocab: dict[str, int]
+    idf: np.ndarray
+
+    @property
+    def terms(self) -> list[str]:
+        """The vocabulary by row."""
+        return sorted(self.vocab, key=self.vocab.get)
+
+    def idf_of(self, term: str) -> float | None:
+        row = self.vocab.get(term)
+        return None if row is None else float(self.idf[row])
+
+
 @dataclass
-class LexicalIndex:
+class LexicalIndex(TermTable):
     vocab: dict[str, int]  # term → row of the postings
     idf: np.ndarray  # float32 per term (rank-bm25's BM25Okapi.idf)
     doc_len: np.ndarray  # int32 per document
@@ -116,15 +159,6 @@ class LexicalIndex:
         order = np.argsort(self.docs, kind="stable")
         return self.docs[order].astype(np.int64), term_ids[order], self.tfs[order].astype(np.int64)
 
-    @property
-    def terms(self) -> list[str]:
-        """The vocabulary by row."""
-        return sorted(self.vocab, key=self.vocab.get)
-
-    def idf_of(self, term: str) -> float | None:
-        row = self.vocab.get(term)
-        return None if row is None else float(self.idf[row])
-
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         row = self.vocab.get(term)
         if row is None:
@@ -138,27 +172,11 @@ class LexicalIndex:
         A repeated query term counts once per occurrence, as in rank-bm25.
         """
         parts = [(self.postings(t), self.idf_of(t)) for t in terms if t in self.vocab]
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        # Accumulate into one slot per document: linear in the postings, where sorting them would not be.
-        acc = np.zeros(self.n_docs, dtype=np.float64)
-        touched = np.zeros(self.n_docs, dtype=bool)
-        for (docs, tfs), idf in parts:  # a document appears once in a term's postings
-            norm = self.k1 * (1 - self.b + self.b * self.doc_len[docs] / self.avgdl)
-            acc[docs] += idf * tfs * (self.k1 + 1) / (tfs + norm)
-            touched[docs] = True
-        ids = np.flatnonzero(touched)
-        return ids.astype(np.int64), acc[ids].astype(np.float32)
+        return okapi_scores(parts, self.doc_len, self.avgdl, self.k1, self.b)
 
     def scores_of(self, terms: list[str], doc_ids: np.ndarray) -> np.ndarray:
         """Scores of the given documents only (rank-bm25's ``get_batch_scores``)."""
-        ids, vals = self.scores(terms)
-        out = np.zeros(len(doc_ids), dtype=np.float32)
-        if len(ids):
-            pos = np.searchsorted(ids, doc_ids)
-            hit = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == doc_ids)
-            out[hit] = vals[pos[hit]]
-        return out
+        return scores_at(self.scores(terms), doc_ids)
 
     def contains(self, doc_ids: np.ndarray, terms: list[str]) -> np.ndarray:
         """Boolean matrix ``[len(doc_ids), len(terms)]``: whether each document has each term."""

@@ -31,6 +31,19 @@ def _segment(tmp_path, name: str, docs: list[Document], encoder, settings: Setti
     return index_mod.load(target)
 
 
+def _live(tmp_path):
+    """What the update tests share: settings under ``tmp_path``, the stand-in encoder, the spec, a profile without
+    the near-sentence table, the index folder ``live`` and a writer of a segment of some documents there."""
+    from qa.index.build import write_build
+
+    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
+                        onnx_queries=False)
+    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
+    target = tmp_path / "live"
+    return (settings, encoder, spec, load_profile().updated({"ranking.near_limit": 0}), target,
+            lambda docs: write_build(docs, encoder, spec, target, reuse=False))
+
+
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("segments")
@@ -92,20 +105,15 @@ def test_the_composed_lookups_are_those_of_one_index(engines):
 
 
 def test_the_near_sentence_table_of_an_update_is_that_of_a_build(tmp_path):
-    from qa.index.build import write_build
     from qa.index.segments import update
 
-    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
-                        onnx_queries=False)
-    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
+    settings, encoder, spec, _, target, segment = _live(tmp_path)
     echo = Document("e.txt", "Border", A.raw.replace("Monday", "Tuesday"))  # A's sentences, a day changed
     echo2 = Document("e.txt", "Border", A.raw.replace("Monday", "Sunday"))
-    target = tmp_path / "live"
     index_mod.build([A, B, C, echo], encoder, spec, target)
     first = Engine(settings, index_mod.load(target), encoder)
     assert first.near_sentences is not None and len(first.near_sentences.neighbours)  # A and echo pair up
-    update(target, first.index, [C2, D, echo2], [], lambda d: write_build(d, encoder, spec, target, reuse=False),
-           spec)
+    update(target, first.index, [C2, D, echo2], [], segment, spec)
     second = first.with_index(index_mod.load(target, loaded=index_mod.segments_of(first.index)))
     whole = _segment(tmp_path, "whole", [A, B, C2, D, echo2], encoder, settings)
     rebuilt = Engine(settings, whole, encoder)
@@ -129,19 +137,11 @@ def test_passage_count_is_what_make_passages_makes():
 
 
 def test_an_update_publishes_a_generation_that_answers_as_a_full_build(tmp_path):
-    from qa.index.build import write_build
     from qa.index.segments import update
 
-    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
-                        onnx_queries=False)
-    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
-    profile = load_profile().updated({"ranking.near_limit": 0})
-    target = tmp_path / "live"
+    settings, encoder, spec, profile, target, segment = _live(tmp_path)
     index_mod.build([A, B, C], encoder, spec, target)
     first = index_mod.load(target)
-
-    def segment(docs):
-        return write_build(docs, encoder, spec, target, reuse=False)
 
     update(target, first, [C2, D], [], segment, spec)
     second = index_mod.load(target, loaded=[first])
@@ -174,18 +174,10 @@ def test_the_merge_policy_merges_a_full_tier_and_rewrites_a_mostly_deleted_segme
 
 
 def test_merged_segments_answer_as_before_and_later_deletions_carry_over(tmp_path):
-    from qa.index.build import write_build
     from qa.index.segments import merge_segments, update
 
-    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
-                        onnx_queries=False)
-    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
-    profile = load_profile().updated({"ranking.near_limit": 0})
-    target = tmp_path / "live"
+    settings, encoder, spec, profile, target, segment = _live(tmp_path)
     index_mod.build([A, B], encoder, spec, target)
-
-    def segment(docs):
-        return write_build(docs, encoder, spec, target, reuse=False)
 
     first = index_mod.load(target)
     update(target, first, [C], [], segment, spec)
@@ -222,22 +214,14 @@ def _story(n: int, version: int) -> Document:
 
 def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuild(tmp_path):
     """120 random changes, checked against a full rebuild after 60 and after 120."""
-    from qa.index.build import write_build
     from qa.index.segments import merge_due, update
 
-    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
-                        onnx_queries=False)
-    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
-    profile = load_profile().updated({"ranking.near_limit": 0})
-    target = tmp_path / "live"
+    settings, encoder, spec, profile, target, segment = _live(tmp_path)
     corpus = {n: _story(n, 0) for n in range(12)}
     index_mod.build(list(corpus.values()), encoder, spec, target)
     index = index_mod.load(target)
     rng = np.random.default_rng(7)
     version, merges = 1, 0
-
-    def segment(docs):
-        return write_build(docs, encoder, spec, target, reuse=False)
 
     for step in range(120):
         action = rng.choice(["add", "replace", "delete"], p=[0.4, 0.4, 0.2])
@@ -265,19 +249,11 @@ def test_a_random_sequence_of_adds_replaces_and_deletes_answers_as_a_full_rebuil
 
 
 def test_an_index_held_through_a_merge_answers_as_before_and_keeps_its_folders(tmp_path):
-    from qa.index.build import write_build
     from qa.index.merge import MergePolicy
     from qa.index.segments import merge_due, update
 
-    settings = Settings(corpus_dir=tmp_path / "corpus", index_root=tmp_path / "index", data_dir=tmp_path / "var",
-                        onnx_queries=False)
-    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
-    profile = load_profile().updated({"ranking.near_limit": 0})
-    target = tmp_path / "live"
+    settings, encoder, spec, profile, target, segment = _live(tmp_path)
     index_mod.build([A, B], encoder, spec, target)
-
-    def segment(docs):
-        return write_build(docs, encoder, spec, target, reuse=False)
 
     held = index_mod.load(target)
     for doc in (C, D):

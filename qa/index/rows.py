@@ -17,6 +17,14 @@ from qa.types import Passage
 QUANTISE_ROWS = 1 << 16  # word-piece rows quantised at once when a build writes them (about 100 MB of float32)
 
 
+def row_ids(ids, rows: int) -> np.ndarray:
+    """``ids`` as an int64 array of rows of a matrix of ``rows`` rows (IndexError for one outside it)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= rows):
+        raise IndexError("row id out of range")
+    return ids
+
+
 def gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The positions ``starts[i]`` to ``starts[i] + lengths[i]`` for each ``i``, one range after the other."""
     bounds = np.concatenate([[0], np.cumsum(lengths)])
@@ -53,9 +61,7 @@ class VectorRows:
         """One row for an int; for an array of ids, their rows in that order (consecutive ids: one read)."""
         if isinstance(ids, (int, np.integer)):
             return self[np.array([ids])][0]
-        ids = np.asarray(ids, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.shape[0]):
-            raise IndexError("row id out of range")
+        ids = row_ids(ids, self.shape[0])
         wanted = np.unique(ids)
         out = np.empty((len(wanted), self.shape[1]), dtype=self.dtype)
         runs = np.split(np.arange(len(wanted)), np.flatnonzero(np.diff(wanted) != 1) + 1)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qa.lexical import LexicalIndex, okapi_idf
+from qa.index.rows import row_ids
+from qa.lexical import LexicalIndex, TermTable, okapi_idf, okapi_scores, scores_at
 
 
 class StackedRows:
@@ -43,9 +44,7 @@ class StackedRows:
     def __getitem__(self, ids) -> np.ndarray:
         if isinstance(ids, (int, np.integer)):
             return self[np.array([ids])][0]
-        ids = np.asarray(ids, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.shape[0]):
-            raise IndexError("row id out of range")
+        ids = row_ids(ids, self.shape[0])
         out = np.empty((len(ids), self.shape[1]), dtype=self.dtype)
         part = self.part_of(ids)
         for p in np.unique(part).tolist():
@@ -79,7 +78,7 @@ class StackedRows:
         return whole if dtype is None else whole.astype(dtype)
 
 
-class StackedLexicon:
+class StackedLexicon(TermTable):
     """The lexicons of several segments (each a :class:`qa.lexical.LexicalIndex` over its own documents) read
     as one over the live documents of all of them: global document ids (segment offsets added), corpus-wide
     document frequencies, idf and average length. Deleted documents keep their ids and never score; ``n_docs``
@@ -118,14 +117,6 @@ class StackedLexicon:
     def n_docs(self) -> int:
         return self._n_live
 
-    @property
-    def terms(self) -> list[str]:
-        return sorted(self.vocab, key=self.vocab.get)
-
-    def idf_of(self, term: str) -> float | None:
-        row = self.vocab.get(term)
-        return None if row is None else float(self.idf[row])
-
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """The live documents holding ``term`` (global ids, ascending) and its frequency in each."""
         docs, tfs = [], []
@@ -143,25 +134,10 @@ class StackedLexicon:
         """``(doc_ids, scores)`` of every live document holding a query term, BM25 with the corpus-wide
         statistics (a repeated query term counts once per occurrence, as in rank-bm25)."""
         parts = [(self.postings(t), self.idf_of(t)) for t in terms if t in self.vocab]
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        acc = np.zeros(len(self.doc_len), dtype=np.float64)
-        touched = np.zeros(len(self.doc_len), dtype=bool)
-        for (docs, tfs), idf in parts:
-            norm = self.k1 * (1 - self.b + self.b * self.doc_len[docs] / self.avgdl)
-            acc[docs] += idf * tfs * (self.k1 + 1) / (tfs + norm)
-            touched[docs] = True
-        ids = np.flatnonzero(touched)
-        return ids.astype(np.int64), acc[ids].astype(np.float32)
+        return okapi_scores(parts, self.doc_len, self.avgdl, self.k1, self.b)
 
     def scores_of(self, terms: list[str], doc_ids: np.ndarray) -> np.ndarray:
-        ids, vals = self.scores(terms)
-        out = np.zeros(len(doc_ids), dtype=np.float32)
-        if len(ids):
-            pos = np.searchsorted(ids, doc_ids)
-            hit = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == doc_ids)
-            out[hit] = vals[pos[hit]]
-        return out
+        return scores_at(self.scores(terms), doc_ids)
 
     def contains(self, doc_ids: np.ndarray, terms: list[str]) -> np.ndarray:
         """Boolean matrix ``[len(doc_ids), len(terms)]``: whether each document has each term."""
