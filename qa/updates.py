@@ -1,8 +1,10 @@
 """Changing the corpus while it is served: a document is written into (or removed from) the corpus folder
-durably, the index is updated incrementally (``Engine.refreshed``) and the new engine swapped in.
+durably, the index is updated (:func:`with_files`: the file's documents as a new segment; :func:`refreshed`:
+whatever changed in the folder) and the new engine swapped in; due merges of segments follow in the
+background (:class:`BackgroundMerges`).
 
-The folder stays the one source of truth: an update is a file change followed by the same incremental
-build that `qa index` does, so a restart, `qa index` and every worker process agree with it. An update
+The folder stays the one source of truth: the index it gets is the one `qa index` would build from the
+folder, so a restart, `qa index` and every worker process agree with it. An update
 holds the index's build lock from its file change to the build that includes it (and updates of one
 process run one at a time), so every build reads the folder with every acknowledged change in it, whichever
 process made it. Files are changed through :class:`qa.confined.Folder`: never outside the corpus folder,
