@@ -135,9 +135,29 @@ class NearSentences:
         new = NearSentences.compute(vectors, documents, keys, self.threshold, self.limit, np.flatnonzero(fresh),
                                     search=search)
         na, nb, ncos = new.pairs()
-        return NearSentences.from_pairs(n, np.concatenate([kept[a[carried]], na]),
-                                        np.concatenate([kept[b[carried]], nb]),
-                                        np.concatenate([cos[carried], ncos]), keys, self.threshold, self.limit)
+        ca, cb, ccos = kept[a[carried]], kept[b[carried]], cos[carried]
+        survivors = kept[kept >= 0]
+        if len(survivors) > 1 and not np.all(np.diff(survivors) > 0):  # ids reordered: sort everything again
+            return NearSentences.from_pairs(n, np.concatenate([ca, na]), np.concatenate([cb, nb]),
+                                            np.concatenate([ccos, ncos]), keys, self.threshold, self.limit)
+        # Ids kept in order (a generation between merges): the carried pairs are still sorted, and only the
+        # rows that gained pairs are sorted again; the rest is placed where it belongs.
+        touched = np.zeros(n, dtype=bool)
+        touched[na] = True
+        moved = touched[ca]
+        fixed = NearSentences.from_pairs(n, np.concatenate([ca[moved], na]), np.concatenate([cb[moved], nb]),
+                                         np.concatenate([ccos[moved], ncos]), keys, self.threshold, self.limit)
+        fa, fb, fcos = fixed.pairs()
+        ua, ub, ucos = ca[~moved], cb[~moved], ccos[~moved]
+        counts = np.bincount(ua, minlength=n) + np.bincount(fa, minlength=n)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        neighbours = np.empty(int(offsets[-1]), dtype=np.int64)
+        cosines = np.empty(int(offsets[-1]), dtype=np.float32)
+        for rows, others, cs in ((ua, ub, ucos), (fa, fb, fcos)):  # rows never share a sentence: no overlap
+            starts = np.searchsorted(rows, np.arange(n + 1))
+            at = offsets[rows] + np.arange(len(rows)) - starts[rows]
+            neighbours[at], cosines[at] = others, cs
+        return NearSentences(self.threshold, self.limit, offsets, neighbours, cosines, keys)
 
     # -- on disk, beside the build
 

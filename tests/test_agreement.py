@@ -171,8 +171,16 @@ def test_an_updated_table_equals_one_computed_afresh():
     asked = []
     updated = old.updated(kept, new_vectors, new_docs, lambda i: asked.append(i) or int(new_keys[i]))
     assert sorted(asked) == list(range(18, 30))  # only the changed and added documents' sentences are read
-    assert _table_pairs(updated) == _table_pairs(NearSentences.compute(new_vectors, new_docs, new_keys, 0.7,
-                                                                       limit=100))
+    afresh = NearSentences.compute(new_vectors, new_docs, new_keys, 0.7, limit=100)
+    assert _table_pairs(updated) == _table_pairs(afresh)
+    for sid in range(30):  # each sentence's neighbours closest first, as a table computed afresh orders them
+        assert updated.of(sid)[0].tolist() == afresh.of(sid)[0].tolist(), sid
+    order = np.concatenate([np.arange(17, -1, -1), np.arange(18, 30)])  # the kept sentences' ids reversed (as a merge renumbers): sorted again
+    reordered = kept.copy()
+    reordered[:18] = kept[:18][::-1]
+    moved = old.updated(reordered, new_vectors[order], new_docs[order], lambda i: int(new_keys[order][i]))
+    assert _table_pairs(moved) == _table_pairs(NearSentences.compute(new_vectors[order], new_docs[order],
+                                                                     new_keys[order], 0.7, limit=100))
 
 
 def test_the_table_is_saved_with_the_build_and_read_back(engine):
