@@ -9,7 +9,8 @@ generation; publishing one is the same atomic link swap.
 An update writes one small segment of the changed documents (only they are split and embedded) and a new
 generation: the segments before it, the changed and removed documents marked deleted in them, and the new
 one last. Readers lease the generation and every segment it lists before reading them, so a publish never
-removes a folder a process is reading or serving (:mod:`qa.leases`).
+removes a folder a process is reading or serving (:mod:`qa.leases`). Merging (:func:`merge_due`, by the
+policy of qa/index/merge.py) replaces some segments with one, in the background of the updates.
 """
 
 from __future__ import annotations
