@@ -33,8 +33,8 @@ def tie_keys(ids: np.ndarray, order: np.ndarray | None) -> np.ndarray:
     return ids if order is None else order[ids]
 
 
-def top_k(scores: np.ndarray, k: int, *, positive_only: bool = False, order: np.ndarray | None = None) -> Ranking:
-    """The ``k`` best entries of a dense score vector, best first; ties broken by lower ``order`` (one key
+def top_k(scores: np.ndarray, k: int, *, positive_only: bool = False, ties: np.ndarray | None = None) -> Ranking:
+    """The ``k`` best entries of a dense score vector, best first; ties broken by lower ``ties`` (one key
     per entry), by lower id without it."""
     ids = np.flatnonzero(scores > 0) if positive_only else np.arange(len(scores))
     if len(ids) == 0:
@@ -42,8 +42,8 @@ def top_k(scores: np.ndarray, k: int, *, positive_only: bool = False, order: np.
     if len(ids) > k:  # the k best, and every entry tied with the k-th: which of those stay is decided by id
         kth = scores[ids][np.argpartition(-scores[ids], k - 1)[k - 1]]
         ids = ids[scores[ids] >= kth]
-    order = np.lexsort((tie_keys(ids, order), -scores[ids]))[:k]
-    ids = ids[order]
+    best = np.lexsort((tie_keys(ids, ties), -scores[ids]))[:k]
+    ids = ids[best]
     return Ranking(ids.astype(np.int64), scores[ids].astype(np.float32))
 
 
@@ -51,7 +51,7 @@ def bm25(index: CorpusIndex, terms: list[str], k: int) -> Ranking:
     if not terms:
         return Ranking.empty()
     ids, scores = index.lexical_passages.scores(terms)
-    best = top_k(scores, k, positive_only=True, order=tie_keys(ids, index.passage_order))
+    best = top_k(scores, k, positive_only=True, ties=tie_keys(ids, index.passage_order))
     return Ranking(ids[best.ids], best.scores)
 
 
@@ -74,22 +74,22 @@ def dense(index: CorpusIndex, query_vector: np.ndarray, k: int) -> Ranking:
     return Ranking(ids[order], scores[order].astype(np.float32))
 
 
-def rrf(rankings: list[Ranking], k: int = 60, order: np.ndarray | None = None) -> Ranking:
+def rrf(rankings: list[Ranking], k: int = 60, ties: np.ndarray | None = None) -> Ranking:
     """Reciprocal rank fusion (Cormack et al., 2009): score = Σ 1 / (k + rank); ties as :func:`top_k`."""
     fused: dict[int, float] = {}
     for r in rankings:
         for rank, pid in enumerate(r.ids.tolist(), start=1):
             fused[pid] = fused.get(pid, 0.0) + 1.0 / (k + rank)
-    return _from_dict(fused, order)
+    return _from_dict(fused, ties)
 
 
-def _from_dict(scores: dict[int, float], order: np.ndarray | None) -> Ranking:
+def _from_dict(scores: dict[int, float], ties: np.ndarray | None) -> Ranking:
     if not scores:
         return Ranking.empty()
     ids = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
     vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
-    order = np.lexsort((tie_keys(ids, order), -vals))
-    return Ranking(ids[order], vals[order].astype(np.float32))
+    best = np.lexsort((tie_keys(ids, ties), -vals))
+    return Ranking(ids[best], vals[best].astype(np.float32))
 
 
 def retrieve(index: CorpusIndex, terms: list[str], query_vector: np.ndarray | None, *, mode: str,
@@ -106,8 +106,8 @@ def retrieve(index: CorpusIndex, terms: list[str], query_vector: np.ndarray | No
     return fuse([bm25(index, terms, depth), dense(index, query_vector, depth)], rrf_k, index.passage_order)
 
 
-def fuse(parts: list[Ranking], rrf_k: int = 60, order: np.ndarray | None = None) -> Ranking:
+def fuse(parts: list[Ranking], rrf_k: int = 60, ties: np.ndarray | None = None) -> Ranking:
     """One ranking from the retrievers' by reciprocal rank fusion (a single one is returned as it is)."""
     if len(parts) == 1:
         return parts[0]
-    return rrf(parts, rrf_k, order)
+    return rrf(parts, rrf_k, ties)

@@ -24,7 +24,7 @@ from qa.config import Settings
 from qa.conversation import HTTP_NAMESPACE, ConversationStore, attach_store
 from qa.engine import Engine
 from qa.formats import format_of
-from qa.updates import Updater
+from qa.updates import Updater, published
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,11 @@ class ServiceState:
         def watch() -> None:
             tried = None  # a build that failed to load is not retried until another one is published
             while not stop.wait(every):
-                engine, published = self.engine, index_mod.published_build(target)
-                if engine is None or published in (None, tried, engine.index.path.name) or self.busy:
+                engine, name = self.engine, index_mod.published_build(target)
+                if engine is None or name in (None, tried, engine.index.path.name) or self.busy:
                     continue
-                log.info("a new build of the index was published (%s): loading it", published)
-                tried = published if not self.refresh_to_published(engine) else None
+                log.info("a new build of the index was published (%s): loading it", name)
+                tried = name if not self.refresh_to_published(engine) else None
 
         threading.Thread(target=watch, name="qa-index-follow", daemon=True).start()
         return stop
@@ -113,8 +113,7 @@ class ServiceState:
         if not self._loading.acquire(blocking=False):
             return True  # a load is under way: it serves the newest build once done
         try:
-            fresh = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe,
-                                                     loaded=index_mod.segments_of(engine.index)))
+            fresh = published(engine)
             if not self.swap_in_if_current(fresh):
                 retire(fresh)
             return True
@@ -137,8 +136,7 @@ class ServiceState:
                 if self.swap_in_if_current(engine):
                     break
                 retire(engine)
-                engine = engine.with_index(index_mod.load(self.settings.index_dir(), nprobe=self.settings.ann_nprobe,
-                                                            loaded=index_mod.segments_of(engine.index)))
+                engine = published(engine)
             self.error = None
             self.loaded_at = _now()
             log.info("engine ready in %.1f s: %s", time.perf_counter() - t0, engine.index.path)
