@@ -372,6 +372,38 @@ def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, sing
         serve.shutdown()
 
 
+def test_documents_put_and_deleted_through_ray_serve(changing):
+    """PUT and DELETE with the admin token on `qa serve --ray`: the front routes the file to a shard, which
+    indexes it as a segment; the next question is answered from it, and after the DELETE no longer."""
+    import httpx
+    from pydantic import SecretStr
+    from ray import serve
+
+    from qa.cluster import serve as cluster_serve
+
+    settings, _, shard_set = changing
+    settings = settings.model_copy(update={"admin_token": SecretStr("cluster-secret")})
+    url, auth = "http://127.0.0.1:18766", {"Authorization": "Bearer cluster-secret"}
+    cluster_serve.run(settings, shard_set.path.parent, port=18766, blocking=False)
+    try:
+        def cited(question: str) -> list[str]:
+            answer = httpx.post(f"{url}/ask", json={"question": question, "abstain": False}, timeout=60).json()
+            return [s["doc_id"] for s in answer["sentences"]]
+
+        text = "Harbour news\n\nThe lighthouse of Kestrel Point was repainted red and white in May 2023.\n"
+        assert httpx.put(f"{url}/documents/kestrel.txt", content=text, timeout=60).status_code == 401
+        put = httpx.put(f"{url}/documents/kestrel.txt", content=text, headers=auth, timeout=120)
+        assert put.status_code == 201, put.text
+        assert cited("What colour was the Kestrel Point lighthouse repainted?")[0] == "kestrel.txt"
+        assert (settings.corpus_dir / "kestrel.txt").read_text(encoding="utf-8") == text
+        gone = httpx.delete(f"{url}/documents/kestrel.txt", headers=auth, timeout=120)
+        assert gone.status_code == 200, gone.text
+        assert "kestrel.txt" not in cited("What colour was the Kestrel Point lighthouse repainted?")
+        assert httpx.get(f"{url}/documents/kestrel.txt", timeout=60).status_code == 404
+    finally:
+        serve.shutdown()
+
+
 def test_without_ray_nothing_imports_it():
     code = "import sys, qa.cli, qa.engine, qa.api; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
