@@ -275,6 +275,8 @@ def serve(
                                                     allow_reload=allow_reload or None, watch=watch or None))
     if ray:
         refuse_with_ray({"--workers (Ray Serve runs one front and one replica per shard)": workers is not None,
+                         "--allow-reload (with --ray, --watch or PUT/DELETE change the index)":
+                             bool(settings.allow_reload),
                          "--no-access-log": not access_log})
         from qa.cluster import serve as cluster_serve
         from qa.cluster.build import ray_session

@@ -94,8 +94,8 @@ class Front:
         from qa.cluster.updates import ShardedIndex
 
         s = self.settings
-        return create_app(self.engine, s, load_on_startup=False, allow_reload=s.allow_reload, follow_index=True,
-                          watch=s.watch, updates=ShardedIndex(self.root, self.shards))
+        return create_app(self.engine, s, load_on_startup=False, follow_index=True, watch=s.watch,
+                          updates=ShardedIndex(self.root, self.shards))
 
 
 def application(settings: Settings, root: Path, *, shard_timeout_s: float = SHARD_TIMEOUT_S):
