@@ -274,7 +274,7 @@ def test_updates_on_two_shards_answer_as_one_index(changing, questions, conversa
     from qa import updates
     from qa.cluster.front import open_local
     from qa.cluster.search import ShardSearcher
-    from qa.cluster.updates import ShardedIndex, changed_files, home_shard, owners
+    from qa.cluster.updates import ShardedIndex, changed_files, home_shard
     from qa.ingest import load_corpus
 
     settings, single, shard_set = changing
