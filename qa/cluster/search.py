@@ -112,7 +112,7 @@ class ShardSearcher:
         self.settings = settings
         self._loaded: OrderedDict[str, index_mod.CorpusIndex] = OrderedDict()
         self._lock = threading.Lock()  # the table of generations
-        self._changing = threading.Lock()  # this shard's updates and merges, one at a time
+        self._changing = threading.Lock()  # this shard's updates, and the swap to a generation it published
         self._encoder = None
         self._serve(index_mod.load(self.folder, nprobe=nprobe))
 
@@ -200,26 +200,32 @@ class ShardSearcher:
 
         s = self._settings()
         with self._changing, index_mod.build_lock(self.folder):
-            current = self.index_of()
+            current = self._published()
             if not index_mod.apply_files(self.folder, current, s.corpus_dir, file_ids, build_spec(s), self._model(),
                                          IngestLimits.from_settings(s)):
-                raise RuntimeError(f"the shard at {self.folder} is not the one published: reload the cluster")
-            return self._serve(index_mod.load(self.folder, nprobe=self.nprobe,
-                                              loaded=index_mod.segments_of(current)))
+                raise RuntimeError(f"the index at {self.folder} was built with other settings: run `qa index --ray`")
+            return self._published().path.name
 
     def merge_due(self) -> int:
-        """Merge the segments the merge policy finds due (qa/index/merge.py) and serve the result; how many
-        merges were published."""
+        """Merge the segments the merge policy finds due (qa/index/merge.py; updates meanwhile are not held
+        up: the merge publishes under the build lock only) and serve the result; how many were published."""
         from qa.engine import build_spec
 
         s = self._settings()
-        with self._changing:
-            current = self.index_of()
-            done = index_mod.merge_due(self.folder, current, build_spec(s), nprobe=self.nprobe,
-                                       ann_min_passages=s.ann_min_passages)
-            if done:
-                self._serve(index_mod.load(self.folder, nprobe=self.nprobe, loaded=index_mod.segments_of(current)))
-            return done
+        done = index_mod.merge_due(self.folder, self.index_of(), build_spec(s), nprobe=self.nprobe,
+                                   ann_min_passages=s.ann_min_passages)
+        if done:
+            with self._changing:
+                self._published()
+        return done
+
+    def _published(self) -> index_mod.CorpusIndex:
+        """The generation published in the folder, served as the newest (loaded, sharing the segments of the
+        one served, when it is another). Call with ``_changing`` held."""
+        current = self.index_of()
+        if index_mod.published_build(self.folder) != current.path.name:
+            self._serve(index_mod.load(self.folder, nprobe=self.nprobe, loaded=index_mod.segments_of(current)))
+        return self.index_of()
 
     def _settings(self):
         if self.settings is None:
