@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -106,49 +107,65 @@ def newest_segment(index_dir: Path) -> dict:
     return json.loads((index_dir / name / "manifest.json").read_text(encoding="utf-8")) if name else top
 
 
+def wait_ready(client: httpx.Client, seconds: float = 1800) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/health").json().get("ready"):
+                return
+        except (httpx.TransportError, ValueError):
+            pass
+        time.sleep(0.5)
+
+
+def timed_updates(client: httpx.Client, token: str, docs: list[tuple[str, str, str]],
+                  new_segment: Callable[[str], dict], segment_count: Callable[[], object],
+                  between: Callable[[], None] = lambda: None) -> dict:
+    """Each of ``docs`` PUT, then its question asked: the time to the PUT's response and to the answer, and
+    whether the answer cites it; the embedding time is the ``embed_seconds`` of ``new_segment(doc_id)`` (the
+    manifest of the segment the PUT wrote); then ``between()``, then each DELETEd."""
+    auth = {"Authorization": f"Bearer {token}"}
+    put_s, answer_s, embed_s, cited, segments, delete_s = [], [], [], 0, [], []
+    client.post("/ask", json={"question": "warm up"})
+    for doc_id, text, question in docs:
+        t0 = time.perf_counter()
+        client.put(f"/documents/{doc_id}", content=text.encode(),
+                   headers={**auth, "Content-Type": "text/plain"}).raise_for_status()
+        put_s.append(time.perf_counter() - t0)
+        answer = client.post("/ask", json={"question": question}).json()
+        answer_s.append(time.perf_counter() - t0)
+        cited += bool(answer["sentences"]) and answer["sentences"][0]["doc_id"] == doc_id
+        embed_s.append(float(new_segment(doc_id).get("embed_seconds", 0.0)))
+        segments.append(segment_count())
+    between()
+    for doc_id, _, _ in docs:
+        t1 = time.perf_counter()
+        client.delete(f"/documents/{doc_id}", headers=auth).raise_for_status()
+        delete_s.append(time.perf_counter() - t1)
+    apart = [a - e for a, e in zip(answer_s, embed_s)]
+    return {"puts": len(docs), "put_seconds": percentiles(put_s), "put_until_answer_seconds": percentiles(answer_s),
+            "embed_seconds": percentiles(embed_s), "put_until_answer_without_embed_seconds": percentiles(apart),
+            "answers_citing_the_new_document": cited, "segments_after_each_put": segments,
+            "delete_seconds": percentiles(delete_s)}
+
+
+def segment_count(index_dir: Path) -> int:
+    top = json.loads((index_dir / "current" / "manifest.json").read_text(encoding="utf-8"))
+    return len(top.get("segments", [1]))
+
+
 def serve_and_put(env: dict, log: Path, index_dir: Path, puts: int) -> dict:
     """``qa serve --workers 1``; ``puts`` new documents PUT one after the other, each followed by its question;
-    then each DELETEd. Embedding time is read from each new segment's manifest (``embed_seconds``)."""
+    then each DELETEd (:func:`timed_updates`)."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([*QA, "serve", "--workers", "1", "--port", str(port), "--no-access-log"],
                               env={**env, "QA_ADMIN_TOKEN": TOKEN}, cwd=ROOT, stdout=log.open("w"),
                               stderr=subprocess.STDOUT)
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    docs = new_documents(puts)
-    put_s, answer_s, embed_s, cited, segments, delete_s = [], [], [], 0, [], []
     try:
-        with httpx.Client(base_url=url, timeout=600) as client:
-            deadline = time.monotonic() + 1800
-            while time.monotonic() < deadline:
-                try:
-                    if client.get("/health").json().get("ready"):
-                        break
-                except (httpx.TransportError, ValueError):
-                    pass
-                time.sleep(0.5)
-            client.post("/ask", json={"question": "warm up"})
-            for doc_id, text, question in docs:
-                t0 = time.perf_counter()
-                client.put(f"/documents/{doc_id}", content=text.encode(),
-                           headers={**auth, "Content-Type": "text/plain"}).raise_for_status()
-                put_s.append(time.perf_counter() - t0)
-                answer = client.post("/ask", json={"question": question}).json()
-                answer_s.append(time.perf_counter() - t0)
-                cited += bool(answer["sentences"]) and answer["sentences"][0]["doc_id"] == doc_id
-                segment = newest_segment(index_dir)
-                embed_s.append(float(segment.get("embed_seconds", 0.0)))
-                top = json.loads((index_dir / "current" / "manifest.json").read_text(encoding="utf-8"))
-                segments.append(len(top.get("segments", [1])))
-            for doc_id, _, _ in docs:
-                t1 = time.perf_counter()
-                client.delete(f"/documents/{doc_id}", headers=auth).raise_for_status()
-                delete_s.append(time.perf_counter() - t1)
-        apart = [a - e for a, e in zip(answer_s, embed_s)]
-        return {"puts": puts, "put_seconds": percentiles(put_s), "put_until_answer_seconds": percentiles(answer_s),
-                "embed_seconds": percentiles(embed_s), "put_until_answer_without_embed_seconds": percentiles(apart),
-                "answers_citing_the_new_document": cited, "segments_after_each_put": segments,
-                "delete_seconds": percentiles(delete_s)}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+            wait_ready(client)
+            return timed_updates(client, TOKEN, new_documents(puts), lambda _: newest_segment(index_dir),
+                                 lambda: segment_count(index_dir))
     finally:
         server.terminate()
         server.wait(60)

@@ -275,9 +275,9 @@ def serve(
                                                     allow_reload=allow_reload or None, watch=watch or None))
     if ray:
         refuse_with_ray({"--workers (Ray Serve runs one front and one replica per shard)": workers is not None,
-                         "--allow-reload": allow_reload, "--watch": watch, "--no-access-log": not access_log,
-                         "QA_ADMIN_TOKEN (documents cannot be changed through the sharded index)":
-                             settings.admin_token is not None})
+                         "--allow-reload (with --ray, --watch or PUT/DELETE change the index)":
+                             bool(settings.allow_reload),
+                         "--no-access-log": not access_log})
         from qa.cluster import serve as cluster_serve
         from qa.cluster.build import ray_session
         from qa.cluster.shards import sharded_root

@@ -152,6 +152,10 @@ class LexicalIndex(TermTable):
                    np.concatenate([[0], np.cumsum(df)]).astype(np.int64), doc_ids[order].astype(np.int32),
                    tfs[order].astype(np.int32), float(doc_len.sum() / n_docs), k1, b)
 
+    def frequencies(self) -> np.ndarray:
+        """Per term row: how many documents hold it (what a lexicon adds to corpus-wide statistics)."""
+        return np.diff(self.indptr)
+
     def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The index as counts (doc_ids, term_ids, tfs), ordered by document: the input of :meth:`from_counts`
         with ``terms`` in vocabulary order."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa.index import CorpusIndex
+from qa.lexical import CorpusStatistics, okapi_scores
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,17 @@ def top_k(scores: np.ndarray, k: int, *, positive_only: bool = False, ties: np.n
     return Ranking(ids.astype(np.int64), scores[ids].astype(np.float32))
 
 
-def bm25(index: CorpusIndex, terms: list[str], k: int) -> Ranking:
+def bm25(index: CorpusIndex, terms: list[str], k: int, statistics: CorpusStatistics | None = None) -> Ranking:
+    """The ``k`` best passages by BM25, with the index's own statistics or with ``statistics`` (the idf of
+    the query's terms and the average length over a larger corpus: a shard scored as part of the whole)."""
     if not terms:
         return Ranking.empty()
-    ids, scores = index.lexical_passages.scores(terms)
+    lexicon = index.lexical_passages
+    if statistics is None:
+        ids, scores = lexicon.scores(terms)
+    else:
+        parts = [(lexicon.postings(t), statistics.idf[t]) for t in terms if t in statistics.idf]
+        ids, scores = okapi_scores(parts, lexicon.doc_len, statistics.avgdl, lexicon.k1, lexicon.b)
     best = top_k(scores, k, positive_only=True, ties=tie_keys(ids, index.passage_order))
     return Ranking(ids[best.ids], best.scores)
 

@@ -18,12 +18,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from qa import formats
 from qa import index as index_mod
+from qa.config import Settings
 from qa.confined import Folder
 from qa.engine import Engine, build_spec
 from qa.formats import DocumentError, DocumentTooLarge, JsonTooDeep
@@ -207,12 +209,63 @@ def merge_due(engine: Engine) -> int:
                                ann_min_passages=s.ann_min_passages)
 
 
+class IndexUpdates(Protocol):
+    """How a service's index takes changes: one index folder (:class:`LocalIndex`) or the shards of a
+    sharded index (``qa.cluster.updates.ShardedIndex``). The service code (:class:`Updater`,
+    :class:`BackgroundMerges`, ``qa.api.state``) is the same for both."""
+
+    def lock(self, settings: Settings) -> AbstractContextManager: ...  # every process's changes, one at a time
+
+    def published_name(self, settings: Settings) -> str | None: ...  # what is published now
+
+    def name_of(self, engine: Engine) -> str: ...  # what ``engine`` serves, named as published_name names it
+
+    def published(self, engine: Engine) -> Engine: ...
+
+    def with_files(self, engine: Engine, file_ids: list[str]) -> Engine: ...
+
+    def refreshed(self, engine: Engine, select: Callable[[list[Document]], list[Document]] | None = None) -> Engine: ...
+
+    def merge_due(self, engine: Engine) -> int: ...
+
+
+class LocalIndex:
+    """:class:`IndexUpdates` of the index folder ``settings.index_dir()`` (this module's functions)."""
+
+    def lock(self, settings: Settings) -> AbstractContextManager:
+        return index_mod.build_lock(settings.index_dir())
+
+    def published_name(self, settings: Settings) -> str | None:
+        return index_mod.published_build(settings.index_dir())
+
+    def name_of(self, engine: Engine) -> str:
+        return engine.index.path.name
+
+    def published(self, engine: Engine) -> Engine:
+        return published(engine)
+
+    def with_files(self, engine: Engine, file_ids: list[str]) -> Engine:
+        return with_files(engine, file_ids)
+
+    def refreshed(self, engine: Engine, select: Callable[[list[Document]], list[Document]] | None = None) -> Engine:
+        return refreshed(engine, select=select)
+
+    def merge_due(self, engine: Engine) -> int:
+        return merge_due(engine)
+
+
+def updates_of(state) -> IndexUpdates:
+    """The :class:`IndexUpdates` of a service's engine holder: its own (``state.updates``), else one folder's."""
+    return getattr(state, "updates", None) or LocalIndex()
+
+
 class Updater:
     """Applies document updates to a service's engine holder (an object with ``settings`` and a
     swappable ``engine``, e.g. ``qa.api.state.ServiceState``). ``busy`` while one runs."""
 
     def __init__(self, state):
         self.state = state
+        self.index = updates_of(state)
         self._lock = threading.Lock()
         self.merges = BackgroundMerges(state)
 
@@ -228,7 +281,7 @@ class Updater:
     def _changing(self) -> Iterator[Folder]:
         """Held from a change of the folder to the swap of the engine that includes it: this process's
         updates one at a time, and every process's builds after it (the build lock)."""
-        with self._lock, index_mod.build_lock(self.state.settings.index_dir()):
+        with self._lock, self.index.lock(self.state.settings):
             yield Folder(self.folder)
 
     def put(self, doc_id: str, body: bytes, content_type: str) -> UpdateResult:
@@ -271,7 +324,7 @@ class Updater:
             engine = self.state.engine
             if engine is None:
                 return False
-            fresh = refreshed(engine, select=self._settled(engine))
+            fresh = self.index.refreshed(engine, select=self._settled(engine))
             self.state.engine = fresh  # the swap: one reference assignment
         if fresh is not engine:
             self.merges.request()
@@ -284,7 +337,7 @@ class Updater:
         if engine is None:
             raise RuntimeError("the engine is not loaded yet")
         try:
-            self.state.engine = with_files(engine, [name])
+            self.state.engine = self.index.with_files(engine, [name])
         except BaseException:
             try:
                 undo()
@@ -309,8 +362,9 @@ class Updater:
         return time.time_ns() - int(self._quiet * 1e9) if self._quiet else None
 
     def _result(self, name: str, *, created: bool) -> UpdateResult:
-        m = self.state.engine.index.manifest
-        return UpdateResult(name, created, self.state.engine.index.path.name, m["documents"], m["sentences"])
+        engine = self.state.engine
+        m = engine.index.manifest
+        return UpdateResult(name, created, self.index.name_of(engine), m["documents"], m["sentences"])
 
 
 class BackgroundMerges:
@@ -320,6 +374,7 @@ class BackgroundMerges:
 
     def __init__(self, state):
         self.state = state
+        self.index = updates_of(state)
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
@@ -340,7 +395,7 @@ class BackgroundMerges:
             if engine is None:
                 continue
             try:
-                done = merge_due(engine)
+                done = self.index.merge_due(engine)
             except Exception as exc:  # the segments stay as they are; the next update tries again
                 log.warning("merging the index's segments failed: %s", exc)
                 continue

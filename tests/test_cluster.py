@@ -65,12 +65,12 @@ SQUAD_ARTICLES = ("00", "01", "02", "03")  # 4 of SQuAD-half's 35 articles: its 
 def corpus(squad) -> list[Document]:
     """The seeds and generated articles, and the paragraphs of SQuAD-half's first articles when the shared data
     is here (the whole half would take minutes to index twice, single and sharded; benchmarks/ray_bench.py
-    measures it)."""
+    measures it). Sorted by id, as a folder's documents are read: the corpus's canonical order."""
     from qa.ingest import load_corpus
 
     seeds = load_corpus(ROOT / "seeds")
     paragraphs = [d for d in squad.documents if d.doc_id.split("-")[1] in SQUAD_ARTICLES] if squad else []
-    return seeds + generated_documents(seeds) + paragraphs
+    return sorted(seeds + generated_documents(seeds) + paragraphs, key=lambda d: d.doc_id)
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_a_dead_shard_leaves_a_degraded_answer_from_the_others(shard_set, cluste
     from qa.cluster.front import open_local
 
     engine = open_local(cluster_settings, shard_set.path.parent)  # opening reads every shard's catalogue
-    shard_docs = {s.doc_id for s in engine.shards.searchers[0].index.sentences}
+    shard_docs = {s.doc_id for s in engine.shards.searchers[0].index_of().sentences}
     engine.shards = OneShardDown(engine.shards, down=1)
     for question in questions[:10]:
         answer = engine.ask(question, abstain=False)
@@ -246,6 +246,81 @@ def test_a_dead_shard_leaves_a_degraded_answer_from_the_others(shard_set, cluste
         assert {s.citation.doc_id for s in answer.sentences} <= shard_docs
     for answer in play(engine, conversations[:2], tmp_path / "down.sqlite3"):  # follow-ups too
         assert answer.degraded and {s.citation.doc_id for s in answer.sentences} <= shard_docs
+
+
+@pytest.fixture(scope="module")
+def changing(local_ray, cluster_settings, corpus, tmp_path_factory):
+    """A corpus folder of the seeds and generated articles (as files), its index built once as one index and
+    once as two shards (with ``settings.corpus_dir`` the folder, which updates read)."""
+    from qa.cluster.build import build_sharded
+    from qa.engine import Engine
+    from qa.ingest import load_corpus
+
+    folder = tmp_path_factory.mktemp("changing")
+    for doc in corpus:  # the seeds and the generated articles but the copy: its vectors differ in the seventh
+        if not doc.doc_id.startswith(("squad", "gen_copy")):  # digit between builds (batches), so ties fall apart
+            (folder / doc.doc_id).write_text(doc.raw, encoding="utf-8")
+    settings = cluster_settings.model_copy(update={"corpus_dir": folder, "index_name": "changing"})
+    docs = load_corpus(folder)
+    single = Engine.open(settings)
+    single = single.with_index(single.index, profile=single.profile.updated({"ranking.near_limit": 0}))
+    return settings, single, build_sharded(docs, settings, shards=2, workers=2)
+
+
+def test_updates_on_two_shards_answer_as_one_index(changing, questions, conversations, tmp_path):
+    """Adds (one an exact copy of a document of the other shard: their passages tie), a replacement, a
+    deletion and a change found in the folder, each written as a segment by the shard that owns the file, then
+    the shards' merges: after each step every answer (the first gold questions, then the first gold
+    conversations) equals one index's, updated the same way."""
+    from qa import updates
+    from qa.cluster.front import open_local
+    from qa.cluster.search import ShardSearcher
+    from qa.cluster.updates import ShardedIndex, changed_files, home_shard
+    from qa.ingest import load_corpus
+
+    settings, single, shard_set = changing
+    folder = settings.corpus_dir
+    sharded = open_local(settings, shard_set.path.parent,
+                         lambda f: ShardSearcher(f, nprobe=settings.ann_nprobe, settings=settings))
+    index = ShardedIndex(shard_set.path.parent, sharded.shards)
+    near_off = single.profile
+    generated = sorted(p.name for p in folder.iterdir() if p.name.startswith("gen_0"))
+    note = "Field note\n\nThe council of Glenhaven approved 412 new homes in March 2023. It met in the town hall.\n"
+    copy = next(name for name in (f"zz_copy_{k}.txt" for k in range(20))
+                if home_shard(name, 2) != home_shard("aa_note.txt", 2))  # the same text in the other shard
+    steps = [
+        {"aa_note.txt": note},
+        {copy: note, generated[3]: "Regional report replaced\n\nThe river port of Dunmarrow reopened after the "
+                                   "floods.\n"},
+        {generated[5]: None},
+    ]
+    asked = questions[:15] + ["Where did the council approve new homes?", "Which port reopened after the floods?"]
+    for step in steps:
+        for name, text in step.items():
+            if text is None:
+                (folder / name).unlink()
+            else:
+                (folder / name).write_text(text, encoding="utf-8")
+        single = updates.with_files(single, list(step)).with_index(updates.published(single).index,
+                                                                   profile=near_off)
+        sharded = index.with_files(sharded, list(step))
+        assert sharded.index.manifest["documents"] == single.index.manifest["documents"]
+        for mode in ("hybrid", "bm25", "dense"):
+            assert_same([single.ask(q, abstain=False, retriever=mode) for q in asked],
+                        [sharded.ask(q, abstain=False, retriever=mode) for q in asked])
+    assert {generated[5]} & set(sharded.index.documents) == set()
+    (folder / generated[7]).write_text("Harbour report\n\nThe Kestrel Point lighthouse was painted red.\n",
+                                       encoding="utf-8")  # a change found in the folder (--watch)
+    assert changed_files(sharded, load_corpus(folder)) == [generated[7]]
+    single = updates.refreshed(single).with_index(updates.published(single).index, profile=near_off)
+    sharded = index.refreshed(sharded)
+    asked.append("What colour was the Kestrel Point lighthouse painted?")
+    assert_same([single.ask(q, abstain=False) for q in asked], [sharded.ask(q, abstain=False) for q in asked])
+    assert index.merge_due(sharded) >= 0  # whatever the policy finds due; the answers stay the same
+    sharded = index.published(sharded)
+    assert index.name_of(sharded) == index.published_name(settings)
+    expected = play(single, conversations[:8], tmp_path / "single.sqlite3")
+    assert_same(expected, play(sharded, conversations[:8], tmp_path / "sharded.sqlite3"))
 
 
 def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, single, questions, conversations,
@@ -290,6 +365,38 @@ def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, sing
             time.sleep(1)
         else:
             pytest.fail("the dead shard replica was not replaced within two minutes")
+    finally:
+        serve.shutdown()
+
+
+def test_documents_put_and_deleted_through_ray_serve(changing):
+    """PUT and DELETE with the admin token on `qa serve --ray`: the front routes the file to a shard, which
+    indexes it as a segment; the next question is answered from it, and after the DELETE no longer."""
+    import httpx
+    from pydantic import SecretStr
+    from ray import serve
+
+    from qa.cluster import serve as cluster_serve
+
+    settings, _, shard_set = changing
+    settings = settings.model_copy(update={"admin_token": SecretStr("cluster-secret")})
+    url, auth = "http://127.0.0.1:18766", {"Authorization": "Bearer cluster-secret"}
+    cluster_serve.run(settings, shard_set.path.parent, port=18766, blocking=False)
+    try:
+        def cited(question: str) -> list[str]:
+            answer = httpx.post(f"{url}/ask", json={"question": question, "abstain": False}, timeout=60).json()
+            return [s["doc_id"] for s in answer["sentences"]]
+
+        text = "Harbour news\n\nThe lighthouse of Kestrel Point was repainted red and white in May 2023.\n"
+        assert httpx.put(f"{url}/documents/kestrel.txt", content=text, timeout=60).status_code == 401
+        put = httpx.put(f"{url}/documents/kestrel.txt", content=text, headers=auth, timeout=120)
+        assert put.status_code == 201, put.text
+        assert cited("What colour was the Kestrel Point lighthouse repainted?")[0] == "kestrel.txt"
+        assert (settings.corpus_dir / "kestrel.txt").read_text(encoding="utf-8") == text
+        gone = httpx.delete(f"{url}/documents/kestrel.txt", headers=auth, timeout=120)
+        assert gone.status_code == 200, gone.text
+        assert "kestrel.txt" not in cited("What colour was the Kestrel Point lighthouse repainted?")
+        assert httpx.get(f"{url}/documents/kestrel.txt", timeout=60).status_code == 404
     finally:
         serve.shutdown()
 

@@ -25,7 +25,7 @@ from qa.api.security import host_patterns
 from qa.api.state import ServiceState, updater_of_app
 from qa.config import Settings
 from qa.engine import Engine
-from qa.updates import watch_folder
+from qa.updates import IndexUpdates, watch_folder
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,17 @@ log = logging.getLogger(__name__)
 def create_app(engine: Engine | None = None, settings: Settings | None = None, *,
                allow_reload: bool = False, max_body_bytes: int = MAX_BODY_BYTES,
                ask_workers: int | None = None, load_on_startup: bool = True, follow_index: bool = False,
-               watch: bool = False) -> FastAPI:
+               watch: bool = False, updates: IndexUpdates | None = None) -> FastAPI:
     """The HTTP app. Without ``engine`` it loads one from ``settings`` at start-up (in the background:
     /health answers 503 until it is ready), unless ``load_on_startup`` is false (the engine is then set
     on ``app.state.qa`` by the caller, as tests do). ``allow_reload`` adds ``POST /admin/reload``.
     ``ask_workers`` bounds the questions answered at once (default: ``settings.ask_workers``).
     ``follow_index`` loads each new build of the index another process publishes (``ServiceState.follow``,
     every ``settings.refresh_seconds``). ``watch`` updates the index when files of the corpus folder change
-    (``qa serve --watch``, qa/updates.py)."""
+    (``qa serve --watch``, qa/updates.py). ``updates``: how the index takes changes, when it is not one index
+    folder (a sharded index: ``qa.cluster.updates``)."""
     settings = settings or (engine.settings if engine is not None else Settings())
-    state = ServiceState(settings, engine)
+    state = ServiceState(settings, engine, updates)
     # Requests run side by side on few cores. A matrix product (the ranker's token match) would wake BLAS's
     # own worker threads, which then spin beside the requests: twice the CPU per request (docs/DECISIONS.md).
     threadpool_limits(limits=1, user_api="blas")

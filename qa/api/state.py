@@ -17,14 +17,13 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from qa import index as index_mod
 from qa.api.errors import public_error
 from qa.api.schemas import DocumentList, DocumentSummary, SkippedFile
 from qa.config import Settings
 from qa.conversation import HTTP_NAMESPACE, ConversationStore, attach_store
 from qa.engine import Engine
 from qa.formats import format_of
-from qa.updates import Updater, published
+from qa.updates import IndexUpdates, LocalIndex, Updater, published
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,9 @@ class ServiceState:
     readers see the old engine or the new one; requests already running finish on the engine they began with.
     """
 
-    def __init__(self, settings: Settings, engine: Engine | None = None):
+    def __init__(self, settings: Settings, engine: Engine | None = None, updates: IndexUpdates | None = None):
         self.settings = settings
+        self.updates = updates or LocalIndex()  # how the index takes changes (one folder, or shards)
         self._conversations: ConversationStore | None = None
         self._engine: Engine | None = None
         self._swap = threading.RLock()  # a swap and the check that the engine's build is still current
@@ -74,7 +74,7 @@ class ServiceState:
         took a while never replaces the newer build an update of this process swapped in meanwhile, so a
         client that was told its change is in reads it on this process from then on."""
         with self._swap:
-            if index_mod.published_build(self.settings.index_dir()) not in (None, engine.index.path.name):
+            if self.updates.published_name(self.settings) not in (None, self.updates.name_of(engine)):
                 return False
             self.engine = engine
             return True
@@ -92,13 +92,17 @@ class ServiceState:
         one since (a sibling worker's reload, `qa index`): the workers of one server then serve the same
         index shortly after any of them reloads. Set the returned event to stop."""
         stop = threading.Event()
-        target = self.settings.index_dir()
 
         def watch() -> None:
             tried = None  # a build that failed to load is not retried until another one is published
             while not stop.wait(every):
-                engine, name = self.engine, index_mod.published_build(target)
-                if engine is None or name in (None, tried, engine.index.path.name) or self.busy:
+                engine = self.engine
+                try:
+                    name = self.updates.published_name(self.settings)
+                except Exception as exc:  # a shard not answering: looked at again next time
+                    log.warning("could not tell what index is published: %s", exc)
+                    continue
+                if engine is None or name in (None, tried, self.updates.name_of(engine)) or self.busy:
                     continue
                 log.info("a new build of the index was published (%s): loading it", name)
                 tried = name if not self.refresh_to_published(engine) else None
@@ -113,7 +117,7 @@ class ServiceState:
         if not self._loading.acquire(blocking=False):
             return True  # a load is under way: it serves the newest build once done
         try:
-            fresh = published(engine)
+            fresh = self.updates.published(engine)
             if not self.swap_in_if_current(fresh):
                 retire(fresh)
             return True

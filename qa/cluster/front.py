@@ -14,19 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from qa import rank, retrieve
-from qa.cluster.search import Candidates, Catalog, SentenceRows
+from qa import formats, rank, retrieve
+from qa.cluster.search import Counts, SentenceRows, Snapshot
 from qa.cluster.shards import ShardSet
 from qa.config import Settings
 from qa.embed import start_query_encoder
 from qa.engine import Engine, Query, Ranked
-from qa.index import SentenceLookups, SentenceSet
-from qa.lexical import LexicalIndex
+from qa.index import SentenceLookups, SentenceSet, gather_ranges
+from qa.index.rows import piece_weights
+from qa.lexical import CorpusStatistics, LexicalIndex, okapi_idf
 from qa.text import Analyzer
 from qa.types import Document, Passage, Sentence
 
@@ -111,19 +113,99 @@ class TokenView:
 
 @dataclass(kw_only=True, eq=False)
 class ShardedCatalogue(SentenceLookups):
-    """The front's own view of the corpus (a :class:`qa.index.Catalogue`): every document and sentence,
-    the corpus-wide lexicon and each document's mean vector, gathered from the shards at start; no vectors,
-    passages or search structures, which stay with the shards."""
+    """The front's own view of the corpus (a :class:`qa.index.Catalogue`): every live document, every sentence
+    id of every shard (``live`` says which are not of a deleted document), the corpus-wide lexicon and each
+    document's mean vector, gathered from the shards' snapshots; no vectors, passages or search structures,
+    which stay with the shards."""
 
     path: Path  # the sharded set in service
     manifest: dict
     documents: dict[str, Document]
     sentences: list[Sentence]
+    live: np.ndarray
     lexical_sentences: CorpusLexicon
     analyzer: Analyzer
     document_vectors: tuple[dict[str, int], np.ndarray]  # doc_id → row, and the documents' mean vectors
     skipped: list = field(default_factory=list)  # a sharded build keeps no report of skipped files
     lease: None = None  # the shards hold their builds
+
+    @cached_property
+    def document_sentences(self) -> dict[str, np.ndarray]:
+        by_doc: dict[str, list[int]] = {}
+        for i in np.flatnonzero(self.live).tolist():
+            by_doc.setdefault(self.sentences[i].doc_id, []).append(i)
+        return {d: np.array(ids, dtype=np.int64) for d, ids in sorted(by_doc.items())}
+
+    @cached_property
+    def sentence_ids(self) -> dict[tuple[str, int], int]:
+        return {(self.sentences[i].doc_id, self.sentences[i].index): i for i in np.flatnonzero(self.live).tolist()}
+
+
+@dataclass(frozen=True)
+class FrontState:
+    """What the front holds of one snapshot per shard: the snapshots, where each shard's sentence and passage
+    ids start in the corpus's, the corpus-wide statistics (passage BM25, the sentence lexicon, word-piece
+    weights) and the catalogue."""
+
+    snapshots: tuple[Snapshot, ...]
+    sentence_offsets: np.ndarray
+    passage_offsets: np.ndarray
+    passages: CorpusStatistics
+    token_weights: np.ndarray | None
+    catalogue: ShardedCatalogue
+    file_shards: dict[str, int]  # the shard that holds each file's documents
+
+    @property
+    def generations(self) -> tuple[str, ...]:
+        return tuple(s.generation for s in self.snapshots)
+
+
+def summed_counts(counts: list[Counts]) -> tuple[list[str], np.ndarray, int, int]:
+    """The corpus's terms (in term order), how many live documents hold each, its live documents and their
+    summed length, from every shard's :class:`Counts`."""
+    df: dict[str, int] = {}
+    for part in counts:
+        for term, n in zip(part.terms, part.df.tolist()):
+            if n:
+                df[term] = df.get(term, 0) + n
+    terms = sorted(df)
+    return terms, np.array([df[t] for t in terms], dtype=np.int64), sum(c.documents for c in counts), \
+        sum(c.length for c in counts)
+
+
+def front_state(shard_set: ShardSet, snapshots: list[Snapshot]) -> FrontState:
+    """The corpus-wide view of ``snapshots`` (one per shard, in shard order): statistics summed over the live
+    documents of all, as one index built from scratch over them has them (qa/index/stacked.py)."""
+    stats = [s.statistics for s in snapshots]
+    terms, df, n_passages, passage_length = summed_counts([s.passages for s in stats])
+    passages = CorpusStatistics(dict(zip(terms, okapi_idf(df, n_passages).tolist())),
+                                passage_length / max(n_passages, 1))
+    terms, df, n_sentences, sentence_length = summed_counts([s.sentences for s in stats])
+    lexicon = CorpusLexicon.of_corpus({t: i for i, t in enumerate(terms)}, okapi_idf(df, n_sentences), n_sentences,
+                                      sentence_length / max(n_sentences, 1))
+    weights = None
+    if stats and all(s.piece_df is not None for s in stats):
+        weights = piece_weights(np.sum([s.piece_df for s in stats], axis=0), n_sentences, stats[0].content)
+    catalogs = [s.catalog for s in snapshots]
+    named = [d for c in catalogs for d in c.vector_documents]
+    vectors = np.concatenate([c.document_vectors for c in catalogs])
+    order = sorted(range(len(named)), key=named.__getitem__)
+    lemmas = dict(sorted({w: lemma for s in stats for w, lemma in s.lemmas.items()}.items()))
+    documents = dict(sorted((d.doc_id, d) for c in catalogs for d in c.documents))
+    manifest = {**shard_set.manifest, "documents": len(documents), "sentences": n_sentences,
+                "sentence_avgdl": lexicon.avgdl}  # as one index's manifest counts them (/health)
+    catalogue = ShardedCatalogue(
+        path=shard_set.path, manifest=manifest, documents=documents,
+        sentences=[s for c in catalogs for s in c.sentences], live=np.concatenate([c.live for c in catalogs]),
+        lexical_sentences=lexicon, analyzer=Analyzer.from_dict(shard_set.manifest["analyzer"], lemmas),
+        document_vectors=({named[i]: r for r, i in enumerate(order)}, vectors[np.array(order, dtype=np.int64)]))
+    return FrontState(tuple(snapshots), _offsets([len(c.sentences) for c in catalogs]),
+                      _offsets([c.passages for c in catalogs]), passages, weights, catalogue,
+                      {formats.file_of(d.doc_id): i for i, c in enumerate(catalogs) for d in c.documents})
+
+
+def _offsets(sizes: list[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
 @dataclass
@@ -138,8 +220,8 @@ class _View:
 
 
 def merge_rankings(parts: list[retrieve.Ranking], depth: int) -> retrieve.Ranking:
-    """The ``depth`` best of the shards' rankings, best first, equal scores by lower id: as one index over
-    their passages ranks them (``retrieve.top_k`` and ``retrieve.dense`` break ties so)."""
+    """The ``depth`` best of the shards' rankings, best first, equal scores by lower id (ids numbered in the
+    corpus's canonical order: as one index over their passages ranks them)."""
     if not parts:
         return retrieve.Ranking.empty()
     ids = np.concatenate([p.ids for p in parts])
@@ -149,35 +231,53 @@ def merge_rankings(parts: list[retrieve.Ranking], depth: int) -> retrieve.Rankin
 
 
 class ShardedEngine(Engine):
-    """An :class:`Engine` whose index is spread over shards (see the module's docstring)."""
+    """An :class:`Engine` whose index is spread over shards (see the module's docstring), at one snapshot of
+    each shard (:class:`FrontState`); :meth:`updated` gives the engine over newer snapshots."""
 
-    def __init__(self, settings: Settings, shard_set: ShardSet, shards: Shards):
+    def __init__(self, settings: Settings, shard_set: ShardSet, shards: Shards, state: FrontState | None = None,
+                 models_of: Engine | None = None, profile=None):
         self.shard_set = shard_set
         self.shards = shards
-        vocab, idf = shard_set.sentence_lexicon()
-        manifest = shard_set.manifest
-        self.lexicon = CorpusLexicon.of_corpus(vocab, idf, manifest["sentences"], manifest["sentence_avgdl"])
-        self.offsets = np.array([s["sentence_offset"] for s in manifest["shards"]], dtype=np.int64)
-        weights = shard_set.path / "token_weights.npy"
-        self.token_weights = np.load(weights) if weights.exists() else None
-        documents, sentences, document_vectors = self._catalog()
-        manifest = {**manifest, "documents": len(documents)}  # as one index's manifest counts them (/health)
-        front = ShardedCatalogue(path=shard_set.path, manifest=manifest, documents=documents, sentences=sentences,
-                                 lexical_sentences=self.lexicon, analyzer=shard_set.analyzer(),
-                                 document_vectors=document_vectors)
-        super().__init__(settings, front, None, start_query_encoder(settings))
+        self.state = state or front_state(shard_set, self._snapshots(range(len(shards))))
+        self.lexicon = self.state.catalogue.lexical_sentences
+        self.offsets = self.state.sentence_offsets[:-1]
+        self.token_weights = self.state.token_weights
+        super().__init__(settings, self.state.catalogue, None,
+                         start_query_encoder(settings) if models_of is None else None, profile=profile)
+        if models_of is not None:  # its models and conversations, as Engine.with_index shares them
+            with models_of._encoder_lock:
+                self._encoder = models_of._encoder
+                self._query_encoder = models_of._query_encoder
+                self._pending_query_encoder = models_of._pending_query_encoder
+            with models_of._conversations_lock:
+                if models_of._conversations is not None:
+                    self.conversations = models_of._conversations.for_engine(self)
 
-    def _catalog(self) -> tuple[dict[str, Document], list[Sentence], tuple[dict[str, int], np.ndarray]]:
-        replies = self.shards.fan_out("catalog", {i: () for i in range(len(self.shards))})
+    def _snapshots(self, numbers) -> list[Snapshot]:
+        replies = self.shards.fan_out("snapshot", {i: () for i in numbers})
         missing = [i for i, r in replies.items() if r is None]
         if missing:
             raise RuntimeError(f"shards {missing} did not answer: the sharded index cannot be opened")
-        parts: list[Catalog] = [replies[i] for i in range(len(self.shards))]
-        documents = {d.doc_id: d for c in parts for d in c.documents}
-        named = [d for c in parts for d in c.vector_documents]
-        vectors = np.concatenate([c.document_vectors for c in parts]) if parts \
-            else np.zeros((0, self.shard_set.manifest["dim"]), dtype=np.float32)
-        return documents, [s for c in parts for s in c.sentences], ({d: r for r, d in enumerate(named)}, vectors)
+        return [replies[i] for i in sorted(replies)]
+
+    def updated(self, numbers=(), settings: Settings | None = None, profile=None) -> "ShardedEngine":
+        """This engine's models and conversations over the newest snapshots of shards ``numbers`` (the others'
+        kept): how the front serves a change a shard has made; with ``settings`` or ``profile`` as
+        :meth:`Engine.with_index` takes them."""
+        numbers = sorted(set(numbers))
+        snapshots = list(self.state.snapshots)
+        for i, snapshot in zip(numbers, self._snapshots(numbers) if numbers else []):
+            snapshots[i] = snapshot
+        state = front_state(self.shard_set, snapshots) if numbers else self.state
+        if profile is None and (settings is None or settings.profile == self.settings.profile):
+            profile = self.profile
+        return ShardedEngine(settings or self.settings, self.shard_set, self.shards, state, models_of=self,
+                             profile=profile)
+
+    def with_index(self, corpus_index, settings: Settings | None = None, profile=None) -> Engine:
+        if corpus_index is not self.index:
+            raise ValueError("a sharded engine's index is its shards' snapshots: see `updated`")
+        return self.updated((), settings, profile)
 
     def _near_sentences(self, previous: Engine | None = None) -> None:
         """No table of close sentences: it is made per build from the sentence vectors, which the shards hold
@@ -201,53 +301,89 @@ class ShardedEngine(Engine):
     def _candidates(self, query: Query, mode: str) -> tuple[np.ndarray, bool]:
         """The candidate sentences (corpus-wide ids), as one index lists them, and whether a shard failed."""
         depth = self.profile.ranking.candidate_passages
-        asked = self.shards.fan_out("candidates", {i: (query.terms, query.vector, mode, depth)
-                                                    for i in range(len(self.shards))})
-        found: list[Candidates] = [c for c in asked.values() if c is not None]
-        retrievers = len(found[0].rankings) if found else 0
-        parts = [merge_rankings([c.rankings[j] for c in found], depth) for j in range(retrievers)]
-        passages = retrieve.fuse(parts, self.profile.ranking.rrf_k) if parts \
-            else retrieve.Ranking.empty()
-        listed = {pid: Passage(pid, "", sids) for c in found for pid, sids in c.passage_sentences.items()}
+        known = self.state.passages
+        statistics = CorpusStatistics({t: known.idf[t] for t in query.terms if t in known.idf}, known.avgdl)
+        generations = self.state.generations
+        asked = self.shards.fan_out("candidates", {i: (generations[i], query.terms, query.vector, mode, depth,
+                                                       statistics) for i in range(len(self.shards))})
+        found = {i: c for i, c in asked.items() if c is not None}
+        listed: dict[int, Passage] = {}
+        for i, c in found.items():
+            base, sentence_base = int(self.state.passage_offsets[i]), int(self.state.sentence_offsets[i])
+            listed.update({pid + base: Passage(pid + base, "", tuple(s + sentence_base for s in sids))
+                           for pid, sids in c.passage_sentences.items()})
+        canonical = self._canonical_passages(listed)
+        rank_of = {pid: r for r, pid in enumerate(canonical.tolist())}
+        retrievers = len(next(iter(found.values())).rankings) if found else 0
+        parts = [merge_rankings([self._ranked_as(c.rankings[j], int(self.state.passage_offsets[i]), rank_of)
+                                 for i, c in found.items()], depth) for j in range(retrievers)]
+        fused = retrieve.fuse(parts, self.profile.ranking.rrf_k) if parts else retrieve.Ranking.empty()
+        passages = retrieve.Ranking(canonical[fused.ids], fused.scores)
         return rank.candidate_sentences(listed, passages, depth=depth), len(found) < len(self.shards)
 
+    def _canonical_passages(self, listed: dict[int, Passage]) -> np.ndarray:
+        """The passage ids of ``listed`` in the corpus's canonical order (document id, then place)."""
+        sentences = self.index.sentences
+
+        def key(pid: int) -> tuple[str, int]:
+            first = sentences[listed[pid].sentence_ids[0]]
+            return first.doc_id, first.index
+
+        return np.array(sorted(listed, key=key), dtype=np.int64)
+
+    @staticmethod
+    def _ranked_as(ranking: retrieve.Ranking, base: int, rank_of: dict[int, int]) -> retrieve.Ranking:
+        ids = np.fromiter((rank_of[int(p) + base] for p in ranking.ids), dtype=np.int64, count=len(ranking.ids))
+        return retrieve.Ranking(ids, ranking.scores)
+
     def _view(self, ids: np.ndarray, terms: list[str]) -> _View:
-        """An index of sentences ``ids`` and their neighbours (in corpus order, so that ids compare as the
-        corpus's do), gathered from the shards that own them (see :class:`_View`)."""
-        total = self.lexicon.corpus_docs
+        """An index of sentences ``ids`` and their neighbours (live ones, in the corpus's canonical order, so
+        that ids compare as one index's do), gathered from the shards that own them (see :class:`_View`)."""
+        catalogue = self.state.catalogue
+        total = len(catalogue.sentences)
         wanted = np.unique(np.clip(np.concatenate([ids, ids - 1, ids + 1]), 0, max(total - 1, 0))) \
             if len(ids) else ids
+        wanted = wanted[catalogue.live[wanted]]
         owner = np.searchsorted(self.offsets, wanted, side="right") - 1
-        calls = {int(i): (wanted[owner == i], terms) for i in np.unique(owner).tolist()}
+        generations = self.state.generations
+        calls = {int(i): (generations[i], wanted[owner == i] - self.offsets[i], terms)
+                 for i in np.unique(owner).tolist()}
         replies = self.shards.fan_out("rows", calls)
-        got: list[SentenceRows] = [replies[i] for i in sorted(replies) if replies[i] is not None]
-        corpus_ids = _ids_of(got)
+        got = [(i, replies[i]) for i in sorted(replies) if replies[i] is not None]
         lost = len(got) < len(calls)
+        corpus_ids = np.concatenate([r.ids + self.offsets[i] for i, r in got]) if got else np.zeros(0, np.int64)
+        rows: list[SentenceRows] = [r for _, r in got]
+        sentences = [s for r in rows for s in r.sentences]
+        order = np.array(sorted(range(len(sentences)), key=lambda k: (sentences[k].doc_id, sentences[k].index)),
+                         dtype=np.int64)
+        corpus_ids = corpus_ids[order]
         if lost:  # only the sentences whose rows arrived
             ids = ids[np.isin(ids, corpus_ids)]
-        return _View(self._index_of(got, terms), corpus_ids, np.searchsorted(corpus_ids, ids), lost)
+        position = {int(c): k for k, c in enumerate(corpus_ids.tolist())}
+        asked = np.fromiter((position[int(i)] for i in ids), dtype=np.int64, count=len(ids))
+        return _View(self._index_of(rows, terms, order), corpus_ids, asked, lost)
 
-    def _index_of(self, rows: list[SentenceRows], terms: list[str]) -> SentenceSet:
+    def _index_of(self, rows: list[SentenceRows], terms: list[str], order: np.ndarray) -> SentenceSet:
+        """A small index of the sentences of ``rows`` (listed shard after shard), its rows in ``order``."""
         dim = self.shard_set.manifest["dim"]
         sentences = [s for r in rows for s in r.sentences]
         tokens = None
         if self.token_weights is not None and rows and rows[0].piece_rows is not None:
             counts = np.concatenate([r.piece_counts for r in rows])
-            tokens = TokenView(np.concatenate([r.piece_rows for r in rows]),
-                               np.concatenate([r.piece_scales for r in rows]),
-                               np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), self.token_weights)
-        lexicon = self.lexicon.of_rows(terms, _stack([r.term_lengths for r in rows], np.int32),
-                                       np.concatenate([r.term_counts for r in rows]) if rows
-                                       else np.zeros((0, len(terms)), dtype=np.int32))
+            starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            take = gather_ranges(starts[order], counts[order])
+            tokens = TokenView(np.concatenate([r.piece_rows for r in rows])[take],
+                               np.concatenate([r.piece_scales for r in rows])[take],
+                               np.concatenate([[0], np.cumsum(counts[order])]).astype(np.int64), self.token_weights)
+        lengths = _stack([r.term_lengths for r in rows], np.int32)[order]
+        term_counts = np.concatenate([r.term_counts for r in rows])[order] if rows \
+            else np.zeros((0, len(terms)), dtype=np.int32)
+        lexicon = self.lexicon.of_rows(terms, lengths, term_counts)
         titles = {doc_id: title for r in rows for doc_id, title in r.titles.items()}
-        return SentenceSet(documents={d: Document(d, t, "") for d, t in titles.items()}, sentences=sentences,
-                           sentence_vectors=np.concatenate([r.vectors for r in rows]) if rows
-                           else np.zeros((0, dim), dtype=np.float32),
+        vectors = np.concatenate([r.vectors for r in rows])[order] if rows else np.zeros((0, dim), dtype=np.float32)
+        return SentenceSet(documents={d: Document(d, t, "") for d, t in titles.items()},
+                           sentences=[sentences[k] for k in order.tolist()], sentence_vectors=vectors,
                            lexical_sentences=lexicon, analyzer=self.index.analyzer, tokens=tokens)
-
-
-def _ids_of(rows: list[SentenceRows]) -> np.ndarray:
-    return np.concatenate([r.ids for r in rows]) if rows else np.zeros(0, dtype=np.int64)
 
 
 def _stack(parts: list[np.ndarray], dtype) -> np.ndarray:

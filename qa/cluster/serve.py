@@ -27,10 +27,15 @@ SHARD_TIMEOUT_S = 10.0  # a shard slower than this counts as failed for that que
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 class Shard:
-    """One shard of the index, loaded read-only (qa/cluster/search.py)."""
+    """One shard of the index (qa/cluster/search.py): its questions, its snapshot for the front, and the
+    changes the front routes to it."""
 
-    def __init__(self, folder: str, nprobe: int):
-        self.searcher = ShardSearcher(Path(folder), nprobe=nprobe)
+    def __init__(self, folder: str, settings: dict):
+        settings = Settings(**settings)
+        self.searcher = ShardSearcher(Path(folder), nprobe=settings.ann_nprobe, settings=settings)
+
+    def generation(self):
+        return self.searcher.generation()
 
     def candidates(self, *args):
         return self.searcher.candidates(*args)
@@ -38,8 +43,14 @@ class Shard:
     def rows(self, *args):
         return self.searcher.rows(*args)
 
-    def catalog(self):
-        return self.searcher.catalog()
+    def snapshot(self):
+        return self.searcher.snapshot()
+
+    def apply(self, file_ids):
+        return self.searcher.apply(file_ids)
+
+    def merge_due(self):
+        return self.searcher.merge_due()
 
 
 class ServeShards:
@@ -73,23 +84,28 @@ class Front:
         # Opening asks the shards for their catalogues and waits for the answers, which a handle refuses
         # on the replica's event loop: it runs in a thread.
         self.settings = Settings(**settings)
-        self.engine = await asyncio.to_thread(ShardedEngine, self.settings, load_set(Path(root)),
-                                              ServeShards(list(shards), shard_timeout_s))
+        self.shards = ServeShards(list(shards), shard_timeout_s)
+        self.root = Path(root)
+        self.engine = await asyncio.to_thread(ShardedEngine, self.settings, load_set(self.root), self.shards)
         await asyncio.to_thread(self.engine.query, "warm up", "hybrid")
 
     def __serve_build_asgi_app__(self):
         from qa.api import create_app
+        from qa.cluster.updates import ShardedIndex
 
-        return create_app(self.engine, self.settings, load_on_startup=False)
+        s = self.settings
+        return create_app(self.engine, s, load_on_startup=False, follow_index=True, watch=s.watch,
+                          updates=ShardedIndex(self.root, self.shards))
 
 
 def application(settings: Settings, root: Path, *, shard_timeout_s: float = SHARD_TIMEOUT_S):
     """The Serve application of the sharded index published under ``root``: a deployment per shard and
     the front bound to their handles, which counts a shard slower than ``shard_timeout_s`` as failed."""
     shard_set = load_set(root)
-    shards = [Shard.options(name=f"shard-{i}").bind(str(folder), settings.ann_nprobe)
-              for i, folder in enumerate(shard_set.shards)]
-    return Front.bind(settings.model_dump(mode="json", exclude={"admin_token"}), str(root), shard_timeout_s, *shards)
+    values = settings.model_dump(mode="json")
+    values["admin_token"] = settings.admin_token.get_secret_value() if settings.admin_token else None
+    shards = [Shard.options(name=f"shard-{i}").bind(str(folder), values) for i, folder in enumerate(shard_set.shards)]
+    return Front.bind(values, str(root), shard_timeout_s, *shards)
 
 
 def run(settings: Settings, root: Path, *, host: str = "127.0.0.1", port: int = 8000, blocking: bool = True,

@@ -21,6 +21,7 @@ import numpy as np
 
 from qa import index as index_mod
 from qa.index import BuildSpec, encode_texts
+from qa.index.rows import content_pieces, piece_weights
 from qa.ingest import split_sentences
 from qa.lexical import CorpusStatistics, LexicalIndex
 from qa.text import Analyzer, default_stopwords
@@ -73,6 +74,7 @@ class GlobalStatistics:
     n_sentences: int
     lemmas: dict[str, str]
     token_weights: np.ndarray | None
+    piece_content: np.ndarray | None = None  # which word pieces are content: weights after an update use it
 
 
 def partition(docs: list[Document], shards: int) -> list[list[Document]]:
@@ -135,14 +137,15 @@ def gather_statistics(counts: list[ShardCounts], piece_dfs: list[np.ndarray | No
                 merged[term] = merged.get(term, 0) + n
         lemmas.update(c.lemmas)
     n_sentences = sum(c.sentences for c in counts)
-    weights = None
+    weights = content = None
     if piece_dfs and all(df is not None for df in piece_dfs):
-        weights = index_mod.weights_of_pieces(np.sum(piece_dfs, axis=0), n_sentences, vocabulary, default_stopwords())
+        content = content_pieces(vocabulary, default_stopwords())
+        weights = piece_weights(np.sum(piece_dfs, axis=0), n_sentences, content)
     return GlobalStatistics(
         passages=CorpusStatistics.okapi(passage_df, sum(c.passages for c in counts),
                                         sum(c.passage_length for c in counts)),
         sentences=CorpusStatistics.okapi(sentence_df, n_sentences, sum(c.sentence_length for c in counts)),
-        n_sentences=n_sentences, lemmas=dict(sorted(lemmas.items())), token_weights=weights)
+        n_sentences=n_sentences, lemmas=dict(sorted(lemmas.items())), token_weights=weights, piece_content=content)
 
 
 def write_shard(folder: Path, text: ShardText, vectors: ShardVectors, stats: GlobalStatistics, spec: BuildSpec,
@@ -155,7 +158,8 @@ def write_shard(folder: Path, text: ShardText, vectors: ShardVectors, stats: Glo
     analyzer = Analyzer(stopwords=default_stopwords(), lemmatize=True, lemmas=stats.lemmas)
     findex = index_mod.dense_index(index_mod.mean_vectors(vectors.sentences, text.passages), spec.ann_min_passages)
     parts = index_mod.BuildParts(text.docs, text.sentences, text.passages, findex, vectors.sentences, lexical_p,
-                                 lexical_s, analyzer, vectors.tokens, token_weights=lambda *_: stats.token_weights)
+                                 lexical_s, analyzer, vectors.tokens, token_weights=lambda *_: stats.token_weights,
+                                 piece_content=stats.piece_content)
     build_dir = index_mod.save_build(folder, parts, {**spec.to_dict(), "dim": dim, "shard": shard,
                                                      "splitter": index_mod.splitter_version(),
                                                      "corpus_fingerprint": index_mod.corpus_fingerprint(text.docs)},

@@ -41,10 +41,15 @@ class StackedTokens:
                 df += part.frequencies(len(content)) - (part.frequencies(len(content), dead) if len(dead) else 0)
             else:
                 df += part.frequencies(len(content), np.flatnonzero(mask))
+        self.df, self.content = df, content
         self.weights = piece_weights(df, int(sum(int(m.sum()) for m in live)), content)
 
     def __len__(self) -> int:
         return int(self.sentence_offsets[-1])
+
+    def frequencies(self, vocabulary_size: int) -> np.ndarray:
+        """Per word piece: how many live sentences hold it (as :meth:`qa.index.rows.TokenRows.frequencies`)."""
+        return self.df
 
     def of(self, sentence_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The word pieces of ``sentence_ids``, sentence after sentence: int8 vectors, each row's scale, and

@@ -109,13 +109,18 @@ class StackedLexicon(TermTable):
         ordered = sorted(df)  # the vocabulary in term order, as from_counts keeps it
         self.vocab = {t: i for i, t in enumerate(ordered)}
         n_live = int(self.alive.sum())
-        self.idf = okapi_idf(np.array([df[t] for t in ordered], dtype=np.int64), n_live)
+        self.df = np.array([df[t] for t in ordered], dtype=np.int64)
+        self.idf = okapi_idf(self.df, n_live)
         self.avgdl = float(self.doc_len[self.alive].sum() / n_live) if n_live else 0.0
         self._n_live = n_live
 
     @property
     def n_docs(self) -> int:
         return self._n_live
+
+    def frequencies(self) -> np.ndarray:
+        """Per term row: how many live documents hold it."""
+        return self.df
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """The live documents holding ``term`` (global ids, ascending) and its frequency in each."""
