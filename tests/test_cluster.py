@@ -303,8 +303,10 @@ def test_updates_on_two_shards_answer_as_one_index(changing, questions, conversa
                 (folder / name).write_text(text, encoding="utf-8")
         single = updates.with_files(single, list(step)).with_index(updates.published(single).index,
                                                                    profile=near_off)
+        fingerprint = sharded.index.manifest["corpus_fingerprint"]
         sharded = index.with_files(sharded, list(step))
         assert sharded.index.manifest["documents"] == single.index.manifest["documents"]
+        assert sharded.index.manifest["corpus_fingerprint"] != fingerprint  # what /health reports
         for mode in ("hybrid", "bm25", "dense"):
             assert_same([single.ask(q, abstain=False, retriever=mode) for q in asked],
                         [sharded.ask(q, abstain=False, retriever=mode) for q in asked])

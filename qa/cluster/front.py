@@ -12,6 +12,7 @@ Where a shard does not answer, the question is answered from the others and the 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -192,8 +193,9 @@ def front_state(shard_set: ShardSet, snapshots: list[Snapshot]) -> FrontState:
     order = sorted(range(len(named)), key=named.__getitem__)
     lemmas = dict(sorted({w: lemma for s in stats for w, lemma in s.lemmas.items()}.items()))
     documents = dict(sorted((d.doc_id, d) for c in catalogs for d in c.documents))
-    manifest = {**shard_set.manifest, "documents": len(documents), "sentences": n_sentences,
-                "sentence_avgdl": lexicon.avgdl}  # as one index's manifest counts them (/health)
+    manifest = {**shard_set.manifest, "documents": len(documents), "sentences": n_sentences,  # as one index's
+                "sentence_avgdl": lexicon.avgdl,  # manifest counts them (/health); a fingerprint any change moves
+                "corpus_fingerprint": hashlib.sha256(" ".join(s.fingerprint for s in snapshots).encode()).hexdigest()}
     catalogue = ShardedCatalogue(
         path=shard_set.path, manifest=manifest, documents=documents,
         sentences=[s for c in catalogs for s in c.sentences], live=np.concatenate([c.live for c in catalogs]),

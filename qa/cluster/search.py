@@ -100,6 +100,7 @@ class Snapshot:
     generation: str
     catalog: Catalog
     statistics: ShardStatistics
+    fingerprint: str  # of the shard's documents (qa.index.spec.corpus_fingerprint)
 
 
 class ShardSearcher:
@@ -188,7 +189,7 @@ class ShardSearcher:
         piece_df = tokens.frequencies(len(content)) if tokens is not None and content is not None else None
         statistics = ShardStatistics(Counts.of(index.lexical_passages), Counts.of(index.lexical_sentences),
                                      piece_df, content, dict(index.analyzer.lemmas))
-        return Snapshot(index.path.name, catalog, statistics)
+        return Snapshot(index.path.name, catalog, statistics, str(index.manifest.get("corpus_fingerprint")))
 
     # -- changes ------------------------------------------------------------------------------------
 
