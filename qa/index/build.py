@@ -9,21 +9,29 @@ from pathlib import Path
 import numpy as np
 
 from qa.index.publish import publish
-from qa.index.reuse import analyzer_for, encode_texts, passage_counts, previous_build, sentence_counts, split_all
+from qa.index.reuse import (Previous, analyzer_for, encode_texts, passage_counts, previous_build, sentence_counts,
+                            split_all)
 from qa.index.rows import content_pieces, mean_vectors, piece_frequencies, piece_weights
 from qa.index.spec import BuildSpec, corpus_fingerprint, make_passages, split_key, splitter_version
 from qa.index.storage import BuildParts, save_build
 from qa.ingest import Skipped
 from qa.layout import layout_key
 from qa.lexical import LexicalIndex
-from qa.types import Document
+from qa.types import Document, Sentence
 
 
 def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
           progress: Callable[[str, int, int], None] | None = None, *, reuse: bool = True,
-          skipped: Sequence[Skipped] = ()) -> Path:
-    """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder
-    (:func:`write_build`, then :func:`qa.index.publish.publish`)."""
+          skipped: Sequence[Skipped] = (), segment_sentences: int | None = None) -> Path:
+    """Build an index of ``docs`` and publish it as ``target/current``; returns the published folder.
+    With ``segment_sentences``, a corpus of more sentences is built as segments of at most that many, each
+    with only its own documents in memory, published as one generation (qa/index/bounded.py); otherwise
+    one build folder (:func:`write_build`, then :func:`qa.index.publish.publish`)."""
+    if segment_sentences:
+        from qa.index.bounded import build_in_segments
+
+        return build_in_segments(docs, encoder, spec, target, progress, reuse=reuse, skipped=skipped,
+                                 per_segment=segment_sentences)
     build_dir = write_build(docs, encoder, spec, target, progress, reuse=reuse, skipped=skipped)
     publish(target, build_dir)
     return build_dir
@@ -48,6 +56,18 @@ def write_build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     t0 = time.perf_counter()
     previous = previous_build(target, spec) if reuse else None
     sentences, previous_rows = split_all(docs, spec.layout, lambda done: step("split", done, len(docs)), previous)
+    return write_split(docs, sentences, previous_rows, previous, encoder, spec, target, step, skipped=skipped,
+                       started=t0)
+
+
+def write_split(docs: list[Document], sentences: list[Sentence], previous_rows: np.ndarray,
+                previous: Previous | None, encoder, spec: BuildSpec, target: Path,
+                step: Callable[[str, int, int], None], *, skipped: Sequence[Skipped] = (),
+                started: float | None = None) -> Path:
+    """The build folder of ``docs`` once split into ``sentences`` (``previous_rows``: each one's row in
+    ``previous``, -1 when split here): their terms, vectors and word pieces (reused from ``previous`` where
+    it holds them), passages and indexes. A bounded build (qa/index/bounded.py) calls it once per segment."""
+    t0 = time.perf_counter() if started is None else started
     if not sentences:
         raise ValueError("the corpus has no sentences")
     passages = make_passages(sentences, spec.passage_size, spec.passage_overlap)

@@ -1,0 +1,71 @@
+"""A corpus built in segments of a few sentences (qa/index/bounded.py) answers as one build of it."""
+
+import pytest
+
+from qa import index as index_mod
+from qa.config import Settings
+from qa.engine import Engine, build_spec
+from qa.index.bounded import parts
+from qa.index.merge import MergePolicy
+from qa.profile import load_profile
+from tests.test_segmented import QUESTIONS, _answer, _story, A, B, C2, D
+
+DOCS = sorted([A, B, C2, D, *(_story(n, 0) for n in range(12))], key=lambda d: d.doc_id)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The same corpus as one build and as a generation of segments of at most 9 sentences."""
+    from tests.fakes import HashedEncoder
+
+    tmp = tmp_path_factory.mktemp("bounded")
+    settings = Settings(corpus_dir=tmp / "corpus", index_root=tmp / "index", data_dir=tmp / "var", onnx_queries=False)
+    encoder, spec = HashedEncoder(), build_spec(settings, layout=True)
+    profile = load_profile().updated({"ranking.near_limit": 0})
+    index_mod.build(DOCS, encoder, spec, tmp / "whole", reuse=False)
+    index_mod.build(DOCS, encoder, spec, tmp / "parts", reuse=False, segment_sentences=9)
+    whole, segmented = index_mod.load(tmp / "whole"), index_mod.load(tmp / "parts")
+    return (Engine(settings, segmented, encoder, profile=profile), Engine(settings, whole, encoder, profile=profile),
+            encoder, spec, tmp)
+
+
+def test_a_bounded_build_publishes_a_generation_of_small_segments(built):
+    segmented, whole = built[0].index, built[1].index
+    sizes = [len(s.sentences) for s in segmented.segments]
+    assert len(sizes) > 3 and max(sizes) <= 9 and sum(sizes) == len(whole.sentences)
+    assert all(not e["deleted"] for e in segmented.manifest["segments"])
+    for key in ("corpus_fingerprint", "documents", "sentences", "passages"):
+        assert segmented.manifest[key] == whole.manifest[key], key
+    assert [s.text for s in segmented.sentences] == [s.text for s in whole.sentences]
+
+
+@pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
+def test_a_bounded_build_answers_as_one_build(built, mode):
+    segmented, whole = built[:2]
+    for question in (*QUESTIONS, "What reopened in Kestrel?", "Which clinic closed on Friday?"):
+        assert _answer(segmented, question, mode) == _answer(whole, question, mode), question
+
+
+def test_a_corpus_under_the_size_is_one_build_folder(built):
+    _, whole, encoder, spec, tmp = built
+    folder = index_mod.build(DOCS, encoder, spec, tmp / "one", reuse=False, segment_sentences=10_000)
+    assert folder.name.startswith("build-")
+    assert index_mod.read_manifest(tmp / "one")["corpus_fingerprint"] == whole.index.manifest["corpus_fingerprint"]
+
+
+def test_parts_cut_between_documents_and_keep_their_order():
+    got = list(parts(DOCS, True, 9, None, lambda done: None))
+    assert [d.doc_id for p in got for d in p.docs] == [d.doc_id for d in DOCS]
+    assert all(len(p.sentences) == len(p.rows) and (p.rows < 0).all() for p in got)
+    assert all({s.doc_id for s in p.sentences} == {d.doc_id for d in p.docs} for p in got)
+    assert [p.last for p in got] == [False] * (len(got) - 1) + [True]
+    one = list(parts(DOCS[:1], True, 1, None, lambda done: None))  # a document longer than a part: alone
+    assert len(one) == 1 and len(one[0].sentences) > 1 and one[0].last
+
+
+def test_the_merge_cap_leaves_full_segments_and_fits_merges_under_it():
+    policy = MergePolicy(per_tier=3, floor=100, max_sentences=400)
+    assert policy.choose([250, 260, 270, 10], [0.0] * 4) is None  # over half the cap: full
+    assert policy.choose([190, 160, 150, 170], [0.0] * 4) == [1, 2]  # the 3 smallest, the largest left out
+    assert policy.choose([250, 10], [0.7, 0.0]) == [0]  # a full segment is still rewritten for its deletions
+    assert MergePolicy(per_tier=3, floor=100).choose([150, 160, 170], [0.0] * 3) == [0, 1, 2]
