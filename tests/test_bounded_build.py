@@ -69,3 +69,36 @@ def test_the_merge_cap_leaves_full_segments_and_fits_merges_under_it():
     assert policy.choose([190, 160, 150, 170], [0.0] * 4) == [1, 2]  # the 3 smallest, the largest left out
     assert policy.choose([250, 10], [0.7, 0.0]) == [0]  # a full segment is still rewritten for its deletions
     assert MergePolicy(per_tier=3, floor=100).choose([150, 160, 170], [0.0] * 3) == [0, 1, 2]
+
+
+def test_a_bounded_build_reuses_the_build_in_service(built):
+    """Each segment starts from the build in service as a single build does: only the new document is split
+    and embedded."""
+    from qa.types import Document
+    from tests.test_segmented import C
+
+    _, _, encoder, spec, tmp = built
+    index_mod.build(DOCS, encoder, spec, tmp / "grown", reuse=False, segment_sentences=10_000)
+    grown = sorted([*DOCS, Document("c0.txt", C.title, C.raw)], key=lambda d: d.doc_id)
+    index_mod.build(grown, encoder, spec, tmp / "grown", segment_sentences=9)
+    manifest = index_mod.read_manifest(tmp / "grown")
+    assert len(manifest["segments"]) > 3 and manifest["split_documents"] == 1
+    assert manifest["encoded_texts"] == 1  # C's sentences are C2's but for one word: that one sentence
+
+
+def test_a_segment_is_ivf_when_the_whole_index_calls_for_it(built):
+    import faiss
+    import numpy as np
+
+    vectors = np.random.default_rng(0).standard_normal((80, 16)).astype(np.float32)
+    assert isinstance(index_mod.dense_index(vectors, 64, index_passages=5000), faiss.IndexIVF)
+    assert not isinstance(index_mod.dense_index(vectors[:40], 64, index_passages=5000), faiss.IndexIVF)
+    assert not isinstance(index_mod.dense_index(vectors[:40], 64), faiss.IndexIVF)
+    _, whole, encoder, spec, tmp = built
+    spec = type(spec)(**{**spec.__dict__, "ann_min_passages": 16})
+    index_mod.build(DOCS, encoder, spec, tmp / "ivf", reuse=False, segment_sentences=40)
+    segmented = index_mod.load(tmp / "ivf")
+    assert len(segmented.segments) > 1 and segmented.manifest["passages"] >= 16
+    kinds = [isinstance(s.faiss_index, faiss.IndexIVF) for s in segmented.segments]
+    assert kinds == [len(s.passages) >= 16 for s in segmented.segments] and any(kinds)
+    assert segmented.faiss_index.ntotal == whole.index.faiss_index.ntotal

@@ -6,12 +6,14 @@ build of the same documents (qa/index/segmented.py), so the segments are only a 
 
 Documents keep their order: segment ``k`` holds a run of consecutive documents, so the canonical order of the
 generation (document id, then segment) is the order of one build. Each segment reuses the build in service
-as a single build does (qa/index/reuse.py).
+as a single build does (qa/index/reuse.py). When the corpus has ``ann_min_passages`` passages or more, the
+segments' dense indexes are IVF (:func:`qa.index.build.dense_index`), rewritten once every segment is written.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.index.build import write_split
+from qa.index.build import IVF_MIN_SEGMENT, dense_index, write_split
 from qa.index.publish import publish
 from qa.index.reuse import Previous, previous_build, split_all
 from qa.index.segments import write_generation
@@ -60,6 +62,8 @@ def build_in_segments(docs: list[Document], encoder, spec: BuildSpec, target: Pa
             whole = part.last and not written  # the corpus in one part: a build folder, as without segments
             written.append(write_split(part.docs, part.sentences, part.rows, previous, encoder, spec, target, step,
                                        skipped=skipped if whole else ()))
+        if len(written) > 1:
+            _dense_for_the_whole(written, spec.ann_min_passages)
         folder = written[0] if len(written) == 1 else _generation(target, written, docs, skipped, spec, started)
     except BaseException:
         for segment in written:
@@ -111,6 +115,22 @@ def _cut(sentences: list[Sentence], docs: list[Document], per_segment: int) -> t
     sizes = np.cumsum([counts.get(d.doc_id, 0) for d in docs])
     n_docs = max(1, int(np.searchsorted(sizes, per_segment, side="right")))
     return n_docs, int(sizes[n_docs - 1])
+
+
+def _dense_for_the_whole(segments: list[Path], ann_min: int) -> None:
+    """Each segment's dense index rewritten as IVF where the whole index calls for one (:func:`dense_index`
+    with the index's passages): a segment is written before the corpus's size is known. Before publishing."""
+    import faiss
+
+    sizes = [int(json.loads((s / "manifest.json").read_text(encoding="utf-8"))["passages"]) for s in segments]
+    if sum(sizes) < ann_min:
+        return
+    for folder, size in zip(segments, sizes):
+        if size >= min(ann_min, IVF_MIN_SEGMENT):
+            flat = faiss.read_index(str(folder / "passages.faiss"))
+            tmp = folder / "passages.faiss.tmp"
+            faiss.write_index(dense_index(flat.reconstruct_n(0, flat.ntotal), ann_min, sum(sizes)), str(tmp))
+            os.replace(tmp, folder / "passages.faiss")
 
 
 def _generation(target: Path, segments: list[Path], docs: list[Document], skipped: Sequence[Skipped],

@@ -105,16 +105,22 @@ def write_split(docs: list[Document], sentences: list[Sentence], previous_rows: 
     return save_build(target, parts, manifest, t0)
 
 
-def dense_index(vectors: np.ndarray, ann_min: int):
+IVF_MIN_SEGMENT = 25_000  # passages: from about here k-means has FAISS's 39 points a list at 4·√n lists
+
+
+def dense_index(vectors: np.ndarray, ann_min: int, index_passages: int | None = None):
     """Exact inner-product search while the corpus is small; an inverted-file index (IVF) from ``ann_min``
     vectors on, which scans only the lists nearest the query (``nprobe`` of them, set at load time).
+    A segment of an index of ``index_passages`` passages is IVF once the index reaches ``ann_min`` and the
+    segment holds ``IVF_MIN_SEGMENT`` of them: a question searches every segment, so it is the index's size
+    that makes exact search slow (ten exact segments of 47,000 passages: about 48 ms, docs/PERFORMANCE.md).
 
     nlist ≈ 4·√n is FAISS's usual starting point; k-means trains on up to 256 vectors per list.
     """
     import faiss
 
     n, dim = vectors.shape
-    if n < ann_min:
+    if max(n, index_passages or 0) < ann_min or n < min(ann_min, IVF_MIN_SEGMENT):
         index = faiss.IndexFlatIP(dim)
     else:
         nlist = int(4 * np.sqrt(n))

@@ -69,9 +69,10 @@ class MergePolicy:
 
 
 def merge(target: Path, segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], spec: BuildSpec,
-          ann_min_passages: int) -> Path:
+          ann_min_passages: int, index_passages: int | None = None) -> Path:
     """Write one segment (a build folder under ``target``, not published) of the live documents of
-    ``segments``, copying what they stored; its dense index is IVF when it reaches ``ann_min_passages``."""
+    ``segments``, copying what they stored; its dense index is IVF when it, or the index of
+    ``index_passages`` it is part of, reaches ``ann_min_passages`` (:func:`qa.index.build.dense_index`)."""
     started = time.perf_counter()
     docs, sentences, passages, stored = [], [], [], {}
     vector_parts, token_sources, sentence_counts, passage_counts = [], [], [], []
@@ -106,8 +107,9 @@ def merge(target: Path, segments: Sequence[CorpusIndex], deleted: Sequence[froze
     chunks = {d.doc_id: document_chunk(d.doc_id, d.raw, stored.get(d.doc_id, {})) for d in docs}
     manifest = {**spec.to_dict(), "dim": int(vectors.shape[1]), "splitter": splitter_version(),
                 "corpus_fingerprint": fingerprint_of(chunks), "merged_from": [s.path.name for s in segments]}
-    parts = BuildParts(docs, sentences, passages, dense_index(mean_vectors(vectors, passages), ann_min_passages),
-                       vectors, lexical_p, lexical_s, analyzer, tokens, stored_fields=stored)
+    dense = dense_index(mean_vectors(vectors, passages), ann_min_passages, index_passages)
+    parts = BuildParts(docs, sentences, passages, dense, vectors, lexical_p, lexical_s, analyzer, tokens,
+                       stored_fields=stored)
     return save_build(target, parts, manifest, started)
 
 

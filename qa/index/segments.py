@@ -166,7 +166,7 @@ def merge_segments(target: Path, current: CorpusIndex, positions: Sequence[int],
     entries = entries_of(current)
     chosen = [segments[i] for i in positions]
     merged = merge(target / MERGING, chosen, [frozenset(entries[i]["deleted"]) for i in positions], spec,
-                   ann_min_passages)
+                   ann_min_passages, int(current.manifest.get("passages", 0)))
     names = {s.path.name: s for s in chosen}
     live_then = {d for i in positions for d in segments[i].documents if d not in set(entries[i]["deleted"])}
     with build_lock(target):
