@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import chain
 
 import numpy as np
 
@@ -277,13 +278,11 @@ def compose(segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], 
     if not segments or len(segments) != len(deleted):
         raise ValueError("one set of deleted documents per segment, and at least one segment")
     live_sentences, live_passages = [], []
-    for seg, gone in zip(segments, deleted):
-        ordinal = {doc_id: i for i, doc_id in enumerate(seg.documents)}
-        alive = np.array([doc_id not in gone for doc_id in seg.documents], dtype=bool)
-        doc_of_sentence = np.fromiter((ordinal[s.doc_id] for s in seg.sentences), dtype=np.int64,
-                                      count=len(seg.sentences))
-        live_sentences.append(alive[doc_of_sentence] if len(doc_of_sentence) else np.zeros(0, dtype=bool))
-        live_passages.append(np.array([p.doc_id not in gone for p in seg.passages], dtype=bool))
+    for seg, gone in zip(segments, deleted):  # by each segment's own document ordinals, kept while it is loaded
+        names = seg.document_names
+        alive = np.fromiter((name not in gone for name in names), dtype=bool, count=len(names))
+        live_sentences.append(alive[seg.sentence_documents])
+        live_passages.append(alive[seg.passage_documents])
     sentence_offsets = np.concatenate([[0], np.cumsum([len(s.sentences) for s in segments])]).astype(np.int64)
     passage_offsets = np.concatenate([[0], np.cumsum([len(s.passages) for s in segments])]).astype(np.int64)
     documents: dict[str, Document] = {}
@@ -296,7 +295,7 @@ def compose(segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], 
     keeps_pieces = content is not None and all(seg.tokens is not None for seg in segments)
     return SegmentedIndex(
         path=path, manifest=manifest, documents=documents,
-        sentences=[s for seg in segments for s in seg.sentences],
+        sentences=list(chain.from_iterable(seg.sentences for seg in segments)),
         passages=StackedPassages([seg.passages for seg in segments], passage_offsets, sentence_offsets),
         faiss_index=StackedDense([seg.faiss_index for seg in segments], passage_offsets, live_passages),
         sentence_vectors=StackedRows([seg.sentence_vectors for seg in segments]),
