@@ -102,3 +102,26 @@ def test_a_segment_is_ivf_when_the_whole_index_calls_for_it(built):
     kinds = [isinstance(s.faiss_index, faiss.IndexIVF) for s in segmented.segments]
     assert kinds == [len(s.passages) >= 16 for s in segmented.segments] and any(kinds)
     assert segmented.faiss_index.ntotal == whole.index.faiss_index.ntotal
+
+
+@pytest.mark.parametrize("segment_sentences", [9, 10_000])
+def test_a_build_reuses_a_published_generation(built, segment_sentences):
+    """A build over a generation (a bounded build's, an update's) reads its segments as one previous build: only
+    the new document is split and embedded, and its word pieces are those of a build from scratch."""
+    import numpy as np
+
+    from qa.types import Document
+    from tests.test_segmented import C
+
+    _, _, encoder, spec, tmp = built
+    target, fresh = tmp / f"again-{segment_sentences}", tmp / f"fresh-{segment_sentences}"
+    index_mod.build(DOCS, encoder, spec, target, reuse=False, segment_sentences=9)
+    grown = sorted([*DOCS, Document("c0.txt", C.title, C.raw)], key=lambda d: d.doc_id)
+    index_mod.build(grown, encoder, spec, target, segment_sentences=segment_sentences)
+    index_mod.build(grown, encoder, spec, fresh, reuse=False, segment_sentences=segment_sentences)
+    manifest = index_mod.read_manifest(target)
+    assert manifest["split_documents"] == 1 and manifest["encoded_texts"] == 1
+    again, scratch = index_mod.load(target), index_mod.load(fresh)
+    ids = np.arange(len(scratch.sentences))
+    assert all(np.array_equal(a, b) for a, b in zip(again.tokens.of(ids), scratch.tokens.of(ids)))
+    assert np.array_equal(again.sentence_vectors[ids], scratch.sentence_vectors[ids])
