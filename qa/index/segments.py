@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from qa import leases
 from qa.index.corpus import CorpusIndex
 from qa.index.publish import TMP_PREFIX, publish
@@ -118,9 +120,9 @@ def _counts(current: CorpusIndex, gone: set[str], new_segment: Path | None, spec
     """The generation's documents, sentences and passages: the current index's live ones not ``gone``, and
     the new segment's."""
     by_doc = current.document_sentences
-    lengths = [len(ids) for d, ids in by_doc.items() if d not in gone]
-    counts = {"documents": len(lengths), "sentences": sum(lengths),
-              "passages": sum(passage_count(n, spec.passage_size, spec.passage_overlap) for n in lengths)}
+    lengths = np.fromiter((len(ids) for d, ids in by_doc.items() if d not in gone), dtype=np.int64)
+    counts = {"documents": len(lengths), "sentences": int(lengths.sum()),
+              "passages": int(passage_count(lengths, spec.passage_size, spec.passage_overlap).sum())}
     if new_segment is not None:
         added = json.loads((new_segment / "manifest.json").read_text(encoding="utf-8"))
         for key in counts:
