@@ -21,7 +21,11 @@ Steps, each a fresh process as a user runs them:
      response, and to the answer (which should cite the new document); the embedding time of each is the
      new segment's ``embed_seconds``; then each is `DELETE`d. Background merges run meanwhile, as they would.
 `build_seconds` is the index build alone (from the manifest): the rest of a `qa index` is starting
-Python, reading and fingerprinting the corpus, and loading the new build. Prints a JSON report.
+Python, reading and fingerprinting the corpus, and loading the new build. The first `qa index`'s wall time
+and peak RSS (its largest process: ``getrusage`` of the children) and the server's peak RSS (``VmHWM``,
+read before it stops) are reported too; ``ask_seconds`` is the question after each PUT alone.
+``--near-limit 0`` serves with a copy of the ranking profile whose near-sentence table is off (its first
+computation is quadratic in the sentences: hours at a million; docs/PERFORMANCE.md). Prints a JSON report.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -125,7 +130,7 @@ def timed_updates(client: httpx.Client, token: str, docs: list[tuple[str, str, s
     whether the answer cites it; the embedding time is the ``embed_seconds`` of ``new_segment(doc_id)`` (the
     manifest of the segment the PUT wrote); then ``between()``, then each DELETEd."""
     auth = {"Authorization": f"Bearer {token}"}
-    put_s, answer_s, embed_s, cited, segments, delete_s = [], [], [], 0, [], []
+    put_s, answer_s, ask_s, embed_s, cited, segments, delete_s = [], [], [], [], 0, [], []
     client.post("/ask", json={"question": "warm up"})
     for doc_id, text, question in docs:
         t0 = time.perf_counter()
@@ -134,6 +139,7 @@ def timed_updates(client: httpx.Client, token: str, docs: list[tuple[str, str, s
         put_s.append(time.perf_counter() - t0)
         answer = client.post("/ask", json={"question": question}).json()
         answer_s.append(time.perf_counter() - t0)
+        ask_s.append(answer_s[-1] - put_s[-1])
         cited += bool(answer["sentences"]) and answer["sentences"][0]["doc_id"] == doc_id
         embed_s.append(float(new_segment(doc_id).get("embed_seconds", 0.0)))
         segments.append(segment_count())
@@ -145,8 +151,8 @@ def timed_updates(client: httpx.Client, token: str, docs: list[tuple[str, str, s
     apart = [a - e for a, e in zip(answer_s, embed_s)]
     return {"puts": len(docs), "put_seconds": percentiles(put_s), "put_until_answer_seconds": percentiles(answer_s),
             "embed_seconds": percentiles(embed_s), "put_until_answer_without_embed_seconds": percentiles(apart),
-            "answers_citing_the_new_document": cited, "segments_after_each_put": segments,
-            "delete_seconds": percentiles(delete_s)}
+            "ask_seconds": percentiles(ask_s), "answers_citing_the_new_document": cited,
+            "segments_after_each_put": segments, "delete_seconds": percentiles(delete_s)}
 
 
 def segment_count(index_dir: Path) -> int:
@@ -164,11 +170,30 @@ def serve_and_put(env: dict, log: Path, index_dir: Path, puts: int) -> dict:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
             wait_ready(client)
-            return timed_updates(client, TOKEN, new_documents(puts), lambda _: newest_segment(index_dir),
-                                 lambda: segment_count(index_dir))
+            report = timed_updates(client, TOKEN, new_documents(puts), lambda _: newest_segment(index_dir),
+                                   lambda: segment_count(index_dir))
+            return {**report, "server_peak_rss_mib": peak_rss_mib(server.pid)}
     finally:
         server.terminate()
         server.wait(60)
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """A live process's peak resident memory (``VmHWM``), in MiB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+    return round(kib / 1024, 1) if kib is not None else None
+
+
+def profile_without_near_table(folder: Path) -> Path:
+    """A copy of the ranking profile in service with ``ranking.near_limit`` 0, written into ``folder``."""
+    sys.path.insert(0, str(ROOT))
+    from qa.profile import load_profile, write_profile
+
+    return write_profile(load_profile().updated({"ranking.near_limit": 0}), folder / "profile-near-limit-0.json")
 
 
 def main() -> None:
@@ -178,6 +203,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--puts", type=int, default=20, help="documents PUT (then DELETEd) through the server")
     parser.add_argument("--http-only", action="store_true", help="skip the `qa index` steps")
+    parser.add_argument("--near-limit", type=int, choices=[0], help="0: serve without the near-sentence table")
     args = parser.parse_args()
     base = args.work / f"copies-{args.copies}"
     corpus, index_root = base / "corpus", args.work / "index"
@@ -187,11 +213,17 @@ def main() -> None:
     env = {**os.environ, "QA_CORPUS_DIR": str(corpus), "QA_INDEX_ROOT": str(index_root), "HF_HUB_OFFLINE": "1",
            "QA_INDEX_NAME": base.name,
            "QA_DATA_DIR": str(base / "var"), "PYTHONPATH": str(ROOT)}
+    if args.near_limit == 0:
+        env["QA_PROFILE"] = str(profile_without_near_table(base))
     index_dir = index_root / base.name
     t_first = qa_index(env)  # the first build, or an update from a previous run's state
-    report: dict = {"copies": args.copies, "documents": files, "first_or_catch_up_seconds": t_first}
+    report: dict = {"copies": args.copies, "documents": files, "first_or_catch_up_seconds": t_first,
+                    "first_or_catch_up_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                                                            / 1024, 1), "near_limit": args.near_limit}
     m = manifest(index_dir)
     report["sentences"], report["passages"] = m["sentences"], m["passages"]
+    report["segments"] = len(m.get("segments", [1]))
+    report["build_seconds"] = m.get("build_seconds")
     if not args.http_only:
         report["unchanged_index_seconds"] = qa_index(env)
         doc_id, text, question = ADDED

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     ann_min_passages: int = Field(100_000, ge=1, description="from this many passages the dense index is IVF "
                                                              "(approximate, much faster) instead of flat (exact)")
     ann_nprobe: int = Field(64, ge=1, description="IVF lists scanned per query (docs/PERFORMANCE.md: recall)")
+    build_segment_sentences: int = Field(100_000, ge=1, description="a build of a larger corpus writes segments "
+                                         "of at most this many sentences, each with only its own documents in "
+                                         "memory, and no merge makes a larger one (docs/UPDATES.md: memory)")
     reader_dir: Path | None = Field(PROJECT_ROOT / "models" / "reader", description="folder of the shipped "
                                     "reader (model.onnx, tokenizer.json, manifest.json; qa/reader.py); None: no "
                                     "reader. What it reads and weighs is the profile's")

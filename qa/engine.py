@@ -123,7 +123,8 @@ class Engine:
                         if on_rebuild:
                             on_rebuild(why)
                         bulk, encoder = bulk_encoder(settings, lambda: sample_texts(docs))
-                        index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild, skipped=skipped)
+                        index_mod.build(docs, bulk, spec, target, progress, reuse=not rebuild, skipped=skipped,
+                                        segment_sentences=settings.build_segment_sentences)
         engine = cls(settings, index_mod.load(target, nprobe=settings.ann_nprobe), encoder, pending)
         if settings.onnx_queries and not onnx_ready(settings):
             engine.export_query_model([s.text for s in engine.index.sentences])

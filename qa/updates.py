@@ -166,7 +166,8 @@ def refreshed(engine: Engine, progress: Callable[[str, int, int], None] | None =
         current, why = index_mod.index_is_current(target, docs, spec, corpus.skipped)
         if not current:
             log.info("updating the index (%s)", why)
-            index_mod.index_change(target, base.index, docs, corpus.skipped, spec, engine.query_encoder, progress)
+            index_mod.index_change(target, base.index, docs, corpus.skipped, spec, engine.query_encoder, progress,
+                                   segment_sentences=engine.settings.build_segment_sentences)
         return _after(engine, base)
 
 
@@ -206,7 +207,7 @@ def merge_due(engine: Engine) -> int:
     process merges). ``engine`` is not changed: load the published index to serve them."""
     s = engine.settings
     return index_mod.merge_due(s.index_dir(), engine.index, build_spec(s), nprobe=s.ann_nprobe,
-                               ann_min_passages=s.ann_min_passages)
+                               ann_min_passages=s.ann_min_passages, max_sentences=s.build_segment_sentences)
 
 
 class IndexUpdates(Protocol):

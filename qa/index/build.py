@@ -9,21 +9,29 @@ from pathlib import Path
 import numpy as np
 
 from qa.index.publish import publish
-from qa.index.reuse import analyzer_for, encode_texts, passage_counts, previous_build, sentence_counts, split_all
+from qa.index.reuse import (Previous, analyzer_for, encode_texts, passage_counts, previous_build, sentence_counts,
+                            split_all)
 from qa.index.rows import content_pieces, mean_vectors, piece_frequencies, piece_weights
 from qa.index.spec import BuildSpec, corpus_fingerprint, make_passages, split_key, splitter_version
 from qa.index.storage import BuildParts, save_build
 from qa.ingest import Skipped
 from qa.layout import layout_key
 from qa.lexical import LexicalIndex
-from qa.types import Document
+from qa.types import Document, Sentence
 
 
 def build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
           progress: Callable[[str, int, int], None] | None = None, *, reuse: bool = True,
-          skipped: Sequence[Skipped] = ()) -> Path:
-    """Build an index of ``docs`` and publish it as ``target/current``; returns the build folder
-    (:func:`write_build`, then :func:`qa.index.publish.publish`)."""
+          skipped: Sequence[Skipped] = (), segment_sentences: int | None = None) -> Path:
+    """Build an index of ``docs`` and publish it as ``target/current``; returns the published folder.
+    With ``segment_sentences``, a corpus of more sentences is built as segments of at most that many, each
+    with only its own documents in memory, published as one generation (qa/index/bounded.py); otherwise
+    one build folder (:func:`write_build`, then :func:`qa.index.publish.publish`)."""
+    if segment_sentences:
+        from qa.index.bounded import build_in_segments
+
+        return build_in_segments(docs, encoder, spec, target, progress, reuse=reuse, skipped=skipped,
+                                 per_segment=segment_sentences)
     build_dir = write_build(docs, encoder, spec, target, progress, reuse=reuse, skipped=skipped)
     publish(target, build_dir)
     return build_dir
@@ -48,6 +56,18 @@ def write_build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     t0 = time.perf_counter()
     previous = previous_build(target, spec) if reuse else None
     sentences, previous_rows = split_all(docs, spec.layout, lambda done: step("split", done, len(docs)), previous)
+    return write_split(docs, sentences, previous_rows, previous, encoder, spec, target, step, skipped=skipped,
+                       started=t0)
+
+
+def write_split(docs: list[Document], sentences: list[Sentence], previous_rows: np.ndarray,
+                previous: Previous | None, encoder, spec: BuildSpec, target: Path,
+                step: Callable[[str, int, int], None], *, skipped: Sequence[Skipped] = (),
+                started: float | None = None) -> Path:
+    """The build folder of ``docs`` once split into ``sentences`` (``previous_rows``: each one's row in
+    ``previous``, -1 when split here): their terms, vectors and word pieces (reused from ``previous`` where
+    it holds them), passages and indexes. A bounded build (qa/index/bounded.py) calls it once per segment."""
+    t0 = time.perf_counter() if started is None else started
     if not sentences:
         raise ValueError("the corpus has no sentences")
     passages = make_passages(sentences, spec.passage_size, spec.passage_overlap)
@@ -85,16 +105,22 @@ def write_build(docs: list[Document], encoder, spec: BuildSpec, target: Path,
     return save_build(target, parts, manifest, t0)
 
 
-def dense_index(vectors: np.ndarray, ann_min: int):
+IVF_MIN_SEGMENT = 25_000  # passages: from about here k-means has FAISS's 39 points a list at 4·√n lists
+
+
+def dense_index(vectors: np.ndarray, ann_min: int, index_passages: int | None = None):
     """Exact inner-product search while the corpus is small; an inverted-file index (IVF) from ``ann_min``
     vectors on, which scans only the lists nearest the query (``nprobe`` of them, set at load time).
+    A segment of an index of ``index_passages`` passages is IVF once the index reaches ``ann_min`` and the
+    segment holds ``IVF_MIN_SEGMENT`` of them: a question searches every segment, so it is the index's size
+    that makes exact search slow (ten exact segments of 47,000 passages: about 48 ms, docs/PERFORMANCE.md).
 
     nlist ≈ 4·√n is FAISS's usual starting point; k-means trains on up to 256 vectors per list.
     """
     import faiss
 
     n, dim = vectors.shape
-    if n < ann_min:
+    if max(n, index_passages or 0) < ann_min or n < min(ann_min, IVF_MIN_SEGMENT):
         index = faiss.IndexFlatIP(dim)
     else:
         nlist = int(4 * np.sqrt(n))

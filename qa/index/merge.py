@@ -8,6 +8,10 @@ or more, its ``per_tier`` smallest are merged into one of the next tier; a segme
 ``max_deleted`` of its documents deleted is rewritten alone. So a corpus of ``n`` sentences keeps about
 ``per_tier`` · log(n) segments, each sentence is copied about log(n) times over its life, and the IVF
 training of a large dense index happens only when a merge makes a segment that large.
+
+``max_sentences`` caps a merge as Lucene's maximum merged segment size does: a merge holds its segments'
+vectors and term counts in memory, so no merge makes a segment of more live sentences, and a segment of
+more than half of it (a segment of a bounded build, qa/index/bounded.py) is merged only to drop deletions.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class MergePolicy:
     per_tier: int = 10  # segments a tier holds before its smallest are merged
     floor: int = 1_000  # live sentences under which every segment counts as this size
     max_deleted: float = 0.5  # a segment with more of its documents deleted is rewritten
+    max_sentences: int | None = None  # no merge makes a segment of more live sentences (None: no cap)
 
     def tier(self, sentences: int) -> int:
         """0 under ``floor`` · ``per_tier`` live sentences, then one more per factor of ``per_tier``."""
@@ -47,20 +52,27 @@ class MergePolicy:
         for i, share in enumerate(deleted):
             if share > self.max_deleted:
                 return [i]
+        cap = self.max_sentences
         tiers: dict[int, list[int]] = {}
         for i, size in enumerate(sizes):
-            tiers.setdefault(self.tier(size), []).append(i)
+            if cap is None or 2 * size <= cap:  # a larger segment is full: merged with no other
+                tiers.setdefault(self.tier(size), []).append(i)
         for tier in sorted(tiers):
             members = tiers[tier]
             if len(members) >= self.per_tier:
-                return sorted(sorted(members, key=lambda i: (sizes[i], i))[:self.per_tier])
+                chosen = sorted(members, key=lambda i: (sizes[i], i))[:self.per_tier]
+                while cap is not None and len(chosen) > 1 and sum(sizes[i] for i in chosen) > cap:
+                    chosen.pop()  # the largest left out until the merge fits under the cap
+                if len(chosen) > 1:
+                    return sorted(chosen)
         return None
 
 
 def merge(target: Path, segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], spec: BuildSpec,
-          ann_min_passages: int) -> Path:
+          ann_min_passages: int, index_passages: int | None = None) -> Path:
     """Write one segment (a build folder under ``target``, not published) of the live documents of
-    ``segments``, copying what they stored; its dense index is IVF when it reaches ``ann_min_passages``."""
+    ``segments``, copying what they stored; its dense index is IVF when it, or the index of
+    ``index_passages`` it is part of, reaches ``ann_min_passages`` (:func:`qa.index.build.dense_index`)."""
     started = time.perf_counter()
     docs, sentences, passages, stored = [], [], [], {}
     vector_parts, token_sources, sentence_counts, passage_counts = [], [], [], []
@@ -95,8 +107,9 @@ def merge(target: Path, segments: Sequence[CorpusIndex], deleted: Sequence[froze
     chunks = {d.doc_id: document_chunk(d.doc_id, d.raw, stored.get(d.doc_id, {})) for d in docs}
     manifest = {**spec.to_dict(), "dim": int(vectors.shape[1]), "splitter": splitter_version(),
                 "corpus_fingerprint": fingerprint_of(chunks), "merged_from": [s.path.name for s in segments]}
-    parts = BuildParts(docs, sentences, passages, dense_index(mean_vectors(vectors, passages), ann_min_passages),
-                       vectors, lexical_p, lexical_s, analyzer, tokens, stored_fields=stored)
+    dense = dense_index(mean_vectors(vectors, passages), ann_min_passages, index_passages)
+    parts = BuildParts(docs, sentences, passages, dense, vectors, lexical_p, lexical_s, analyzer, tokens,
+                       stored_fields=stored)
     return save_build(target, parts, manifest, started)
 
 

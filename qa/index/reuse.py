@@ -16,7 +16,9 @@ import numpy as np
 
 from qa.index.publish import CURRENT
 from qa.index.rows import SentenceTokens, TokenRows, VectorRows, gather_ranges
+from qa.index.segments import SEGMENTS
 from qa.index.spec import FORMAT_VERSION, KINDS, BuildSpec, IndexUnavailable, split_key, splitter_version
+from qa.index.stacked import StackedRows, StackedTokenRows
 from qa.index.storage import read_documents, read_manifest
 from qa.ingest import split_sentences
 from qa.layout import layout_key
@@ -33,25 +35,27 @@ class Previous:
     table: np.ndarray  # (doc, index, start, end, kind) per sentence row
     splits: dict[str, tuple[int, int]]  # split_key (document text and layout) → [first, last) rows
     rows: dict[str, int]  # sentence text → a row
-    vectors: VectorRows
-    tokens: TokenRows | None
+    vectors: VectorRows | StackedRows
+    tokens: TokenRows | StackedTokenRows | None
     lexical: LexicalIndex | None = None  # its sentences' terms, when analysed as this build analyses
     analyzer: Analyzer | None = None
 
 
 def previous_build(target: Path, spec: BuildSpec) -> Previous | None:
-    """The build in service, if its encodings can be reused: made with the same model (and keeping word
+    """The index in service, if its encodings can be reused: made with the same model (and keeping word
     pieces when this build needs them). Its sentences are reused too when it split with the same splitter
-    and layout."""
+    and layout. A generation's segments are read as one build, their rows one after the other (deleted
+    documents' too: a text's vector does not depend on its document); their terms are analysed again."""
     try:
         manifest = read_manifest(target)
         if manifest.get("format_version") != FORMAT_VERSION or manifest.get("model") != spec.model \
                 or (spec.token_vectors and not manifest.get("token_vectors")):
             return None
         build_dir = (target / CURRENT).resolve()
-        raw_docs, table = read_documents(build_dir)
-        vectors = VectorRows(build_dir / "sentence_vectors.npy")
-        tokens = TokenRows(build_dir) if spec.token_vectors else None
+        folders = [target / entry["name"] for entry in manifest.get(SEGMENTS, [])] or [build_dir]
+        raw_docs, table = _tables(folders)
+        vectors = _one([VectorRows(f / "sentence_vectors.npy") for f in folders], StackedRows)
+        tokens = _one([TokenRows(f) for f in folders], StackedTokenRows) if spec.token_vectors else None
     except (IndexUnavailable, OSError, ValueError, KeyError, IndexError):
         return None  # nothing usable: split and encode everything
     if len(vectors) != len(table) or (tokens is not None and len(tokens) != len(table)):
@@ -65,7 +69,7 @@ def previous_build(target: Path, spec: BuildSpec) -> Previous | None:
         bounds = np.flatnonzero(np.diff(table[:, 0], prepend=-1, append=-1))  # where each document's rows begin
         for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             splits.setdefault(keys[table[first, 0]], (first, last))
-        if manifest.get("analyzer_version") == spec.analyzer_version:
+        if manifest.get("analyzer_version") == spec.analyzer_version and len(folders) == 1:
             try:
                 lexical = LexicalIndex.load(build_dir, "bm25_sentences")
                 lemmas = json.loads((build_dir / "lemmas.json").read_text(encoding="utf-8"))
@@ -75,6 +79,23 @@ def previous_build(target: Path, spec: BuildSpec) -> Previous | None:
             if lexical is not None and lexical.n_docs != len(table):
                 lexical = analyzer = None
     return Previous(table, splits, rows, vectors, tokens, lexical, analyzer)
+
+
+def _tables(folders: list[Path]) -> tuple[list[dict], np.ndarray]:
+    """The documents and sentence tables of build folders as one: each table's document numbers follow the
+    earlier folders' documents."""
+    raw_docs: list[dict] = []
+    tables = []
+    for folder in folders:
+        docs, table = read_documents(folder)
+        tables.append(np.column_stack([table[:, :1] + len(raw_docs), table[:, 1:]]) if len(table) else table)
+        raw_docs += docs
+    return raw_docs, np.concatenate(tables)
+
+
+def _one(parts: list, stacked: Callable):
+    """A single part as it is; several read as one (``stacked``)."""
+    return parts[0] if len(parts) == 1 else stacked(parts)
 
 
 PARALLEL_SPLIT_CHARS = 2_000_000  # below this, worker start-up costs more than it saves

@@ -7,11 +7,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
 
 from qa.types import Passage
+
+if TYPE_CHECKING:
+    from qa.index.stacked import StackedTokenRows
 
 
 QUANTISE_ROWS = 1 << 16  # word-piece rows quantised at once when a build writes them (about 100 MB of float32)
@@ -129,6 +133,10 @@ class TokenRows:
         """The vocabulary ids of the word-piece rows ``rows`` (rows, not sentences)."""
         return np.asarray(self._ids[rows])
 
+    def copy_rows(self, first: int, last: int, out_fd: int, out_at: int) -> None:
+        """Word-piece rows ``first`` to ``last`` as stored into ``out_fd`` at ``out_at``, file to file."""
+        _copy_bytes(self.vectors, first, last, out_fd, out_at)
+
     def ids_of(self, sentence_id: int) -> np.ndarray:
         return np.array(self._ids[self.offsets[sentence_id] : self.offsets[sentence_id + 1]])
 
@@ -144,7 +152,7 @@ class TokenRows:
         return piece_frequencies(self.piece_ids(gather_ranges(starts, ends - starts)), local, vocabulary_size)
 
     @staticmethod
-    def write(folder: Path, tokens: SentenceTokens, previous: TokenRows | None,
+    def write(folder: Path, tokens: SentenceTokens, previous: TokenRows | StackedTokenRows | None,
               weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray], content: np.ndarray | None = None) -> None:
         """Write every sentence's word pieces: those of newly encoded sentences quantised here, those of
         reused ones copied byte for byte from ``previous`` (no decoding, no second rounding), one copy per
@@ -177,7 +185,7 @@ class TokenRows:
                 if reused[first]:
                     lo, hi = previous.offsets[source[first]], previous.offsets[source[last - 1] + 1]
                     ids[out], scales[out] = previous._ids[lo:hi], previous.scales[lo:hi]
-                    _copy_bytes(previous.vectors, lo, hi, fh.fileno(), data_at + out.start * dim)
+                    previous.copy_rows(lo, hi, fh.fileno(), data_at + out.start * dim)
                 else:
                     lo, hi = tokens.offsets[new_at[first]], tokens.offsets[new_at[last]]
                     ids[out], scales[out] = tokens.ids[lo:hi], new_scales[lo:hi]
@@ -220,7 +228,7 @@ class CopiedTokens:
                 for first, last in _runs(ids.astype(np.int64)):
                     lo, hi = int(rows.offsets[ids[first]]), int(rows.offsets[ids[last - 1] + 1])
                     ids_out[at:at + hi - lo], scales[at:at + hi - lo] = rows._ids[lo:hi], rows.scales[lo:hi]
-                    _copy_bytes(rows.vectors, lo, hi, fh.fileno(), data_at + at * dim)
+                    rows.copy_rows(lo, hi, fh.fileno(), data_at + at * dim)
                     at += hi - lo
             os.ftruncate(fh.fileno(), data_at + int(offsets[-1]) * dim)
         np.save(folder / "token_scales.npy", scales)

@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import chain
 
 import numpy as np
 
@@ -206,13 +207,16 @@ class SegmentedIndex(CorpusIndex):
     @cached_property
     def sentence_order(self) -> np.ndarray:
         """Sentences by document id, then segment, then place: the order of a build of the live documents."""
-        return canonical_order([seg.sentence_documents for seg in self.segments],
-                               [seg.document_names for seg in self.segments])
+        return canonical_order([seg.sentence_documents for seg in self.segments], self.document_ranks)
 
     @cached_property
     def passage_order(self) -> np.ndarray:
-        return canonical_order([seg.passage_documents for seg in self.segments],
-                               [seg.document_names for seg in self.segments])
+        return canonical_order([seg.passage_documents for seg in self.segments], self.document_ranks)
+
+    @cached_property
+    def document_ranks(self) -> list[np.ndarray]:
+        """Per segment, its documents' ranks by id among all segments' (both orders use them)."""
+        return document_ranks([seg.document_names for seg in self.segments])
 
     @cached_property
     def fingerprint_chunks(self) -> dict[str, bytes]:
@@ -261,14 +265,20 @@ def _flat_search(segment: CorpusIndex):
     return flat
 
 
-def canonical_order(ordinals: Sequence[np.ndarray], names: Sequence[list[str]]) -> np.ndarray:
+def document_ranks(names: Sequence[list[str]]) -> list[np.ndarray]:
+    """Per segment, each of its documents' (``names[s]``) rank among the document ids of all segments."""
+    flat = np.empty(sum(len(seg) for seg in names), dtype=object)
+    flat[:] = [n for seg in names for n in seg]
+    rank = np.unique(flat, return_inverse=True)[1].astype(np.int64).reshape(-1)
+    return np.split(rank, np.cumsum([len(seg) for seg in names])[:-1])
+
+
+def canonical_order(ordinals: Sequence[np.ndarray], ranks: Sequence[np.ndarray]) -> np.ndarray:
     """Each row's position when the rows of all segments are ordered by their document's id, then segment,
-    then id: ``ordinals[s]`` gives segment ``s``'s rows' documents as ordinals into ``names[s]``."""
-    ranks = {name: r for r, name in enumerate(sorted({n for seg in names for n in seg}))}
-    doc_rank = np.concatenate([np.array([ranks[n] for n in seg], dtype=np.int64)[rows] if len(rows) else rows
-                               for rows, seg in zip(ordinals, names)])
-    segment = np.concatenate([np.full(len(rows), s, dtype=np.int64) for s, rows in enumerate(ordinals)])
-    by_key = np.lexsort((np.arange(len(doc_rank)), segment, doc_rank))
+    then id: ``ordinals[s]`` gives segment ``s``'s rows' documents as ordinals into ``ranks[s]``
+    (:func:`document_ranks`). The rows are concatenated in (segment, id) order, so a stable sort by rank is it."""
+    doc_rank = np.concatenate([rank[rows] for rows, rank in zip(ordinals, ranks)])
+    by_key = np.argsort(doc_rank, kind="stable")
     order = np.empty_like(by_key)
     order[by_key] = np.arange(len(by_key))
     return order
@@ -282,13 +292,11 @@ def compose(segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], 
     if not segments or len(segments) != len(deleted):
         raise ValueError("one set of deleted documents per segment, and at least one segment")
     live_sentences, live_passages = [], []
-    for seg, gone in zip(segments, deleted):
-        ordinal = {doc_id: i for i, doc_id in enumerate(seg.documents)}
-        alive = np.array([doc_id not in gone for doc_id in seg.documents], dtype=bool)
-        doc_of_sentence = np.fromiter((ordinal[s.doc_id] for s in seg.sentences), dtype=np.int64,
-                                      count=len(seg.sentences))
-        live_sentences.append(alive[doc_of_sentence] if len(doc_of_sentence) else np.zeros(0, dtype=bool))
-        live_passages.append(np.array([p.doc_id not in gone for p in seg.passages], dtype=bool))
+    for seg, gone in zip(segments, deleted):  # by each segment's own document ordinals, kept while it is loaded
+        names = seg.document_names
+        alive = np.fromiter((name not in gone for name in names), dtype=bool, count=len(names))
+        live_sentences.append(alive[seg.sentence_documents])
+        live_passages.append(alive[seg.passage_documents])
     sentence_offsets = np.concatenate([[0], np.cumsum([len(s.sentences) for s in segments])]).astype(np.int64)
     passage_offsets = np.concatenate([[0], np.cumsum([len(s.passages) for s in segments])]).astype(np.int64)
     documents: dict[str, Document] = {}
@@ -301,7 +309,7 @@ def compose(segments: Sequence[CorpusIndex], deleted: Sequence[frozenset[str]], 
     keeps_pieces = content is not None and all(seg.tokens is not None for seg in segments)
     return SegmentedIndex(
         path=path, manifest=manifest, documents=documents,
-        sentences=[s for seg in segments for s in seg.sentences],
+        sentences=list(chain.from_iterable(seg.sentences for seg in segments)),
         passages=StackedPassages([seg.passages for seg in segments], passage_offsets, sentence_offsets),
         faiss_index=StackedDense([seg.faiss_index for seg in segments], passage_offsets, live_passages),
         sentence_vectors=StackedRows([seg.sentence_vectors for seg in segments]),

@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from qa import leases
 from qa.index.corpus import CorpusIndex
 from qa.index.publish import TMP_PREFIX, publish
@@ -118,9 +120,9 @@ def _counts(current: CorpusIndex, gone: set[str], new_segment: Path | None, spec
     """The generation's documents, sentences and passages: the current index's live ones not ``gone``, and
     the new segment's."""
     by_doc = current.document_sentences
-    lengths = [len(ids) for d, ids in by_doc.items() if d not in gone]
-    counts = {"documents": len(lengths), "sentences": sum(lengths),
-              "passages": sum(passage_count(n, spec.passage_size, spec.passage_overlap) for n in lengths)}
+    lengths = np.fromiter((len(ids) for d, ids in by_doc.items() if d not in gone), dtype=np.int64)
+    counts = {"documents": len(lengths), "sentences": int(lengths.sum()),
+              "passages": int(passage_count(lengths, spec.passage_size, spec.passage_overlap).sum())}
     if new_segment is not None:
         added = json.loads((new_segment / "manifest.json").read_text(encoding="utf-8"))
         for key in counts:
@@ -166,7 +168,7 @@ def merge_segments(target: Path, current: CorpusIndex, positions: Sequence[int],
     entries = entries_of(current)
     chosen = [segments[i] for i in positions]
     merged = merge(target / MERGING, chosen, [frozenset(entries[i]["deleted"]) for i in positions], spec,
-                   ann_min_passages)
+                   ann_min_passages, int(current.manifest.get("passages", 0)))
     names = {s.path.name: s for s in chosen}
     live_then = {d for i in positions for d in segments[i].documents if d not in set(entries[i]["deleted"])}
     with build_lock(target):
@@ -192,17 +194,18 @@ def merge_segments(target: Path, current: CorpusIndex, positions: Sequence[int],
 
 
 def merge_due(target: Path, index: CorpusIndex, spec: BuildSpec, *, nprobe: int = 64,
-              ann_min_passages: int = 100_000, policy=None, up_to: int | None = None) -> int:
+              ann_min_passages: int = 100_000, policy=None, up_to: int | None = None,
+              max_sentences: int | None = None) -> int:
     """Make the merges the policy (qa/index/merge.py) finds due on the index published at ``target``, one
     after the other, each published as it is done; only merges of at most ``up_to`` live sentences when
     given. Does nothing when another process is merging (it merges what is due) or when the published index
     was built with another spec. ``index``: the one in service, whose segments are shared, not read again.
-    Returns the number of merges published."""
+    ``max_sentences``: the default policy's cap on a merged segment. Returns the number of merges published."""
     from qa.index.merge import MergePolicy
     from qa.index.publish import merge_lock
     from qa.index.storage import load
 
-    policy = policy or MergePolicy()
+    policy = policy or MergePolicy(max_sentences=max_sentences)
     done = 0
     with merge_lock(target) as mine:
         if not mine:
@@ -229,12 +232,14 @@ def merge_due(target: Path, index: CorpusIndex, spec: BuildSpec, *, nprobe: int 
 
 
 def index_change(target: Path, index: CorpusIndex, docs: list[Document], skipped: Sequence[Skipped],
-                 spec: BuildSpec, encoder, progress: Callable[[str, int, int], None] | None = None) -> None:
+                 spec: BuildSpec, encoder, progress: Callable[[str, int, int], None] | None = None, *,
+                 segment_sentences: int | None = None) -> None:
     """Index the corpus folder's ``docs`` over ``index`` (the one in service). When it is the index published,
     built with ``spec``, and the changed documents hold at most ``SEGMENT_SHARE`` of the corpus's text, they
     become one new segment (only they are split and embedded) with their earlier versions and the removed
     documents marked deleted (merging comes later: :func:`merge_due`); otherwise the whole corpus is built
-    again, reusing what the published build holds. Call with the build lock held."""
+    again, reusing what the published build holds, in segments of at most ``segment_sentences`` when given
+    (qa/index/bounded.py). Call with the build lock held."""
     from qa.index.build import build, write_build
     from qa.index.publish import published_build
 
@@ -248,7 +253,7 @@ def index_change(target: Path, index: CorpusIndex, docs: list[Document], skipped
             update(target, index, changed, removed,
                    lambda part: write_build(part, encoder, spec, target, progress, reuse=False), spec, skipped)
             return
-    build(docs, encoder, spec, target, progress, reuse=True, skipped=skipped)
+    build(docs, encoder, spec, target, progress, reuse=True, skipped=skipped, segment_sentences=segment_sentences)
 
 
 def apply_files(target: Path, index: CorpusIndex, folder: Path, file_ids: Sequence[str], spec: BuildSpec, encoder,

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 from qa.ingest import Skipped
 from qa.layout import layout_key
 from qa.text import ANALYZER_VERSION
@@ -125,16 +127,12 @@ def make_passages(sentences: list[Sentence], size: int, overlap: int) -> list[Pa
     return passages
 
 
-def passage_count(n_sentences: int, size: int, overlap: int) -> int:
-    """How many passages :func:`make_passages` makes of a document of ``n_sentences`` sentences."""
-    if n_sentences <= 0:
-        return 0
-    step, count = size - overlap, 0
-    for i in range(0, n_sentences, step):
-        count += 1
-        if min(i + size, n_sentences) == n_sentences:
-            break
-    return count
+def passage_count(n_sentences, size: int, overlap: int):
+    """How many passages :func:`make_passages` makes of a document of ``n_sentences`` sentences (an int, or an
+    array of documents' counts, counted at once): one window, then one per step until a window reaches the end."""
+    n = np.asarray(n_sentences, dtype=np.int64)
+    count = np.where(n > 0, 1 + np.maximum(0, -(-(n - size) // (size - overlap))), 0)
+    return int(count) if count.ndim == 0 else count
 
 
 def passage_text(passage: Passage, sentences: list[Sentence]) -> str:

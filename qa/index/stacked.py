@@ -78,6 +78,33 @@ class StackedRows:
         return whole if dtype is None else whole.astype(dtype)
 
 
+class StackedTokenRows:
+    """Several segments' word pieces (:class:`qa.index.rows.TokenRows`) as one previous build's, sentence after
+    sentence: what a build reusing a generation copies rows from (``offsets``, ``scales``, ``_ids`` and
+    :meth:`copy_rows` over the pieces of all of them)."""
+
+    def __init__(self, parts: Sequence):
+        self.parts = list(parts)
+        sizes = [int(p.offsets[-1]) for p in self.parts]
+        self.piece_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.offsets = np.concatenate([*(p.offsets[:-1] + base for p, base in zip(self.parts, self.piece_offsets)),
+                                       self.piece_offsets[-1:]]).astype(np.int64)
+        self.scales = np.concatenate([p.scales for p in self.parts])
+        self._ids = np.concatenate([np.asarray(p._ids) for p in self.parts])
+        self.vectors = self.parts[0].vectors  # the width of every part's rows
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def copy_rows(self, first: int, last: int, out_fd: int, out_at: int) -> None:
+        """Rows ``first`` to ``last`` (over all parts) into ``out_fd`` at ``out_at``, part by part."""
+        row_bytes = self.vectors._row_bytes
+        for part, base, end in zip(self.parts, self.piece_offsets[:-1].tolist(), self.piece_offsets[1:].tolist()):
+            lo, hi = max(first, base), min(last, end)
+            if lo < hi:
+                part.copy_rows(lo - base, hi - base, out_fd, out_at + (lo - first) * row_bytes)
+
+
 class StackedLexicon(TermTable):
     """The lexicons of several segments (each a :class:`qa.lexical.LexicalIndex` over its own documents) read
     as one over the live documents of all of them: global document ids (segment offsets added), corpus-wide
