@@ -214,7 +214,7 @@ class ShardSearcher:
 
         s = self._settings()
         done = index_mod.merge_due(self.folder, self.index_of(), build_spec(s), nprobe=self.nprobe,
-                                   ann_min_passages=s.ann_min_passages)
+                                   ann_min_passages=s.ann_min_passages, max_sentences=s.build_segment_sentences)
         if done:
             with self._changing:
                 self._published()
