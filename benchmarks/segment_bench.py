@@ -4,6 +4,7 @@ after random changes.
     PYTHONPATH=$PWD .venv/bin/python benchmarks/segment_bench.py latency        # 1, 10 and 50 segments
     PYTHONPATH=$PWD .venv/bin/python benchmarks/segment_bench.py merge          # 50 segments merged into one
     PYTHONPATH=$PWD .venv/bin/python benchmarks/segment_bench.py ops --ops 200  # random changes vs a rebuild
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/segment_bench.py cluster-latency  # 2 shards, 1/10/50 segments each
 
 The corpus is SQuAD-half (every paragraph a document; QA_SHARED_DATA_DIR), the questions its tune split,
 the encoder the ONNX export (as a server's updates embed). Indexes are written under ``--work``.
@@ -14,6 +15,9 @@ the encoder the ONNX export (as a server's updates embed). Indexes are written u
   p95 per index and whether every answer (sentences, scores, confidence) is the same.
 - ``merge``: the 50-segment generation merged into one segment (`qa.index.merge.merge`): wall time and the
   process's peak RSS growth, in a child process; then the merged index's answers against the build's.
+- ``cluster-latency``: as ``latency`` on 2 shards (a local Ray instance builds them; the front and the shards
+  then run in this process): each shard a build plus 0, 9 or 49 segments of 5 documents (the same documents
+  in all three).
 - ``ops``: ``--ops`` random changes (add a paragraph held back, replace one with another paragraph's text,
   delete one) applied as updates with the merges the policy makes, then the answers to the questions
   compared with those of a full build of the documents at the end.
@@ -196,9 +200,54 @@ def ops(args) -> dict:
             whole.fingerprint, "questions": len(qs), "answers_equal": len(qs) - len(differ), "differ": differ[:10]}
 
 
+def cluster_latency(args) -> dict:
+    """``latency`` on 2 shards served in process (the sharded front over ``ShardSearcher``s): each shard a
+    build of most of its documents plus 0, 9 or 49 segments of 5 documents each."""
+    from qa.cluster.build import build_sharded, ensure_onnx_export, ray_session
+    from qa.cluster.front import open_local
+    from qa.cluster.shards import load_set, sharded_root
+
+    settings, docs, questions, encoder = setup(args.work)
+    spec = build_spec(settings)
+    questions = questions[: args.questions]
+    engines = {}
+    with ray_session(num_cpus=2):
+        ensure_onnx_export(settings, docs)
+        for n in (1, 10, 50):
+            held = (n - 1) * 10  # n - 1 segments a shard, of 5 documents each: as ``latency``'s 10 a segment
+            s = settings.model_copy(update={"index_name": f"cluster-{n}"})
+            build_sharded(docs[: len(docs) - held], s, shards=2, workers=2)
+            folders = load_set(sharded_root(s)).shards
+            for k in range(n - 1):
+                for shard, folder in enumerate(folders):
+                    part = docs[len(docs) - held + 10 * k + 5 * shard: len(docs) - held + 10 * k + 5 * (shard + 1)]
+                    update(folder, index_mod.load(folder), part, [],
+                           lambda d, f=folder: write_build(d, encoder, spec, f, reuse=False), spec)
+            engines[n] = open_local(s, sharded_root(s))
+    for engine in engines.values():
+        engine.ask("warm up")
+    times = {n: [] for n in engines}
+    keys = {n: [] for n in engines}
+    for q in questions:
+        for n, engine in engines.items():
+            t0 = time.perf_counter()
+            answer = engine.ask(q)
+            times[n].append((time.perf_counter() - t0) * 1000)
+            keys[n].append(answer_key(answer))
+    out = {"questions": len(questions), "shards": 2}
+    for n, engine in engines.items():
+        xs = sorted(times[n])
+        out[f"segments_{n}"] = {"segments_per_shard": [len(index_mod.segments_of(searcher.index_of()))
+                                                       for searcher in engine.shards.searchers],
+                                "p50_ms": round(statistics.median(xs), 2),
+                                "p95_ms": round(xs[int(0.95 * (len(xs) - 1))], 2),
+                                "answers_equal_to_one_segment": sum(a == b for a, b in zip(keys[n], keys[1]))}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["latency", "merge", "ops"])
+    ap.add_argument("what", choices=["latency", "merge", "ops", "cluster-latency"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/qa-segment-bench"))
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--ops", type=int, default=200)
@@ -207,7 +256,8 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     report = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(["benchmarks/segment_bench.py", *sys.argv[1:]]),
-              "load_average_at_start": os.getloadavg(), **{"latency": latency, "merge": merge_cost, "ops": ops}[
+              "load_average_at_start": os.getloadavg(), **{"latency": latency, "merge": merge_cost, "ops": ops,
+                                                          "cluster-latency": cluster_latency}[
                   args.what](args)}
     text = json.dumps(report, indent=2)
     print(text)
