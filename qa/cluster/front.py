@@ -2,6 +2,11 @@
 lists one index would have returned, gathers the rows of the candidate sentences (and their neighbours)
 from the shards that own them, and runs qa/rank.py unchanged over a small index made of those rows.
 
+It reads one snapshot of each shard (:class:`FrontState`): the corpus-wide statistics are computed here from
+every shard's counts over its live documents, and the idf of a question's terms goes with its search, so a
+shard's scores are the corpus's however its documents changed; a changed shard's new snapshot makes a new
+engine (:meth:`ShardedEngine.updated`, qa/cluster/updates.py).
+
 The front holds the corpus's catalogue (documents, sentences, each document's mean vector, the lexicon's
 terms and idf) but no sentence vectors or postings, so conversations (qa/conversation/) run on it
 unchanged: a follow-up that keeps to its documents is scored on their rows gathered from the shards, and

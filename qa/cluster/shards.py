@@ -170,8 +170,9 @@ def write_shard(folder: Path, text: ShardText, vectors: ShardVectors, stats: Glo
 
 @dataclass(frozen=True)
 class ShardSet:
-    """A published sharded index: its shards' folders with their id offsets, and the corpus-wide lexicon
-    the front analyses questions with."""
+    """A published sharded index: its shards' folders, and the manifest of the build that made them (the
+    spec, the analyzer's settings). What the front computes from (documents, statistics) it asks of the
+    shards, whose indexes change with updates (qa/cluster/front.py)."""
 
     path: Path
     manifest: dict
@@ -179,15 +180,6 @@ class ShardSet:
     @property
     def shards(self) -> list[Path]:
         return [self.path / s["folder"] for s in self.manifest["shards"]]
-
-    def analyzer(self) -> Analyzer:
-        lemmas = json.loads((self.path / "lemmas.json").read_text(encoding="utf-8"))
-        return Analyzer.from_dict(self.manifest["analyzer"], lemmas)
-
-    def sentence_lexicon(self) -> tuple[dict[str, int], np.ndarray]:
-        """Term → row, and each row's idf over the corpus's sentences (float32, as an index stores it)."""
-        data = json.loads((self.path / "sentence_idf.json").read_text(encoding="utf-8"))
-        return {t: i for i, t in enumerate(data)}, np.array(list(data.values()), dtype=np.float32)
 
 
 def write_set(root: Path, shard_folders: list[Path], counts: list[ShardCounts], stats: GlobalStatistics,
@@ -205,12 +197,6 @@ def write_set(root: Path, shard_folders: list[Path], counts: list[ShardCounts], 
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
-    idf = stats.sentences.idf
-    (set_dir / "sentence_idf.json").write_text(json.dumps({t: float(idf[t]) for t in sorted(idf)},
-                                                          ensure_ascii=False), encoding="utf-8")
-    if stats.token_weights is not None:
-        np.save(set_dir / "token_weights.npy", stats.token_weights)
-    (set_dir / "lemmas.json").write_text(json.dumps(stats.lemmas, ensure_ascii=False), encoding="utf-8")
     (set_dir / SET_MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
     index_mod.publish(root, set_dir)
     return ShardSet(root / index_mod.CURRENT, manifest)
