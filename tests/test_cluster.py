@@ -22,8 +22,9 @@ CONVERSATIONS = ROOT / "eval" / "conversations.jsonl"
 
 def generated_documents(seed_docs: list[Document], n: int = 24) -> list[Document]:
     """News-like articles made of the seeds' sentences with their words reordered (a vocabulary shared with
-    the seeds, so that statistics across shards matter), led by a verbatim copy of a seed article (the
-    same statements in two documents of one shard, whose passages tie)."""
+    the seeds, so that statistics across shards matter). No verbatim copy of a seed: a sharded build embeds
+    it in other batches than one process, so the tie between the copies falls by the seventh digit of their
+    vectors; copies embedded alike tie in the updates test."""
     from qa.ingest import split_sentences
 
     rng = np.random.default_rng(7)
@@ -37,8 +38,6 @@ def generated_documents(seed_docs: list[Document], n: int = 24) -> list[Document
             paragraphs.append(" ".join(words).capitalize() + ".")
         title = f"Regional report {i}: " + " ".join(sentences[i % len(sentences)].split()[:5])
         docs.append(Document(f"gen_{i:03d}.txt", title, title + "\n\n" + "\n\n".join(paragraphs) + "\n"))
-    copy = seed_docs[0]
-    docs.insert(0, Document("gen_copy.txt", copy.title, copy.raw))
     return docs
 
 
@@ -133,10 +132,14 @@ def play(engine, conversations: list[list[str]], store: Path, mode: str = "hybri
         engine.conversations.close()
 
 
-def assert_same(expected, got) -> None:
+def assert_same_up_to_copies(expected, got) -> None:
+    """As :func:`assert_same`, except which of two copies of a sentence (the same text in two documents, with
+    the same score to 1e-5) leads its group and which is listed in ``also_in``: a sharded build embeds a
+    sentence in other batches than one process does, which moves its vector in the seventh digit, so such a
+    tie may fall either way (docs/SCALE.md, "Limits")."""
     for a, b in zip(expected, got, strict=True):
-        assert [(s.citation, s.text) for s in b.sentences] == [(s.citation, s.text) for s in a.sentences], a.question
-        assert [s.also_in for s in b.sentences] == [s.also_in for s in a.sentences], a.question
+        assert [s.text for s in b.sentences] == [s.text for s in a.sentences], a.question
+        assert [{s.citation, *s.also_in} for s in b.sentences] == [{s.citation, *s.also_in} for s in a.sentences]
         np.testing.assert_allclose([s.score for s in b.sentences], [s.score for s in a.sentences], atol=1e-5)
         assert b.answered == a.answered and abs(b.confidence - a.confidence) <= 1e-5, a.question
         assert not b.degraded
@@ -193,7 +196,7 @@ def test_two_shards_on_ray_answer_as_one_index(single, shard_set, cluster_settin
     assert sharded.index.manifest["documents"] == single.index.manifest["documents"]
     for mode in ("hybrid", "bm25", "dense"):
         expected = [single.ask(q, abstain=False, retriever=mode) for q in questions]
-        assert_same(expected, [sharded.ask(q, abstain=False, retriever=mode) for q in questions])
+        assert_same_up_to_copies(expected, [sharded.ask(q, abstain=False, retriever=mode) for q in questions])
 
 
 def test_front_holds_the_document_vectors_of_one_index(single, shard_set, cluster_settings):
@@ -204,7 +207,8 @@ def test_front_holds_the_document_vectors_of_one_index(single, shard_set, cluste
     expected_rows, expected = single.index.document_vectors
     assert rows == expected_rows
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
-    assert same_story(sharded.index, ["gen_copy.txt"], 0.85) == same_story(single.index, ["gen_copy.txt"], 0.85)
+    first = next(iter(single.index.documents))
+    assert same_story(sharded.index, [first], 0.85) == same_story(single.index, [first], 0.85)
 
 
 def test_conversations_on_two_shards_answer_as_one_index(single, shard_set, cluster_settings, conversations,
@@ -215,7 +219,7 @@ def test_conversations_on_two_shards_answer_as_one_index(single, shard_set, clus
     for mode in ("hybrid", "bm25"):
         expected = play(single, conversations, tmp_path / f"single-{mode}.sqlite3", mode)
         got = play(sharded, conversations, tmp_path / f"sharded-{mode}.sqlite3", mode)
-        assert_same(expected, got)
+        assert_same_up_to_copies(expected, got)
         assert [a.understood_as for a in got] == [a.understood_as for a in expected]
 
 
@@ -257,8 +261,8 @@ def changing(local_ray, cluster_settings, corpus, tmp_path_factory):
     from qa.ingest import load_corpus
 
     folder = tmp_path_factory.mktemp("changing")
-    for doc in corpus:  # the seeds and the generated articles but the copy: its vectors differ in the seventh
-        if not doc.doc_id.startswith(("squad", "gen_copy")):  # digit between builds (batches), so ties fall apart
+    for doc in corpus:  # the seeds and the generated articles
+        if not doc.doc_id.startswith("squad"):
             (folder / doc.doc_id).write_text(doc.raw, encoding="utf-8")
     settings = cluster_settings.model_copy(update={"corpus_dir": folder, "index_name": "changing"})
     docs = load_corpus(folder)
@@ -308,8 +312,8 @@ def test_updates_on_two_shards_answer_as_one_index(changing, questions, conversa
         assert sharded.index.manifest["documents"] == single.index.manifest["documents"]
         assert sharded.index.manifest["corpus_fingerprint"] != fingerprint  # what /health reports
         for mode in ("hybrid", "bm25", "dense"):
-            assert_same([single.ask(q, abstain=False, retriever=mode) for q in asked],
-                        [sharded.ask(q, abstain=False, retriever=mode) for q in asked])
+            assert_same_up_to_copies([single.ask(q, abstain=False, retriever=mode) for q in asked],
+                                     [sharded.ask(q, abstain=False, retriever=mode) for q in asked])
     assert {generated[5]} & set(sharded.index.documents) == set()
     (folder / generated[7]).write_text("Harbour report\n\nThe Kestrel Point lighthouse was painted red.\n",
                                        encoding="utf-8")  # a change found in the folder (--watch)
@@ -317,12 +321,13 @@ def test_updates_on_two_shards_answer_as_one_index(changing, questions, conversa
     single = updates.refreshed(single).with_index(updates.published(single).index, profile=near_off)
     sharded = index.refreshed(sharded)
     asked.append("What colour was the Kestrel Point lighthouse painted?")
-    assert_same([single.ask(q, abstain=False) for q in asked], [sharded.ask(q, abstain=False) for q in asked])
+    assert_same_up_to_copies([single.ask(q, abstain=False) for q in asked],
+                             [sharded.ask(q, abstain=False) for q in asked])
     assert index.merge_due(sharded) >= 0  # whatever the policy finds due; the answers stay the same
     sharded = index.published(sharded)
     assert index.name_of(sharded) == index.published_name(settings)
     expected = play(single, conversations[:8], tmp_path / "single.sqlite3")
-    assert_same(expected, play(sharded, conversations[:8], tmp_path / "sharded.sqlite3"))
+    assert_same_up_to_copies(expected, play(sharded, conversations[:8], tmp_path / "sharded.sqlite3"))
 
 
 def test_serving_on_ray_serve_and_a_dead_shard(shard_set, cluster_settings, single, questions, conversations,
