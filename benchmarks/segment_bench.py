@@ -79,22 +79,29 @@ def segmented(target: Path, docs: list[Document], segments: int, encoder, spec) 
     return index
 
 
-def latency(args) -> dict:
-    settings, docs, questions, encoder = setup(args.work)
-    spec = build_spec(settings)
-    questions = questions[: args.questions]
-    indexes = {n: segmented(args.work / f"seg-{n}", docs, n, encoder, spec) for n in (1, 10, 50)}
-    engines = {n: Engine(settings, index) for n, index in indexes.items()}
+def ask_in_turn(engines: dict, questions: list[str]) -> tuple[dict, dict]:
+    """Each question asked of every engine in turn (so that drift over the run hits them alike): per engine,
+    each answer's time in ms and its :func:`answer_key`."""
     for engine in engines.values():
         engine.ask("warm up")
-    times = {n: [] for n in engines}
-    keys = {n: [] for n in engines}
+    times: dict = {n: [] for n in engines}
+    keys: dict = {n: [] for n in engines}
     for q in questions:
         for n, engine in engines.items():
             t0 = time.perf_counter()
             answer = engine.ask(q)
             times[n].append((time.perf_counter() - t0) * 1000)
             keys[n].append(answer_key(answer))
+    return times, keys
+
+
+def latency(args) -> dict:
+    settings, docs, questions, encoder = setup(args.work)
+    spec = build_spec(settings)
+    questions = questions[: args.questions]
+    indexes = {n: segmented(args.work / f"seg-{n}", docs, n, encoder, spec) for n in (1, 10, 50)}
+    engines = {n: Engine(settings, index) for n, index in indexes.items()}
+    times, keys = ask_in_turn(engines, questions)
     out = {"questions": len(questions), "sentences": len(indexes[1].sentences)}
     for n in engines:
         xs = sorted(times[n])
@@ -224,16 +231,7 @@ def cluster_latency(args) -> dict:
                     update(folder, index_mod.load(folder), part, [],
                            lambda d, f=folder: write_build(d, encoder, spec, f, reuse=False), spec)
             engines[n] = open_local(s, sharded_root(s))
-    for engine in engines.values():
-        engine.ask("warm up")
-    times = {n: [] for n in engines}
-    keys = {n: [] for n in engines}
-    for q in questions:
-        for n, engine in engines.items():
-            t0 = time.perf_counter()
-            answer = engine.ask(q)
-            times[n].append((time.perf_counter() - t0) * 1000)
-            keys[n].append(answer_key(answer))
+    times, keys = ask_in_turn(engines, questions)
     out = {"questions": len(questions), "shards": 2}
     for n, engine in engines.items():
         xs = sorted(times[n])
