@@ -4,6 +4,7 @@
 ``build``: those pieces run as Ray tasks and an actor pool (``qa index --ray``);
 ``search``: what one shard answers (candidate passages, sentence rows);
 ``front``: the engine that fans a question out to the shards and ranks their rows with qa/rank.py;
+``updates``: document changes routed to the shard that owns the file (``qa.updates.IndexUpdates``);
 ``serve``: the shards and the front as Ray Serve deployments behind the HTTP API (``qa serve --ray``).
 Only ``build`` and ``serve`` import Ray.
 """
